@@ -1,0 +1,2 @@
+/** Public door of the mesh (control plane): identity, connections, topology, routes, gossip. */
+export * from './gossip-contract'
