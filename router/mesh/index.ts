@@ -1,2 +1,3 @@
 /** Public door of the mesh (control plane): identity, connections, topology, routes, gossip. */
 export * from './gossip-contract'
+export * from './connection-contract'
