@@ -1,0 +1,9 @@
+/** Every `weave` subcommand, in the order `weave --help` lists them. Add one line per command. */
+import type { Command } from '../context'
+import { command as launch } from './launch'
+import { command as stop } from './stop'
+import { command as status } from './status'
+import { command as report } from './report'
+import { command as version } from './version'
+
+export const COMMANDS: readonly Command[] = [launch, stop, status, report, version]

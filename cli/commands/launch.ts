@@ -1,0 +1,73 @@
+import { spawn } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { ConfigError, launchHelp, parseDaemonArgs } from '../../router/config'
+import { pidFilePath, runningPid } from '../../router/pid-file'
+import { callApi, CliFailure, type Command } from '../context'
+
+/** How long `weave launch` waits for the daemon's API before giving up. */
+const READY_TIMEOUT_MS = 60_000
+
+export const command: Command = {
+  name: 'launch',
+  summary: 'start the weave router on this host, connecting to PEERs',
+  usage: launchHelp(),
+  async run(args, ctx) {
+    // The CLI's global --state-dir/--run-dir become the daemon's, so both agree on the paths.
+    const daemonArgs = ['--state-dir', ctx.stateDir, '--run-dir', ctx.runDir, ...args]
+    let config
+    try {
+      config = parseDaemonArgs(daemonArgs, ctx.env, { dockerSocketExists: (p) => fs.existsSync(p) })
+    } catch (err) {
+      if (err instanceof ConfigError) throw new CliFailure(err.message, 2)
+      throw err
+    }
+    fs.mkdirSync(config.runDir, { recursive: true })
+    const running = runningPid(pidFilePath(config.runDir))
+    if (running !== undefined) throw new CliFailure(`the weave router is already running (pid ${running}); stop it first with: weave stop`)
+
+    const logFile = path.join(config.runDir, 'weaver.log')
+    const log = fs.openSync(logFile, 'a')
+    const entry = path.join(__dirname, '..', '..', 'router', 'main.js')
+    const child = spawn(process.execPath, [entry, ...daemonArgs], {
+      detached: true,
+      stdio: ['ignore', log, log],
+      env: ctx.env as NodeJS.ProcessEnv,
+    })
+    fs.closeSync(log)
+    let exited: number | null | undefined
+    child.on('exit', (code) => (exited = code))
+    child.unref()
+
+    const socket = path.join(config.runDir, 'api.sock')
+    const deadline = Date.now() + READY_TIMEOUT_MS
+    while (Date.now() < deadline) {
+      if (exited !== undefined) {
+        throw new CliFailure(`the weave router exited (code ${exited}) while starting; its log (${logFile}) ends:\n${tail(logFile, 15)}`)
+      }
+      try {
+        const a = await callApi(socket, 'GET', '/report', undefined, 2000)
+        if (a.status === 200) {
+          const report = JSON.parse(a.body) as { Daemon?: { PeerName?: string; Pid?: number } }
+          // Another daemon on the same socket would be a bug in the pid-file guard; check it.
+          if (report.Daemon?.Pid === child.pid) {
+            ctx.out(report.Daemon?.PeerName ?? '')
+            return 0
+          }
+        }
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    throw new CliFailure(`the weave router did not answer within ${READY_TIMEOUT_MS / 1000} s; see ${logFile}`)
+  },
+}
+
+function tail(file: string, lines: number): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+  } catch {
+    return '(no log)'
+  }
+}

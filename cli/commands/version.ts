@@ -1,0 +1,19 @@
+import { VERSION } from '../../router/weaver'
+import { CliFailure, positionalOnly, type Command } from '../context'
+
+export const command: Command = {
+  name: 'version',
+  summary: 'print the version of this command and of the running router',
+  usage: 'Usage: weave version\n',
+  async run(args, ctx) {
+    positionalOnly(args, 'version')
+    ctx.out(`weave script ${VERSION}`)
+    try {
+      const a = await ctx.api('GET', '/version')
+      ctx.out(`weave router ${a.body.trim()}`)
+    } catch (err) {
+      if (!(err instanceof CliFailure)) throw err
+      ctx.out('weave router not running')
+    }
+  },
+}

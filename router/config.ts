@@ -1,0 +1,187 @@
+/**
+ * The daemon's configuration: flags and environment in, one frozen WeaverConfig out.
+ * Nothing under router/, ipam/ or proxy/ reads process.env; they get fields of this.
+ * Every flag lives in FLAGS with its default and a one-line reason, so `weave launch --help`
+ * and the parser can never disagree.
+ */
+import * as os from 'node:os'
+
+export interface WeaverConfig {
+  /** Peers to connect to (the launch arguments), host[:port]. */
+  readonly peers: readonly string[]
+  readonly stateDir: string
+  readonly runDir: string
+  /** The control API's TCP address; the unix socket `${runDir}/api.sock` is always served too. */
+  readonly httpAddr: { readonly host: string; readonly port: number } | undefined
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error'
+  readonly nickname: string
+  /** Shared secret for encrypted connections; undefined = no encryption. */
+  readonly password: string | undefined
+  readonly noDiscovery: boolean
+  readonly connLimit: number
+  readonly meshHost: string
+  readonly meshPort: number
+  readonly ipallocRange: string
+  readonly ipallocDefaultSubnet: string | undefined
+  readonly ipallocInit: string | undefined
+  readonly mtu: number
+  /** Run the Docker API proxy. */
+  readonly proxy: boolean
+  readonly dockerApi: string
+  readonly proxyListen: readonly string[]
+  readonly noDefaultIpalloc: boolean
+  readonly rewriteInspect: boolean
+  /** Which data planes may be used. */
+  readonly noFastdp: boolean
+}
+
+export class ConfigError extends Error {}
+
+type Kind = 'string' | 'int' | 'bool' | 'list'
+interface Flag {
+  flag: string
+  key: keyof WeaverConfig
+  kind: Kind
+  env?: string
+  help: string
+}
+
+/** Defaults, each with its reason. */
+const DEFAULTS = {
+  stateDir: '/var/lib/weave', // as Weave: state survives reboots
+  runDir: '/run/weave', // as Weave: runtime files vanish on reboot
+  httpAddr: '127.0.0.1:6784', // Weave's status port; loopback only, never exposed
+  logLevel: 'info',
+  connLimit: 200, // Weave's default: a full mesh of 200 hosts
+  meshHost: '0.0.0.0', // peers must reach us on the underlay
+  meshPort: 6783, // Weave's control port
+  ipallocRange: '10.32.0.0/12', // Weave's default range
+  mtu: 1376, // Weave's default: room for encapsulation inside a 1500-byte underlay
+  dockerApi: 'unix:///var/run/docker.sock',
+} as const
+
+export const FLAGS: readonly Flag[] = [
+  { flag: '--state-dir', key: 'stateDir', kind: 'string', env: 'WEAVE_STATE_DIR', help: `state directory (default ${DEFAULTS.stateDir})` },
+  { flag: '--run-dir', key: 'runDir', kind: 'string', env: 'WEAVE_RUN_DIR', help: `runtime directory (default ${DEFAULTS.runDir})` },
+  { flag: '--http-addr', key: 'httpAddr', kind: 'string', env: 'WEAVE_HTTP_ADDR', help: `API address host:port, or "off" (default ${DEFAULTS.httpAddr})` },
+  { flag: '--log-level', key: 'logLevel', kind: 'string', env: 'WEAVE_LOG_LEVEL', help: 'debug, info, warn or error (default info)' },
+  { flag: '--nickname', key: 'nickname', kind: 'string', help: 'nickname shown to peers (default: hostname)' },
+  { flag: '--password', key: 'password', kind: 'string', env: 'WEAVE_PASSWORD', help: 'encrypt all traffic with this shared secret' },
+  { flag: '--no-discovery', key: 'noDiscovery', kind: 'bool', help: 'connect only to peers named explicitly' },
+  { flag: '--conn-limit', key: 'connLimit', kind: 'int', help: `maximum number of connections (default ${DEFAULTS.connLimit})` },
+  { flag: '--host', key: 'meshHost', kind: 'string', help: `address to listen on for peers (default ${DEFAULTS.meshHost})` },
+  { flag: '--port', key: 'meshPort', kind: 'int', help: `TCP/UDP port for peers (default ${DEFAULTS.meshPort})` },
+  { flag: '--ipalloc-range', key: 'ipallocRange', kind: 'string', help: `range of container addresses (default ${DEFAULTS.ipallocRange})` },
+  { flag: '--ipalloc-default-subnet', key: 'ipallocDefaultSubnet', kind: 'string', help: 'subnet for containers without WEAVE_CIDR (default: the range)' },
+  { flag: '--ipalloc-init', key: 'ipallocInit', kind: 'string', help: 'consensus[=N] | seed=PEER,... | observer' },
+  { flag: '--mtu', key: 'mtu', kind: 'int', env: 'WEAVE_MTU', help: `MTU of the weave network (default ${DEFAULTS.mtu})` },
+  { flag: '--proxy', key: 'proxy', kind: 'bool', help: 'run the Docker API proxy (default: on when the Docker socket exists)' },
+  { flag: '--no-proxy', key: 'proxy', kind: 'bool', help: 'do not run the Docker API proxy' },
+  { flag: '--docker-api', key: 'dockerApi', kind: 'string', env: 'DOCKER_HOST', help: `Docker API to proxy (default ${DEFAULTS.dockerApi})` },
+  { flag: '--proxy-listen', key: 'proxyListen', kind: 'list', help: 'extra proxy address, e.g. tcp://127.0.0.1:12375 (repeatable)' },
+  { flag: '--no-default-ipalloc', key: 'noDefaultIpalloc', kind: 'bool', help: 'leave containers without WEAVE_CIDR alone' },
+  { flag: '--rewrite-inspect', key: 'rewriteInspect', kind: 'bool', help: 'show the weave address in docker inspect' },
+  { flag: '--no-fastdp', key: 'noFastdp', kind: 'bool', help: 'use sleeve only, never Open vSwitch' },
+]
+
+export interface ParseOptions {
+  /** Whether the Docker socket exists, to decide the proxy default. */
+  dockerSocketExists?: (path: string) => boolean
+}
+
+/** Parse daemon arguments (everything after `weave launch`) and the environment. */
+export function parseDaemonArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, opts: ParseOptions = {}): WeaverConfig {
+  const raw: Record<string, string | boolean | string[]> = {}
+  const peers: string[] = []
+  for (const f of FLAGS) {
+    if (f.env && env[f.env] !== undefined && env[f.env] !== '') raw[f.key] = env[f.env] as string
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (!arg.startsWith('-')) {
+      peers.push(validatePeerAddress(arg))
+      continue
+    }
+    const eq = arg.indexOf('=')
+    const name = eq >= 0 ? arg.slice(0, eq) : arg
+    const flag = FLAGS.find((f) => f.flag === name)
+    if (!flag) throw new ConfigError(`unknown flag ${name} (see weave launch --help)`)
+    if (flag.kind === 'bool') {
+      if (eq >= 0) throw new ConfigError(`flag ${name} takes no value`)
+      raw[flag.key] = flag.flag !== '--no-proxy'
+      continue
+    }
+    let value: string
+    if (eq >= 0) value = arg.slice(eq + 1)
+    else {
+      if (i + 1 >= argv.length) throw new ConfigError(`flag ${name} needs a value`)
+      value = argv[++i]
+    }
+    if (flag.kind === 'list') raw[flag.key] = [...((raw[flag.key] as string[] | undefined) ?? []), value]
+    else raw[flag.key] = value
+  }
+  return build(raw, peers, opts)
+}
+
+function build(raw: Record<string, string | boolean | string[]>, peers: string[], opts: ParseOptions): WeaverConfig {
+  const str = (k: keyof WeaverConfig) => raw[k] as string | undefined
+  const int = (k: keyof WeaverConfig, def: number, min: number, max: number) => {
+    const v = str(k)
+    if (v === undefined) return def
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new ConfigError(`${k}: "${v}" is not a number in ${min}..${max}`)
+    return Number(v)
+  }
+  const logLevel = str('logLevel') ?? DEFAULTS.logLevel
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError(`log level "${logLevel}" is not one of debug, info, warn, error`)
+  const dockerApi = str('dockerApi') ?? DEFAULTS.dockerApi
+  const dockerExists = opts.dockerSocketExists ?? (() => false)
+  const proxy = raw.proxy === undefined ? dockerApi.startsWith('unix://') && dockerExists(dockerApi.slice('unix://'.length)) : (raw.proxy as boolean)
+  const cfg: WeaverConfig = {
+    peers,
+    stateDir: str('stateDir') ?? DEFAULTS.stateDir,
+    runDir: str('runDir') ?? DEFAULTS.runDir,
+    httpAddr: parseHttpAddr(str('httpAddr') ?? DEFAULTS.httpAddr),
+    logLevel: logLevel as WeaverConfig['logLevel'],
+    nickname: str('nickname') ?? os.hostname(),
+    password: str('password'),
+    noDiscovery: raw.noDiscovery === true,
+    connLimit: int('connLimit', DEFAULTS.connLimit, 0, 100000),
+    meshHost: str('meshHost') ?? DEFAULTS.meshHost,
+    meshPort: int('meshPort', DEFAULTS.meshPort, 1, 65535),
+    ipallocRange: str('ipallocRange') ?? DEFAULTS.ipallocRange,
+    ipallocDefaultSubnet: str('ipallocDefaultSubnet'),
+    ipallocInit: str('ipallocInit'),
+    mtu: int('mtu', DEFAULTS.mtu, 576, 65535),
+    proxy,
+    dockerApi,
+    proxyListen: (raw.proxyListen as string[] | undefined) ?? [],
+    noDefaultIpalloc: raw.noDefaultIpalloc === true,
+    rewriteInspect: raw.rewriteInspect === true,
+    noFastdp: raw.noFastdp === true,
+  }
+  return Object.freeze(cfg)
+}
+
+function parseHttpAddr(v: string): WeaverConfig['httpAddr'] {
+  if (v === 'off') return undefined
+  const m = /^(.*):(\d+)$/.exec(v)
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`API address "${v}" is not host:port`)
+  return { host: m[1] || '127.0.0.1', port: Number(m[2]) }
+}
+
+/** A launch peer is host or host:port; anything with spaces or slashes is a typo, not a peer. */
+function validatePeerAddress(p: string): string {
+  if (!/^[A-Za-z0-9.\-_:[\]]+$/.test(p)) throw new ConfigError(`"${p}" is not a peer address (host or host:port)`)
+  return p
+}
+
+/** The help text of `weave launch`, generated from FLAGS. */
+export function launchHelp(): string {
+  const width = Math.max(...FLAGS.map((f) => f.flag.length + (f.kind === 'bool' ? 0 : 6)))
+  const lines = FLAGS.map((f) => {
+    const name = f.kind === 'bool' ? f.flag : `${f.flag} VALUE`
+    const env = f.env ? ` [$${f.env}]` : ''
+    return `  ${name.padEnd(width)}  ${f.help}${env}`
+  })
+  return `Usage: weave launch [flags] [PEER...]\n\nStarts the weave router on this host, detached, connecting to each PEER (host[:port]).\n\nFlags:\n${lines.join('\n')}\n`
+}

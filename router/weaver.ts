@@ -1,0 +1,116 @@
+/**
+ * The daemon: builds every component from a frozen config, wires them to the control API, and
+ * starts/stops them in order. One block per component below; each registers its routes, its
+ * status section and report key, and pushes its start/stop onto the lifecycle lists.
+ * Construction does no I/O; start() listens; stop() resolves when everything is closed.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import type { Clock, Logger, Rng } from './deps'
+import type { WeaverConfig } from './config'
+import { ApiRouter, StatusModel, createApiServer } from './api'
+import { loadOrCreatePeerName } from './peer-name'
+
+export interface WeaverDeps {
+  clock: Clock
+  rng: Rng
+  logger: Logger
+}
+
+export interface Weaver {
+  readonly peerName: string
+  readonly router: ApiRouter
+  readonly status: StatusModel
+  start(): Promise<void>
+  stop(): Promise<void>
+}
+
+export const VERSION: string = readVersion()
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'))
+    return String(pkg.version)
+  } catch {
+    return 'unknown'
+  }
+}
+
+export function apiSocketPath(runDir: string): string {
+  return path.join(runDir, 'api.sock')
+}
+
+export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
+  const log = deps.logger
+  fs.mkdirSync(config.stateDir, { recursive: true })
+  const peerName = loadOrCreatePeerName(config.stateDir, deps.rng)
+  const router = new ApiRouter()
+  const status = new StatusModel(VERSION)
+  // Started in this order, stopped in reverse.
+  const starts: Array<() => Promise<void>> = []
+  const stops: Array<() => Promise<void>> = []
+  const startedAt = deps.clock.now()
+
+  router.route('GET', '/status', () => ({ text: status.text() }))
+  router.route('GET', '/report', () => ({ json: status.report() }))
+  router.route('GET', '/version', () => ({ text: VERSION }))
+  status.addReport('Daemon', () => ({
+    PeerName: peerName,
+    Nickname: config.nickname,
+    Pid: process.pid,
+    UptimeSeconds: Math.round((deps.clock.now() - startedAt) / 1000),
+    StateDir: config.stateDir,
+    RunDir: config.runDir,
+  }))
+
+  // ---- mesh ----
+  // Until the mesh is wired the router section says who we are and that we are alone.
+  status.addSection('router', {
+    order: 10,
+    lines: () => [
+      ['Service', 'router'],
+      ['Name', `${peerName}(${config.nickname})`],
+      ['Encryption', config.password ? 'enabled' : 'disabled'],
+      ['PeerDiscovery', config.noDiscovery ? 'disabled' : 'enabled'],
+      ['Targets', String(config.peers.length)],
+    ],
+  })
+
+  // ---- ipam ----
+
+  // ---- overlay ----
+
+  // ---- proxy ----
+  if (config.proxy) log.warn('the Docker API proxy is not available in this build; continuing without it')
+
+  // ---- api (last to start: once it answers, `weave launch` reports success) ----
+  const api = createApiServer(
+    router,
+    { tcp: config.httpAddr, unixPath: apiSocketPath(config.runDir) },
+    log.child('api'),
+  )
+  starts.push(() => api.start())
+  stops.unshift(() => api.stop())
+
+  let state: 'new' | 'running' | 'stopped' = 'new'
+  return {
+    peerName,
+    router,
+    status,
+    async start() {
+      if (state !== 'new') throw new Error('weaver started twice')
+      state = 'running'
+      fs.mkdirSync(config.runDir, { recursive: true })
+      for (const s of starts) await s()
+      log.info(`weave router ${VERSION} started: ${peerName}(${config.nickname})`)
+    },
+    async stop() {
+      if (state === 'stopped') return
+      state = 'stopped'
+      for (const s of stops) {
+        await s().catch((err: Error) => log.error(`while stopping: ${err.message}`))
+      }
+      log.info('weave router stopped')
+    },
+  }
+}
