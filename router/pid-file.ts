@@ -25,9 +25,16 @@ export function runningPid(file: string): number | undefined {
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  // A killed daemon whose parent has not reaped it yet is a zombie: signal 0 still succeeds,
+  // but it holds nothing and must not block the next launch.
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+  } catch {
+    return true
   }
 }
 
