@@ -82,6 +82,13 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
 
   // ---- proxy ----
   if (config.proxy) log.warn('the Docker API proxy is not available in this build; continuing without it')
+  status.addSection('proxy', {
+    order: 30,
+    lines: () => [
+      ['Service', 'proxy'],
+      ['Status', config.proxy ? 'unavailable in this build' : `off (no Docker socket at ${config.dockerApi}, or --no-proxy)`],
+    ],
+  })
 
   // ---- api (last to start: once it answers, `weave launch` reports success) ----
   const api = createApiServer(
