@@ -1,3 +1,9 @@
 /** Public door of the mesh (control plane): identity, connections, topology, routes, gossip. */
 export * from './gossip-contract'
 export * from './connection-contract'
+// Connection layer (wire, handshake, crypto, heartbeats, transports).
+export { derivePasswordKey, sodiumReady, type PasswordKey } from './crypto'
+export { createMemoryNetwork, type MemoryNetwork, type MemoryNetworkDeps, type MemoryNetworkOptions, type MemoryTransportOptions } from './memory-transport'
+export { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS } from './connection'
+export { MAX_FRAME_BYTES } from './framing'
+export { MIN_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION } from './handshake'
