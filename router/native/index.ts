@@ -1,0 +1,351 @@
+/**
+ * The door to the native addon (router/native/weave_native.c): packet sockets that take
+ * Ethernet frames off an interface and put them back, and UDP sockets, both moved in batches
+ * (recvmmsg/sendmmsg), with readiness callbacks from node's own event loop.
+ *
+ * Received data are views into one receive buffer per socket, reused by the next read:
+ * a caller that keeps bytes past the next `readBatch`/`recvBatch` copies them.
+ *
+ * Loading is lazy (importing this file does no I/O); `nativeStatus()` tells a data-plane
+ * factory whether it can work here and, if not, why.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { constants as osConstants } from 'node:os'
+
+type Handle = { readonly __brand: 'NativeSocket' }
+
+/** The raw addon surface; see weave_native.c for each function's contract. */
+interface Addon {
+  MAX_BATCH: number
+  packetOpen(ifname: string, netns: string | null, bufBytes: number): Handle
+  udpOpen(addr: string, port: number, netns: string | null, bufBytes: number, pmtuDiscover: boolean): Handle
+  localPort(h: Handle): number
+  recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
+  sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array): number
+  pollStart(h: Handle, events: number, fn: (status: number, events: number) => void): void
+  pollStop(h: Handle): void
+  close(h: Handle): void
+  fd(h: Handle): number
+  pathMtu(h: Handle, addr: number, port: number): number
+}
+
+/** Thrown when the addon was not built or cannot load; `code` is stable for callers. */
+export class NativeUnavailableError extends Error {
+  readonly code = 'ERR_NATIVE_UNAVAILABLE'
+  constructor(message: string, options?: { cause?: unknown }) { super(message, options) }
+}
+
+const candidates = [
+  // from dist/router/native/index.js (the compiled tree) back to the source tree's build output
+  path.join(__dirname, '..', '..', '..', 'router', 'native', 'build', 'weave_native.node'),
+  path.join(__dirname, 'build', 'weave_native.node'),
+]
+
+let loaded: Addon | undefined
+let loadError: NativeUnavailableError | undefined
+
+function addon(): Addon {
+  if (loaded) return loaded
+  if (loadError) throw loadError
+  const file = candidates.find((f) => fs.existsSync(f))
+  if (!file) {
+    loadError = new NativeUnavailableError(`native module not built (looked for ${candidates.join(', ')}); run: node scripts/build-native.js`)
+    throw loadError
+  }
+  try {
+    loaded = require(file) as Addon
+    return loaded
+  } catch (err) {
+    loadError = new NativeUnavailableError(`native module ${file} failed to load: ${(err as Error).message}`, { cause: err })
+    throw loadError
+  }
+}
+
+/** Whether the addon loads here; a data plane that needs it refuses with `reason` otherwise. */
+export function nativeStatus(): { ok: true } | { ok: false; reason: string } {
+  try { addon(); return { ok: true } } catch (err) { return { ok: false, reason: (err as Error).message } }
+}
+
+/** Most messages one system call moves. */
+export const MAX_BATCH = 256
+
+// ---- IPv4 helpers ----------------------------------------------------------------------
+
+/** "10.0.0.1" → 0x0a000001; undefined when it is not a dotted quad. */
+export function parseIpv4(text: string): number | undefined {
+  const parts = text.split('.')
+  if (parts.length !== 4) return undefined
+  let v = 0
+  for (const p of parts) {
+    if (!/^\d{1,3}$/.test(p)) return undefined
+    const n = Number(p)
+    if (n > 255) return undefined
+    v = v * 256 + n
+  }
+  return v
+}
+
+export function formatIpv4(v: number): string {
+  return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`
+}
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]))
+const errnoName = (n: number): string => errnoNames.get(n) ?? `E${n}`
+
+// ---- readiness -------------------------------------------------------------------------
+
+const READABLE = 1
+const WRITABLE = 2
+
+/** One uv_poll per socket; readable interest is persistent, writable interest one-shot. */
+class Poller {
+  private onReadable: (() => void) | undefined
+  private writeWaiters: Array<() => void> = []
+  private mask = 0
+  constructor(private readonly a: Addon, private readonly h: Handle) {}
+
+  setReadable(fn: (() => void) | undefined): void { this.onReadable = fn; this.update() }
+  waitWritable(): Promise<void> {
+    return new Promise((resolve) => { this.writeWaiters.push(resolve); this.update() })
+  }
+  stop(): void {
+    this.onReadable = undefined
+    const w = this.writeWaiters
+    this.writeWaiters = []
+    this.update()
+    for (const r of w) r() // a closed socket is "writable": the next send fails loudly instead of hanging
+  }
+
+  private update(): void {
+    const want = (this.onReadable ? READABLE : 0) | (this.writeWaiters.length ? WRITABLE : 0)
+    if (want === this.mask) return
+    this.mask = want
+    if (want === 0) this.a.pollStop(this.h)
+    else this.a.pollStart(this.h, want, (status, events) => this.fire(status, events))
+  }
+
+  private fire(status: number, events: number): void {
+    // A poll error (status < 0) is reported as readiness: the next read or send surfaces the errno.
+    if (status < 0 || events & WRITABLE) {
+      const w = this.writeWaiters
+      this.writeWaiters = []
+      this.update()
+      for (const r of w) r()
+    }
+    if ((status < 0 || events & READABLE) && this.onReadable) this.onReadable()
+  }
+}
+
+// ---- sockets ---------------------------------------------------------------------------
+
+export interface SocketOptions {
+  /** Open the socket inside this network namespace (a path such as /var/run/netns/NAME). */
+  netns?: string
+  /** Kernel socket buffer size in bytes (both directions); default 8 MiB. */
+  bufferBytes?: number
+  /** Largest message one read takes; longer ones are reported truncated. Default 65,536. */
+  slotBytes?: number
+  /** Most messages one read returns (≤ MAX_BATCH). Default 64. */
+  batch?: number
+}
+
+/** What a batched send did. */
+export interface SendResult {
+  /** Messages the kernel accepted. */
+  sent: number
+  /** Messages the kernel refused one by one (e.g. EMSGSIZE above the path MTU). */
+  errors: Array<{ index: number; code: string }>
+  /** Messages from `sent + errors.length` on were not tried: the socket buffer was full. */
+  notSent: number
+}
+
+/** A frame or datagram that did not fit its receive slot, by its true length. */
+export interface Truncated { length: number }
+
+abstract class BatchSocket {
+  protected readonly a: Addon
+  protected readonly h: Handle
+  protected readonly slot: number
+  protected readonly max: number
+  protected readonly rbuf: Buffer
+  protected readonly lens: Int32Array
+  private readonly poller: Poller
+  private status = new Int32Array(64)
+  private isClosed = false
+  /** Messages dropped on receipt because they were larger than a slot. */
+  truncated = 0
+
+  protected constructor(a: Addon, h: Handle, opts: SocketOptions) {
+    this.a = a
+    this.h = h
+    this.slot = opts.slotBytes ?? 65_536
+    this.max = Math.min(opts.batch ?? 64, a.MAX_BATCH)
+    this.rbuf = Buffer.allocUnsafe(this.slot * this.max)
+    this.lens = new Int32Array(this.max)
+    this.poller = new Poller(a, h)
+  }
+
+  get closed(): boolean { return this.isClosed }
+  get fd(): number { return this.a.fd(this.h) }
+
+  /** Call `fn` whenever data are waiting (level-triggered: again next turn if not drained). */
+  onReadable(fn: () => void): void { this.assertOpen(); this.poller.setReadable(fn) }
+  /** Stop the readable callbacks (the socket stays open). */
+  offReadable(): void { if (!this.isClosed) this.poller.setReadable(undefined) }
+  /** Resolves when the socket can take more to send (after a send with `notSent > 0`). */
+  whenWritable(): Promise<void> { this.assertOpen(); return this.poller.waitWritable() }
+
+  /** Stop polling and close the fd. Idempotent. */
+  close(): void {
+    if (this.isClosed) return
+    this.isClosed = true
+    this.poller.stop()
+    this.a.close(this.h)
+  }
+
+  protected assertOpen(): void {
+    if (this.isClosed) throw new Error('socket is closed')
+  }
+
+  protected sendRaw(bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null): SendResult {
+    this.assertOpen()
+    if (this.status.length < bufs.length) this.status = new Int32Array(bufs.length)
+    const done = this.a.sendBatch(this.h, bufs, addrs, ports, this.status)
+    const errors: SendResult['errors'] = []
+    for (let i = 0; i < done; i++) if (this.status[i] > 0) errors.push({ index: i, code: errnoName(this.status[i]) })
+    return { sent: done - errors.length, errors, notSent: bufs.length - done }
+  }
+}
+
+/** An AF_PACKET socket bound to one interface: whole Ethernet frames in and out. */
+export class PacketSocket extends BatchSocket {
+  private constructor(a: Addon, h: Handle, readonly ifname: string, opts: SocketOptions) { super(a, h, opts) }
+
+  /** Opens and binds; throws an Error with an errno `code` (ENODEV, EPERM...) on failure. */
+  static open(ifname: string, opts: SocketOptions = {}): PacketSocket {
+    const a = addon()
+    const h = a.packetOpen(ifname, opts.netns ?? null, opts.bufferBytes ?? 8 << 20)
+    return new PacketSocket(a, h, ifname, opts)
+  }
+
+  /**
+   * Up to `batch` frames received on the interface (never ones we sent); [] when none wait.
+   * The frames are views valid until the next readBatch.
+   */
+  readBatch(): Buffer[] {
+    this.assertOpen()
+    const n = this.a.recvBatch(this.h, this.rbuf, this.slot, this.max, this.lens, null, null)
+    const out: Buffer[] = []
+    for (let i = 0; i < n; i++) {
+      const len = this.lens[i]
+      if (len > 0) out.push(this.rbuf.subarray(i * this.slot, i * this.slot + len))
+      else if (len < 0) this.truncated++
+    }
+    return out
+  }
+
+  /** Transmits the frames on the interface, in order, without copying them. */
+  writeBatch(frames: readonly Uint8Array[]): SendResult {
+    return this.sendRaw(frames, null, null)
+  }
+}
+
+/** A datagram received: `data` is a view valid until the next recvBatch. */
+export interface Datagram { data: Buffer; addr: string; port: number }
+/** A datagram to send. */
+export interface OutDatagram { addr: string; port: number; data: Uint8Array }
+
+/** A non-blocking IPv4 UDP socket with batched receive and send. */
+export class UdpSocket extends BatchSocket {
+  private readonly raddrs: Uint32Array
+  private readonly rports: Uint16Array
+  private saddrs = new Uint32Array(64)
+  private sports = new Uint16Array(64)
+  // peers are few: parse and format each address once
+  private readonly addrText = new Map<number, string>()
+  private readonly addrNum = new Map<string, number>()
+
+  private constructor(a: Addon, h: Handle, opts: SocketOptions) {
+    super(a, h, opts)
+    this.raddrs = new Uint32Array(this.max)
+    this.rports = new Uint16Array(this.max)
+  }
+
+  /**
+   * Binds to `bindAddr:port` (port 0 = any). With `pmtuDiscover` the kernel sets DF and refuses
+   * datagrams above the path MTU (EMSGSIZE in SendResult.errors); without, it fragments.
+   */
+  static open(bindAddr: string, port: number, opts: SocketOptions & { pmtuDiscover?: boolean } = {}): UdpSocket {
+    const a = addon()
+    const h = a.udpOpen(bindAddr, port, opts.netns ?? null, opts.bufferBytes ?? 8 << 20, opts.pmtuDiscover ?? false)
+    return new UdpSocket(a, h, opts)
+  }
+
+  /** The bound port (useful after binding port 0). */
+  get localPort(): number { return this.a.localPort(this.h) }
+
+  /** Up to `batch` datagrams with their sources; [] when none wait. */
+  recvBatch(): Datagram[] {
+    this.assertOpen()
+    const n = this.a.recvBatch(this.h, this.rbuf, this.slot, this.max, this.lens, this.raddrs, this.rports)
+    const out: Datagram[] = []
+    for (let i = 0; i < n; i++) {
+      const len = this.lens[i]
+      if (len < 0) { this.truncated++; continue }
+      out.push({ data: this.rbuf.subarray(i * this.slot, i * this.slot + len), addr: this.formatAddr(this.raddrs[i]), port: this.rports[i] })
+    }
+    return out
+  }
+
+  /** Sends each datagram to its address, in order, without copying the data. */
+  sendBatch(dgrams: readonly OutDatagram[]): SendResult {
+    const n = dgrams.length
+    if (this.saddrs.length < n) { this.saddrs = new Uint32Array(n); this.sports = new Uint16Array(n) }
+    const bufs: Uint8Array[] = new Array(n)
+    for (let i = 0; i < n; i++) {
+      const d = dgrams[i]
+      this.saddrs[i] = this.parseAddr(d.addr)
+      this.sports[i] = d.port
+      bufs[i] = d.data
+    }
+    return this.sendRaw(bufs, this.saddrs, this.sports)
+  }
+
+  /** The kernel's path MTU towards `addr` (IP_MTU): the interface MTU until a smaller one is learnt. */
+  pathMtu(addr: string): number {
+    this.assertOpen()
+    return this.a.pathMtu(this.h, this.parseAddr(addr), 9)
+  }
+
+  private parseAddr(text: string): number {
+    let v = this.addrNum.get(text)
+    if (v === undefined) {
+      v = parseIpv4(text)
+      if (v === undefined) throw new TypeError(`not an IPv4 address: ${text}`)
+      if (this.addrNum.size > 4096) this.addrNum.clear()
+      this.addrNum.set(text, v)
+    }
+    return v
+  }
+
+  private formatAddr(v: number): string {
+    let t = this.addrText.get(v)
+    if (t === undefined) {
+      t = formatIpv4(v)
+      if (this.addrText.size > 4096) this.addrText.clear()
+      this.addrText.set(v, t)
+    }
+    return t
+  }
+}
+
+/** Opens a packet socket on `ifname` (see PacketSocket.open). */
+export function openPacketSocket(ifname: string, opts: SocketOptions = {}): PacketSocket {
+  return PacketSocket.open(ifname, opts)
+}
+
+/** Opens a batched UDP socket on `bindAddr:port` (see UdpSocket.open). */
+export function openUdpSocket(bindAddr: string, port: number, opts: SocketOptions & { pmtuDiscover?: boolean } = {}): UdpSocket {
+  return UdpSocket.open(bindAddr, port, opts)
+}

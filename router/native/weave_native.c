@@ -1,0 +1,579 @@
+/*
+ * weave_native: the project's one N-API addon. Packet sockets (AF_PACKET) to take Ethernet
+ * frames off the weave bridge and put them back, and UDP sockets for sleeve, both moved in
+ * batches with recvmmsg/sendmmsg so one system call carries up to MAX_BATCH packets.
+ *
+ * Readiness: each socket can be watched with a libuv uv_poll_t on node's own event loop.
+ * Chosen over a reader thread + napi_threadsafe_function because:
+ *  - the forwarding logic runs in JS on the main thread anyway, so a thread would only add a
+ *    hand-off (queue, wake-up, copy or ownership transfer) per batch;
+ *  - epoll through libuv is level-triggered, so JS reads one batch per wake-up and is simply
+ *    called again on the next loop turn if more is queued: fairness between sockets for free;
+ *  - nothing to join or synchronise on close: stop polling, close the fd, done.
+ *
+ * Buffers: the caller owns them. Receives fill one caller-provided Buffer split into fixed
+ * slots (slot i at i * slotSize) plus typed arrays of lengths/addresses, so a batch allocates
+ * nothing. Sends take an array of Buffers and point iovecs straight at their memory (no copy).
+ *
+ * Everything below is called on the JS thread only.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+#define MAX_BATCH 256
+#define KIND_PACKET 1
+#define KIND_UDP 2
+
+typedef struct sock {
+  int fd;
+  int kind;
+  char *netns;            /* path of the namespace the socket was opened in, or NULL */
+  uv_poll_t *poll;        /* non-NULL while polling; freed in its uv_close callback */
+  napi_env env;
+  napi_ref cb_ref;        /* the JS callback while polling */
+  napi_ref self_ref;      /* keeps the external alive while polling */
+  napi_async_context async_ctx;
+} sock_t;
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* Throws an Error whose `code` is the errno name (EPERM, ENODEV...), so JS can branch on it. */
+static napi_value throw_errno(napi_env env, int err, const char *what) {
+  char msg[256];
+  const char *name = strerrorname_np(err);
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
+  return NULL;
+}
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG", msg);
+  return NULL;
+}
+
+#define CHECK(call) do { if ((call) != napi_ok) return throw_type(env, "N-API call failed: " #call); } while (0)
+
+/* ---- argument helpers ------------------------------------------------------------------ */
+
+static int get_string(napi_env env, napi_value v, char *out, size_t cap) {
+  napi_valuetype t;
+  size_t len;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return 0;
+  if (napi_get_value_string_utf8(env, v, out, cap, &len) != napi_ok) return 0;
+  return len < cap - 1;
+}
+
+static int is_nullish(napi_env env, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return 1;
+  return t == napi_undefined || t == napi_null;
+}
+
+static sock_t *get_sock(napi_env env, napi_value v) {
+  void *p = NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external) return NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return (sock_t *)p;
+}
+
+/* A typed array's data pointer and element count, checking its element type. */
+static void *get_typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *count) {
+  napi_typedarray_type t;
+  size_t len, off;
+  void *data;
+  napi_value ab;
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
+  if (napi_get_typedarray_info(env, v, &t, &len, &data, &ab, &off) != napi_ok || t != want) return NULL;
+  *count = len;
+  return data;
+}
+
+/* ---- namespaces ------------------------------------------------------------------------ */
+
+/*
+ * Runs socket creation inside another network namespace: setns() moves only the calling
+ * thread, we move back right after, and a socket keeps the namespace it was created in.
+ * Nothing else runs on the JS thread meanwhile (this is synchronous), and libuv's pool
+ * threads are unaffected.
+ */
+static int enter_netns(const char *path, int *saved) {
+  *saved = -1;
+  if (!path) return 0;
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) return -1;
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) { int e = errno; close(self); errno = e; return -1; }
+  if (setns(target, CLONE_NEWNET) < 0) { int e = errno; close(self); close(target); errno = e; return -1; }
+  close(target);
+  *saved = self;
+  return 0;
+}
+
+static void leave_netns(int saved) {
+  if (saved < 0) return;
+  int e = errno;
+  /* Failing to return would leave the JS thread in the wrong namespace: never continue then. */
+  if (setns(saved, CLONE_NEWNET) < 0) { perror("weave_native: setns back"); abort(); }
+  close(saved);
+  errno = e;
+}
+
+/* ---- socket objects -------------------------------------------------------------------- */
+
+static void poll_closed(uv_handle_t *h) { free(h); }
+
+static void stop_polling(sock_t *s) {
+  if (!s->poll) return;
+  uv_poll_stop(s->poll);
+  s->poll->data = NULL;
+  uv_close((uv_handle_t *)s->poll, poll_closed);
+  s->poll = NULL;
+  if (s->cb_ref) { napi_delete_reference(s->env, s->cb_ref); s->cb_ref = NULL; }
+  if (s->self_ref) { napi_delete_reference(s->env, s->self_ref); s->self_ref = NULL; }
+  if (s->async_ctx) { napi_async_destroy(s->env, s->async_ctx); s->async_ctx = NULL; }
+}
+
+static void close_sock(sock_t *s) {
+  stop_polling(s);
+  if (s->fd >= 0) { close(s->fd); s->fd = -1; }
+}
+
+static void finalize_sock(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  sock_t *s = data;
+  close_sock(s);
+  free(s->netns);
+  free(s);
+}
+
+static napi_value wrap_sock(napi_env env, int fd, int kind, const char *netns) {
+  sock_t *s = calloc(1, sizeof *s);
+  if (!s) { close(fd); return throw_errno(env, ENOMEM, "calloc"); }
+  s->fd = fd;
+  s->kind = kind;
+  s->env = env;
+  s->netns = netns ? strdup(netns) : NULL;
+  napi_value ext;
+  if (napi_create_external(env, s, finalize_sock, NULL, &ext) != napi_ok) {
+    close(fd); free(s->netns); free(s);
+    return throw_type(env, "napi_create_external failed");
+  }
+  return ext;
+}
+
+/* Big socket buffers absorb bursts between two wake-ups; FORCE works as root, else best effort. */
+static void set_bufsize(int fd, int bytes) {
+  if (bytes <= 0) return;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+}
+
+/* packetOpen(ifname, netns|null, bufBytes) -> external */
+static napi_value packet_open(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char ifname[IF_NAMESIZE + 1], netns[512];
+  int32_t bufsize = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3 || !get_string(env, argv[0], ifname, sizeof ifname)) return throw_type(env, "packetOpen(ifname, netns, bufBytes)");
+  int has_ns = !is_nullish(env, argv[1]);
+  if (has_ns && !get_string(env, argv[1], netns, sizeof netns)) return throw_type(env, "netns must be a path or null");
+  napi_get_value_int32(env, argv[2], &bufsize);
+
+  int saved;
+  char what[300];
+  if (enter_netns(has_ns ? netns : NULL, &saved) < 0) {
+    snprintf(what, sizeof what, "entering netns %s", netns);
+    return throw_errno(env, errno, what);
+  }
+  /* Protocol 0 at creation so nothing is queued from other interfaces before bind. */
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int err = 0;
+  const char *step = "socket(AF_PACKET)";
+  unsigned idx = 0;
+  if (fd < 0) err = errno;
+  if (!err && !(idx = if_nametoindex(ifname))) { err = errno ? errno : ENODEV; step = "if_nametoindex"; }
+  if (!err) {
+    struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)idx };
+    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) { err = errno; step = "bind"; }
+  }
+  if (!err) {
+    int one = 1;
+    /* Our own injections would otherwise come straight back to us as captured frames.
+     * Kernels before 4.20 lack this; readBatch also drops PACKET_OUTGOING frames itself. */
+    setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+    set_bufsize(fd, bufsize);
+  }
+  leave_netns(saved);
+  if (err) {
+    if (fd >= 0) close(fd);
+    snprintf(what, sizeof what, "packet socket on %s: %s", ifname, step);
+    return throw_errno(env, err, what);
+  }
+  return wrap_sock(env, fd, KIND_PACKET, has_ns ? netns : NULL);
+}
+
+/* udpOpen(bindAddr, port, netns|null, bufBytes, pmtuDiscover) -> external */
+static napi_value udp_open(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  char addr[64], netns[512], what[300];
+  int32_t port = 0, bufsize = 0;
+  bool pmtu = false;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5 || !get_string(env, argv[0], addr, sizeof addr)) return throw_type(env, "udpOpen(bindAddr, port, netns, bufBytes, pmtuDiscover)");
+  napi_get_value_int32(env, argv[1], &port);
+  int has_ns = !is_nullish(env, argv[2]);
+  if (has_ns && !get_string(env, argv[2], netns, sizeof netns)) return throw_type(env, "netns must be a path or null");
+  napi_get_value_int32(env, argv[3], &bufsize);
+  napi_get_value_bool(env, argv[4], &pmtu);
+  struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+  if (port < 0 || port > 65535 || inet_pton(AF_INET, addr, &sin.sin_addr) != 1) return throw_type(env, "bad IPv4 bind address or port");
+
+  int saved;
+  if (enter_netns(has_ns ? netns : NULL, &saved) < 0) {
+    snprintf(what, sizeof what, "entering netns %s", netns);
+    return throw_errno(env, errno, what);
+  }
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int err = fd < 0 ? errno : 0;
+  const char *step = "socket(AF_INET, SOCK_DGRAM)";
+  if (!err) {
+    /* DO: the kernel sets DF and refuses datagrams above the path MTU with EMSGSIZE, which is
+     * how sleeve learns the MTU; DONT: the kernel fragments (for non-DF inner traffic). */
+    int v = pmtu ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v);
+    set_bufsize(fd, bufsize);
+    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { err = errno; step = "bind"; }
+  }
+  leave_netns(saved);
+  if (err) {
+    if (fd >= 0) close(fd);
+    snprintf(what, sizeof what, "udp socket %s:%d: %s", addr, port, step);
+    return throw_errno(env, err, what);
+  }
+  return wrap_sock(env, fd, KIND_UDP, has_ns ? netns : NULL);
+}
+
+/* localPort(ext) -> number */
+static napi_value local_port(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
+  if (!s || s->fd < 0 || s->kind != KIND_UDP) return throw_type(env, "localPort: not an open UDP socket");
+  struct sockaddr_in sin;
+  socklen_t len = sizeof sin;
+  if (getsockname(s->fd, (struct sockaddr *)&sin, &len) < 0) return throw_errno(env, errno, "getsockname");
+  CHECK(napi_create_int32(env, ntohs(sin.sin_port), &out));
+  return out;
+}
+
+/*
+ * recvBatch(ext, buf, slotSize, max, lens: Int32Array, addrs: Uint32Array|null, ports: Uint16Array|null)
+ *   -> count
+ * Message i lands at buf[i*slotSize]. lens[i] > 0 is its length; 0 means skip it (one of our
+ * own outgoing frames on an old kernel); -n means it was n bytes and did not fit the slot.
+ * addrs[i] is the IPv4 source as a host-order u32. Returns 0 when nothing is queued.
+ */
+static napi_value recv_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc == 7 ? get_sock(env, argv[0]) : NULL;
+  if (!s || s->fd < 0) return throw_type(env, "recvBatch: socket is closed");
+  void *bufp;
+  size_t buflen, nlens, naddrs = 0, nports = 0;
+  int32_t slot = 0, max = 0;
+  CHECK(napi_get_buffer_info(env, argv[1], &bufp, &buflen));
+  napi_get_value_int32(env, argv[2], &slot);
+  napi_get_value_int32(env, argv[3], &max);
+  int32_t *lens = get_typed(env, argv[4], napi_int32_array, &nlens);
+  uint32_t *addrs = is_nullish(env, argv[5]) ? NULL : get_typed(env, argv[5], napi_uint32_array, &naddrs);
+  uint16_t *ports = is_nullish(env, argv[6]) ? NULL : get_typed(env, argv[6], napi_uint16_array, &nports);
+  if (slot <= 0 || max <= 0 || !lens) return throw_type(env, "recvBatch: bad slotSize/max/lens");
+  if (max > MAX_BATCH) max = MAX_BATCH;
+  if ((size_t)max > nlens) max = (int32_t)nlens;
+  if ((size_t)max * (size_t)slot > buflen) max = (int32_t)(buflen / (size_t)slot);
+  if (addrs && (size_t)max > naddrs) max = (int32_t)naddrs;
+  if (ports && (size_t)max > nports) max = (int32_t)nports;
+  if (max <= 0) return throw_type(env, "recvBatch: buffers too small for one message");
+
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  union { struct sockaddr_in in; struct sockaddr_ll ll; } names[MAX_BATCH];
+  memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max);
+  for (int i = 0; i < max; i++) {
+    iov[i].iov_base = (char *)bufp + (size_t)i * (size_t)slot;
+    iov[i].iov_len = (size_t)slot;
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &names[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof names[i];
+  }
+  /* MSG_TRUNC: packet sockets then report a frame's real length, so truncation is visible. */
+  int n = recvmmsg(s->fd, msgs, (unsigned)max, MSG_DONTWAIT | (s->kind == KIND_PACKET ? MSG_TRUNC : 0), NULL);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) n = 0;
+    else return throw_errno(env, errno, "recvmmsg");
+  }
+  for (int i = 0; i < n; i++) {
+    int len = (int)msgs[i].msg_len;
+    if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > slot) len = -len;
+    if (s->kind == KIND_PACKET && names[i].ll.sll_pkttype == PACKET_OUTGOING) len = 0;
+    lens[i] = len;
+    if (addrs) addrs[i] = s->kind == KIND_UDP ? ntohl(names[i].in.sin_addr.s_addr) : 0;
+    if (ports) ports[i] = s->kind == KIND_UDP ? ntohs(names[i].in.sin_port) : 0;
+  }
+  CHECK(napi_create_int32(env, n, &out));
+  return out;
+}
+
+/*
+ * sendBatch(ext, bufs: Uint8Array[], addrs: Uint32Array|null, ports: Uint16Array|null, status: Int32Array)
+ *   -> processed
+ * Sends bufs[0..] in order (UDP: to addrs[i]:ports[i]). status[i] = 0 sent, errno > 0 refused
+ * for that message alone (EMSGSIZE above the path MTU, ECONNREFUSED...), skipped and the batch
+ * continues. Stops early when the socket buffer is full (EAGAIN): messages from the returned
+ * index on were not sent (status -1) and the caller may retry them when writable.
+ */
+static napi_value send_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc == 5 ? get_sock(env, argv[0]) : NULL;
+  if (!s || s->fd < 0) return throw_type(env, "sendBatch: socket is closed");
+  uint32_t total;
+  bool isarr;
+  CHECK(napi_is_array(env, argv[1], &isarr));
+  if (!isarr) return throw_type(env, "sendBatch: bufs must be an array");
+  CHECK(napi_get_array_length(env, argv[1], &total));
+  size_t naddrs = 0, nports = 0, nstatus = 0;
+  uint32_t *addrs = is_nullish(env, argv[2]) ? NULL : get_typed(env, argv[2], napi_uint32_array, &naddrs);
+  uint16_t *ports = is_nullish(env, argv[3]) ? NULL : get_typed(env, argv[3], napi_uint16_array, &nports);
+  int32_t *status = get_typed(env, argv[4], napi_int32_array, &nstatus);
+  if (!status || nstatus < total) return throw_type(env, "sendBatch: status must be an Int32Array as long as bufs");
+  if (s->kind == KIND_UDP && (!addrs || !ports || naddrs < total || nports < total)) return throw_type(env, "sendBatch: UDP needs addrs and ports for every buffer");
+
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  struct sockaddr_in names[MAX_BATCH];
+  uint32_t done = 0;
+  for (uint32_t i = 0; i < total; i++) status[i] = -1;
+  while (done < total) {
+    uint32_t chunk = total - done < MAX_BATCH ? total - done : MAX_BATCH;
+    memset(msgs, 0, sizeof(struct mmsghdr) * chunk);
+    for (uint32_t i = 0; i < chunk; i++) {
+      napi_value el;
+      void *data;
+      size_t len;
+      CHECK(napi_get_element(env, argv[1], done + i, &el));
+      /* Buffers and plain Uint8Arrays both work; both expose their bytes without a copy. */
+      if (napi_get_buffer_info(env, el, &data, &len) != napi_ok) {
+        size_t cnt;
+        data = get_typed(env, el, napi_uint8_array, &cnt);
+        if (!data) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
+        len = cnt;
+      }
+      iov[i].iov_base = data;
+      iov[i].iov_len = len;
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      if (s->kind == KIND_UDP) {
+        names[i].sin_family = AF_INET;
+        names[i].sin_port = htons(ports[done + i]);
+        names[i].sin_addr.s_addr = htonl(addrs[done + i]);
+        memset(names[i].sin_zero, 0, sizeof names[i].sin_zero);
+        msgs[i].msg_hdr.msg_name = &names[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof names[i];
+      }
+    }
+    int n = sendmmsg(s->fd, msgs, chunk, MSG_DONTWAIT);
+    if (n > 0) {
+      for (int i = 0; i < n; i++) status[done + i] = 0;
+      done += (uint32_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) break;
+    /* The first message of the chunk failed on its own: note why and go on with the next. */
+    status[done] = n < 0 ? errno : EIO;
+    done++;
+  }
+  CHECK(napi_create_uint32(env, done, &out));
+  return out;
+}
+
+/* ---- readiness ------------------------------------------------------------------------- */
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  sock_t *s = h->data;
+  if (!s || !s->cb_ref) return;
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, argv[2], res;
+  napi_get_reference_value(env, s->cb_ref, &cb);
+  napi_get_global(env, &recv);
+  napi_create_int32(env, status, &argv[0]);
+  napi_create_int32(env, events, &argv[1]);
+  /* make_callback (not call_function) so process.nextTick and promise jobs run afterwards.
+   * `s` may be freed by the callback (close); it is not touched after this point. */
+  if (napi_make_callback(env, s->async_ctx, recv, cb, 2, argv, &res) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* pollStart(ext, events (1 readable | 2 writable), fn(status, events)) */
+static napi_value poll_start(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], name, resource;
+  int32_t events = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc == 3 ? get_sock(env, argv[0]) : NULL;
+  if (!s || s->fd < 0) return throw_type(env, "pollStart: socket is closed");
+  napi_get_value_int32(env, argv[1], &events);
+  napi_valuetype t;
+  CHECK(napi_typeof(env, argv[2], &t));
+  if (t != napi_function) return throw_type(env, "pollStart: callback must be a function");
+  int uvev = ((events & 1) ? UV_READABLE : 0) | ((events & 2) ? UV_WRITABLE : 0);
+  if (!uvev) return throw_type(env, "pollStart: no events");
+
+  if (!s->poll) {
+    uv_loop_t *loop;
+    CHECK(napi_get_uv_event_loop(env, &loop));
+    uv_poll_t *p = calloc(1, sizeof *p);
+    if (!p) return throw_errno(env, ENOMEM, "calloc");
+    int r = uv_poll_init(loop, p, s->fd);
+    if (r < 0) { free(p); return throw_errno(env, -r, "uv_poll_init"); }
+    p->data = s;
+    s->poll = p;
+    CHECK(napi_create_object(env, &resource));
+    CHECK(napi_create_string_utf8(env, "weave_native.poll", NAPI_AUTO_LENGTH, &name));
+    CHECK(napi_async_init(env, resource, name, &s->async_ctx));
+    CHECK(napi_create_reference(env, argv[0], 1, &s->self_ref));
+  }
+  if (s->cb_ref) napi_delete_reference(env, s->cb_ref);
+  CHECK(napi_create_reference(env, argv[2], 1, &s->cb_ref));
+  int r = uv_poll_start(s->poll, uvev, on_poll);
+  if (r < 0) { stop_polling(s); return throw_errno(env, -r, "uv_poll_start"); }
+  return NULL;
+}
+
+/* pollStop(ext): no more callbacks; the socket stays open. */
+static napi_value poll_stop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
+  if (!s) return throw_type(env, "pollStop: not a socket");
+  stop_polling(s);
+  return NULL;
+}
+
+/* close(ext): stop polling and close the fd. Idempotent. */
+static napi_value sock_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
+  if (!s) return throw_type(env, "close: not a socket");
+  close_sock(s);
+  return NULL;
+}
+
+/* fd(ext) -> number (-1 once closed) */
+static napi_value sock_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
+  if (!s) return throw_type(env, "fd: not a socket");
+  CHECK(napi_create_int32(env, s->fd, &out));
+  return out;
+}
+
+/*
+ * pathMtu(ext, addr: u32, port) -> number
+ * The kernel's current path MTU towards addr: IP_MTU needs a connected socket, so a throw-away
+ * one is connected (no packet is sent) in the same namespace as `ext`. The kernel keeps learnt
+ * PMTUs per destination, so EMSGSIZE seen on the main socket shows up here too.
+ */
+static napi_value path_mtu(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  uint32_t addr = 0;
+  int32_t port = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc == 3 ? get_sock(env, argv[0]) : NULL;
+  if (!s || s->kind != KIND_UDP) return throw_type(env, "pathMtu: not a UDP socket");
+  napi_get_value_uint32(env, argv[1], &addr);
+  napi_get_value_int32(env, argv[2], &port);
+  int saved;
+  if (enter_netns(s->netns, &saved) < 0) return throw_errno(env, errno, "entering netns");
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  leave_netns(saved);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  int v = IP_PMTUDISC_DO, mtu = 0;
+  socklen_t ml = sizeof mtu;
+  struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(addr) };
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v);
+  if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &ml) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, e, "path MTU (connect/IP_MTU)");
+  }
+  close(fd);
+  CHECK(napi_create_int32(env, mtu, &out));
+  return out;
+}
+
+/* ---- module ---------------------------------------------------------------------------- */
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    { "packetOpen", NULL, packet_open, NULL, NULL, NULL, napi_default, NULL },
+    { "udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL },
+    { "localPort", NULL, local_port, NULL, NULL, NULL, napi_default, NULL },
+    { "recvBatch", NULL, recv_batch, NULL, NULL, NULL, napi_default, NULL },
+    { "sendBatch", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL },
+    { "pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL },
+    { "pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL },
+    { "close", NULL, sock_close, NULL, NULL, NULL, napi_default, NULL },
+    { "fd", NULL, sock_fd, NULL, NULL, NULL, napi_default, NULL },
+    { "pathMtu", NULL, path_mtu, NULL, NULL, NULL, napi_default, NULL },
+  };
+  napi_value max;
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  napi_create_int32(env, MAX_BATCH, &max);
+  napi_set_named_property(env, exports, "MAX_BATCH", max);
+  return exports;
+}
+
+NAPI_MODULE(weave_native, init)
