@@ -5,5 +5,6 @@ import { command as stop } from './stop'
 import { command as status } from './status'
 import { command as report } from './report'
 import { command as version } from './version'
+import { command as env, configCommand as config } from './env'
 
-export const COMMANDS: readonly Command[] = [launch, stop, status, report, version]
+export const COMMANDS: readonly Command[] = [launch, stop, status, report, env, config, version]

@@ -116,6 +116,20 @@ if (!isRoot) {
     assert.is(weave('help', 'nosuch').code, 2)
   })
 
+  test('env: refuses while the proxy is off; --restore prints the restoring line', () => {
+    const a = weave('env')
+    assert.is(a.code, 1)
+    assert.match(a.stderr, /proxy is not running/)
+    assert.is(a.stdout, '')
+    const b = sh(['ip', 'netns', 'exec', ns, path.join(root, 'weave'), 'env', '--restore'], { env: { ...env, ORIG_DOCKER_HOST: 'unix:///var/run/docker.sock' } })
+    assert.is(b.code, 0)
+    assert.is(b.stdout, 'export DOCKER_HOST=unix:///var/run/docker.sock; unset ORIG_DOCKER_HOST\n')
+    const c = weave('env', '--restore')
+    assert.is(c.code, 0)
+    assert.is(c.stdout, '')
+    assert.match(c.stderr, /nothing to restore/)
+  })
+
   test('version reports the command and the router', () => {
     const r = weave('version')
     assert.is(r.code, 0)
