@@ -1,0 +1,37 @@
+/**
+ * The multi-host test lab: the only door other tests and benchmarks import.
+ *
+ * ```ts
+ * import { withLab } from '../lab'
+ * await withLab({ hosts: 3, docker: true, ovs: ['h1', 'h2'] }, async (lab) => {
+ *   const [h1, h2] = lab.hosts
+ *   await h1.exec(['busybox', 'ping', '-c1', h2.underlayIp])       // throws on failure
+ *   await h1.docker(['run', '-d', '--name', 'c1', 'busybox', 'sleep', '600'])
+ *   await h1.launchWeave([h2.underlayIp])                           // ./weave launch in h1
+ *   const st = await h1.api('/status')                               // over ${WEAVE_RUN_DIR}/api.sock
+ *   await lab.partition(['h1'], ['h2']); await lab.heal()
+ * })
+ * ```
+ *
+ * - `createLab(opts)` → `Lab`; `withLab(opts, fn)` tears down whatever happens.
+ * - `lab.hosts[i]`: `name` (`h1`), `ns`, `underlayIp` (192.168.250.i), `underlayDev` (`eth0`, or
+ *   `br-phy` with OVS), `exec(argv, {allowFail, env, input, timeoutMs})` → `{code, stdout, stderr}`
+ *   (throws ExecError unless allowFail), `sh(script)`, `spawn(argv)` (killed at teardown),
+ *   `ping(ip)` → boolean, `docker(args)`, `dockerHost`, `ovsVsctl(args)`, `ovsAppctl(args)`,
+ *   `ovsOfctl(args)`, `ovsSocket`, `weave(args)`, `launchWeave(args, env)`, `weaveEnv()`
+ *   (WEAVE_STATE_DIR, WEAVE_RUN_DIR, DOCKER_HOST, WEAVE_OVSDB), `api(path, {method, body})`.
+ * - Faults: `lab.linkDown(h)`, `lab.linkUp(h)`, `lab.netem(h, {delayMs, lossPct})` (no sch_netem on
+ *   this kernel: loss works through nftables, delay throws FaultUnavailable), `lab.partition(A, B)`,
+ *   `lab.heal()`.
+ * - `lab.teardown()` → report with the pids it killed; `sweep()` clears labs of dead processes.
+ * - Baseline: `measureUnderlay(a, b)`, `measureKernelVxlan(a, b)` (Gbit/s, iperf3 a → b),
+ *   `setupKernelVxlan(a, b)`, `iperf(server, client, ip)`.
+ * - `labUnavailableReason({docker, ovs})`: a test skips with this reason when it is set.
+ */
+export { createLab, withLab, labUnavailableReason, Lab, type LabOptions, type TeardownReport } from './lab'
+export { LabHost, REPO_ROOT, type ApiResponse } from './host'
+export { ExecError, delay, waitFor, type ExecOptions, type ExecResult } from './exec'
+export { FaultUnavailable, type NetemOptions } from './faults'
+export { sweep, destroyLab, presentLabs, type SweepOptions, type DestroyReport } from './sweep'
+export { iperf, type IperfOptions, type IperfResult } from './iperf'
+export { setupKernelVxlan, measureKernelVxlan, measureUnderlay, type KernelVxlan, type KernelVxlanOptions } from './kernel-vxlan'

@@ -1,0 +1,77 @@
+/**
+ * The data-plane baseline: a kernel vxlan device between two lab hosts with static fdb and
+ * neighbour entries (the flannel-style fast path, no learning, no multicast). Every data-plane
+ * benchmark reports itself as a ratio to this, measured in the same run.
+ */
+import type { LabHost } from './host'
+import { iperf, type IperfOptions } from './iperf'
+
+export interface KernelVxlanOptions {
+  /** VXLAN network identifier; default 4242. */
+  vni?: number
+  /** UDP destination port; default 4789 (IANA vxlan). */
+  dstPort?: number
+  /** Device name in both hosts; default `vxbase`. */
+  dev?: string
+  /** First three octets of the inner /24; host a gets .1, b gets .2. Default 172.31.250. */
+  innerNet?: string
+  /** Underlay MTU; the inner MTU leaves 50 bytes for the vxlan headers. Default 1500. */
+  underlayMtu?: number
+}
+
+export interface KernelVxlan {
+  dev: string
+  /** Inner addresses of a and b. */
+  ipA: string
+  ipB: string
+  mtu: number
+  remove(): Promise<void>
+}
+
+async function macOf(h: LabHost, dev: string): Promise<string> {
+  const r = await h.exec(['cat', `/sys/class/net/${dev}/address`])
+  return r.stdout.trim()
+}
+
+/** Create the vxlan pair between `a` and `b` (over their underlay devices). */
+export async function setupKernelVxlan(a: LabHost, b: LabHost, opts: KernelVxlanOptions = {}): Promise<KernelVxlan> {
+  const dev = opts.dev ?? 'vxbase'
+  const net = opts.innerNet ?? '172.31.250'
+  const mtu = (opts.underlayMtu ?? 1500) - 50
+  const ends = [{ h: a, ip: `${net}.1`, peer: b }, { h: b, ip: `${net}.2`, peer: a }]
+  for (const e of ends) {
+    await e.h.exec(['ip', 'link', 'add', 'name', dev, 'type', 'vxlan', 'id', String(opts.vni ?? 4242),
+      'dstport', String(opts.dstPort ?? 4789), 'local', e.h.underlayIp, 'dev', e.h.underlayDev, 'nolearning'])
+    await e.h.exec(['ip', 'link', 'set', 'dev', dev, 'mtu', String(mtu), 'up'])
+    await e.h.exec(['ip', 'addr', 'add', `${e.ip}/24`, 'dev', dev])
+  }
+  const macs = [await macOf(a, dev), await macOf(b, dev)]
+  for (const [i, e] of ends.entries()) {
+    const peerMac = macs[1 - i]
+    const peerIp = ends[1 - i].ip
+    await e.h.exec(['bridge', 'fdb', 'append', peerMac, 'dev', dev, 'dst', e.peer.underlayIp, 'self', 'permanent'])
+    await e.h.exec(['ip', 'neigh', 'replace', peerIp, 'lladdr', peerMac, 'dev', dev, 'nud', 'permanent'])
+  }
+  return {
+    dev, ipA: ends[0].ip, ipB: ends[1].ip, mtu,
+    async remove() {
+      for (const e of ends) await e.h.exec(['ip', 'link', 'del', 'dev', dev], { allowFail: true })
+    },
+  }
+}
+
+/** Set up the kernel vxlan between `a` and `b`, measure iperf3 a -> b over it, remove it. Gbit/s. */
+export async function measureKernelVxlan(a: LabHost, b: LabHost,
+  opts: KernelVxlanOptions & IperfOptions = {}): Promise<number> {
+  const vx = await setupKernelVxlan(a, b, opts)
+  try {
+    return (await iperf(b, a, vx.ipB, opts)).gbps
+  } finally {
+    await vx.remove()
+  }
+}
+
+/** iperf3 a -> b over the plain underlay. Gbit/s. */
+export async function measureUnderlay(a: LabHost, b: LabHost, opts: IperfOptions = {}): Promise<number> {
+  return (await iperf(b, a, b.underlayIp, opts)).gbps
+}
