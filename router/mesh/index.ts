@@ -7,3 +7,4 @@ export { createMemoryNetwork, type MemoryNetwork, type MemoryNetworkDeps, type M
 export { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS } from './connection'
 export { MAX_FRAME_BYTES } from './framing'
 export { MIN_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION } from './handshake'
+export { createTcpTransport, type TcpTransport, type TcpTransportDeps, type TcpTransportOptions } from './tcp-transport'
