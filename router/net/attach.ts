@@ -1,0 +1,179 @@
+/**
+ * Attaching a container (or any network namespace) to the weave bridge:
+ * `vethwepl<id>` on the bridge ⇄ `ethwe` in the container, with its addresses, the multicast
+ * route and a gratuitous ARP; and undoing it.
+ */
+import { NetCommandError, inNetns } from './exec'
+import { NetContext, NetnsRef, bestEffort, isNetnsGone, netnsRefPath, runIn } from './context'
+import { Ipv4Cidr, formatCidr, parseCidr, sameCidr } from './cidr'
+import { AddrInfo, CONTAINER_IFNAME, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, sysctl, txOffloadOff } from './ip-args'
+import { DEFAULT_BRIDGE, getLink } from './bridge'
+
+export interface AttachRequest {
+  netns: NetnsRef
+  /** Names the host end `vethwepl<first 7 chars>`; a Docker id, or a pid for plain namespaces. */
+  containerId: string
+  /** `a.b.c.d/n` each; those already on ethwe are kept, missing ones added. */
+  addresses: string[]
+  /** Default: the bridge's MTU. */
+  mtu?: number
+  /** Default `weave`. */
+  bridge?: string
+  /** Add `224.0.0.0/4 dev ethwe` (default true). */
+  multicastRoute?: boolean
+  /** Turn tx checksum offload off on ethwe (needed when frames may go through sleeve; default true). */
+  txOffloadOff?: boolean
+}
+
+export interface AttachResult {
+  /** MAC of ethwe. */
+  mac: string
+  /** Every IPv4 address now on ethwe. */
+  addresses: string[]
+  /** Addresses this call added. */
+  added: string[]
+  /** True when this call created the veth pair. */
+  created: boolean
+}
+
+export interface DetachRequest {
+  netns: NetnsRef
+  containerId: string
+  /** Remove only these; the interface goes with its last address. Default: remove the interface. */
+  addresses?: string[]
+}
+
+export interface DetachResult {
+  removed: string[]
+  remaining: string[]
+  /** True when the veth pair is gone after this call (deleted now or already absent). */
+  interfaceGone: boolean
+}
+
+export interface AttachedTarget { id: string; netns: NetnsRef }
+export interface AttachedInfo { id: string; mac: string; addresses: string[] }
+
+/** ethwe in `ref`: undefined when it has none, or when the namespace itself is gone. */
+async function readEthwe(ctx: NetContext, ref: NetnsRef): Promise<AddrInfo | undefined> {
+  try {
+    return parseAddrs((await runIn(ctx, ref, ip.addrShow(CONTAINER_IFNAME))).stdout)[0]
+  } catch (err) {
+    if (err instanceof NetCommandError && (isNoSuchDevice(err.stderr) || isNetnsGone(err))) return undefined
+    throw err
+  }
+}
+
+export async function attach(ctx: NetContext, req: AttachRequest): Promise<AttachResult> {
+  const want = req.addresses.map(parseCidr)
+  const bridge = req.bridge ?? DEFAULT_BRIDGE
+  const hostEnd = hostVethName(req.containerId)
+  let current = await readEthwe(ctx, req.netns)
+  const created = !current
+  if (!current) {
+    const br = await getLink(ctx, bridge)
+    if (!br) throw new Error(`bridge ${bridge} does not exist: launch weave first`)
+    await createPair(ctx, req, hostEnd, bridge, req.mtu ?? br.mtu)
+    current = await readEthwe(ctx, req.netns)
+    if (!current) throw new Error(`${CONTAINER_IFNAME} vanished right after it was created`)
+  } else {
+    await repairHostEnd(ctx, hostEnd, bridge)
+  }
+  const added: Ipv4Cidr[] = []
+  try {
+    for (const c of want) {
+      if (current.addresses.some((h) => sameCidr(h, c)) || added.some((h) => sameCidr(h, c))) continue
+      await runIn(ctx, req.netns, ip.addAddr(CONTAINER_IFNAME, c))
+      added.push(c)
+    }
+    await runIn(ctx, req.netns, ip.setUp(CONTAINER_IFNAME))
+    if (req.multicastRoute ?? true) await runIn(ctx, req.netns, ip.multicastRoute(CONTAINER_IFNAME))
+  } catch (err) {
+    // A pair we just made and could not finish is removed, so a retry starts clean.
+    if (created) await bestEffort(ctx, inNs(req.netns, ip.delLink(CONTAINER_IFNAME)), 'cleanup after failed attach')
+    throw err
+  }
+  await announce(ctx, req.netns, added)
+  const all = [...current.addresses, ...added]
+  return { mac: current.mac, addresses: all.map(formatCidr), added: added.map(formatCidr), created }
+}
+
+/** argv running `argv` inside `ref` (for bestEffort, which takes plain argv). */
+function inNs(ref: NetnsRef, argv: readonly string[]): string[] {
+  return inNetns(netnsRefPath(ref), argv)
+}
+
+/**
+ * The pair is created from inside the container's namespace with the host end sent straight to
+ * ours: the container never sees a temporary name, and no name in it can clash but `ethwe`.
+ */
+async function createPair(ctx: NetContext, req: AttachRequest, hostEnd: string, bridge: string, mtu: number): Promise<void> {
+  if (await getLink(ctx, hostEnd)) {
+    ctx.log.warn(`removing stale ${hostEnd} (its container has no ${CONTAINER_IFNAME})`)
+    await ctx.run(ip.delLink(hostEnd))
+  }
+  await runIn(ctx, req.netns, ip.addVethPeerIn(CONTAINER_IFNAME, hostEnd, mtu, ctx.hostNetns))
+  try {
+    await ctx.run(ip.setMaster(hostEnd, bridge))
+    await bestEffort(ctx, ip.setHairpin(hostEnd), `${hostEnd}: could not turn hairpin on`)
+    await ctx.run(ip.setUp(hostEnd))
+    const [raKey, raVal] = noRouterAdvertsSysctl(CONTAINER_IFNAME)
+    await bestEffort(ctx, inNs(req.netns, sysctl.set(raKey, raVal)), 'ethwe: could not disable router adverts')
+    for (const [k, v] of bridgeArpSysctls(CONTAINER_IFNAME)) await runIn(ctx, req.netns, sysctl.set(k, v))
+    if (req.txOffloadOff ?? true) {
+      await bestEffort(ctx, inNs(req.netns, txOffloadOff(CONTAINER_IFNAME)), 'ethwe: could not turn off tx checksum offload')
+    }
+  } catch (err) {
+    await bestEffort(ctx, ip.delLink(hostEnd), 'cleanup after failed attach')
+    throw err
+  }
+}
+
+/** ethwe exists already: make sure its host end is still on the bridge (the bridge may be new). */
+async function repairHostEnd(ctx: NetContext, hostEnd: string, bridge: string): Promise<void> {
+  const l = await getLink(ctx, hostEnd)
+  if (!l) {
+    // Created by someone else under another host name; not ours to rename.
+    ctx.log.warn(`ethwe exists but ${hostEnd} does not; leaving the existing pair as it is`)
+    return
+  }
+  if (l.master !== bridge) await ctx.run(ip.setMaster(hostEnd, bridge))
+  if (!l.up) await ctx.run(ip.setUp(hostEnd))
+}
+
+/** One gratuitous ARP per new address, so neighbours (and other hosts' bridges) learn the MAC now. */
+async function announce(ctx: NetContext, ref: NetnsRef, added: Ipv4Cidr[]): Promise<void> {
+  const tool = ctx.arping()
+  if (tool === 'none') return
+  for (const c of added) {
+    await bestEffort(ctx, inNs(ref, gratuitousArp(tool, CONTAINER_IFNAME, c)), `gratuitous ARP for ${formatCidr(c)}`)
+  }
+}
+
+export async function detach(ctx: NetContext, req: DetachRequest): Promise<DetachResult> {
+  const hostEnd = hostVethName(req.containerId)
+  const current = await readEthwe(ctx, req.netns)
+  if (!current) {
+    // Container gone or never attached: a leftover host end is all there is to clean.
+    if (await getLink(ctx, hostEnd)) await ctx.run(ip.delLink(hostEnd))
+    return { removed: [], remaining: [], interfaceGone: true }
+  }
+  const drop = req.addresses ? req.addresses.map(parseCidr) : current.addresses
+  const removed = current.addresses.filter((h) => drop.some((c) => sameCidr(h, c)))
+  const remaining = current.addresses.filter((h) => !removed.includes(h))
+  if (remaining.length === 0) {
+    await runIn(ctx, req.netns, ip.delLink(CONTAINER_IFNAME))
+  } else {
+    for (const c of removed) await runIn(ctx, req.netns, ip.delAddr(CONTAINER_IFNAME, c))
+  }
+  return { removed: removed.map(formatCidr), remaining: remaining.map(formatCidr), interfaceGone: remaining.length === 0 }
+}
+
+/** MAC and addresses of ethwe in each target; targets without ethwe (or gone) are left out. */
+export async function listAttached(ctx: NetContext, targets: AttachedTarget[]): Promise<AttachedInfo[]> {
+  const out: AttachedInfo[] = []
+  for (const t of targets) {
+    const e = await readEthwe(ctx, t.netns)
+    if (e) out.push({ id: t.id, mac: e.mac, addresses: e.addresses.map(formatCidr) })
+  }
+  return out
+}

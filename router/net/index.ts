@@ -1,0 +1,105 @@
+/**
+ * Public door of router/net: host plumbing for the data plane.
+ *
+ * Everything runs the host's own tools (`ip`, `sysctl`, `iptables`, `ethtool`, `nsenter`,
+ * `arping`/busybox) through child_process.execFile, never a shell; a failed command throws a
+ * NetCommandError naming the command and its stderr. All operations are idempotent.
+ *
+ * Where the daemon calls these (router/weaver.ts, `// ---- overlay ----`):
+ *   const net = createNetHost({ logger })            // no I/O yet
+ *   const br = await net.ensureBridge({ mtu, mac: peerName, sleeve: !fastdp })
+ *   // sleeve captures/injects on br.captureDevice ('vethwe-pcap')
+ *   await net.attach({ netns: { pid }, containerId, addresses })   // weave attach / proxy start
+ *   await net.detach({ netns: { pid }, containerId, addresses })   // weave detach
+ *   await net.listAttached(targets)                                // weave ps
+ *   await net.expose('10.32.0.254/12'); await net.hide('10.32.0.254/12')
+ *   await net.resetHost()                                          // weave reset
+ */
+import type { Logger } from '../deps'
+import { nullLogger } from '../deps'
+import { Runner, createRunner } from './exec'
+import { NetContext, detectArping } from './context'
+import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, ensureBridge, getLink } from './bridge'
+import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached } from './attach'
+import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide } from './expose'
+import { ResetResult, resetHost } from './reset'
+import { formatCidr } from './cidr'
+
+export { NetCommandError, createRunner, inNetns, netnsPath } from './exec'
+export type { Runner, RunResult, RunnerOptions } from './exec'
+export type { NetnsRef } from './context'
+export { netnsRefPath } from './context'
+export { CidrError, parseCidr, networkOf } from './cidr'
+export type { Ipv4Cidr } from './cidr'
+export { DEFAULT_BRIDGE, DEFAULT_MTU, DEFAULT_CONTROL_PORT, SLEEVE_BRIDGE_END, SLEEVE_PCAP_END } from './bridge'
+export type { BridgeInfo, BridgeOptions } from './bridge'
+export type { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult } from './attach'
+export type { ExposeOptions, ExposeResult, HideResult } from './expose'
+export type { ResetResult } from './reset'
+export { CONTAINER_IFNAME, hostVethName } from './ip-args'
+
+/** The id `weave ps` shows for the host's own exposed addresses. */
+export const EXPOSE_ID = 'weave:expose'
+
+export interface NetHostOptions {
+  /**
+   * Run everything inside this named network namespace instead of our own (lab hosts in tests;
+   * iptables then changes only that namespace). Ignored when `run` is given.
+   */
+  netns?: string
+  /** Replace the command runner (unit tests record argv instead). */
+  run?: Runner
+  /** How container-side commands name our namespace to `ip ... netns`; default netns or our pid. */
+  hostNetns?: string
+  /** Gratuitous ARP tool; default: `arping` if on PATH, else busybox, else none. */
+  arping?: 'busybox' | 'arping' | 'none'
+  logger?: Logger
+}
+
+export interface NetHost {
+  /** Create or reuse the bridge (and sleeve pair), fix its MTU, sysctls, iptables chains and rules. */
+  ensureBridge(opts?: BridgeOptions): Promise<BridgeInfo>
+  /** Give the namespace an `ethwe` on the bridge with `addresses`; idempotent; returns the MAC. */
+  attach(req: AttachRequest): Promise<AttachResult>
+  /** Remove addresses from ethwe; the interface goes with its last one (or all when none given). */
+  detach(req: DetachRequest): Promise<DetachResult>
+  /**
+   * `weave ps`: ethwe MAC and addresses of each target that has one, then the bridge's own
+   * addresses as `weave:expose` when it has any.
+   */
+  listAttached(targets: AttachedTarget[], opts?: { bridge?: string }): Promise<AttachedInfo[]>
+  /** Address on the bridge + MASQUERADE and WEAVE-EXPOSE accept for its subnet. */
+  expose(cidr: string, opts?: ExposeOptions): Promise<ExposeResult>
+  /** Undo expose: the address and every rule it added. */
+  hide(cidr: string, opts?: { bridge?: string }): Promise<HideResult>
+  /** Delete the bridge, all vethwe* links, our iptables chains and the jumps into them. */
+  resetHost(opts?: { bridge?: string }): Promise<ResetResult>
+}
+
+/** Build a NetHost; does no I/O until a method is called. */
+export function createNetHost(opts: NetHostOptions = {}): NetHost {
+  let arping = opts.arping
+  const ctx: NetContext = {
+    run: opts.run ?? createRunner({ netns: opts.netns }),
+    log: (opts.logger ?? nullLogger).child('net'),
+    hostNetns: opts.hostNetns ?? opts.netns ?? String(process.pid),
+    arping: () => (arping ??= detectArping()),
+  }
+  return {
+    ensureBridge: (o) => ensureBridge(ctx, o),
+    attach: (req) => attach(ctx, req),
+    detach: (req) => detach(ctx, req),
+    async listAttached(targets, o = {}) {
+      const out = await listAttached(ctx, targets)
+      const exposed = await bridgeAddresses(ctx, o.bridge)
+      if (exposed.length) {
+        const br = await getLink(ctx, o.bridge ?? DEFAULT_BRIDGE)
+        out.push({ id: EXPOSE_ID, mac: br?.mac ?? '', addresses: exposed.map(formatCidr) })
+      }
+      return out
+    },
+    expose: (cidr, o) => expose(ctx, cidr, o),
+    hide: (cidr, o) => hide(ctx, cidr, o),
+    resetHost: (o) => resetHost(ctx, o),
+  }
+}
