@@ -49,10 +49,11 @@ export async function netem(host: LabHost, opts: NetemOptions): Promise<void> {
   const r = await host.exec(args, { allowFail: true })
   if (r.code === 0) return
   if (delayMs > 0) throw new FaultUnavailable(`netem delay unavailable on this kernel (${r.stderr.trim()})`)
-  const pct = Math.round(lossPct)
+  const pct = Math.min(100, Math.round(lossPct))
+  const rule = pct >= 100 ? 'drop' : `numgen random mod 100 < ${pct} drop`
   await host.exec(['nft', '-f', '-'], {
     input: `table netdev ${LOSS_TABLE} {
-  chain out { type filter hook egress device "eth0" priority 0; numgen random mod 100 < ${pct} drop; }
+  chain out { type filter hook egress device "eth0" priority 0; ${rule}; }
 }\n`,
   })
 }
