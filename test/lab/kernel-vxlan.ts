@@ -28,9 +28,12 @@ export interface KernelVxlan {
   remove(): Promise<void>
 }
 
+/** MAC of `dev` in host `h` (not from /sys: nsenter --net keeps the root namespace's /sys). */
 async function macOf(h: LabHost, dev: string): Promise<string> {
-  const r = await h.exec(['cat', `/sys/class/net/${dev}/address`])
-  return r.stdout.trim()
+  const r = await h.exec(['ip', '-o', 'link', 'show', 'dev', dev])
+  const mac = /link\/ether ([0-9a-f:]{17})/.exec(r.stdout)?.[1]
+  if (!mac) throw new Error(`${h.name}: no MAC for ${dev} in: ${r.stdout}`)
+  return mac
 }
 
 /** Create the vxlan pair between `a` and `b` (over their underlay devices). */

@@ -150,6 +150,9 @@ if (why) {
         return r && r.status === 200 ? r : undefined
       }, 30_000, 200)
       assert.is(st.status, 200)
+      const inside = await h1.exec(['busybox', 'wget', '-qO-', 'http://127.0.0.1:6784/status'])
+      assert.ok(inside.stdout.length > 0, 'the API also answers on 127.0.0.1:6784 inside the host')
+      assert.ok(lab.pids().length > 0, 'the weaver daemon runs in the lab')
       await h1.weave(['stop'])
       await waitFor('weaver stopped', async () => (await h1.api('/status').then(() => false, () => true)), 15_000, 200)
     })
