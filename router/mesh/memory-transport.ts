@@ -22,7 +22,10 @@
  * including what is in flight, silently: heartbeats notice it (in `heartbeatTimeoutMs` of the
  * injected clock) unless `{ close: true }` closes the connections between them at once. A dial
  * over a cut link, or to an address nobody listens on, rejects at once with an `io-error`.
- * Heartbeats and handshake timeouts use the injected Clock, so a FakeClock drives them.
+ * Heartbeats and handshake timeouts use the injected Clock, so a FakeClock drives them. The
+ * network takes no virtual time: before any of its timers fires it delivers everything queued,
+ * so a simulation that advances a FakeClock by many seconds at once does not see heartbeat
+ * timeouts on healthy links (only cut ones).
  */
 import type { Clock, Logger, Rng } from '../deps'
 import {
@@ -72,7 +75,9 @@ export function createMemoryNetwork(deps: MemoryNetworkDeps, netOpts: MemoryNetw
   let head = 0
   let scheduled = false
   let nextPort = 40000
-
+  // The clock the network's connections and handshakes use (see `coalescedClock`): deliveries
+  // first, then the timer.
+  const clock = coalescedClock(deps.clock, () => flush())
   const pairKey = (a: string, b: string) => { const x = hostOf(a), y = hostOf(b); return x < y ? `${x}|${y}` : `${y}|${x}` }
   const isCut = (a: string, b: string) => cuts.size > 0 && cuts.has(pairKey(a, b))
 
@@ -161,17 +166,17 @@ export function createMemoryNetwork(deps: MemoryNetworkDeps, netOpts: MemoryNetw
       })
       // The listener side starts in a task of its own, as an accept would.
       post(this.addr, addr, () => {
-        driveHandshake(theirs, new Handshake(hsOpts(target, false)), deps.clock, timeout(target), (r) => {
+        driveHandshake(theirs, new Handshake(hsOpts(target, false)), clock, timeout(target), (r) => {
           if (!r.ok) return target.refused(localAddr, r.failure)
           const c = attachByteStream(theirs, r.success, { outbound: false, remoteAddr: localAddr, localAddr: addr },
-            { clock: deps.clock, logger: target.log }, target.opts)
+            { clock: clock, logger: target.log }, target.opts)
           target.accepted(target.track(c))
         })
       })
-      driveHandshake(mine, new Handshake(hsOpts(this, true)), deps.clock, timeout(this), (r) => {
+      driveHandshake(mine, new Handshake(hsOpts(this, true)), clock, timeout(this), (r) => {
         if (!r.ok) return reject(new HandshakeError(r.failure))
         const c = attachByteStream(mine, r.success, { outbound: true, remoteAddr: addr, localAddr },
-          { clock: deps.clock, logger: this.log }, this.opts)
+          { clock: clock, logger: this.log }, this.opts)
         resolve(this.track(c))
       })
     }
@@ -188,9 +193,9 @@ export function createMemoryNetwork(deps: MemoryNetworkDeps, netOpts: MemoryNetw
         const connUid = BigInt.asUintN(64, bytesU64(deps.rng.bytes(8)))
         const encrypted = !!this.opts.password
         const out = new MeshConnection({ remote: remoteOf(target.local), outbound: true, remoteAddr: addr, localAddr, connUid, encrypted },
-          { clock: deps.clock, logger: this.log }, this.opts)
+          { clock: clock, logger: this.log }, this.opts)
         const inb = new MeshConnection({ remote: remoteOf(this.local), outbound: false, remoteAddr: localAddr, localAddr: addr, connUid, encrypted },
-          { clock: deps.clock, logger: target.log }, target.opts)
+          { clock: clock, logger: target.log }, target.opts)
         out.attach(directLink(this.addr, addr, inb, post))
         inb.attach(directLink(addr, this.addr, out, post))
         target.accepted(target.track(inb))
@@ -313,4 +318,71 @@ function directChecks(dialer: { local: LocalIdentity; opts: MemoryTransportOptio
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i])
+}
+
+/**
+ * Many timers multiplexed on one timer of `base`: a binary min-heap on (deadline, creation order),
+ * so timers due at the same time fire in the order they were set, as FakeClock's do. Before a
+ * batch of due timers runs, `beforeFire` (the network's flush) runs.
+ */
+function coalescedClock(base: Clock, beforeFire: () => void): Clock {
+  type Timer = { at: number; seq: number; fn: () => void; live: boolean }
+  const heap: Timer[] = []
+  let seq = 0
+  let armed: { at: number; cancel: () => void } | undefined
+  const less = (a: Timer, b: Timer) => a.at < b.at || (a.at === b.at && a.seq < b.seq)
+  const push = (t: Timer) => {
+    heap.push(t)
+    for (let i = heap.length - 1; i > 0;) {
+      const p = (i - 1) >> 1
+      if (!less(heap[i]!, heap[p]!)) break
+      ;[heap[i], heap[p]] = [heap[p]!, heap[i]!]
+      i = p
+    }
+  }
+  const pop = (): Timer => {
+    const top = heap[0]!
+    const last = heap.pop()!
+    if (heap.length) {
+      heap[0] = last
+      for (let i = 0; ;) {
+        const l = 2 * i + 1, r = l + 1
+        let m = i
+        if (l < heap.length && less(heap[l]!, heap[m]!)) m = l
+        if (r < heap.length && less(heap[r]!, heap[m]!)) m = r
+        if (m === i) break
+        ;[heap[i], heap[m]] = [heap[m]!, heap[i]!]
+        i = m
+      }
+    }
+    return top
+  }
+  const arm = () => {
+    while (heap.length && !heap[0]!.live) pop()
+    const next = heap[0]
+    if (!next) { armed?.cancel(); armed = undefined; return }
+    if (armed && armed.at <= next.at) return
+    armed?.cancel()
+    const at = next.at
+    armed = { at, cancel: base.setTimer(at - base.now(), fire) }
+  }
+  const fire = () => {
+    armed = undefined
+    beforeFire()
+    const now = base.now()
+    while (heap.length && heap[0]!.at <= now) {
+      const t = pop()
+      if (t.live) { t.live = false; t.fn() }
+    }
+    arm()
+  }
+  return {
+    now: () => base.now(),
+    setTimer(ms, fn) {
+      const t: Timer = { at: base.now() + Math.max(0, ms), seq: seq++, fn, live: true }
+      push(t)
+      arm()
+      return () => { t.live = false }
+    },
+  }
 }
