@@ -1,0 +1,330 @@
+/**
+ * The Docker API proxy: listens like a Docker engine and forwards to the real one.
+ *
+ * Every client connection carries one request: the proxy reads its head, forwards it upstream on
+ * a fresh connection with `Connection: close` added, and from then on copies bytes both ways,
+ * relaying half-closes. Nothing of a passed-through body is parsed, so chunked streams (logs -f,
+ * events, stats), 101 upgrades and Docker's classic raw-stream hijack all pass unchanged, in any
+ * API version. Only create (rewritten) and start/restart (held until `ethwe` is attached) are read.
+ */
+import { STATUS_CODES } from 'node:http'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import { rewriteCreate, needsImageCommand, strSlice, WEAVEWAIT_ENTRYPOINT, type ImageCommand } from './create-rewrite'
+import { createEngineClient, describeEndpoint, engineMessage, type EngineClient } from './engine-client'
+import { watchContainerEvents, type EventWatcher } from './events'
+import {
+  decodeChunked, findHeadEnd, getHeader, parseHead, parseRequestLine, serializeHead, setHeader, statusOf, withConnectionClose,
+  type HttpHead,
+} from './http-head'
+import { decideAttach } from './qualify'
+import { routeRequest } from './routes'
+import type { Proxy, ProxyConfig, ProxyDeps, StartedContainer } from './types'
+
+const MAX_HEAD = 64 * 1024 // Go's engine allows 1 MiB; Docker clients send a few hundred bytes
+const MAX_BODY = 16 * 1024 * 1024 // create/start bodies are JSON of a few KiB
+const DEFAULT_ATTACH_TIMEOUT_MS = 60_000
+
+/** Thrown to answer the client with a Docker-style error instead of forwarding. */
+class ProxyReply extends Error {
+  constructor(readonly status: number, message: string) { super(message) }
+}
+
+export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
+  const log = deps.logger
+  const engine = createEngineClient(config.docker)
+  const sockets = new Set<net.Socket>()
+  const servers: net.Server[] = []
+  let watcher: EventWatcher | undefined
+  let unixListening = false
+
+  const track = (s: net.Socket) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+    return s
+  }
+
+  const upstreamTarget: net.NetConnectOpts = 'socketPath' in config.docker
+    ? { path: config.docker.socketPath, allowHalfOpen: true }
+    : { host: config.docker.host, port: config.docker.port, allowHalfOpen: true }
+  const connectUpstream = () => track(net.connect(upstreamTarget))
+
+  // ---- client connections ----
+
+  function onConnection(client: net.Socket) {
+    track(client)
+    client.on('error', (err) => log.debug(`client connection: ${err.message}`))
+    let buf: Buffer = Buffer.alloc(0)
+    const onData = (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d
+      const end = findHeadEnd(buf)
+      if (end < 0) {
+        if (buf.length > MAX_HEAD) { client.off('data', onData); replyError(client, 431, 'request head too large') }
+        return
+      }
+      client.off('data', onData)
+      client.pause()
+      dispatch(client, buf.subarray(0, end), buf.subarray(end)).catch((err: Error) => {
+        if (err instanceof ProxyReply) replyError(client, err.status, err.message)
+        else { log.error(`proxy: ${err.stack ?? err.message}`); replyError(client, 500, `weave proxy: ${err.message}`) }
+      })
+    }
+    client.on('data', onData)
+  }
+
+  async function dispatch(client: net.Socket, rawHead: Buffer, rest: Buffer) {
+    let head = parseHead(rawHead)
+    const line = head && parseRequestLine(head.startLine)
+    if (!head || !line) throw new ProxyReply(400, 'malformed HTTP request')
+    // Old clients sent the socket path as Host ("Host: /var/run/docker.sock"), which Go rejects.
+    if ((getHeader(head, 'Host') ?? '').startsWith('/')) head = setHeader(head, 'Host', 'docker')
+    head = setHeader(head, 'Connection', withConnectionClose(getHeader(head, 'Connection')))
+    const route = routeRequest(line.method, line.target)
+    if (route.kind === 'create') {
+      const body = await readBody(client, head, rest)
+      const query = new URLSearchParams(line.target.split('?')[1] ?? '')
+      const out = await interceptCreate(body, query.get('name') ?? undefined)
+      forward(client, withBody(head, out), out)
+    } else if (route.kind === 'start') {
+      const body = await readBody(client, head, rest)
+      await interceptStart(client, withBody(head, body), body, route.container)
+    } else {
+      forward(client, head, rest)
+    }
+  }
+
+  // ---- passthrough ----
+
+  /** Send head + bytes upstream, then splice the two connections together. */
+  function forward(client: net.Socket, head: HttpHead, first: Buffer) {
+    const up = connectUpstream()
+    let answered = false
+    up.once('data', () => { answered = true })
+    up.on('error', (err) => {
+      log.debug(`upstream connection: ${err.message}`)
+      if (!answered) replyError(client, 502, `weave proxy: cannot reach the Docker engine at ${describeEndpoint(config.docker)}: ${err.message}`)
+      else client.destroy()
+    })
+    up.write(serializeHead(head))
+    if (first.length) up.write(first)
+    splice(client, up)
+  }
+
+  /**
+   * Copy both ways. An end on one side half-closes the other (`pipe` ends its destination), so
+   * `docker run -i` can close stdin and still read the container's remaining output.
+   */
+  function splice(client: net.Socket, up: net.Socket) {
+    client.pipe(up)
+    up.pipe(client)
+    client.on('error', () => up.destroy())
+    client.on('close', () => { if (!up.writableEnded) up.destroy() })
+    up.on('close', () => { if (!client.writableEnded) client.end() })
+    client.resume()
+  }
+
+  // ---- intercepted calls ----
+
+  async function interceptCreate(body: Buffer, name: string | undefined): Promise<Buffer> {
+    let req: Record<string, unknown>
+    try {
+      const parsed: unknown = JSON.parse(body.toString('utf8'))
+      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return body
+      req = parsed as Record<string, unknown>
+    } catch {
+      return body // not JSON: let the engine refuse it in its own words
+    }
+    const hostConfig = (req.HostConfig ?? {}) as { NetworkMode?: string }
+    const decision = decideAttach({ env: req.Env as string[] | null, networkMode: hostConfig.NetworkMode, defaultIpalloc: config.defaultIpalloc })
+    if (decision.kind === 'invalid') throw new ProxyReply(400, `weave: ${decision.error}`)
+    if (decision.kind === 'skip') {
+      log.debug(`create${name ? ` ${name}` : ''}: not a weave container (${decision.reason})`)
+      return body
+    }
+    const image = needsImageCommand(req) ? await imageCommand(req.Image) : undefined
+    const rw = rewriteCreate(req, config.weavewaitDir, image)
+    if (!rw.ok) throw new ProxyReply(rw.status, rw.message)
+    const final = deps.hooks.onCreate ? await deps.hooks.onCreate(rw.body, { name, items: decision.items }) : rw.body
+    return Buffer.from(JSON.stringify(final))
+  }
+
+  async function imageCommand(image: unknown): Promise<ImageCommand> {
+    if (typeof image !== 'string' || !image) throw new ProxyReply(400, 'weave: the create request names no image')
+    const r = await engine.request('GET', `/images/${encodeURI(image)}/json`)
+    // A 404 in Docker's words makes the docker client pull the image and create again.
+    if (r.status === 404) throw new ProxyReply(404, `No such image: ${image}`)
+    if (r.status !== 200) throw new ProxyReply(r.status, engineMessage(r))
+    const cfg = ((r.json as { Config?: Record<string, unknown> } | undefined)?.Config ?? {})
+    return { Entrypoint: strSlice(cfg.Entrypoint), Cmd: strSlice(cfg.Cmd) }
+  }
+
+  /** Forward a start/restart and hold Docker's answer until `ethwe` is attached. */
+  async function interceptStart(client: net.Socket, head: HttpHead, body: Buffer, container: string) {
+    const answer = await exchange(head, body)
+    const status = statusOf(parseHead(answer.subarray(0, Math.max(0, findHeadEnd(answer)))) ?? { startLine: '', headers: [] })
+    if (status === 204) {
+      try {
+        await attachStarted(container)
+      } catch (err) {
+        const msg = (err as Error).message
+        log.warn(`start ${container}: attach failed, killing the container: ${msg}`)
+        const k = await engine.request('POST', `/containers/${encodeURIComponent(container)}/kill`).catch((e: Error) => ({ status: 0, text: e.message, json: undefined }))
+        const killed = k.status === 204 || k.status === 409 // 409: it already stopped
+        throw new ProxyReply(500, `weave: could not attach ethwe to container ${container}: ${msg}; ${killed ? 'the container was stopped' : `stopping it failed too: ${engineMessage(k)}`}`)
+      }
+    }
+    client.end(answer)
+  }
+
+  /** One request upstream; the whole answer (head and body) as bytes. */
+  function exchange(head: HttpHead, body: Buffer): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const up = connectUpstream()
+      const parts: Buffer[] = []
+      let size = 0
+      up.on('data', (d: Buffer) => {
+        size += d.length
+        if (size > MAX_BODY) up.destroy(new Error('engine answer too large'))
+        else parts.push(d)
+      })
+      up.on('end', () => { up.end(); resolve(Buffer.concat(parts)) })
+      up.on('error', (err) => reject(new ProxyReply(502, `weave proxy: cannot reach the Docker engine at ${describeEndpoint(config.docker)}: ${err.message}`)))
+      up.end(Buffer.concat([serializeHead(head), body]))
+    })
+  }
+
+  async function attachStarted(container: string) {
+    const onStarted = deps.hooks.onStarted
+    if (!onStarted) return
+    const r = await engine.request('GET', `/containers/${encodeURIComponent(container)}/json`)
+    if (r.status !== 200) throw new Error(`inspecting it failed: ${engineMessage(r)}`)
+    const c = r.json as {
+      Id: string; Name?: string
+      Config?: { Env?: string[]; Entrypoint?: unknown; Hostname?: string }
+      HostConfig?: { NetworkMode?: string }
+      State?: { Running?: boolean; Pid?: number }
+    }
+    // Only containers created through the proxy wait for ethwe; others are none of our business.
+    if (strSlice(c.Config?.Entrypoint)?.[0] !== WEAVEWAIT_ENTRYPOINT) return
+    const d = decideAttach({ env: c.Config?.Env, networkMode: c.HostConfig?.NetworkMode, defaultIpalloc: config.defaultIpalloc })
+    if (d.kind === 'skip') return
+    if (d.kind === 'invalid') throw new Error(d.error)
+    if (!c.State?.Running || !c.State.Pid) throw new Error('it is not running any more')
+    const started: StartedContainer = {
+      id: c.Id, name: (c.Name ?? '').replace(/^\//, ''), pid: c.State.Pid, items: d.items, hostname: c.Config?.Hostname ?? '',
+    }
+    await withTimeout(onStarted(started), config.attachTimeoutMs ?? DEFAULT_ATTACH_TIMEOUT_MS)
+  }
+
+  function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const cancel = deps.clock.setTimer(ms, () => reject(new Error(`attaching took longer than ${ms} ms`)))
+      p.then((v) => { cancel(); resolve(v) }, (e) => { cancel(); reject(e) })
+    })
+  }
+
+  // ---- bodies and replies ----
+
+  /** Read a request body framed by Content-Length or chunked encoding; `rest` is what came with the head. */
+  function readBody(client: net.Socket, head: HttpHead, rest: Buffer): Promise<Buffer> {
+    const chunked = /chunked/i.test(getHeader(head, 'Transfer-Encoding') ?? '')
+    const length = Number(getHeader(head, 'Content-Length') ?? 0)
+    if (!chunked && !(length > 0)) return Promise.resolve(Buffer.alloc(0))
+    if (!chunked && length > MAX_BODY) return Promise.reject(new ProxyReply(413, 'request body too large'))
+    return new Promise((resolve, reject) => {
+      let buf: Buffer = rest
+      const check = (): boolean => {
+        if (chunked) {
+          const r = decodeChunked(buf)
+          if (r.kind === 'error') { reject(new ProxyReply(400, `bad chunked body: ${r.reason}`)); return true }
+          if (r.kind === 'done') { resolve(r.body); return true }
+        } else if (buf.length >= length) { resolve(buf.subarray(0, length)); return true }
+        if (buf.length > MAX_BODY + 1024) { reject(new ProxyReply(413, 'request body too large')); return true }
+        return false
+      }
+      if (check()) return
+      const onData = (d: Buffer) => {
+        buf = Buffer.concat([buf, d])
+        if (check()) { client.off('data', onData); client.off('end', onEnd); client.pause() }
+      }
+      const onEnd = () => reject(new ProxyReply(400, 'request body ended early'))
+      client.on('data', onData)
+      client.once('end', onEnd)
+      client.resume()
+    })
+  }
+
+  function replyError(client: net.Socket, status: number, message: string) {
+    if (client.destroyed || client.writableEnded) return
+    const body = Buffer.from(JSON.stringify({ message }) + '\n')
+    const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
+    client.end(Buffer.concat([Buffer.from(head, 'latin1'), body]))
+    client.resume() // drain whatever the client still sends so its FIN arrives
+  }
+
+  // ---- listeners ----
+
+  function listen(server: net.Server, how: { path: string } | { host: string; port: number }): Promise<void> {
+    return new Promise((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(how, () => { server.off('error', reject); resolve() })
+    })
+  }
+
+  function removeStaleSocket(path: string) {
+    let st: fs.Stats
+    try { st = fs.lstatSync(path) } catch { return }
+    if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`)
+    fs.unlinkSync(path)
+  }
+
+  /** Give our socket the Docker socket's owner and mode, so the same users may use it. */
+  function copyOwnerAndMode() {
+    const from = config.socketModeFrom ?? ('socketPath' in config.docker ? config.docker.socketPath : undefined)
+    if (!from) return
+    try {
+      const st = fs.statSync(from)
+      fs.chownSync(config.socketPath, st.uid, st.gid)
+      fs.chmodSync(config.socketPath, st.mode & 0o777)
+    } catch (err) {
+      log.warn(`cannot copy owner and mode of ${from} to ${config.socketPath}: ${(err as Error).message}`)
+    }
+  }
+
+  const newServer = () => {
+    const s = net.createServer({ allowHalfOpen: true }, onConnection)
+    servers.push(s)
+    return s
+  }
+
+  return {
+    async start() {
+      removeStaleSocket(config.socketPath)
+      await listen(newServer(), { path: config.socketPath })
+      unixListening = true
+      copyOwnerAndMode()
+      if (config.tcp) await listen(newServer(), config.tcp)
+      if (deps.hooks.onEvent) watcher = watchContainerEvents(engine, deps.hooks.onEvent, { clock: deps.clock, logger: log })
+      log.info(`Docker API proxy on ${this.addresses().join(', ')} → ${describeEndpoint(config.docker)}`)
+    },
+    async stop() {
+      watcher?.stop()
+      const closed = servers.map((s) => new Promise<void>((resolve) => s.listening ? s.close(() => resolve()) : resolve()))
+      for (const s of sockets) s.destroy()
+      await Promise.all(closed)
+      servers.length = 0
+      if (unixListening) { try { fs.unlinkSync(config.socketPath) } catch { /* already gone */ } unixListening = false }
+    },
+    addresses() {
+      return servers.filter((s) => s.listening).map((s) => {
+        const a = s.address()
+        return typeof a === 'string' ? `unix://${a}` : a ? `tcp://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}` : ''
+      })
+    },
+  }
+}
+
+/** The head for a body we re-framed: exact length, no chunking. */
+function withBody(head: HttpHead, body: Buffer): HttpHead {
+  return setHeader(setHeader(head, 'Transfer-Encoding', undefined), 'Content-Length', String(body.length))
+}
