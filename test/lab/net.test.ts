@@ -4,100 +4,65 @@
  */
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { execFile, spawn, ChildProcess } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import type { ChildProcess } from 'node:child_process'
 import { createNetHost, NetHost, hostVethName } from '../../router/net'
+import { createLab, labUnavailableReason, Lab, LabHost } from './index'
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
-const P = `wnet${process.pid}`
-const H = `${P}-h`
-const C1 = `${P}-c1`
-const C2 = `${P}-c2`
-const C3 = `${P}-c3`
-const ALL = [H, C1, C2, C3]
+// h1 is the weave host (bridge, iptables); h2..h4 only play containers: their eth0 is not used.
+let L: Lab
+let H: LabHost, C1: LabHost, C2: LabHost, C3: LabHost
+let sleeper: ChildProcess | undefined
+let net: NetHost
+let before: Awaited<ReturnType<typeof snapshot>>
 
-function sh(argv: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 20_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${argv.join(' ')}: ${stderr || err.message}`))
-      else resolve(stdout)
-    })
-  })
-}
-const inNs = (ns: string, argv: string[]) => sh(['nsenter', `--net=/var/run/netns/${ns}`, '--', ...argv])
+const out = async (h: LabHost, argv: string[]) => (await h.exec(argv)).stdout
 const ok = (p: Promise<unknown>) => p.then(() => true, () => false)
-const ping = (ns: string, addr: string) => ok(inNs(ns, ['busybox', 'ping', '-c', '1', '-W', '2', addr]))
+const ping = (h: LabHost, addr: string) => h.ping(addr, { timeoutS: 2 })
 
 /** What is ours to leave behind: links, addresses, routes, iptables rules and non-builtin chains. */
-async function snapshot(ns: string): Promise<{ links: string[]; addrs: string[]; routes: string[]; rules: string[] }> {
-  const links = JSON.parse(await inNs(ns, ['ip', '-j', 'link', 'show'])).map((l: { ifname: string }) => l.ifname).sort()
-  const addrs = (await inNs(ns, ['ip', '-o', 'addr', 'show'])).split('\n').filter(Boolean)
+async function snapshot(h: LabHost): Promise<{ links: string[]; addrs: string[]; routes: string[]; rules: string[] }> {
+  const links = JSON.parse(await out(h, ['ip', '-j', 'link', 'show'])).map((l: { ifname: string }) => l.ifname).sort()
+  const addrs = (await out(h, ['ip', '-o', 'addr', 'show'])).split('\n').filter(Boolean)
     .map((l) => l.split(/\s+/).slice(1, 4).join(' ')).sort()
-  const routes = (await inNs(ns, ['ip', 'route', 'show', 'table', 'all'])).split('\n').filter(Boolean).sort()
+  const routes = (await out(h, ['ip', 'route', 'show', 'table', 'all'])).split('\n').filter(Boolean).sort()
   const builtin = new Set(['INPUT', 'OUTPUT', 'FORWARD', 'PREROUTING', 'POSTROUTING'])
-  const rules = (await inNs(ns, ['iptables-save'])).split('\n')
+  const rules = (await out(h, ['iptables-save'])).split('\n')
     .filter((l) => l.startsWith('-A ') || (l.startsWith(':') && !builtin.has(l.slice(1).split(' ')[0])))
     .map((l) => l.replace(/\s*\[\d+:\d+\]$/, '')).sort()
   return { links, addrs, routes, rules }
 }
 
-async function iptablesSave(ns: string): Promise<string> {
-  return inNs(ns, ['iptables-save'])
-}
+const iptablesSave = (h: LabHost) => out(h, ['iptables-save'])
 
-async function ethwe(ns: string): Promise<{ mac: string; addrs: string[] } | undefined> {
+async function ethwe(h: LabHost): Promise<{ mac: string; addrs: string[] } | undefined> {
   try {
-    const [l] = JSON.parse(await inNs(ns, ['ip', '-j', 'addr', 'show', 'dev', 'ethwe']))
+    const [l] = JSON.parse(await out(h, ['ip', '-j', 'addr', 'show', 'dev', 'ethwe']))
     return { mac: l.address, addrs: l.addr_info.filter((a: { family: string }) => a.family === 'inet').map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`) }
   } catch { return undefined }
 }
 
 async function hostLink(name: string): Promise<{ mtu: number; master?: string; kind?: string; up: boolean } | undefined> {
   try {
-    const [l] = JSON.parse(await inNs(H, ['ip', '-j', '-d', 'link', 'show', 'dev', name]))
+    const [l] = JSON.parse(await out(H, ['ip', '-j', '-d', 'link', 'show', 'dev', name]))
     return { mtu: l.mtu, master: l.master, kind: l.linkinfo?.info_kind, up: l.flags.includes('UP') }
   } catch { return undefined }
 }
 
-/** Namespaces left by an earlier run of this test that was killed (its pid is gone). */
-async function sweepStale(): Promise<void> {
-  let names: string[] = []
-  try { names = readdirSync('/var/run/netns') } catch { return }
-  for (const n of names) {
-    const m = /^wnet(\d+)-/.exec(n)
-    if (!m || Number(m[1]) === process.pid) continue
-    try { process.kill(Number(m[1]), 0); continue } catch { /* dead: ours to sweep */ }
-    await ok(sh(['ip', 'netns', 'del', n]))
-  }
-}
-
-let sleeper: ChildProcess | undefined
-let net: NetHost
-let before: Awaited<ReturnType<typeof snapshot>>
-
-async function teardown(): Promise<void> {
-  if (sleeper && sleeper.exitCode === null) sleeper.kill('SIGKILL')
-  for (const ns of ALL) await ok(sh(['ip', 'netns', 'del', ns]))
-}
-
 const lab = suite('net lab')
 
-if (!isRoot) {
-  lab('skipped', () => { console.log('test/lab/net: skipped, needs root (network namespaces, iptables)') })
+const why = labUnavailableReason()
+if (why) {
+  lab('skipped', () => { console.log(`test/lab/net: skipped, ${why}`) })
 } else {
   lab.before(async () => {
-    await sweepStale()
-    process.once('SIGINT', () => { void teardown().finally(() => process.exit(130)) })
-    for (const ns of ALL) {
-      await sh(['ip', 'netns', 'add', ns])
-      await inNs(ns, ['ip', 'link', 'set', 'lo', 'up'])
-    }
+    L = await createLab({ hosts: 4 })
+    ;[H, C1, C2, C3] = L.hosts
     // Someone else's rule in the host: reset must leave it alone.
-    await inNs(H, ['iptables', '-w', '5', '-A', 'FORWARD', '-i', 'other0', '-j', 'ACCEPT'])
+    await H.exec(['iptables', '-w', '5', '-A', 'FORWARD', '-i', 'other0', '-j', 'ACCEPT'])
     before = await snapshot(H)
-    net = createNetHost({ netns: H })
+    net = createNetHost({ netns: H.ns })
   })
-  lab.after(teardown)
+  lab.after(async () => { await L?.teardown() })
 
   lab('bridge is created, then reused with its MTU fixed; rules are not duplicated', async () => {
     const a = await net.ensureBridge({ mtu: 1376 })
@@ -121,10 +86,10 @@ if (!isRoot) {
   })
 
   lab('two namespaces get ethwe, ping each other through the bridge, then detach', async () => {
-    sleeper = spawn('nsenter', [`--net=/var/run/netns/${C2}`, '--', 'sleep', '600'], { stdio: 'ignore' })
+    sleeper = C2.spawn(['sleep', '600'], { stdio: 'ignore' })
     const pid = sleeper.pid!
     try {
-      const a = await net.attach({ netns: { name: C1 }, containerId: 'c1aaaaaaaaaaaa', addresses: ['10.32.0.1/12'] })
+      const a = await net.attach({ netns: { name: C1.ns }, containerId: 'c1aaaaaaaaaaaa', addresses: ['10.32.0.1/12'] })
       const b = await net.attach({ netns: { pid }, containerId: String(pid), addresses: ['10.32.0.2/12'] })
       assert.is(a.created, true)
       assert.equal(a.added, ['10.32.0.1/12'])
@@ -133,25 +98,25 @@ if (!isRoot) {
       assert.equal((await ethwe(C2))?.addrs, ['10.32.0.2/12'])
       assert.is((await hostLink(hostVethName('c1aaaaaaaaaaaa')))?.master, 'weave')
       assert.is((await hostLink('vethwepl' + String(pid).slice(0, 7)))?.master, 'weave')
-      assert.match(await inNs(C1, ['ip', 'route', 'show', '224.0.0.0/4']), 'dev ethwe')
+      assert.match(await out(C1, ['ip', 'route', 'show', '224.0.0.0/4']), 'dev ethwe')
       assert.is((await hostLink(hostVethName('c1aaaaaaaaaaaa')))?.mtu, 1376)
       assert.ok(await ping(C1, '10.32.0.2'), 'C1 pings C2 over ethwe')
       assert.ok(await ping(C2, '10.32.0.1'), 'C2 pings C1 over ethwe')
 
       // Idempotent: attaching again only adds what is missing.
-      const again = await net.attach({ netns: { name: C1 }, containerId: 'c1aaaaaaaaaaaa', addresses: ['10.32.0.1/12', '10.40.0.1/24'] })
+      const again = await net.attach({ netns: { name: C1.ns }, containerId: 'c1aaaaaaaaaaaa', addresses: ['10.32.0.1/12', '10.40.0.1/24'] })
       assert.is(again.created, false)
       assert.is(again.mac, a.mac)
       assert.equal(again.added, ['10.40.0.1/24'])
       assert.equal((await ethwe(C1))?.addrs.sort(), ['10.32.0.1/12', '10.40.0.1/24'])
 
-      const ps = await net.listAttached([{ id: 'c1', netns: { name: C1 } }, { id: 'c2', netns: { pid } }, { id: 'c3', netns: { path: `/var/run/netns/${C3}` } }])
+      const ps = await net.listAttached([{ id: 'c1', netns: { name: C1.ns } }, { id: 'c2', netns: { pid } }, { id: 'c3', netns: { path: `/var/run/netns/${C3.ns}` } }])
       assert.equal(ps.map((p) => [p.id, p.mac]), [['c1', a.mac], ['c2', b.mac]])
 
       // Detach one address, then the rest: the interface goes with the last one.
-      const d1 = await net.detach({ netns: { name: C1 }, containerId: 'c1aaaaaaaaaaaa', addresses: ['10.40.0.1/24'] })
+      const d1 = await net.detach({ netns: { name: C1.ns }, containerId: 'c1aaaaaaaaaaaa', addresses: ['10.40.0.1/24'] })
       assert.equal(d1, { removed: ['10.40.0.1/24'], remaining: ['10.32.0.1/12'], interfaceGone: false })
-      const d2 = await net.detach({ netns: { name: C1 }, containerId: 'c1aaaaaaaaaaaa' })
+      const d2 = await net.detach({ netns: { name: C1.ns }, containerId: 'c1aaaaaaaaaaaa' })
       assert.is(d2.interfaceGone, true)
       assert.is(await ethwe(C1), undefined)
       assert.is(await hostLink(hostVethName('c1aaaaaaaaaaaa')), undefined)
@@ -161,12 +126,12 @@ if (!isRoot) {
       // Detaching again is harmless.
       assert.equal(await net.detach({ netns: { pid }, containerId: String(pid) }), { removed: [], remaining: [], interfaceGone: true })
     } finally {
-      sleeper.kill('SIGKILL')
+      sleeper?.kill('SIGKILL')
     }
   })
 
   lab('attach by path; expose gives the host a route in with masquerading, hide takes all of it back', async () => {
-    await net.attach({ netns: { path: `/var/run/netns/${C3}` }, containerId: 'c3', addresses: ['10.32.0.3/12'] })
+    await net.attach({ netns: { path: `/var/run/netns/${C3.ns}` }, containerId: 'c3', addresses: ['10.32.0.3/12'] })
     assert.not.ok(await ping(H, '10.32.0.3'), 'host cannot reach the subnet before expose')
     const beforeExpose = await snapshot(H)
     const ex = await net.expose('10.32.0.254/12')
@@ -177,7 +142,7 @@ if (!isRoot) {
     assert.ok(save.includes('-A WEAVE -s 10.32.0.0/12 ! -d 10.32.0.0/12 -j MASQUERADE'), save)
     assert.ok(save.includes('-A WEAVE ! -s 10.32.0.0/12 -d 10.32.0.0/12 -j MASQUERADE'), save)
     assert.ok(save.includes('-A WEAVE-EXPOSE -d 10.32.0.0/12 -j ACCEPT'), save)
-    const ps = await net.listAttached([{ id: 'c3', netns: { name: C3 } }])
+    const ps = await net.listAttached([{ id: 'c3', netns: { name: C3.ns } }])
     assert.equal(ps.map((p) => [p.id, p.addresses]), [['c3', ['10.32.0.3/12']], ['weave:expose', ['10.32.0.254/12']]])
     const h = await net.hide('10.32.0.254/12')
     assert.equal(h, { address: '10.32.0.254/12', removedAddress: true, removedRules: 4 })
