@@ -66,7 +66,7 @@ export function createTcpTransport(opts: TcpTransportOptions, deps: TcpTransport
   const bucket = new TokenBucket(opts.acceptBurst ?? 20, opts.acceptRefillMs ?? 50, () => deps.clock.now())
   const conns = new Set<MeshConnection>()
   const sockets = new Set<net.Socket>()
-  const acceptQueue: net.Socket[] = []
+  const acceptQueue: { socket: net.Socket; addr: string }[] = []
   let cancelDrain: (() => void) | undefined
   let server: net.Server | undefined
   let onConn: ((c: PeerConnection) => void) | undefined
@@ -103,8 +103,9 @@ export function createTcpTransport(opts: TcpTransportOptions, deps: TcpTransport
   function drainAcceptQueue(): void {
     cancelDrain = undefined
     while (acceptQueue.length && bucket.take()) {
-      const s = acceptQueue.shift()!
-      if (!s.destroyed) handleInbound(s)
+      const { socket, addr } = acceptQueue.shift()!
+      if (!socket.destroyed) handleInbound(socket)
+      else refuseInbound(addr, { code: 'io-error', message: 'connection closed while waiting to be accepted', permanent: false })
     }
     if (acceptQueue.length) cancelDrain = deps.clock.setTimer(bucket.waitMs(), drainAcceptQueue)
   }
@@ -115,12 +116,13 @@ export function createTcpTransport(opts: TcpTransportOptions, deps: TcpTransport
     socket.on('close', () => sockets.delete(socket))
     socket.on('error', () => { /* reported through 'close' in socketIO */ })
     if (!acceptQueue.length && bucket.take()) return handleInbound(socket)
+    const addr = addrOf(socket.remoteAddress, socket.remotePort)
     if (acceptQueue.length >= MAX_ACCEPT_QUEUE) {
-      refuseInbound(addrOf(socket.remoteAddress, socket.remotePort), { code: 'io-error', message: 'too many connection attempts; try later', permanent: false })
+      refuseInbound(addr, { code: 'io-error', message: 'too many connection attempts; try later', permanent: false })
       socket.destroy()
       return
     }
-    acceptQueue.push(socket)
+    acceptQueue.push({ socket, addr })
     if (!cancelDrain) cancelDrain = deps.clock.setTimer(bucket.waitMs(), drainAcceptQueue)
   }
 
@@ -183,7 +185,7 @@ export function createTcpTransport(opts: TcpTransportOptions, deps: TcpTransport
     async close() {
       closing = true
       cancelDrain?.()
-      for (const s of acceptQueue.splice(0)) s.destroy()
+      for (const q of acceptQueue.splice(0)) q.socket.destroy()
       for (const c of [...conns]) c.close('transport closed')
       const srv = server
       server = undefined
