@@ -1,0 +1,15 @@
+/**
+ * The data plane's door (router/overlay). So far the sleeve core: the datagram format, the MAC
+ * table and the per-batch forwarding decision. Sockets live in router/native; the driver that
+ * joins them (capture → forwarder → sleeve UDP → forwarder → inject) builds on these.
+ */
+export {
+  SLEEVE_VERSION, HEADER_BYTES, PER_FRAME_BYTES, MIN_FRAME_BYTES, MAX_DATAGRAM_BYTES, UNDERLAY_HEADER_BYTES, MAX_SHORT_ID,
+  Kind, encodeFrames, encodeFrameList, encodeHeartbeat, encodeProbe, decodeDatagram, decodeBody, decodeFrameList,
+  framesDatagramBytes, packFrames, maxFrameBytes, writeHeader,
+} from './sleeve-frame'
+export type { SleeveHeader, SleeveDatagram, DecodeFailure, DecodeResult } from './sleeve-frame'
+export { MacTable, macAt, formatMac, isGroupMac, DEFAULT_MAC_MAX_AGE_MS } from './mac-table'
+export type { LearnResult } from './mac-table'
+export { Forwarder } from './forwarder'
+export type { Routes, ForwardEffect, ForwardResult, DropReason } from './forwarder'
