@@ -1,0 +1,780 @@
+/**
+ * The IPAM state machine of one peer: the ring, our space and leases, consensus, pending
+ * operations, and the `ipam` gossip channel.
+ *
+ * Ordering rule (what makes a SIGKILL harmless): state changes are applied synchronously, and
+ * everything that depends on them leaving the process -- an HTTP answer, a donation's ring, our
+ * consensus record -- waits until that state is on disk. Writes are group-committed: requests
+ * arriving while a write is in flight share the next write.
+ */
+import type { Clock, Logger, Rng } from '../router/deps'
+import type { Gossip, GossipData, GossipHost, Gossiper, MeshView, PeerName } from '../router/mesh'
+import {
+  type Cidr, type Range, cidrRange, contains, formatCidr, formatIp, formatRange, hostRange, intersect, parseCidr,
+} from './address'
+import { Ring } from './ring'
+import { Space } from './space'
+import { Paxos } from './consensus'
+import {
+  type GossipMsg, type UnicastMsg, IpamGossipData, WIRE_VERSION, decodeGossip, decodeUnicast, encodeMsg,
+} from './messages'
+import { type IpamState, type StateStore, STATE_FORMAT } from './persistence'
+
+export type InitMode =
+  | { kind: 'consensus'; clusterSize: number }
+  | { kind: 'seed'; peers: PeerName[] }
+  | { kind: 'observer' }
+
+export interface AllocatorConfig {
+  universe: Cidr
+  defaultSubnet: Cidr
+  init: InitMode
+  /** Pending work (retries, consensus re-proposals, free-count reports) runs on this tick. */
+  tickMs?: number
+  /** A proposer whose consensus has not finished after this long proposes again. */
+  reproposeMs?: number
+  /** An allocation or claim still pending after this long fails. */
+  requestTimeoutMs?: number
+  /** A space request unanswered for this long is sent again (to another donor if possible). */
+  spaceRequestRetryMs?: number
+  /** Reset waits this long for the heir to confirm the hand-off. */
+  handoffTimeoutMs?: number
+}
+
+export interface AllocatorDeps {
+  clock: Clock
+  rng: Rng
+  logger: Logger
+  host: GossipHost
+  store: StateStore
+}
+
+/** A failure with an HTTP-ish status, for the API layer. */
+export class IpamError extends Error {
+  constructor(readonly status: number, message: string, readonly code = 'ipam') {
+    super(message)
+  }
+}
+
+interface Lease {
+  addr: number
+  prefix: number
+}
+
+type Op =
+  | { kind: 'alloc'; id: string; subnet: Cidr; resolve: (c: Cidr) => void; reject: (e: Error) => void; deadline: number }
+  | { kind: 'claim'; id: string; cidr: Cidr; resolve: () => void; reject: (e: Error) => void; deadline: number; sends: number; lastSent: number }
+  | { kind: 'prime'; resolve: () => void; reject: (e: Error) => void; deadline: number }
+
+const MAX_CLAIM_SENDS = 5
+
+export class Allocator implements Gossiper {
+  readonly self: PeerName
+  readonly universe: Range
+  private readonly view: MeshView
+  private readonly log: Logger
+  private gossipHandle: Gossip | undefined
+  ring: Ring
+  readonly space = new Space()
+  private paxos: Paxos | undefined
+  private readonly leases = new Map<string, Lease[]>()
+  /** Claimed addresses outside the universe: address -> holder. */
+  private readonly outside = new Map<number, string>()
+  private removedSelf = false
+  private pending: Op[] = []
+  private spaceAsks = new Map<string, { donor: PeerName; at: number; denied: Set<PeerName> }>()
+  private proposedAt = -Infinity
+  private consensusProgressAt = -Infinity
+  private ringSentTo = new Map<PeerName, number>()
+  private freeDirty = false
+  private stopTimer: (() => void) | undefined
+  private stopped = false
+  private readonly loggedOnce = new Set<string>()
+  private handoffWaiter: { peer: PeerName; done: () => void } | undefined
+  // Persistence: group commit.
+  private dirty = false
+  private saving = false
+  private afterSave: Array<(err?: Error) => void> = []
+  /** The state last written to disk: the only state we ever gossip. */
+  private published: GossipMsg = { v: WIRE_VERSION }
+  private readonly tickMs: number
+  private readonly reproposeMs: number
+  private readonly requestTimeoutMs: number
+  private readonly spaceRequestRetryMs: number
+  private readonly handoffTimeoutMs: number
+  private readonly partialGraceMs: number
+
+  constructor(readonly config: AllocatorConfig, private readonly deps: AllocatorDeps) {
+    this.view = deps.host.view
+    this.self = this.view.self.name
+    this.log = deps.logger
+    this.universe = cidrRange(config.universe)
+    this.ring = new Ring(this.universe.start, this.universe.end)
+    this.tickMs = config.tickMs ?? 1000
+    this.reproposeMs = config.reproposeMs ?? 3000
+    this.requestTimeoutMs = config.requestTimeoutMs ?? 30_000
+    this.spaceRequestRetryMs = config.spaceRequestRetryMs ?? 2000
+    this.handoffTimeoutMs = config.handoffTimeoutMs ?? 5000
+    this.partialGraceMs = Math.min(1000, this.reproposeMs / 2)
+    if (config.init.kind === 'consensus' && !(config.init.clusterSize >= 1)) throw new Error('consensus needs a cluster size >= 1')
+  }
+
+  get clusterSize(): number {
+    return this.config.init.kind === 'consensus' ? this.config.init.clusterSize : 0
+  }
+
+  get quorum(): number {
+    return this.config.init.kind === 'consensus' ? Math.floor(this.config.init.clusterSize / 2) + 1 : 0
+  }
+
+  // ---- lifecycle ----
+
+  /** Restore saved state (refusing a foreign one by throwing), register the channel, start ticking. */
+  restore(state: IpamState | undefined): void {
+    if (state?.ring) {
+      const r = Ring.fromWire(state.ring)
+      if (!r.ok) throw new Error(`IPAM state in ${this.deps.store.where}: ${r.reason}`)
+      this.ring = r.ring
+    }
+    if (state?.paxos && this.config.init.kind === 'consensus' && this.ring.isEmpty()) {
+      this.paxos = new Paxos(this.self, this.quorum, state.paxos, this.clusterSize)
+    }
+    this.removedSelf = !!state?.removed
+    for (const [id, cidrs] of Object.entries(state?.leases ?? {})) {
+      for (const text of cidrs) {
+        const c = parseCidr(text)
+        if (!c) throw new Error(`IPAM state in ${this.deps.store.where}: bad address ${text} for ${id}`)
+        this.addLease(id, c)
+      }
+    }
+    if (this.ring.isEmpty() && this.config.init.kind === 'seed') {
+      this.ring.claimForPeers(this.config.init.peers)
+      this.log.info(`ring seeded by ${this.ring.seeds.join(', ')}`)
+    }
+    this.space.setOwned(this.ring.ownedBy(this.self))
+    if (this.ring.isEmpty() && this.space.leaseCount() > 0) this.log.warn(`${this.space.leaseCount()} leases restored before any ring exists`)
+    this.ring.reportFree(this.self, (r) => this.space.freeIn(r))
+    this.published = this.snapshotGossip()
+  }
+
+  start(): void {
+    this.gossipHandle = this.deps.host.newGossip('ipam', this)
+    this.scheduleTick()
+    if (!this.ring.isEmpty()) this.broadcast()
+  }
+
+  /** Stop ticking, fail pending requests, and resolve once the last write is done. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.stopTimer?.()
+    for (const op of this.pending.splice(0)) op.reject(new IpamError(503, 'IPAM is shutting down'))
+    while (this.saving || this.dirty) await new Promise<void>((res) => this.afterSave.push(() => res()))
+  }
+
+  // ---- public operations (the API calls these) ----
+
+  /** Allocate an address for `id` in `subnet` (default subnet when undefined); idempotent. */
+  allocate(id: string, subnet: Cidr = this.config.defaultSubnet): Promise<Cidr> {
+    return new Promise((resolve, reject) => {
+      const sub = { ip: cidrRange(subnet).start, prefix: subnet.prefix }
+      if (!intersect(hostRange(sub), this.universe)) {
+        return reject(new IpamError(400, `subnet ${formatCidr(sub)} is out of bounds of the allocation range ${formatCidr(this.config.universe)}`))
+      }
+      this.enqueue({ kind: 'alloc', id, subnet: sub, resolve, reject, deadline: this.deps.clock.now() + this.requestTimeoutMs })
+    })
+  }
+
+  /** Claim `cidr.ip` for `id` (its subnet prefix kept for lookups); idempotent for the same ID. */
+  claim(id: string, cidr: Cidr): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.enqueue({ kind: 'claim', id, cidr, resolve, reject, deadline: this.deps.clock.now() + this.requestTimeoutMs, sends: 0, lastSent: -Infinity })
+    })
+  }
+
+  /** Resolve once the ring exists (triggering consensus if needed): `weave prime`. */
+  prime(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.enqueue({ kind: 'prime', resolve, reject, deadline: this.deps.clock.now() + this.requestTimeoutMs })
+    })
+  }
+
+  /** Addresses of `id`, optionally only those inside `subnet`. */
+  lookup(id: string, subnet?: Cidr): Cidr[] {
+    const list = this.leases.get(id) ?? []
+    const r = subnet && cidrRange(subnet)
+    return list.filter((l) => !r || contains(r, l.addr)).map((l) => ({ ip: l.addr, prefix: l.prefix }))
+  }
+
+  /** Every ID with its addresses. */
+  owned(): Array<{ containerid: string; addrs: string[] }> {
+    return [...this.leases].map(([id, ls]) => ({ containerid: id, addrs: ls.map((l) => formatCidr({ ip: l.addr, prefix: l.prefix })) }))
+  }
+
+  /** Release `addr` of `id`, or all of its addresses; false when there was nothing to release. Resolves once persisted. */
+  async release(id: string, addr?: number): Promise<boolean> {
+    const list = this.leases.get(id)
+    if (!list) return false
+    const drop = addr === undefined ? list : list.filter((l) => l.addr === addr)
+    if (drop.length === 0) return false
+    for (const l of drop) {
+      if (this.outside.get(l.addr) === id) this.outside.delete(l.addr)
+      else if (this.space.holder(l.addr) === id) this.space.release(l.addr)
+    }
+    const keep = list.filter((l) => !drop.includes(l))
+    if (keep.length) this.leases.set(id, keep)
+    else this.leases.delete(id)
+    this.freeDirty = true
+    await this.persisted()
+    return true
+  }
+
+  /**
+   * rmpeer: take over every range of `peerOrNick` (a dead peer) and tombstone it, so it can never
+   * win those ranges back. Refused for ourselves and for a peer that is reachable now.
+   */
+  async removePeer(peerOrNick: string): Promise<{ peer: PeerName; addresses: number }> {
+    const peer = this.resolvePeer(peerOrNick)
+    if (peer === this.self) throw new IpamError(400, 'cannot rmpeer ourselves; use weave reset')
+    if (this.view.isReachable(peer)) throw new IpamError(409, `peer ${peer} is reachable; stop it (or weave reset it) before rmpeer`)
+    const addresses = this.ring.isEmpty() ? 0 : this.ring.transfer(peer, this.self)
+    this.space.setOwned(this.ring.ownedBy(this.self))
+    this.ring.reportFree(this.self, (r) => this.space.freeIn(r))
+    this.log.info(`rmpeer: ${addresses} IPs taken over from ${peer}`)
+    await this.persisted()
+    this.broadcast()
+    this.retryPending()
+    return { peer, addresses }
+  }
+
+  /**
+   * weave reset: drop our leases, hand every range we own to a live peer, and wait for it to
+   * confirm (Weave's hand-off was fire-and-forget; reference (b) 5). Resolves with the heir, or
+   * undefined when we owned nothing.
+   */
+  async reset(): Promise<PeerName | undefined> {
+    for (const op of this.pending.splice(0)) op.reject(new IpamError(503, 'cancelled by reset'))
+    const mine = this.ring.ownedBy(this.self)
+    for (const id of [...this.leases.keys()]) await this.release(id)
+    if (mine.length === 0) return undefined
+    const heir = this.pickHeir()
+    if (!heir) throw new IpamError(503, 'no reachable peer to hand our address ranges to')
+    for (const r of mine) this.ring.grant(this.self, r, heir, () => 0)
+    this.space.setOwned([])
+    await this.persisted()
+    const confirmed = await new Promise<boolean>((resolve) => {
+      const deadline = this.deps.clock.now() + this.handoffTimeoutMs
+      let cancel: () => void = () => {}
+      const send = () => {
+        this.unicast(heir, { v: WIRE_VERSION, t: 'handoff', ring: this.ring.toWire() })
+        if (this.deps.clock.now() >= deadline) return resolve(false)
+        cancel = this.deps.clock.setTimer(Math.min(1000, this.handoffTimeoutMs), send)
+      }
+      this.handoffWaiter = { peer: heir, done: () => { cancel(); resolve(true) } }
+      send()
+    })
+    this.handoffWaiter = undefined
+    this.broadcast()
+    if (!confirmed) throw new IpamError(504, `hand-off of our address ranges to ${heir} was not confirmed`)
+    return heir
+  }
+
+  // ---- status ----
+
+  /** One-line state as in `weave status`: idle, awaiting consensus (...), ready, ... */
+  statusText(): string {
+    if (this.removedSelf) return "removed by rmpeer on another peer - run 'weave reset'"
+    if (this.ring.isEmpty()) {
+      if (this.config.init.kind === 'observer') return this.pending.length ? 'priming' : 'idle'
+      if (!this.paxos) return 'idle'
+      return `awaiting consensus (quorum: ${this.quorum}, known: ${this.paxos.known()})`
+    }
+    if (this.pending.some((o) => o.kind === 'alloc')) {
+      const others = [...this.ring.shares().keys()].filter((p) => p !== this.self)
+      if (this.space.ownedRanges().length === 0 && others.length > 0 && others.every((p) => !this.view.isReachable(p))) {
+        return "all IP ranges owned by unreachable peers - use 'rmpeer' if they are dead"
+      }
+      return 'waiting for IP(s) to become available'
+    }
+    return 'ready'
+  }
+
+  isRemoved(): boolean {
+    return this.removedSelf
+  }
+
+  activeCount(): number {
+    return this.space.leaseCount() + this.outside.size
+  }
+
+  pendingCount(): number {
+    return this.pending.length
+  }
+
+  // ---- Gossiper ----
+
+  onGossipUnicast(src: PeerName, bytes: Uint8Array): void {
+    const d = decodeUnicast(bytes)
+    if (!d.ok) return this.logOnce(`bad-unicast:${src}:${d.reason}`, `dropping bad ipam message from ${src}: ${d.reason}`)
+    const m = d.msg
+    switch (m.t) {
+      case 'req':
+        return this.handleSpaceRequest(src, { start: m.start, end: m.end })
+      case 'denied':
+        return this.handleDenied(src, { start: m.start, end: m.end })
+      case 'ring':
+        this.applyRingWire(m.ring, src)
+        return
+      case 'handoff':
+        if (this.applyRingWire(m.ring, src)) this.whenPersisted(() => this.unicast(src, { v: WIRE_VERSION, t: 'handoff-ack' }))
+        return
+      case 'handoff-ack':
+        if (this.handoffWaiter?.peer === src) this.handoffWaiter.done()
+        return
+    }
+  }
+
+  onGossipBroadcast(src: PeerName, update: Uint8Array): GossipData | undefined {
+    const d = decodeGossip(update)
+    if (!d.ok) {
+      this.logOnce(`bad-gossip:${src}:${d.reason}`, `dropping bad ipam gossip from ${src}: ${d.reason}`)
+      return undefined
+    }
+    if ((d.msg.want || d.msg.paxos) && this.published.ring) {
+      // An observer priming, or a late elector still running consensus: it needs our ring.
+      const last = this.ringSentTo.get(src) ?? -Infinity
+      const now = this.deps.clock.now()
+      if (now - last >= this.tickMs) {
+        this.ringSentTo.set(src, now)
+        this.unicast(src, { v: WIRE_VERSION, t: 'ring', ring: this.published.ring })
+      }
+    }
+    if (d.msg.want && this.ring.isEmpty() && this.config.init.kind === 'consensus') this.needRing()
+    return this.handleGossip(d.msg, src) ? new IpamGossipData([update]) : undefined
+  }
+
+  onGossip(update: Uint8Array): GossipData | undefined {
+    const d = decodeGossip(update)
+    if (!d.ok) {
+      this.logOnce(`bad-gossip:${d.reason}`, `dropping bad ipam gossip: ${d.reason}`)
+      return undefined
+    }
+    return this.handleGossip(d.msg, 'gossip') ? new IpamGossipData([update]) : undefined
+  }
+
+  gossip(): GossipData | undefined {
+    if (!this.published.ring && !this.published.paxos) return undefined
+    return new IpamGossipData([encodeMsg(this.published)])
+  }
+
+  // ---- internals: gossip handling ----
+
+  /** Merge a gossiped ring and/or consensus records; returns whether anything was new. */
+  private handleGossip(m: GossipMsg, src: string): boolean {
+    let changed = false
+    if (m.ring) changed = this.applyRingWire(m.ring, src) || changed
+    if (m.paxos && this.ring.isEmpty() && this.config.init.kind === 'consensus') {
+      if (!this.paxos) this.activateConsensus()
+      if (this.paxos!.merge(m.paxos)) {
+        changed = true
+        this.consensusProgressAt = this.deps.clock.now()
+        this.advanceConsensus()
+      }
+    }
+    return changed
+  }
+
+  /** Returns whether the ring changed. */
+  private applyRingWire(wire: unknown, src: string): boolean {
+    const d = Ring.fromWire(wire)
+    if (!d.ok) {
+      this.logOnce(`bad-ring:${src}`, `dropping invalid ring from ${src}: ${d.reason}`)
+      return false
+    }
+    const wasEmpty = this.ring.isEmpty()
+    const res = this.ring.merge(d.ring, this.self, (r) => this.space.hasLeasesIn(r))
+    if (!res.ok) {
+      this.logOnce(`merge:${src}:${res.code}`, `refusing ring from ${src}: ${res.reason}`)
+      return false
+    }
+    if (!res.changed) return false
+    if (wasEmpty && !this.ring.isEmpty()) {
+      this.paxos = undefined
+      this.log.info(`ring received from ${src}; consensus over`)
+    }
+    if (res.selfRemoved) {
+      this.removedSelf = true
+      this.log.error("this peer was removed from the ring by rmpeer on another peer; its ranges are gone and it will not allocate again - run 'weave reset'")
+      for (const op of this.pending.splice(0)) op.reject(new IpamError(409, 'this peer was removed by rmpeer'))
+    }
+    this.space.setOwned(this.ring.ownedBy(this.self))
+    this.ring.reportFree(this.self, (r) => this.space.freeIn(r))
+    this.persisted().then(() => { if (res.reasserted) this.broadcast() }, () => {})
+    this.retryPending()
+    return true
+  }
+
+  // ---- internals: consensus ----
+
+  private activateConsensus(): void {
+    this.paxos = new Paxos(this.self, this.quorum, undefined, this.clusterSize)
+    this.log.info(`joining consensus on the initial ring (quorum ${this.quorum})`)
+  }
+
+  /** We need a ring (an operation is waiting): start consensus, or ask for it as an observer. */
+  private needRing(): void {
+    if (!this.ring.isEmpty()) return
+    if (this.config.init.kind === 'observer') {
+      this.gossipHandle?.gossipBroadcast(new IpamGossipData([encodeMsg({ v: WIRE_VERSION, want: true })]))
+      return
+    }
+    if (this.config.init.kind !== 'consensus') return
+    if (!this.paxos) this.activateConsensus()
+    // Propose when nobody has yet, or when nothing moved for a while; only needy peers propose.
+    const now = this.deps.clock.now()
+    const quietSince = Math.max(this.proposedAt, this.consensusProgressAt)
+    if (this.paxos!.own.promise && now - quietSince < this.reproposeMs) return
+    // Jitter, so that peers that time out together do not keep duelling.
+    this.proposedAt = now + this.deps.rng.int(Math.max(1, Math.floor(this.reproposeMs / 2)))
+    this.paxos!.propose()
+    this.advanceConsensus(true)
+  }
+
+  /** Apply the consensus rules; publish our record when it changed (or `publish` is set). */
+  private advanceConsensus(publish = false): void {
+    const p = this.paxos
+    if (!p) return
+    const changed = p.think() || publish
+    const value = p.result()
+    if (value) {
+      this.ring.claimForPeers(value)
+      this.paxos = undefined
+      this.space.setOwned(this.ring.ownedBy(this.self))
+      this.ring.reportFree(this.self, (r) => this.space.freeIn(r))
+      this.log.info(`consensus reached: ring split among ${value.length} peers`)
+      this.persisted().then(() => this.broadcast(), () => {})
+      this.retryPending()
+      return
+    }
+    if (changed) this.persisted().then(() => this.broadcast(), () => {})
+  }
+
+  // ---- internals: operations ----
+
+  private enqueue(op: Op): void {
+    if (this.stopped) return op.reject(new IpamError(503, 'IPAM is stopped'))
+    if (this.removedSelf) return op.reject(new IpamError(409, "this peer was removed by rmpeer on another peer; run 'weave reset'"))
+    if (!this.tryOp(op)) {
+      this.pending.push(op)
+      if (this.ring.isEmpty()) this.needRing()
+    }
+  }
+
+  /** Try to complete `op` now; true when it is finished (answered or failed). */
+  private tryOp(op: Op): boolean {
+    if (op.kind === 'claim' && !contains(this.universe, op.cidr.ip)) return this.claimOutside(op)
+    if (this.ring.isEmpty()) return false
+    if (op.kind === 'prime') {
+      this.whenPersisted(() => op.resolve())
+      return true
+    }
+    if (op.kind === 'alloc') return this.tryAlloc(op)
+    return this.tryClaim(op)
+  }
+
+  private tryAlloc(op: Extract<Op, { kind: 'alloc' }>): boolean {
+    const sub = cidrRange(op.subnet)
+    const have = (this.leases.get(op.id) ?? []).find((l) => contains(sub, l.addr))
+    if (have) {
+      this.whenPersisted(() => op.resolve({ ip: have.addr, prefix: have.prefix }))
+      return true
+    }
+    const within = intersect(hostRange(op.subnet), this.universe)!
+    const addr = this.space.allocateLowest(within, op.id)
+    if (addr !== undefined) {
+      this.pushLease(op.id, { addr, prefix: op.subnet.prefix })
+      this.freeDirty = true
+      this.spaceAsks.delete(rangeKey(within))
+      this.whenPersisted((err) => (err ? op.reject(new IpamError(500, `could not persist lease: ${err.message}`)) : op.resolve({ ip: addr, prefix: op.subnet.prefix })))
+      return true
+    }
+    this.askForSpace(within)
+    return false
+  }
+
+  private tryClaim(op: Extract<Op, { kind: 'claim' }>): boolean {
+    const addr = op.cidr.ip
+    const owner = this.ring.owner(addr)!
+    if (owner === this.self) {
+      const holder = this.space.holder(addr)
+      if (holder === op.id) {
+        this.whenPersisted(() => op.resolve())
+        return true
+      }
+      if (holder !== undefined) {
+        op.reject(new IpamError(409, `address ${formatIp(addr)} is already owned by ${holder}`))
+        return true
+      }
+      this.space.take(addr, op.id)
+      this.pushLease(op.id, { addr, prefix: op.cidr.prefix })
+      this.freeDirty = true
+      this.whenPersisted((err) => (err ? op.reject(new IpamError(500, `could not persist lease: ${err.message}`)) : op.resolve()))
+      return true
+    }
+    const now = this.deps.clock.now()
+    if (now - op.lastSent < this.spaceRequestRetryMs) return false
+    if (op.sends >= MAX_CLAIM_SENDS) {
+      op.reject(new IpamError(409, `address ${formatIp(addr)} is owned by other peer ${this.describe(owner)}, which did not answer`))
+      return true
+    }
+    op.sends++
+    op.lastSent = now
+    this.unicast(owner, { v: WIRE_VERSION, t: 'req', start: addr, end: addr + 1 })
+    return false
+  }
+
+  private claimOutside(op: Extract<Op, { kind: 'claim' }>): boolean {
+    const addr = op.cidr.ip
+    const holder = this.outside.get(addr)
+    if (holder !== undefined && holder !== op.id) {
+      op.reject(new IpamError(409, `address ${formatIp(addr)} is already owned by ${holder}`))
+      return true
+    }
+    if (holder === undefined) {
+      this.outside.set(addr, op.id)
+      this.pushLease(op.id, { addr, prefix: op.cidr.prefix })
+    }
+    this.whenPersisted(() => op.resolve())
+    return true
+  }
+
+  private retryPending(): void {
+    if (this.pending.length === 0) return
+    const ops = this.pending
+    this.pending = []
+    for (const op of ops) if (!this.tryOp(op)) this.pending.push(op)
+  }
+
+  /** Ask a peer with advertised free space in `within` for some; one outstanding ask per range. */
+  private askForSpace(within: Range): void {
+    const key = rangeKey(within)
+    const now = this.deps.clock.now()
+    const ask = this.spaceAsks.get(key)
+    if (ask && now - ask.at < this.spaceRequestRetryMs) return
+    const denied = ask?.denied ?? new Set<PeerName>()
+    const donor = this.pickDonor(within, denied)
+    if (!donor) {
+      this.spaceAsks.set(key, { donor: this.self, at: now, denied: new Set() })
+      return
+    }
+    this.spaceAsks.set(key, { donor, at: now, denied })
+    this.unicast(donor, { v: WIRE_VERSION, t: 'req', start: within.start, end: within.end })
+  }
+
+  /** A reachable peer chosen at random, weighted by its advertised free space in `within`. */
+  private pickDonor(within: Range, exclude: Set<PeerName>): PeerName | undefined {
+    const cands: Array<[PeerName, number]> = []
+    let total = 0
+    for (const [peer, free] of this.ring.freeIn(within)) {
+      if (peer === this.self || free <= 0 || exclude.has(peer) || this.ring.removed.has(peer) || !this.view.isReachable(peer)) continue
+      cands.push([peer, free])
+      total += free
+    }
+    if (total === 0) return undefined
+    let x = this.deps.rng.next() * total
+    for (const [peer, free] of cands) {
+      x -= free
+      if (x < 0) return peer
+    }
+    return cands[cands.length - 1][0]
+  }
+
+  private handleSpaceRequest(src: PeerName, want: Range): void {
+    const deny = () => this.unicast(src, { v: WIRE_VERSION, t: 'denied', start: want.start, end: want.end })
+    if (this.ring.isEmpty() || this.removedSelf || this.ring.removed.has(src) || want.end <= want.start) return deny()
+    const within = intersect(want, this.universe)
+    const block = within && this.space.donation(within)
+    if (!block) return deny()
+    this.ring.grant(this.self, block, src, (r) => this.space.freeIn(r))
+    this.space.setOwned(this.ring.ownedBy(this.self))
+    this.ring.reportFree(this.self, (r) => this.space.freeIn(r))
+    this.log.debug(`donating ${formatRange(block)} to ${src}`)
+    // The donation leaves only once it is on disk: a restart must not make us think we still own it.
+    this.persisted().then(() => {
+      this.unicast(src, { v: WIRE_VERSION, t: 'ring', ring: this.published.ring! })
+      this.broadcast()
+    }, () => {})
+  }
+
+  private handleDenied(src: PeerName, r: Range): void {
+    if (r.end - r.start === 1) {
+      // A claim of one address: the owner has it in use.
+      const ops = this.pending
+      this.pending = []
+      for (const op of ops) {
+        if (op.kind === 'claim' && op.cidr.ip === r.start && this.ring.owner(r.start) === src) {
+          op.reject(new IpamError(409, `address ${formatIp(r.start)} is owned by other peer ${this.describe(src)}`))
+        } else this.pending.push(op)
+      }
+      return
+    }
+    const ask = this.spaceAsks.get(rangeKey(r))
+    if (ask) {
+      ask.denied.add(src)
+      ask.at = -Infinity
+    }
+    this.retryPending()
+  }
+
+  private expire(now: number): void {
+    const ops = this.pending
+    this.pending = []
+    for (const op of ops) {
+      if (now < op.deadline) {
+        this.pending.push(op)
+        continue
+      }
+      const why = this.ring.isEmpty() ? `no IP allocation ring yet (${this.statusText()})` : this.statusText()
+      op.reject(new IpamError(503, `timed out: ${why}`))
+    }
+  }
+
+  private scheduleTick(): void {
+    if (this.stopped) return
+    this.stopTimer = this.deps.clock.setTimer(this.tickMs, () => {
+      this.tick()
+      this.scheduleTick()
+    })
+  }
+
+  private tick(): void {
+    const now = this.deps.clock.now()
+    this.expire(now)
+    if (this.ring.isEmpty() && this.pending.length > 0) this.needRing()
+    if (this.paxos && !this.paxos.allowPartial && this.paxos.leading() && now - this.proposedAt >= this.partialGraceMs) {
+      // Not every launch peer answered: go ahead with a quorum (the others ask for space later).
+      this.paxos.allowPartial = true
+      this.advanceConsensus()
+    }
+    this.retryPending()
+    if (this.freeDirty && !this.ring.isEmpty()) {
+      this.freeDirty = false
+      if (this.ring.reportFree(this.self, (r) => this.space.freeIn(r))) this.persisted().then(() => this.broadcast(), () => {})
+    }
+  }
+
+  // ---- internals: leases ----
+
+  private addLease(id: string, c: Cidr): void {
+    if (!contains(this.universe, c.ip)) this.outside.set(c.ip, id)
+    else {
+      const prev = this.space.holder(c.ip)
+      if (prev !== undefined && prev !== id) throw new Error(`IPAM state in ${this.deps.store.where}: ${formatIp(c.ip)} leased to both ${prev} and ${id}`)
+      this.space.restoreLease(c.ip, id)
+    }
+    this.pushLease(id, { addr: c.ip, prefix: c.prefix })
+  }
+
+  private pushLease(id: string, l: Lease): void {
+    const list = this.leases.get(id)
+    if (list) list.push(l)
+    else this.leases.set(id, [l])
+  }
+
+  // ---- internals: persistence and sending ----
+
+  private snapshotState(): IpamState {
+    const leases: Record<string, string[]> = {}
+    for (const [id, ls] of this.leases) leases[id] = ls.map((l) => formatCidr({ ip: l.addr, prefix: l.prefix }))
+    return {
+      format: STATE_FORMAT,
+      peerName: this.self,
+      range: formatCidr(this.config.universe),
+      ...(this.ring.isEmpty() ? {} : { ring: this.ring.toWire() }),
+      ...(this.paxos ? { paxos: this.paxos.own } : {}),
+      leases,
+      ...(this.removedSelf ? { removed: true } : {}),
+    }
+  }
+
+  private snapshotGossip(): GossipMsg {
+    return {
+      v: WIRE_VERSION,
+      ...(this.ring.isEmpty() ? {} : { ring: this.ring.toWire() }),
+      ...(this.paxos && this.ring.isEmpty() ? { paxos: this.paxos.toWire() } : {}),
+    }
+  }
+
+  /** Resolves once the current state is on disk (rejects if the write failed). */
+  private persisted(): Promise<void> {
+    return new Promise((resolve, reject) => this.whenPersisted((err) => (err ? reject(err) : resolve())))
+  }
+
+  /** Run `fn` once the current state is on disk; concurrent callers share one write. */
+  private whenPersisted(fn: (err?: Error) => void): void {
+    this.dirty = true
+    this.afterSave.push(fn)
+    if (!this.saving) void this.saveLoop()
+  }
+
+  private async saveLoop(): Promise<void> {
+    this.saving = true
+    while (this.dirty) {
+      this.dirty = false
+      const waiting = this.afterSave.splice(0)
+      const gossipNow = this.snapshotGossip()
+      let err: Error | undefined
+      try {
+        await this.deps.store.save(JSON.stringify(this.snapshotState()))
+        this.published = gossipNow
+      } catch (e) {
+        err = e as Error
+        this.log.error(`cannot save IPAM state to ${this.deps.store.where}: ${err.message}`)
+      }
+      for (const fn of waiting) fn(err)
+    }
+    this.saving = false
+  }
+
+  private broadcast(): void {
+    if (!this.gossipHandle || this.stopped) return
+    const data = this.gossip()
+    if (data) this.gossipHandle.gossipBroadcast(data)
+  }
+
+  private unicast(dst: PeerName, m: UnicastMsg): void {
+    if (!this.gossipHandle || this.stopped) return
+    this.gossipHandle.gossipUnicast(dst, encodeMsg(m))
+  }
+
+  // ---- internals: peers ----
+
+  private resolvePeer(text: string): PeerName {
+    const known = new Set<string>([...this.ring.shares().keys(), ...this.view.peers().map((p) => p.name)])
+    if (known.has(text.toLowerCase())) return text.toLowerCase() as PeerName
+    const byNick = this.view.peers().filter((p) => p.nickname === text)
+    if (byNick.length === 1) return byNick[0].name
+    if (byNick.length > 1) throw new IpamError(400, `nickname ${text} is ambiguous; use the peer name`)
+    throw new IpamError(404, `unknown peer ${text}`)
+  }
+
+  private pickHeir(): PeerName | undefined {
+    const reachable = this.view.peers().map((p) => p.name).filter((p) => p !== this.self && this.view.isReachable(p) && !this.ring.removed.has(p))
+    const withEntries = reachable.filter((p) => this.ring.shares().has(p)).sort()
+    return withEntries[0] ?? reachable.sort()[0]
+  }
+
+  describe(peer: PeerName): string {
+    const nick = this.view.peers().find((p) => p.name === peer)?.nickname
+    return nick ? `${peer}(${nick})` : peer
+  }
+
+  private logOnce(key: string, msg: string): void {
+    if (this.loggedOnce.has(key)) return
+    this.loggedOnce.add(key)
+    this.log.warn(msg)
+  }
+}
+
+function rangeKey(r: Range): string {
+  return `${r.start}-${r.end}`
+}

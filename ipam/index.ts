@@ -1,0 +1,166 @@
+/**
+ * IPAM's public door: `createIpam(config, deps)` builds a peer's allocator on the `ipam` gossip
+ * channel; `start()` loads saved state (refusing state of another range or peer name) and joins
+ * the channel; `handle()` answers the HTTP API; `status*()`/`report()` feed `weave status`/`report`.
+ */
+import type { Clock, Logger, Rng } from '../router/deps'
+import { type GossipHost, type PeerName, parsePeerName } from '../router/mesh'
+import { type Cidr, cidrRange, formatCidr, hostRange, intersect, isNetworkCidr, parseCidr } from './address'
+import { Allocator, type AllocatorConfig, type InitMode, IpamError } from './allocator'
+import { type IpamRequest, type IpamResponse, IPAM_ROUTES, handleIpamHttp } from './http'
+import { type StateStore, decodeState, fileStore, memoryStore } from './persistence'
+import { formatIpamStatus, peerShares } from './status'
+
+export { Allocator, IpamError, IPAM_ROUTES, fileStore, memoryStore, handleIpamHttp }
+export type { AllocatorConfig, InitMode, IpamRequest, IpamResponse, StateStore, Cidr }
+export { parseCidr, formatCidr } from './address'
+
+export const DEFAULT_RANGE = '10.32.0.0/12'
+
+export interface IpamConfig {
+  /** --ipalloc-range, e.g. 10.32.0.0/12 (must be written as its network address). */
+  range: string
+  /** --ipalloc-default-subnet; the whole range when absent. */
+  defaultSubnet?: string
+  /** --ipalloc-init: `consensus[=N]`, `seed=PEER,...` or `observer`; consensus when absent. */
+  init?: string
+  /** Number of peers given to `weave launch`, for `consensus` without N. */
+  launchPeerCount?: number
+  /** Where ring and leases are saved; in memory when absent (tests). */
+  stateFile?: string
+  /** Timings (tests shorten them). */
+  tickMs?: number
+  reproposeMs?: number
+  requestTimeoutMs?: number
+}
+
+export interface IpamDeps {
+  clock: Clock
+  rng: Rng
+  logger: Logger
+  host: GossipHost
+  /** Overrides `stateFile` (simulations keep state in memory across "restarts"). */
+  store?: StateStore
+}
+
+export interface Ipam {
+  readonly allocator: Allocator
+  start(): Promise<void>
+  stop(): Promise<void>
+  /** Answer an IPAM API request (see http.ts for the routes). */
+  handle(req: IpamRequest): Promise<IpamResponse>
+  /** The text of `weave status ipam`. */
+  statusIpam(): string
+  /** One-line state: idle / awaiting consensus (quorum: Q, known: K) / ready / ... */
+  statusText(): string
+  /** Key/value lines for the IPAM block of `weave status`. */
+  statusLines(): Array<[string, string]>
+  /** The IPAM part of `weave report`. */
+  report(): Record<string, unknown>
+}
+
+/** Parse --ipalloc-init; `consensus` without N derives N from the launch peers and warns. */
+export function parseInit(text: string | undefined, launchPeerCount: number, logger: Logger): InitMode {
+  const t = (text ?? 'consensus').trim()
+  if (t === 'observer') return { kind: 'observer' }
+  if (t === 'consensus') {
+    const n = launchPeerCount + 1
+    logger.warn(
+      `--ipalloc-init consensus without a cluster size: assuming ${n} peers (the ${launchPeerCount} launch peer(s) plus this one), ` +
+        `quorum ${Math.floor(n / 2) + 1}; pass --ipalloc-init consensus=N with the real cluster size to avoid split rings`,
+    )
+    return { kind: 'consensus', clusterSize: n }
+  }
+  let m = /^consensus=(\d+)$/.exec(t)
+  if (m) {
+    const n = Number(m[1])
+    if (n < 1) throw new IpamError(400, `--ipalloc-init ${t}: the cluster size must be at least 1`)
+    return { kind: 'consensus', clusterSize: n }
+  }
+  m = /^seed=(.+)$/.exec(t)
+  if (m) {
+    const peers: PeerName[] = []
+    for (const p of m[1].split(',')) {
+      const name = parsePeerName(p)
+      if (!name) throw new IpamError(400, `--ipalloc-init ${t}: ${p} is not a peer name (want the aa:bb:cc:dd:ee:ff form)`)
+      peers.push(name)
+    }
+    return { kind: 'seed', peers }
+  }
+  throw new IpamError(400, `--ipalloc-init ${t}: want consensus[=N], seed=PEER,... or observer`)
+}
+
+/** Validate range and default subnet; throws an IpamError with the reason. */
+export function parseRanges(range: string, defaultSubnet: string | undefined): { universe: Cidr; defaultSubnet: Cidr } {
+  const universe = parseCidr(range)
+  if (!universe || !isNetworkCidr(universe)) throw new IpamError(400, `--ipalloc-range ${range}: want a network in CIDR form such as 10.32.0.0/12`)
+  if (universe.prefix > 30) throw new IpamError(400, `--ipalloc-range ${range} is too small: at least /30`)
+  const sub = defaultSubnet ? parseCidr(defaultSubnet) : universe
+  if (!sub || !isNetworkCidr(sub)) throw new IpamError(400, `--ipalloc-default-subnet ${defaultSubnet}: want a network in CIDR form`)
+  if (sub.prefix > 30) throw new IpamError(400, `--ipalloc-default-subnet ${defaultSubnet} is too small: at least /30`)
+  if (!intersect(hostRange(sub), cidrRange(universe))) {
+    throw new IpamError(400, `--ipalloc-default-subnet ${formatCidr(sub)} does not overlap --ipalloc-range ${formatCidr(universe)}`)
+  }
+  return { universe, defaultSubnet: sub }
+}
+
+export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
+  const log = deps.logger
+  const { universe, defaultSubnet } = parseRanges(config.range, config.defaultSubnet)
+  const init = parseInit(config.init, config.launchPeerCount ?? 0, log)
+  const store = deps.store ?? (config.stateFile ? fileStore(config.stateFile) : memoryStore())
+  const allocator = new Allocator(
+    { universe, defaultSubnet, init, tickMs: config.tickMs, reproposeMs: config.reproposeMs, requestTimeoutMs: config.requestTimeoutMs },
+    { clock: deps.clock, rng: deps.rng, logger: log, host: deps.host, store },
+  )
+  const view = deps.host.view
+  return {
+    allocator,
+    async start() {
+      const loaded = decodeState(await store.load(), { peerName: view.self.name, range: formatCidr(universe), where: store.where })
+      if (!loaded.ok) throw new IpamError(500, loaded.reason, 'state-refused')
+      allocator.restore(loaded.state)
+      allocator.start()
+      log.info(`IPAM on ${formatCidr(universe)}, default subnet ${formatCidr(defaultSubnet)}, init ${describeInit(init)}`)
+    },
+    stop: () => allocator.stop(),
+    handle: (req) => handleIpamHttp(allocator, req),
+    statusIpam: () => formatIpamStatus(allocator.ring, view, allocator.activeCount(), allocator.statusText()),
+    statusText: () => allocator.statusText(),
+    statusLines() {
+      return [
+        ['Service', 'ipam'],
+        ['Status', allocator.statusText()],
+        ['Range', formatCidr(universe)],
+        ['DefaultSubnet', formatCidr(defaultSubnet)],
+      ]
+    },
+    report() {
+      return {
+        Paxos: null,
+        Range: formatCidr(universe),
+        DefaultSubnet: formatCidr(defaultSubnet),
+        Status: allocator.statusText(),
+        Init: describeInit(init),
+        Entries: peerShares(allocator.ring, view).map((s) => ({
+          Peer: s.peer,
+          Nickname: s.nickname ?? '',
+          Size: s.addresses,
+          Percent: Number(s.percent.toFixed(3)),
+          IsKnownPeer: s.self || view.peers().some((p) => p.name === s.peer),
+          Reachable: s.reachable,
+        })),
+        Seeds: allocator.ring.seeds,
+        Removed: [...allocator.ring.removed],
+        ActiveIPs: allocator.activeCount(),
+        Pending: allocator.pendingCount(),
+      }
+    },
+  }
+}
+
+function describeInit(i: InitMode): string {
+  if (i.kind === 'consensus') return `consensus=${i.clusterSize}`
+  if (i.kind === 'seed') return `seed=${i.peers.join(',')}`
+  return 'observer'
+}

@@ -1,0 +1,51 @@
+/**
+ * Text of `weave status ipam`, as Weave's: one line per peer owning space, `name(nick)` padded to
+ * 37 characters, then `N IPs (xx.x% of total)`; our own line first with `(K active)`, peers we
+ * cannot reach marked `- unreachable!`.
+ */
+import type { MeshView, PeerName } from '../router/mesh'
+import type { Ring } from './ring'
+
+export interface PeerShare {
+  peer: PeerName
+  nickname?: string
+  addresses: number
+  percent: number
+  self: boolean
+  reachable: boolean
+}
+
+export function peerShares(ring: Ring, view: MeshView): PeerShare[] {
+  const total = ring.end - ring.start
+  const nick = new Map(view.peers().map((p) => [p.name, p.nickname]))
+  const self = view.self.name
+  const out: PeerShare[] = []
+  for (const [peer, addresses] of ring.shares()) {
+    out.push({
+      peer,
+      nickname: peer === self ? view.self.nickname : nick.get(peer),
+      addresses,
+      percent: (100 * addresses) / total,
+      self: peer === self,
+      reachable: peer === self || view.isReachable(peer),
+    })
+  }
+  out.sort((a, b) => (a.self !== b.self ? (a.self ? -1 : 1) : a.peer < b.peer ? -1 : 1))
+  return out
+}
+
+export function formatIpamStatus(ring: Ring, view: MeshView, activeCount: number, statusText: string): string {
+  if (ring.isEmpty()) return `${statusText}\n`
+  const shares = peerShares(ring, view)
+  if (!shares.some((s) => s.self)) {
+    shares.unshift({ peer: view.self.name, nickname: view.self.nickname, addresses: 0, percent: 0, self: true, reachable: true })
+  }
+  const lines = shares.map((s) => {
+    const who = `${s.peer}(${s.nickname ?? ''})`.padEnd(37)
+    let line = `${who}${s.addresses} IPs (${s.percent.toFixed(1)}% of total)`
+    if (s.self) line += ` (${activeCount} active)`
+    else if (!s.reachable) line += ' - unreachable!'
+    return line
+  })
+  return lines.join('\n') + '\n'
+}

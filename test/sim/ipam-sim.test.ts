@@ -1,0 +1,205 @@
+/**
+ * IPAM simulations: many peers in one process over the in-memory bus (ipam/testing.ts), virtual
+ * time, seeded randomness. A failing test prints its seed.
+ */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { memoryLogger, seededRng } from '../../router/deps'
+import type { PeerName } from '../../router/mesh'
+import { type Ipam, createIpam, memoryStore, formatCidr, parseCidr } from '../../ipam'
+import { SimBus, simPeerName } from '../../ipam/testing'
+
+interface SimNode { name: PeerName; ipam: Ipam; store: ReturnType<typeof memoryStore>; log: ReturnType<typeof memoryLogger> }
+
+async function makeNode(bus: SimBus, i: number, init: string, range = '10.32.0.0/12', store = memoryStore()): Promise<SimNode> {
+  const name = simPeerName(i)
+  const host = bus.addPeer(name, `host${i}`)
+  const log = memoryLogger('info')
+  const ipam = createIpam({ range, init }, { clock: bus.clock, rng: seededRng(bus.seed * 1000 + i), logger: log, host, store })
+  await ipam.start()
+  return { name, ipam, store, log }
+}
+
+/** Allocate without blocking the bus: the promise settles while the bus runs. */
+function track<T>(p: Promise<T>): { done: boolean; value?: T; error?: Error } {
+  const t: { done: boolean; value?: T; error?: Error } = { done: false }
+  p.then((v) => { t.done = true; t.value = v }, (e) => { t.done = true; t.error = e })
+  return t
+}
+
+test('3 peers with consensus=3 allocate 1,000 addresses between them with no duplicates', async () => {
+  const bus = new SimBus(11)
+  const nodes = await Promise.all([1, 2, 3].map((i) => makeNode(bus, i, 'consensus=3')))
+  const results: Array<ReturnType<typeof track<unknown>>> = []
+  for (let k = 0; k < 1000; k++) results.push(track(nodes[k % 3].ipam.allocator.allocate(`c${k}`)))
+  await bus.until(() => results.every((r) => r.done), 10_000)
+  const errs = results.filter((r) => r.error)
+  assert.is(errs.length, 0, errs[0]?.error?.message)
+  const addrs = results.map((r) => formatCidr(r.value as never))
+  assert.is(new Set(addrs).size, 1000, 'duplicate address')
+  for (const n of nodes) assert.is(n.ipam.statusText(), 'ready')
+  // Everyone agrees on the ring and it splits the range in three.
+  await bus.run(3000)
+  const wire = JSON.stringify(nodes[0].ipam.allocator.ring.toWire().entries.map((e) => [e.token, e.peer]))
+  for (const n of nodes) assert.is(JSON.stringify(n.ipam.allocator.ring.toWire().entries.map((e) => [e.token, e.peer])), wire)
+})
+
+test('a fresh 100-peer mesh reaches its first allocation within 10 s of virtual time', async () => {
+  const bus = new SimBus(7)
+  const nodes: SimNode[] = []
+  for (let i = 1; i <= 100; i++) nodes.push(await makeNode(bus, i, 'consensus=100'))
+  assert.is(nodes[0].ipam.statusText(), 'idle')
+  const first = track(nodes[42].ipam.allocator.allocate('first'))
+  const took = await bus.until(() => first.done, 10_000)
+  assert.not.ok(first.error, first.error?.message)
+  assert.ok(took <= 10_000, `took ${took} ms`)
+  console.log(`    100 peers: first allocation after ${took} ms virtual, ${bus.delivered} messages`)
+  // Another peer allocates too, and gets a different address.
+  const second = track(nodes[7].ipam.allocator.allocate('second'))
+  await bus.until(() => second.done, 10_000)
+  assert.not.ok(second.error, second.error?.message)
+  assert.is.not(formatCidr(second.value as never), formatCidr(first.value as never))
+})
+
+test('status says awaiting consensus with quorum and known count until a quorum is there', async () => {
+  const bus = new SimBus(3)
+  const a = await makeNode(bus, 1, 'consensus=3')
+  bus.partition([[a.name]])
+  const b = await makeNode(bus, 2, 'consensus=3')
+  const c = await makeNode(bus, 3, 'consensus=3')
+  const r = track(a.ipam.allocator.allocate('x'))
+  await bus.run(500)
+  assert.is(a.ipam.statusText(), 'awaiting consensus (quorum: 2, known: 1)')
+  assert.not.ok(r.done)
+  bus.heal()
+  await bus.until(() => r.done, 10_000)
+  assert.not.ok(r.error, r.error?.message)
+  void b; void c
+})
+
+test('a peer that exhausted its share gets space from another', async () => {
+  const bus = new SimBus(5)
+  const nodes = await Promise.all([1, 2].map((i) => makeNode(bus, i, 'consensus=2', '10.40.0.0/26')))
+  // 64 addresses, 32 each; the subnet's network and broadcast addresses are never handed out.
+  const rs: Array<ReturnType<typeof track<unknown>>> = []
+  for (let k = 0; k < 50; k++) rs.push(track(nodes[0].ipam.allocator.allocate(`c${k}`)))
+  await bus.until(() => rs.every((r) => r.done), 30_000)
+  const errs = rs.filter((r) => r.error)
+  assert.is(errs.length, 0, errs[0]?.error?.message)
+  const addrs = rs.map((r) => formatCidr(r.value as never))
+  assert.is(new Set(addrs).size, 50)
+  assert.not.ok(addrs.includes('10.40.0.0/26'), 'network address handed out')
+  assert.not.ok(addrs.includes('10.40.0.63/26'), 'broadcast address handed out')
+  assert.ok(nodes[1].ipam.allocator.ring.ownedBy(nodes[1].name).length >= 1, 'donor kept nothing')
+})
+
+test('seed mode allocates while partitioned and merges cleanly on heal', async () => {
+  const bus = new SimBus(9)
+  const seeds = `seed=${simPeerName(1)},${simPeerName(2)}`
+  const a = await makeNode(bus, 1, seeds)
+  const b = await makeNode(bus, 2, seeds)
+  bus.partition([[a.name], [b.name]])
+  const ra = track(a.ipam.allocator.allocate('ca'))
+  const rb = track(b.ipam.allocator.allocate('cb'))
+  await bus.until(() => ra.done && rb.done, 1000)
+  assert.not.ok(ra.error)
+  assert.not.ok(rb.error)
+  assert.is.not(formatCidr(ra.value as never), formatCidr(rb.value as never))
+  bus.heal()
+  await bus.run(5000)
+  assert.equal(a.ipam.allocator.ring.toWire(), b.ipam.allocator.ring.toWire())
+  assert.not.ok(a.log.lines.some((l) => l.includes('refusing')), a.log.lines.join('\n'))
+})
+
+test('a seed mismatch and a range mismatch are refused with their messages', async () => {
+  const bus = new SimBus(13)
+  const a = await makeNode(bus, 1, `seed=${simPeerName(1)}`)
+  const b = await makeNode(bus, 2, `seed=${simPeerName(2)}`)
+  const c = await makeNode(bus, 3, `seed=${simPeerName(3)}`, '10.48.0.0/16')
+  await bus.run(3000)
+  assert.ok(a.log.lines.some((l) => l.includes('IP allocation was seeded by different peers')), a.log.lines.join('\n'))
+  assert.ok(a.log.lines.some((l) => l.includes('Incompatible IP allocation ranges')), a.log.lines.join('\n'))
+  // Nothing was merged: each still owns its whole own range.
+  assert.is(a.ipam.allocator.ring.ownedBy(a.name)[0].end - a.ipam.allocator.ring.ownedBy(a.name)[0].start, 2 ** 20)
+  void b; void c
+})
+
+test('claims: local, remote-owned (donated or refused), outside the range', async () => {
+  const bus = new SimBus(17)
+  const [a, b] = await Promise.all([1, 2].map((i) => makeNode(bus, i, `seed=${simPeerName(1)},${simPeerName(2)}`, '10.50.0.0/24')))
+  const ownedByB = b.ipam.allocator.ring.ownedBy(b.name)[0].start
+  const bAddr = parseCidr(`10.50.0.${(ownedByB % 256) + 5}/24`)!
+  const r1 = track(a.ipam.allocator.claim('ca', bAddr))
+  await bus.until(() => r1.done, 10_000)
+  assert.not.ok(r1.error, r1.error?.message)
+  assert.is(a.ipam.allocator.ring.owner(bAddr.ip), a.name)
+  // b's own container holds another of b's addresses; a's claim of it is refused.
+  const held = parseCidr(`10.50.0.${(ownedByB % 256) + 9}/24`)!
+  const r2 = track(b.ipam.allocator.claim('cb', held))
+  await bus.until(() => r2.done, 1000)
+  assert.not.ok(r2.error)
+  const r3 = track(a.ipam.allocator.claim('other', held))
+  await bus.until(() => r3.done, 20_000)
+  assert.ok(r3.error && /owned by other peer/.test(r3.error.message), r3.error?.message)
+  const r4 = track(a.ipam.allocator.claim('out', parseCidr('192.168.9.9/24')!))
+  await bus.until(() => r4.done, 1000)
+  assert.not.ok(r4.error)
+  const r5 = track(a.ipam.allocator.claim('out2', parseCidr('192.168.9.9/24')!))
+  await bus.until(() => r5.done, 1000)
+  assert.ok(r5.error, 'two IDs claimed one outside address')
+})
+
+test('rmpeer takes over a stopped peer; the removed peer that comes back is told and does not reclaim', async () => {
+  const bus = new SimBus(19)
+  const seeds = `seed=${simPeerName(1)},${simPeerName(2)},${simPeerName(3)}`
+  const stores = [memoryStore(), memoryStore(), memoryStore()]
+  const [a, b, c] = await Promise.all([1, 2, 3].map((i) => makeNode(bus, i, seeds, '10.32.0.0/12', stores[i - 1])))
+  const rc = track(c.ipam.allocator.allocate('cc'))
+  await bus.until(() => rc.done, 1000)
+  await bus.run(2000)
+  await c.ipam.stop()
+  bus.stopPeer(c.name)
+  await assert_rejects(a.ipam.allocator.removePeer(b.name), /reachable/)
+  const r = track(a.ipam.allocator.removePeer(c.name))
+  await bus.until(() => r.done, 1000)
+  assert.not.ok(r.error, r.error?.message)
+  await bus.run(3000)
+  assert.is(b.ipam.allocator.ring.ownedBy(c.name).length, 0)
+  assert.is(a.ipam.allocator.ring.shares().get(a.name), Math.floor(2 ** 20 / 3) * 2 + (2 ** 20 - 3 * Math.floor(2 ** 20 / 3)) * 0 + (2 ** 20 - Math.floor(2 ** 20 / 3) * 3 === 0 ? 0 : (2 ** 20 - 2 * Math.floor(2 ** 20 / 3) - Math.floor(2 ** 20 / 3) )) )
+  // c comes back with its old state: it must not win its ranges back.
+  const host = bus.restartPeer(c.name)
+  const log = memoryLogger('info')
+  const c2 = createIpam({ range: '10.32.0.0/12', init: seeds }, { clock: bus.clock, rng: seededRng(99), logger: log, host, store: stores[2] })
+  await c2.start()
+  await bus.run(3000)
+  assert.is(a.ipam.allocator.ring.ownedBy(c.name).length, 0)
+  assert.is(c2.allocator.ring.ownedBy(c.name).length, 0)
+  assert.ok(c2.allocator.isRemoved())
+  assert.ok(log.lines.some((l) => l.includes('removed from the ring by rmpeer')), log.lines.join('\n'))
+  const again = track(c2.allocator.allocate('new'))
+  await bus.until(() => again.done, 1000)
+  assert.ok(again.error)
+})
+
+test('reset hands our ranges to a live peer and confirms', async () => {
+  const bus = new SimBus(23)
+  const seeds = `seed=${simPeerName(1)},${simPeerName(2)}`
+  const [a, b] = await Promise.all([1, 2].map((i) => makeNode(bus, i, seeds, '10.60.0.0/24')))
+  const r = track(a.ipam.allocator.reset())
+  await bus.until(() => r.done, 10_000)
+  assert.not.ok(r.error, r.error?.message)
+  assert.is(r.value, b.name)
+  assert.is(b.ipam.allocator.ring.shares().get(b.name), 256)
+})
+
+async function assert_rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
+  try {
+    await p
+  } catch (e) {
+    assert.match((e as Error).message, re)
+    return
+  }
+  assert.unreachable('expected a rejection')
+}
+
+test.run()
