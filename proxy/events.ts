@@ -83,8 +83,10 @@ export function watchContainerEvents(engine: EngineClient, onEvent: (e: Containe
           try { onEvent(ev) } catch (err) { deps.logger.error(`container event handler failed on ${ev.action} ${ev.id.slice(0, 12)}: ${(err as Error).message}`) }
         }
       })
-      r.on('end', () => retry('closed by the engine'))
-      r.on('error', (err) => retry(err.message))
+      let ended = false // 'end' and 'error' may both fire; reconnect once
+      const endOnce = (why: string) => { if (!ended) { ended = true; retry(why) } }
+      r.on('end', () => endOnce('closed by the engine'))
+      r.on('error', (err) => endOnce(err.message))
     }, (err: Error) => retry(err.message))
   }
 
