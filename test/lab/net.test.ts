@@ -6,7 +6,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { ChildProcess } from 'node:child_process'
 import { createNetHost, NetHost, hostVethName } from '../../router/net'
-import { createLab, labUnavailableReason, Lab, LabHost } from './index'
+import { createLab, labUnavailableReason, waitFor, Lab, LabHost } from './index'
 
 // h1 is the weave host (bridge, iptables); h2..h4 only play containers: their eth0 is not used.
 let L: Lab
@@ -59,6 +59,8 @@ if (why) {
     ;[H, C1, C2, C3] = L.hosts
     // Someone else's rule in the host: reset must leave it alone.
     await H.exec(['iptables', '-w', '5', '-A', 'FORWARD', '-i', 'other0', '-j', 'ACCEPT'])
+    // eth0's IPv6 link-local settles (DAD) on its own; wait so the snapshot is not a moving target.
+    await waitFor('IPv6 DAD on eth0', async () => (await out(H, ['ip', '-6', 'addr', 'show', 'tentative'])).trim() === '', 10_000)
     before = await snapshot(H)
     net = createNetHost({ netns: H.ns })
   })
@@ -166,3 +168,39 @@ if (why) {
 }
 
 lab.run()
+
+// Docker containers: the CLI resolves a container to its pid through the Docker API; from there
+// attach is the same call. One lab host runs dockerd (no docker0: --bridge=none).
+const docker = suite('net lab: docker containers')
+const whyDocker = labUnavailableReason({ docker: true })
+if (whyDocker) {
+  docker('skipped', () => { console.log(`test/lab/net docker: skipped, ${whyDocker}`) })
+} else {
+  docker('two Docker containers attached by pid ping each other over ethwe; reset leaves nothing', async () => {
+    const D = await createLab({ hosts: 1, docker: true })
+    try {
+      const h = D.hosts[0]
+      const dnet = createNetHost({ netns: h.ns })
+      await dnet.ensureBridge()
+      const ids: string[] = []
+      for (const [i, name] of ['dc1', 'dc2'].entries()) {
+        const id = (await h.docker(['run', '-d', '--name', name, 'busybox:latest', 'sleep', '600'])).stdout.trim()
+        const pid = Number((await h.docker(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim())
+        assert.ok(pid > 0)
+        const r = await dnet.attach({ netns: { pid }, containerId: id, addresses: [`10.32.1.${i + 1}/12`] })
+        assert.is(r.created, true)
+        assert.match((await h.docker(['exec', name, 'ip', 'addr', 'show', 'ethwe'])).stdout, `10.32.1.${i + 1}/12`)
+        ids.push(id)
+      }
+      assert.is((await h.exec(['ip', '-j', '-d', 'link', 'show', 'dev', hostVethName(ids[0])]).then((r) => JSON.parse(r.stdout)[0].master)), 'weave')
+      assert.ok(await ok(h.docker(['exec', 'dc1', 'ping', '-c', '1', '-W', '2', '10.32.1.2'])), 'dc1 pings dc2')
+      const r = await dnet.resetHost()
+      assert.ok(r.links.includes(hostVethName(ids[0])))
+      assert.not.ok(await ok(h.docker(['exec', 'dc1', 'ip', 'link', 'show', 'ethwe'])), 'ethwe gone after reset')
+      assert.not.ok((await h.exec(['iptables-save'])).stdout.includes('WEAVE'))
+    } finally {
+      await D.teardown()
+    }
+  })
+}
+docker.run()
