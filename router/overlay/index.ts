@@ -13,3 +13,7 @@ export { MacTable, macAt, formatMac, isGroupMac, DEFAULT_MAC_MAX_AGE_MS } from '
 export type { LearnResult } from './mac-table'
 export { Forwarder } from './forwarder'
 export type { Routes, ForwardEffect, ForwardResult, DropReason } from './forwarder'
+export {
+  createSleeveCipher, sleeveCryptoReady, ReplayWindow, SEAL_OVERHEAD_BYTES, SEQ_BYTES, TAG_BYTES, REPLAY_WINDOW,
+} from './sleeve-crypto'
+export type { SleeveCipher, OpenResult, OpenFailure, ReplayVerdict } from './sleeve-crypto'
