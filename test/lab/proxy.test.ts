@@ -1,0 +1,193 @@
+/**
+ * The Docker API proxy against a real dockerd in a lab host, driven by the real docker client.
+ * The proxy runs in this process between two unix sockets (socket files need no namespace); its
+ * onStarted hook stands in for the daemon: it puts a veth `ethwe` with an address into the
+ * container, as router/net will, so weavewait lets the command run.
+ */
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import * as path from 'node:path'
+import { createProxy, type ContainerEvent, type Proxy, type ProxyHooks, type StartedContainer } from '../../proxy'
+import { memoryLogger, systemClock } from '../../router/deps'
+import { run, type ExecOptions, type ExecResult } from './exec'
+import { createLab, labUnavailableReason, waitFor, REPO_ROOT, type Lab, type LabHost } from './index'
+
+const why = labUnavailableReason({ docker: true })
+const WEAVEWAIT_DIR = path.join(REPO_ROOT, 'proxy', 'weavewait', 'build')
+const it = suite('proxy lab')
+
+let lab: Lab
+let host: LabHost
+const proxies: Proxy[] = []
+let attachCount = 0
+
+/** What the daemon will do on start: a veth pair, one end renamed ethwe inside the container. */
+async function attachByHand(h: LabHost, c: StartedContainer, address: string): Promise<void> {
+  const n = ++attachCount
+  const outer = `vethwepl${n}`, inner = `wetmp${n}`
+  await h.exec(['ip', 'link', 'add', outer, 'type', 'veth', 'peer', 'name', inner])
+  await h.exec(['ip', 'link', 'set', inner, 'netns', String(c.pid)])
+  await h.exec(['ip', 'link', 'set', outer, 'up'])
+  const inCtr = (args: string[]) => run(['nsenter', '-t', String(c.pid), '-n', 'ip', ...args])
+  await inCtr(['link', 'set', inner, 'name', 'ethwe'])
+  await inCtr(['addr', 'add', address, 'dev', 'ethwe'])
+  await inCtr(['link', 'set', 'ethwe', 'up'])
+}
+
+async function startProxy(name: string, hooks: ProxyHooks): Promise<string> {
+  const socketPath = path.join(host.dir, `${name}.sock`)
+  const p = createProxy(
+    { socketPath, docker: { socketPath: host.dockerHost!.replace(/^unix:\/\//, '') }, weavewaitDir: WEAVEWAIT_DIR, defaultIpalloc: true, attachTimeoutMs: 20_000 },
+    { clock: systemClock(), logger: memoryLogger(), hooks },
+  )
+  await p.start()
+  proxies.push(p)
+  return `unix://${socketPath}`
+}
+
+let viaProxy: string
+let noAttachProxy: string
+let failingProxy: string
+const started: StartedContainer[] = []
+const events: ContainerEvent[] = []
+
+/** The docker client through `hostUrl`. */
+function docker(hostUrl: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  return run(['docker', '-H', hostUrl, ...args], { timeoutMs: 60_000, ...opts })
+}
+
+if (why) {
+  it('skipped', () => { console.log(`test/lab/proxy: skipped, ${why}`) })
+} else {
+  it.before(async () => {
+    // uvu reports a failed hook only as failed tests; say why.
+    try { lab = await createLab({ hosts: 1, docker: true }) } catch (err) { console.error(`test/lab/proxy: lab setup failed: ${(err as Error).stack}`); throw err }
+    host = lab.hosts[0]
+    viaProxy = await startProxy('weave', {
+      onStarted: async (c) => { started.push(c); await attachByHand(host, c, `10.32.0.${10 + started.length}/12`) },
+      onEvent: (e) => { events.push(e) },
+    })
+    noAttachProxy = await startProxy('noattach', {})
+    failingProxy = await startProxy('failing', { onStarted: async () => { throw new Error('IPAM is not ready') } })
+  })
+
+  it.after(async () => {
+    for (const p of proxies) await p.stop().catch(() => {})
+    await lab?.teardown()
+  })
+
+  it('docker version through the proxy, newest and pinned 1.24', async () => {
+    const r = await docker(viaProxy, ['version', '--format', '{{.Server.APIVersion}}'])
+    assert.match(r.stdout.trim(), /^1\.\d+$/)
+    const pinned = await docker(viaProxy, ['version', '--format', '{{.Client.APIVersion}} {{.Server.Version}}'], { env: { DOCKER_API_VERSION: '1.24' } })
+    assert.match(pinned.stdout, /^1\.24 /)
+    const ps = await docker(viaProxy, ['ps', '-a'], { env: { DOCKER_API_VERSION: '1.24' } })
+    assert.match(ps.stdout, 'CONTAINER ID')
+  })
+
+  it('docker run --rm echo: /w/w waits for ethwe, which is up when the command starts', async () => {
+    const r = await docker(viaProxy, ['run', '--rm', 'busybox', 'sh', '-c', 'ip -o -4 addr show ethwe; cat /sys/class/net/ethwe/operstate; echo hi'])
+    assert.match(r.stdout, /ethwe\s+inet 10\.32\.0\.\d+\/12/)
+    assert.match(r.stdout, /\nhi\n$/)
+    assert.ok(started.length >= 1)
+    assert.ok(started[started.length - 1].pid > 0)
+    assert.equal(started[started.length - 1].items, [{ kind: 'net-default' }])
+  })
+
+  it('a created container has /w/w once and a read-only /w bind', async () => {
+    const id = (await docker(viaProxy, ['create', '-e', 'WEAVE_CIDR=ip:10.32.2.50/24', 'busybox', 'echo', 'x'])).stdout.trim()
+    try {
+      const ep = JSON.parse((await docker(viaProxy, ['inspect', '--format', '{{json .Config.Entrypoint}}', id])).stdout)
+      assert.equal(ep, ['/w/w'])
+      const mounts = JSON.parse((await docker(viaProxy, ['inspect', '--format', '{{json .Mounts}}', id])).stdout) as Array<{ Destination: string; RW: boolean; Source: string }>
+      const w = mounts.find((m) => m.Destination === '/w')
+      assert.ok(w, JSON.stringify(mounts))
+      assert.is(w!.RW, false)
+      assert.is(w!.Source, WEAVEWAIT_DIR)
+      // Starting it passes the claimed address to the hook.
+      await docker(viaProxy, ['start', '-a', id])
+      assert.equal(started[started.length - 1].items, [{ kind: 'ip', cidr: '10.32.2.50/24' }])
+    } finally {
+      await host.docker(['rm', '-f', id], { allowFail: true })
+    }
+  })
+
+  it('docker run -d then docker logs -f streams until the container exits', async () => {
+    const id = (await docker(viaProxy, ['run', '-d', 'busybox', 'sh', '-c', 'for i in 1 2 3; do echo line$i; sleep 0.3; done'])).stdout.trim()
+    try {
+      const r = await docker(viaProxy, ['logs', '-f', id])
+      assert.is(r.stdout, 'line1\nline2\nline3\n')
+    } finally {
+      await host.docker(['rm', '-f', id], { allowFail: true })
+    }
+  })
+
+  it('hijacked streams: run -i with piped stdin, exec, exec -i, attach', async () => {
+    const echo = await docker(viaProxy, ['run', '-i', '--rm', 'busybox', 'cat'], { input: 'through the hijack\nsecond line\n' })
+    assert.is(echo.stdout, 'through the hijack\nsecond line\n')
+    const id = (await docker(viaProxy, ['run', '-d', 'busybox', 'sleep', '600'])).stdout.trim()
+    try {
+      assert.is((await docker(viaProxy, ['exec', id, 'echo', 'exec ok'])).stdout, 'exec ok\n')
+      assert.is((await docker(viaProxy, ['exec', '-i', id, 'cat'], { input: 'exec stdin\n' })).stdout, 'exec stdin\n')
+      const pinned = await docker(viaProxy, ['exec', '-i', id, 'cat'], { input: 'pinned\n', env: { DOCKER_API_VERSION: '1.24' } })
+      assert.is(pinned.stdout, 'pinned\n')
+    } finally {
+      await host.docker(['rm', '-f', id], { allowFail: true })
+    }
+    // attach to a container that reads stdin (start -ai uses the same hijack)
+    const cid = (await docker(viaProxy, ['create', '-i', 'busybox', 'sh', '-c', 'read x; echo got $x'])).stdout.trim()
+    try {
+      const r = await docker(viaProxy, ['start', '-ai', cid], { input: 'abc\n' })
+      assert.is(r.stdout, 'got abc\n')
+    } finally {
+      await host.docker(['rm', '-f', cid], { allowFail: true })
+    }
+  })
+
+  it('DOCKER_API_VERSION=1.24 client runs a container through the proxy', async () => {
+    const r = await docker(viaProxy, ['run', '--rm', 'busybox', 'echo', 'pinned run'], { env: { DOCKER_API_VERSION: '1.24' } })
+    assert.is(r.stdout, 'pinned run\n')
+  })
+
+  it('a bad WEAVE_CIDR fails docker run with the token quoted, creating nothing', async () => {
+    const before = (await host.docker(['ps', '-aq'])).stdout
+    const r = await docker(viaProxy, ['run', '--rm', '-e', 'WEAVE_CIDR=net:default bogus', 'busybox', 'true'], { allowFail: true })
+    assert.is.not(r.code, 0)
+    assert.match(r.stderr, '"bogus"')
+    assert.is((await host.docker(['ps', '-aq'])).stdout, before)
+  })
+
+  it('--net=host and WEAVE_CIDR=none are left alone (no /w/w, no attach)', async () => {
+    const n = started.length
+    const r = await docker(viaProxy, ['run', '--rm', '-e', 'WEAVE_CIDR=none', 'busybox', 'sh', '-c', 'ls /w 2>&1; ip link show ethwe 2>&1; echo done'])
+    assert.match(r.stdout, /done\n$/)
+    assert.not.match(r.stdout, /\bw\n/)
+    const host2 = await docker(viaProxy, ['run', '--rm', '--net=host', 'busybox', 'echo', 'hostnet'])
+    assert.is(host2.stdout, 'hostnet\n')
+    assert.is(started.length, n)
+  })
+
+  it('without an attach, weavewait times out with its message', async () => {
+    const r = await docker(noAttachProxy, ['run', '--rm', '-e', 'WEAVEWAIT_TIMEOUT=1', 'busybox', 'echo', 'never'], { allowFail: true })
+    assert.is(r.code, 3)
+    assert.match(r.stderr, 'interface ethwe was not up with an address after 1 s')
+    assert.not.match(r.stdout, 'never')
+  })
+
+  it('a failing attach fails docker run with the reason and leaves the container stopped', async () => {
+    const r = await docker(failingProxy, ['run', '-d', '--name', 'failing1', 'busybox', 'sleep', '600'], { allowFail: true })
+    assert.is.not(r.code, 0)
+    assert.match(r.stderr, 'IPAM is not ready')
+    const state = await host.docker(['inspect', '--format', '{{.State.Running}}', 'failing1'])
+    assert.is(state.stdout.trim(), 'false')
+    await host.docker(['rm', '-f', 'failing1'], { allowFail: true })
+  })
+
+  it('container events reach the hook (die, destroy)', async () => {
+    const id = (await docker(viaProxy, ['run', '-d', 'busybox', 'true'])).stdout.trim()
+    await host.docker(['rm', '-f', id])
+    await waitFor('die and destroy events', () => events.some((e) => e.id === id && e.action === 'destroy') && events.some((e) => e.id === id && e.action === 'die'), 10_000)
+  })
+}
+
+it.run()
