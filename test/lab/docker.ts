@@ -61,7 +61,7 @@ export async function startDockerd(host: LabHost, imageTar: string): Promise<voi
     `--cgroup-parent=/${host.ns}`,
     // containers of a stopped engine are killed quickly
     '--shutdown-timeout=2',
-  ], { stdio: ['ignore', log, log], cwd: d })
+  ], { stdio: ['ignore', log, log], cwd: d, enter: 'nsenter' })
   fs.closeSync(log)
   await waitFor(`dockerd of ${host.name}`, () => ping(socket), 30_000, 100)
   host.dockerHost = `unix://${socket}`

@@ -1,9 +1,10 @@
 /**
  * Running commands for the lab: in the root namespace or inside a host's network namespace.
  *
- * Inside a host we always use `nsenter --net=/var/run/netns/NS`, never `ip netns exec`: the latter
- * also remounts /sys, which breaks dockerd ("Devices cgroup isn't mounted", see LAB-NOTES) and buys
- * us nothing, since the lab uses no /etc/netns overrides.
+ * Two ways in (see `Enter`): `ip netns exec` (the default) also gives the command a /sys of the
+ * namespace, so `/sys/class/net/...` shows the host's own devices, as on a real machine; dockerd
+ * and OVS are started with `nsenter --net` instead, because under the remounted /sys dockerd fails
+ * with "Devices cgroup isn't mounted" (LAB-NOTES).
  */
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 
@@ -13,7 +14,15 @@ export interface ExecResult {
   stderr: string
 }
 
+/**
+ * How a command enters a host: `netns-exec` = `ip netns exec NS` (own /sys, own mount namespace);
+ * `nsenter` = `nsenter --net=...` (network namespace only; /sys is still the root namespace's).
+ */
+export type Enter = 'netns-exec' | 'nsenter'
+
 export interface ExecOptions {
+  /** How to enter the host's namespace (host commands only); default `netns-exec`. */
+  enter?: Enter
   /** Resolve with the non-zero code instead of throwing. */
   allowFail?: boolean
   /** Extra environment, merged over process.env. */
@@ -38,8 +47,9 @@ export function netnsPath(ns: string): string {
 }
 
 /** argv that runs `cmd` inside network namespace `ns` (root namespace when ns is undefined). */
-export function inNs(ns: string | undefined, cmd: string[]): string[] {
-  return ns ? ['nsenter', `--net=${netnsPath(ns)}`, '--', ...cmd] : cmd
+export function inNs(ns: string | undefined, cmd: string[], enter: Enter = 'netns-exec'): string[] {
+  if (!ns) return cmd
+  return enter === 'nsenter' ? ['nsenter', `--net=${netnsPath(ns)}`, '--', ...cmd] : ['ip', 'netns', 'exec', ns, ...cmd]
 }
 
 /** Run `cmd` (argv, no shell) to completion. Throws ExecError on non-zero exit unless allowFail. */

@@ -6,7 +6,7 @@ import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as path from 'node:path'
-import { inNs, run, startProcess, type ExecOptions, type ExecResult } from './exec'
+import { inNs, run, startProcess, type Enter, type ExecOptions, type ExecResult } from './exec'
 
 /** The repository root (this file compiles to dist/test/lab/host.js). */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..')
@@ -68,7 +68,7 @@ export class LabHost {
 
   /** Run `cmd` inside this host; throws with stderr on non-zero exit unless `allowFail`. */
   exec(cmd: string[], opts?: ExecOptions): Promise<ExecResult> {
-    return run(inNs(this.ns, cmd), opts)
+    return run(inNs(this.ns, cmd, opts?.enter), opts)
   }
 
   /** Run a shell snippet inside this host (`sh -c`). */
@@ -77,8 +77,8 @@ export class LabHost {
   }
 
   /** Start a long-running process inside this host; the lab kills it at teardown. */
-  spawn(cmd: string[], opts?: SpawnOptions): ChildProcess {
-    const child = startProcess(inNs(this.ns, cmd), opts)
+  spawn(cmd: string[], opts?: SpawnOptions & { enter?: Enter }): ChildProcess {
+    const child = startProcess(inNs(this.ns, cmd, opts?.enter), opts)
     this.track(child)
     return child
   }

@@ -2,6 +2,10 @@
  * The data-plane baseline: a kernel vxlan device between two lab hosts with static fdb and
  * neighbour entries (the flannel-style fast path, no learning, no multicast). Every data-plane
  * benchmark reports itself as a ratio to this, measured in the same run.
+ *
+ * Measure it between hosts WITHOUT Open vSwitch: on an OVS host the underlay runs through the
+ * userspace datapath (br-phy, ~1 Gbit/s here) and the baseline would be no baseline. A datapath
+ * benchmark can make a lab of 4 hosts, OVS on h1/h2 only, and take the baseline on h3/h4.
  */
 import type { LabHost } from './host'
 import { iperf, type IperfOptions } from './iperf'
@@ -28,7 +32,7 @@ export interface KernelVxlan {
   remove(): Promise<void>
 }
 
-/** MAC of `dev` in host `h` (not from /sys: nsenter --net keeps the root namespace's /sys). */
+/** MAC of `dev` in host `h`. */
 async function macOf(h: LabHost, dev: string): Promise<string> {
   const r = await h.exec(['ip', '-o', 'link', 'show', 'dev', dev])
   const mac = /link\/ether ([0-9a-f:]{17})/.exec(r.stdout)?.[1]

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { removeAllContainers, buildBusyboxTar, startDockerd } from './docker'
-import { run, runSync } from './exec'
+import { run, runSync, waitFor } from './exec'
 import * as faults from './faults'
 import { LabHost } from './host'
 import { startOvs } from './ovs'
@@ -190,6 +190,19 @@ export class Lab {
       ...dockerHosts.map((h) => startDockerd(h, tar)),
       ...ovsHosts.map((h) => startOvs(h)),
     ])
+    await this.waitUnderlay()
+  }
+
+  /**
+   * Return only once the LAN carries traffic: each host reaches the next one (a ring). Right after
+   * OVS takes eth0 over, the first packets can still be lost.
+   */
+  private async waitUnderlay(): Promise<void> {
+    if (this.hosts.length < 2) return
+    await Promise.all(this.hosts.map((h, i) => {
+      const next = this.hosts[(i + 1) % this.hosts.length]
+      return waitFor(`underlay ${h.name} -> ${next.name}`, () => h.ping(next.underlayIp, { count: 1, timeoutS: 1 }), 15_000, 50)
+    }))
   }
 
   /**

@@ -91,7 +91,16 @@ if (why) {
     sleeper = C2.spawn(['sleep', '600'], { stdio: 'ignore' })
     const pid = sleeper.pid!
     try {
+      // The gratuitous ARP shows on the bridge: sender and target are both the new address.
+      const dump = H.spawn(['tcpdump', '-l', '-n', '-i', 'weave', '-c', '1', 'arp and arp[14:4] = arp[24:4]'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      let seen = ''
+      dump.stdout!.on('data', (d) => { seen += d })
+      const dumpDone = new Promise((r) => dump.on('exit', r))
+      await waitFor('tcpdump listening', async () => (await out(H, ['cat', '/proc/net/packet'])).split('\n').length > 2, 5_000)
       const a = await net.attach({ netns: { name: C1.ns }, containerId: 'c1aaaaaaaaaaaa', addresses: ['10.32.0.1/12'] })
+      await Promise.race([dumpDone, new Promise((r) => setTimeout(r, 3000))])
+      dump.kill()
+      assert.match(seen, /ARP, Request who-has 10\.32\.0\.1 tell 10\.32\.0\.1/, `gratuitous ARP on the bridge: ${seen}`)
       const b = await net.attach({ netns: { pid }, containerId: String(pid), addresses: ['10.32.0.2/12'] })
       assert.is(a.created, true)
       assert.equal(a.added, ['10.32.0.1/12'])

@@ -30,7 +30,7 @@ export async function startOvs(host: LabHost): Promise<void> {
   const dbOut = log('ovsdb-server')
   host.spawn(['ovsdb-server', db, `--remote=punix:${socket}`, `--pidfile=${path.join(d, 'ovsdb-server.pid')}`,
     `--unixctl=${path.join(d, 'ovsdb-server.ctl')}`, `--log-file=${path.join(d, 'ovsdb-server.log')}`, '--no-chdir'],
-  { stdio: ['ignore', dbOut, dbOut], env })
+  { stdio: ['ignore', dbOut, dbOut], env, enter: 'nsenter' })
   fs.closeSync(dbOut)
   await waitFor(`ovsdb-server of ${host.name}`, () => fs.existsSync(socket), 20_000, 50)
   host.ovsSocket = socket
@@ -39,7 +39,7 @@ export async function startOvs(host: LabHost): Promise<void> {
   const swOut = log('ovs-vswitchd')
   host.spawn(['ovs-vswitchd', `unix:${socket}`, `--pidfile=${path.join(d, 'ovs-vswitchd.pid')}`,
     `--unixctl=${ctl}`, `--log-file=${path.join(d, 'ovs-vswitchd.log')}`, '--no-chdir'],
-  { stdio: ['ignore', swOut, swOut], env })
+  { stdio: ['ignore', swOut, swOut], env, enter: 'nsenter' })
   fs.closeSync(swOut)
   await waitFor(`ovs-vswitchd of ${host.name}`, () => fs.existsSync(ctl), 20_000, 50)
   host.ovsCtl = ctl
