@@ -89,6 +89,13 @@ export class LabHost {
     return run(['docker', '-H', this.dockerHost, ...args], opts)
   }
 
+  /** Pid of a running container's init (its network namespace is /proc/PID/ns/net). */
+  async containerPid(container: string): Promise<number> {
+    const pid = Number((await this.docker(['inspect', '-f', '{{.State.Pid}}', container])).stdout.trim())
+    if (!pid) throw new Error(`${this.name}: container ${container} is not running`)
+    return pid
+  }
+
   /** `ovs-vsctl` against this host's OVSDB. */
   ovsVsctl(args: string[], opts?: ExecOptions): Promise<ExecResult> {
     if (!this.ovsSocket) throw new Error(`${this.name} runs no Open vSwitch (createLab({ovs}))`)

@@ -17,7 +17,7 @@
  * - `lab.hosts[i]`: `name` (`h1`), `ns`, `underlayIp` (192.168.250.i), `underlayDev` (`eth0`, or
  *   `br-phy` with OVS), `exec(argv, {allowFail, env, input, timeoutMs})` → `{code, stdout, stderr}`
  *   (throws ExecError unless allowFail), `sh(script)`, `spawn(argv)` (killed at teardown),
- *   `ping(ip)` → boolean, `docker(args)`, `dockerHost`, `ovsVsctl(args)`, `ovsAppctl(args)`,
+ *   `ping(ip)` → boolean, `docker(args)`, `dockerHost`, `containerPid(name)`, `ovsVsctl(args)`, `ovsAppctl(args)`,
  *   `ovsOfctl(args)`, `ovsSocket`, `weave(args)`, `launchWeave(args, env)`, `weaveEnv()`
  *   (WEAVE_STATE_DIR, WEAVE_RUN_DIR, DOCKER_HOST, WEAVE_OVSDB), `api(path, {method, body})`.
  * - Faults: `lab.linkDown(h)`, `lab.linkUp(h)`, `lab.netem(h, {delayMs, lossPct})` (no sch_netem on
@@ -27,6 +27,10 @@
  * - Baseline: `measureUnderlay(a, b)`, `measureKernelVxlan(a, b)` (Gbit/s, iperf3 a → b),
  *   `setupKernelVxlan(a, b)`, `iperf(server, client, ip)`.
  * - `labUnavailableReason({docker, ovs})`: a test skips with this reason when it is set.
+ * - Entering a host: `exec`/`spawn`/`weave` use `ip netns exec` (the command sees the host's own
+ *   /sys/class/net); pass `{enter: 'nsenter'}` for `nsenter --net` (dockerd and OVS need it).
+ * - The lab waits until every host reaches the next over the underlay before createLab returns.
+ * - No sch_netem on this kernel: `netem` delay throws FaultUnavailable (loss works via nft).
  */
 export { createLab, withLab, labUnavailableReason, Lab, type LabOptions, type TeardownReport } from './lab'
 export { LabHost, REPO_ROOT, type ApiResponse } from './host'
