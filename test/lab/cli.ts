@@ -39,7 +39,7 @@ function exec(args: string[]): number {
     const info = JSON.parse(fs.readFileSync(path.join(names.dir(MANUAL), 'hosts.json'), 'utf8')) as { ns: string; weaveEnv: Record<string, string> }[]
     env = { ...env, ...info.find((h) => h.ns === ns)?.weaveEnv }
   } catch { /* no info: plain env */ }
-  const r = spawnSync('nsenter', [`--net=/var/run/netns/${ns}`, '--', ...cmd], { stdio: 'inherit', env })
+  const r = spawnSync('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'inherit', env })
   return r.status ?? 1
 }
 
