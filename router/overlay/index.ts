@@ -17,3 +17,5 @@ export {
   createSleeveCipher, sleeveCryptoReady, ReplayWindow, SEAL_OVERHEAD_BYTES, SEQ_BYTES, TAG_BYTES, REPLAY_WINDOW,
 } from './sleeve-crypto'
 export type { SleeveCipher, OpenResult, OpenFailure, ReplayVerdict } from './sleeve-crypto'
+export { Sleeve } from './sleeve'
+export type { SleeveConfig, SleeveDeps, SleevePeer, SleeveStats } from './sleeve'

@@ -1,0 +1,222 @@
+/**
+ * The sleeve driver: joins the bridge-side packet socket, the UDP socket and the pure core
+ * (forwarder, datagram codec, ciphers). Everything per wake-up is done in batches:
+ *
+ *   bridge readable → readBatch → Forwarder.fromBridge → pack + encode (+ seal) → one sendBatch
+ *   UDP readable    → recvBatch → open/decode → Forwarder.fromPeer → one writeBatch (inject)
+ *                                                                   + one sendBatch (relay/flood)
+ *
+ * Received bytes are views into the sockets' receive buffers, valid until the next read, so each
+ * batch is fully handled (encoded, injected) before the next read. The driver never waits on a
+ * full socket buffer: what does not fit is dropped and counted, as a router would.
+ *
+ * Neighbours (which peer is at which UDP address, with which cipher and MTU) are told to it by
+ * the layer that runs overlay connections (heartbeats, PMTU), via setPeer/removePeer.
+ */
+import type { Clock, Logger } from '../deps'
+import { openPacketSocket, openUdpSocket, type PacketSocket, type UdpSocket, type OutDatagram } from '../native'
+import { Forwarder, type ForwardEffect, type Routes } from './forwarder'
+import { MacTable, DEFAULT_MAC_MAX_AGE_MS } from './mac-table'
+import { decodeDatagram, encodeFrames, packFrames, UNDERLAY_HEADER_BYTES, type SleeveDatagram } from './sleeve-frame'
+import { SEAL_OVERHEAD_BYTES, type SleeveCipher } from './sleeve-crypto'
+
+/** Weave sweeps its MAC cache every minute. */
+const MAC_SWEEP_INTERVAL_MS = 60_000
+/** Batches read per wake-up per socket before yielding to the event loop (fairness). */
+const BATCHES_PER_WAKEUP = 4
+/** Until PMTU discovery says otherwise: a standard Ethernet underlay. */
+const DEFAULT_PATH_MTU = 1500
+
+export interface SleeveConfig {
+  /** Our data-plane short ID. */
+  self: number
+  /** Interface the router takes frames from and puts them back on (vethwe-pcap). */
+  bridgeIf: string
+  /** UDP bind address and port (6783). */
+  bindAddr: string
+  port: number
+  /** Open the sockets in this network namespace (tests; the daemon runs in the host's). */
+  netns?: string
+  macMaxAgeMs?: number
+}
+
+export interface SleeveDeps {
+  clock: Clock
+  logger: Logger
+  routes: Routes
+}
+
+/** How to reach one neighbour over UDP. */
+export interface SleevePeer {
+  addr: string
+  port: number
+  /** Set with a mesh password: seals what we send it and opens what it sends. */
+  cipher?: SleeveCipher
+  /** Path MTU towards it (bytes of IP packet); default 1500. */
+  pathMtu?: number
+}
+
+/** Counters for `weave status` / `weave report`; every dropped thing is counted by reason. */
+export interface SleeveStats {
+  captured: number
+  injected: number
+  datagramsSent: number
+  datagramsReceived: number
+  framesSent: number
+  drops: Record<string, number>
+}
+
+export class Sleeve {
+  private readonly forwarder: Forwarder
+  private readonly peers = new Map<number, SleevePeer>()
+  /** "addr:port" → short ID of the neighbour sending from there. */
+  private readonly byAddr = new Map<string, number>()
+  private pkt: PacketSocket | undefined
+  private udp: UdpSocket | undefined
+  private cancelSweep: (() => void) | undefined
+  private readonly log: Logger
+  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, drops: {} }
+  /** Heartbeats and probes from neighbours go to the overlay-connection layer through this. */
+  onControl: (from: number, datagram: SleeveDatagram) => void = () => {}
+
+  /** Builds state only; no I/O until start(). */
+  constructor(private readonly config: SleeveConfig, private readonly deps: SleeveDeps) {
+    this.log = deps.logger.child('sleeve')
+    const macs = new MacTable<number>(deps.clock, config.self, config.macMaxAgeMs ?? DEFAULT_MAC_MAX_AGE_MS)
+    this.forwarder = new Forwarder(config.self, macs, deps.routes)
+  }
+
+  get macs(): MacTable<number> { return this.forwarder.macs }
+  get localPort(): number | undefined { return this.udp?.localPort }
+
+  /** Opens the sockets and starts forwarding; throws (with an errno code) if they cannot open. */
+  start(): void {
+    if (this.pkt) return
+    const { bridgeIf, bindAddr, port, netns } = this.config
+    this.pkt = openPacketSocket(bridgeIf, { netns, slotBytes: 65_536, batch: 64 })
+    try {
+      this.udp = openUdpSocket(bindAddr, port, { netns, slotBytes: 65_536, batch: 64 })
+    } catch (err) {
+      this.pkt.close()
+      this.pkt = undefined
+      throw err
+    }
+    this.pkt.onReadable(() => this.onBridgeReadable())
+    this.udp.onReadable(() => this.onUdpReadable())
+    this.scheduleSweep()
+    this.log.info(`forwarding between ${bridgeIf} and udp ${bindAddr}:${this.udp.localPort}`)
+  }
+
+  /** Closes both sockets and the sweep timer. */
+  stop(): void {
+    this.cancelSweep?.()
+    this.cancelSweep = undefined
+    this.pkt?.close()
+    this.udp?.close()
+    this.pkt = undefined
+    this.udp = undefined
+  }
+
+  /** Tells the sleeve where neighbour `id` is (replacing what it knew). */
+  setPeer(id: number, peer: SleevePeer): void {
+    this.removePeer(id)
+    this.peers.set(id, peer)
+    this.byAddr.set(`${peer.addr}:${peer.port}`, id)
+  }
+
+  removePeer(id: number): void {
+    const old = this.peers.get(id)
+    if (!old) return
+    this.peers.delete(id)
+    this.byAddr.delete(`${old.addr}:${old.port}`)
+  }
+
+  /** Sends a control datagram (heartbeat, probe; plaintext form) to neighbour `id`. */
+  sendControl(id: number, plain: Uint8Array): boolean {
+    const peer = this.peers.get(id)
+    if (!peer || !this.udp) return false
+    const data = peer.cipher ? peer.cipher.seal(plain) : plain
+    const r = this.udp.sendBatch([{ addr: peer.addr, port: peer.port, data }])
+    return r.sent === 1
+  }
+
+  private drop(reason: string, n = 1): void {
+    this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + n
+  }
+
+  private onBridgeReadable(): void {
+    for (let i = 0; i < BATCHES_PER_WAKEUP && this.pkt; i++) {
+      const frames = this.pkt.readBatch()
+      if (!frames.length) return
+      this.stats.captured += frames.length
+      const r = this.forwarder.fromBridge(frames)
+      for (const [k, n] of Object.entries(r.drops)) this.drop(k, n)
+      const out: OutDatagram[] = []
+      for (const e of r.effects) if (e.kind === 'send') this.encode(e, out)
+      this.send(out)
+    }
+  }
+
+  private onUdpReadable(): void {
+    for (let i = 0; i < BATCHES_PER_WAKEUP && this.udp; i++) {
+      const dgrams = this.udp.recvBatch()
+      if (!dgrams.length) return
+      this.stats.datagramsReceived += dgrams.length
+      const inject: Uint8Array[] = []
+      const out: OutDatagram[] = []
+      for (const d of dgrams) {
+        const from = this.byAddr.get(`${d.addr}:${d.port}`)
+        if (from === undefined) { this.drop('unknown-sender'); continue }
+        const cipher = this.peers.get(from)!.cipher
+        const r = cipher ? cipher.open(d.data) : decodeDatagram(d.data)
+        if (!r.ok) { this.drop(`bad-datagram:${r.reason}`); continue }
+        const dg = r.datagram
+        if (dg.kind === 'sealed') { this.drop('unexpected-sealed'); continue }
+        if (dg.kind !== 'frames') { this.onControl(from, dg); continue }
+        const fr = this.forwarder.fromPeer(dg.src, dg.dst, dg.frames)
+        for (const [k, n] of Object.entries(fr.drops)) this.drop(k, n)
+        for (const e of fr.effects) {
+          if (e.kind === 'inject') inject.push(...e.frames)
+          else this.encode(e, out)
+        }
+      }
+      if (inject.length && this.pkt) {
+        const w = this.pkt.writeBatch(inject)
+        this.stats.injected += w.sent
+        if (w.sent < inject.length) this.drop('inject-failed', inject.length - w.sent)
+      }
+      this.send(out)
+    }
+  }
+
+  /** Packs one send effect into datagrams for its hop (copying the frames out of the receive buffers). */
+  private encode(e: Extract<ForwardEffect, { kind: 'send' }>, out: OutDatagram[]): void {
+    const peer = this.peers.get(e.hop)
+    if (!peer) { this.drop('no-peer-address', e.frames.length); return }
+    const maxBytes = (peer.pathMtu ?? DEFAULT_PATH_MTU) - UNDERLAY_HEADER_BYTES - (peer.cipher ? SEAL_OVERHEAD_BYTES : 0)
+    const { groups, tooBig } = packFrames(e.frames, maxBytes)
+    // TODO(issue 6): ICMP "fragmentation needed" for DF packets, self-fragmentation for the rest.
+    if (tooBig.length) this.drop('too-big', tooBig.length)
+    for (const g of groups) {
+      const plain = encodeFrames({ src: e.src, dst: e.dst }, g)
+      out.push({ addr: peer.addr, port: peer.port, data: peer.cipher ? peer.cipher.seal(plain) : plain })
+      this.stats.framesSent += g.length
+    }
+  }
+
+  private send(out: OutDatagram[]): void {
+    if (!out.length || !this.udp) return
+    const r = this.udp.sendBatch(out)
+    this.stats.datagramsSent += r.sent
+    for (const e of r.errors) this.drop(`send-error:${e.code}`)
+    if (r.notSent) this.drop('send-buffer-full', r.notSent)
+  }
+
+  private scheduleSweep(): void {
+    this.cancelSweep = this.deps.clock.setTimer(MAC_SWEEP_INTERVAL_MS, () => {
+      const n = this.forwarder.macs.sweep()
+      if (n) this.log.debug(`expired ${n} MAC entries`)
+      this.scheduleSweep()
+    })
+  }
+}
