@@ -74,6 +74,8 @@ export class FrameDecoder {
   }
 
   private peekLength(): number {
+    const c0 = this.chunks[0]!
+    if (c0.length >= FRAME_HEADER_BYTES) return ((c0[0]! << 24) | (c0[1]! << 16) | (c0[2]! << 8) | c0[3]!) >>> 0
     const head = new Uint8Array(FRAME_HEADER_BYTES)
     let got = 0
     for (const c of this.chunks) {

@@ -183,23 +183,35 @@ export function createMemoryNetwork(deps: MemoryNetworkDeps, netOpts: MemoryNetw
 
     private dialDirect(target: MemoryTransport, addr: string, localAddr: string,
       resolve: (c: PeerConnection) => void, reject: (e: Error) => void): void {
+      // A link cut while the dial is in flight drops its tasks: give up at the handshake deadline.
+      let settled = false
+      let out: MeshConnection | undefined
+      const timeoutMs = this.opts.handshakeTimeoutMs ?? 10_000
+      const cancel = clock.setTimer(timeoutMs, () => {
+        if (settled) return
+        settled = true
+        out?.shutdown('handshake timeout', false)
+        reject(new HandshakeError({ code: 'timeout', message: `handshake not finished within ${timeoutMs} ms`, permanent: false }))
+      })
+      const settle = (fn: () => void) => { if (!settled) { settled = true; cancel(); fn() } }
       post(this.addr, addr, () => {
         const failure = directChecks(this, target)
         if (failure) {
           target.refused(localAddr, failure.listener)
-          post(addr, this.addr, () => reject(new HandshakeError(failure.dialer)))
+          post(addr, this.addr, () => settle(() => reject(new HandshakeError(failure.dialer))))
           return
         }
         const connUid = BigInt.asUintN(64, bytesU64(deps.rng.bytes(8)))
         const encrypted = !!this.opts.password
-        const out = new MeshConnection({ remote: remoteOf(target.local), outbound: true, remoteAddr: addr, localAddr, connUid, encrypted },
-          { clock: clock, logger: this.log }, this.opts)
+        const o = new MeshConnection({ remote: remoteOf(target.local), outbound: true, remoteAddr: addr, localAddr, connUid, encrypted },
+          { clock, logger: this.log }, this.opts)
         const inb = new MeshConnection({ remote: remoteOf(this.local), outbound: false, remoteAddr: localAddr, localAddr: addr, connUid, encrypted },
-          { clock: clock, logger: target.log }, target.opts)
-        out.attach(directLink(this.addr, addr, inb, post))
-        inb.attach(directLink(addr, this.addr, out, post))
+          { clock, logger: target.log }, target.opts)
+        out = o
+        o.attach(directLink(this.addr, addr, inb, post))
+        inb.attach(directLink(addr, this.addr, o, post))
         target.accepted(target.track(inb))
-        post(addr, this.addr, () => resolve(this.track(out)))
+        post(addr, this.addr, () => settle(() => resolve(this.track(o))))
       })
     }
   }

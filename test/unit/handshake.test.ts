@@ -161,9 +161,10 @@ for (const mode of ['bytes', 'direct'] as const) {
   })
 }
 
-test('handshake timeout when the remote never answers', async () => {
+for (const mode of ['bytes', 'direct'] as const) {
+test(`${mode}: handshake timeout when the remote never answers`, async () => {
   const clock = new FakeClock()
-  const net = createMemoryNetwork({ clock, rng: seededRng(1), logger: memoryLogger() }, { mode: 'bytes' })
+  const net = createMemoryNetwork({ clock, rng: seededRng(1), logger: memoryLogger() }, { mode })
   const ta = net.transport('10.0.0.1:6783', identity(1))
   const tb = net.transport('10.0.0.2:6783', identity(2), { handshakeTimeoutMs: 10_000 })
   await ta.listen(() => {})
@@ -181,6 +182,7 @@ test('handshake timeout when the remote never answers', async () => {
   assert.instance(e2, HandshakeError)
   assert.is((e2 as HandshakeError).failure.code, 'timeout')
 })
+}
 
 // --- the pure state machine fed hostile bytes ---
 
