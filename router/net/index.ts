@@ -76,8 +76,18 @@ export interface NetHost {
   resetHost(opts?: { bridge?: string }): Promise<ResetResult>
 }
 
-/** Build a NetHost; does no I/O until a method is called. */
+/**
+ * Build a NetHost; does no I/O until a method is called. Calls run one at a time, in call order:
+ * every operation is check-then-change (`iptables -C` then `-A`, "has ethwe?" then create), and
+ * two of them interleaved could add a rule twice or race on one container's veth.
+ */
 export function createNetHost(opts: NetHostOptions = {}): NetHost {
+  let tail: Promise<unknown> = Promise.resolve()
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = tail.then(fn, fn)
+    tail = p.catch(() => undefined)
+    return p
+  }
   let arping = opts.arping
   const ctx: NetContext = {
     run: opts.run ?? createRunner({ netns: opts.netns }),
@@ -86,10 +96,10 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
     arping: () => (arping ??= detectArping()),
   }
   return {
-    ensureBridge: (o) => ensureBridge(ctx, o),
-    attach: (req) => attach(ctx, req),
-    detach: (req) => detach(ctx, req),
-    async listAttached(targets, o = {}) {
+    ensureBridge: (o) => serial(() => ensureBridge(ctx, o)),
+    attach: (req) => serial(() => attach(ctx, req)),
+    detach: (req) => serial(() => detach(ctx, req)),
+    listAttached: (targets, o = {}) => serial(async () => {
       const out = await listAttached(ctx, targets)
       const exposed = await bridgeAddresses(ctx, o.bridge)
       if (exposed.length) {
@@ -97,9 +107,9 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
         out.push({ id: EXPOSE_ID, mac: br?.mac ?? '', addresses: exposed.map(formatCidr) })
       }
       return out
-    },
-    expose: (cidr, o) => expose(ctx, cidr, o),
-    hide: (cidr, o) => hide(ctx, cidr, o),
-    resetHost: (o) => resetHost(ctx, o),
+    }),
+    expose: (cidr, o) => serial(() => expose(ctx, cidr, o)),
+    hide: (cidr, o) => serial(() => hide(ctx, cidr, o)),
+    resetHost: (o) => serial(() => resetHost(ctx, o)),
   }
 }

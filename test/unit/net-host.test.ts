@@ -214,4 +214,29 @@ test('commands for another namespace go through nsenter; construction does no I/
   assert.equal(calls, [['ip', '-j', 'addr', 'show', 'dev', 'weave']])
 })
 
+test('operations run one at a time, in call order, and a failure does not block the next', async () => {
+  const log: string[] = []
+  let release!: () => void
+  const gate = new Promise<void>((r) => { release = r })
+  const run: Runner = async (argv) => {
+    const line = argv.join(' ')
+    if (line.includes('dev weave') && !log.some((l) => l.includes('dev weave'))) {
+      log.push(`start ${line}`)
+      await gate
+      throw new NetCommandError(argv, 1, 'boom')
+    }
+    log.push(line)
+    return { stdout: '[]', stderr: '' }
+  }
+  const host = createNetHost({ run })
+  const first = host.expose('10.32.0.254/12')
+  const second = host.listAttached([])
+  await new Promise((r) => setImmediate(r))
+  assert.equal(log, ['start ip -j addr show dev weave'], 'second waits for first')
+  release()
+  await first.then(() => assert.unreachable(), (e) => assert.instance(e, NetCommandError))
+  assert.equal(await second, [])
+  assert.equal(log.slice(1), ['ip -j addr show dev weave'])
+})
+
 test.run()
