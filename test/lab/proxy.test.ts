@@ -61,14 +61,19 @@ if (why) {
 } else {
   it.before(async () => {
     // uvu reports a failed hook only as failed tests; say why.
-    try { lab = await createLab({ hosts: 1, docker: true }) } catch (err) { console.error(`test/lab/proxy: lab setup failed: ${(err as Error).stack}`); throw err }
-    host = lab.hosts[0]
-    viaProxy = await startProxy('weave', {
-      onStarted: async (c) => { started.push(c); await attachByHand(host, c, `10.32.0.${10 + started.length}/12`) },
-      onEvent: (e) => { events.push(e) },
-    })
-    noAttachProxy = await startProxy('noattach', {})
-    failingProxy = await startProxy('failing', { onStarted: async () => { throw new Error('IPAM is not ready') } })
+    try {
+      lab = await createLab({ hosts: 1, docker: true })
+      host = lab.hosts[0]
+      viaProxy = await startProxy('weave', {
+        onStarted: async (c) => { started.push(c); await attachByHand(host, c, `10.32.0.${10 + started.length}/12`) },
+        onEvent: (e) => { events.push(e) },
+      })
+      noAttachProxy = await startProxy('noattach', {})
+      failingProxy = await startProxy('failing', { onStarted: async () => { throw new Error('IPAM is not ready') } })
+    } catch (err) {
+      console.error(`test/lab/proxy: setup failed: ${(err as Error).stack}`)
+      throw err
+    }
   })
 
   it.after(async () => {
