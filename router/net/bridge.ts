@@ -11,8 +11,16 @@ import { CHAINS, ensureChain, ensureRule, forwardRules, inputRules, jumpRules } 
 export const DEFAULT_BRIDGE = 'weave'
 /** 1460 (GCE) − 20 IP − 8 UDP − 8 VXLAN − 14 Ethernet − 34 ESP: fits every overlay path. */
 export const DEFAULT_MTU = 1376
+/** Bridge end of the pair that links the weave bridge to the router (sleeve) or to OVS (fastdp). */
 export const SLEEVE_BRIDGE_END = 'vethwe-bridge'
+/** Far end for sleeve: the router captures and injects frames here with a packet socket. */
 export const SLEEVE_PCAP_END = 'vethwe-pcap'
+/** Far end for fastdp: a port of the OVS `datapath` bridge (added by router/ovsdb). */
+export const DATAPATH_END = 'vethwe-datapath'
+
+/** What the bridge is linked to: the sleeve router (`pcap`), the OVS datapath, or nothing. */
+export type RouterLink = 'pcap' | 'datapath' | 'none'
+const FAR_END: Record<Exclude<RouterLink, 'none'>, string> = { pcap: SLEEVE_PCAP_END, datapath: DATAPATH_END }
 /** Port of the control API on 127.0.0.1 that the INPUT rule protects. */
 export const DEFAULT_CONTROL_PORT = 6784
 
@@ -23,8 +31,12 @@ export interface BridgeOptions {
   mtu?: number
   /** MAC for a newly created bridge (Weave uses the peer name); an existing bridge keeps its own. */
   mac?: string
-  /** Create the vethwe-bridge ⇄ vethwe-pcap pair for the sleeve router (default true). */
-  sleeve?: boolean
+  /**
+   * `pcap` (default): the vethwe-bridge ⇄ vethwe-pcap pair for the sleeve router;
+   * `datapath`: vethwe-bridge ⇄ vethwe-datapath for OVS (fastdp), replacing a pcap pair;
+   * `none`: leave whatever pair exists alone.
+   */
+  routerLink?: RouterLink
   /** Protect this TCP port on 127.0.0.1 from non-local packets; null for no INPUT rule. Default 6784. */
   controlPort?: number | null
 }
@@ -35,8 +47,10 @@ export interface BridgeInfo {
   mac: string
   /** True when this call created the bridge, false when it reused one. */
   created: boolean
-  /** The interface the sleeve router captures on and injects into (undefined without sleeve). */
+  /** The interface the sleeve router captures on and injects into (routerLink `pcap`). */
   captureDevice?: string
+  /** The interface to add to the OVS datapath (routerLink `datapath`). */
+  datapathPort?: string
 }
 
 /** One link by name, or undefined when it does not exist. */
@@ -65,12 +79,15 @@ export async function ensureBridge(ctx: NetContext, opts: BridgeOptions = {}): P
     ctx.log.info(`bridge ${name}: mtu ${link.mtu} → ${mtu}`)
   }
   await setBridgeSysctls(ctx, name)
-  let captureDevice: string | undefined
-  if (opts.sleeve ?? true) captureDevice = await ensureSleevePair(ctx, name, mtu)
+  const routerLink = opts.routerLink ?? 'pcap'
+  if (routerLink !== 'none') await ensureRouterPair(ctx, name, mtu, routerLink)
   await ctx.run(ip.setUp(name))
   await ensureBridgeRules(ctx, name, opts.controlPort === undefined ? DEFAULT_CONTROL_PORT : opts.controlPort)
   link = await getLink(ctx, name)
-  return { name, mtu, mac: link?.mac ?? '', created, captureDevice }
+  const info: BridgeInfo = { name, mtu, mac: link?.mac ?? '', created }
+  if (routerLink === 'pcap') info.captureDevice = SLEEVE_PCAP_END
+  if (routerLink === 'datapath') info.datapathPort = DATAPATH_END
+  return info
 }
 
 async function setBridgeSysctls(ctx: NetContext, name: string): Promise<void> {
@@ -81,39 +98,52 @@ async function setBridgeSysctls(ctx: NetContext, name: string): Promise<void> {
   for (const [k, v] of bridgeArpSysctls(name)) await ctx.run(sysctl.set(k, v))
 }
 
-async function ensureSleevePair(ctx: NetContext, bridge: string, mtu: number): Promise<string> {
+async function ensureRouterPair(ctx: NetContext, bridge: string, mtu: number, kind: Exclude<RouterLink, 'none'>): Promise<void> {
+  const farName = FAR_END[kind]
+  const otherFar = FAR_END[kind === 'pcap' ? 'datapath' : 'pcap']
+  // Switching modes: the other pair goes (deleting one end of a veth deletes both).
+  if (await getLink(ctx, otherFar)) await ctx.run(ip.delLink(otherFar))
   let end = await getLink(ctx, SLEEVE_BRIDGE_END)
-  let pcap = await getLink(ctx, SLEEVE_PCAP_END)
-  if (end && (end.kind !== 'veth' || !pcap)) {
+  let far = await getLink(ctx, farName)
+  if (end && (end.kind !== 'veth' || !far)) {
     // Half a pair, or something else under our name: start over.
     await ctx.run(ip.delLink(SLEEVE_BRIDGE_END))
     end = undefined
   }
   if (!end) {
-    if (pcap) await ctx.run(ip.delLink(SLEEVE_PCAP_END))
-    await ctx.run(ip.addVeth(SLEEVE_BRIDGE_END, SLEEVE_PCAP_END, mtu))
+    if (far) await ctx.run(ip.delLink(farName))
+    await ctx.run(ip.addVeth(SLEEVE_BRIDGE_END, farName, mtu))
     end = await getLink(ctx, SLEEVE_BRIDGE_END)
-    pcap = await getLink(ctx, SLEEVE_PCAP_END)
+    far = await getLink(ctx, farName)
   }
-  for (const l of [end, pcap]) if (l && l.mtu !== mtu) await ctx.run(ip.setMtu(l.name, mtu))
+  for (const l of [end, far]) if (l && l.mtu !== mtu) await ctx.run(ip.setMtu(l.name, mtu))
   if (end?.master !== bridge) await ctx.run(ip.setMaster(SLEEVE_BRIDGE_END, bridge))
-  for (const dev of [SLEEVE_PCAP_END, SLEEVE_BRIDGE_END, bridge]) {
-    await bestEffort(ctx, txOffloadOff(dev), `${dev}: could not turn off tx checksum offload (sleeve may send bad checksums)`)
+  if (kind === 'pcap') {
+    // The kernel datapath handles partial checksums itself; a packet socket does not.
+    for (const dev of [SLEEVE_PCAP_END, SLEEVE_BRIDGE_END, bridge]) {
+      await bestEffort(ctx, txOffloadOff(dev), `${dev}: could not turn off tx checksum offload (sleeve may send bad checksums)`)
+    }
   }
   await ctx.run(ip.setUp(SLEEVE_BRIDGE_END))
-  await ctx.run(ip.setUp(SLEEVE_PCAP_END))
-  return SLEEVE_PCAP_END
+  await ctx.run(ip.setUp(farName))
 }
 
-/** Our chains and the rules ensureBridge owns; idempotent, appends only what is missing. */
-export async function ensureBridgeRules(ctx: NetContext, bridge: string, controlPort: number | null): Promise<void> {
-  await ensureChain(ctx.run, CHAINS.forward.table, CHAINS.forward.chain)
-  await ensureChain(ctx.run, CHAINS.expose.table, CHAINS.expose.chain)
-  await ensureChain(ctx.run, CHAINS.nat.table, CHAINS.nat.chain)
-  for (const r of forwardRules(bridge)) await ensureRule(ctx.run, r)
+/**
+ * Our chains and the rules ensureBridge owns; idempotent, appends only what is missing and returns
+ * how many chains and rules it had to (re)create: the daemon calls it periodically, since a
+ * firewall reload (firewalld, `iptables -F`) can wipe them under a running network.
+ */
+export async function ensureBridgeRules(ctx: NetContext, bridge: string, controlPort: number | null): Promise<number> {
+  let n = 0
+  const count = (added: boolean) => { if (added) n++ }
+  count(await ensureChain(ctx.run, CHAINS.forward.table, CHAINS.forward.chain))
+  count(await ensureChain(ctx.run, CHAINS.expose.table, CHAINS.expose.chain))
+  count(await ensureChain(ctx.run, CHAINS.nat.table, CHAINS.nat.chain))
+  for (const r of forwardRules(bridge)) count(await ensureRule(ctx.run, r))
   if (controlPort != null) {
-    await ensureChain(ctx.run, CHAINS.input.table, CHAINS.input.chain)
-    for (const r of inputRules(controlPort)) await ensureRule(ctx.run, r)
+    count(await ensureChain(ctx.run, CHAINS.input.table, CHAINS.input.chain))
+    for (const r of inputRules(controlPort)) count(await ensureRule(ctx.run, r))
   }
-  for (const j of jumpRules({ controlPort })) await ensureRule(ctx.run, j, true)
+  for (const j of jumpRules({ controlPort })) count(await ensureRule(ctx.run, j, true))
+  return n
 }

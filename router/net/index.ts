@@ -7,8 +7,10 @@
  *
  * Where the daemon calls these (router/weaver.ts, `// ---- overlay ----`):
  *   const net = createNetHost({ logger })            // no I/O yet
- *   const br = await net.ensureBridge({ mtu, mac: peerName, sleeve: !fastdp })
- *   // sleeve captures/injects on br.captureDevice ('vethwe-pcap')
+ *   const br = await net.ensureBridge({ mtu, mac: peerName, routerLink: fastdp ? 'datapath' : 'pcap' })
+ *   // sleeve captures/injects on br.captureDevice ('vethwe-pcap'); fastdp adds br.datapathPort
+ *   // ('vethwe-datapath') to the OVS bridge through router/ovsdb
+ *   every 10 s: await net.ensureRules()                              // re-adds rules a reload wiped
  *   await net.attach({ netns: { pid }, containerId, addresses })   // weave attach / proxy start
  *   await net.detach({ netns: { pid }, containerId, addresses })   // weave detach
  *   await net.listAttached(targets)                                // weave ps
@@ -19,7 +21,7 @@ import type { Logger } from '../deps'
 import { nullLogger } from '../deps'
 import { Runner, createRunner } from './exec'
 import { NetContext, detectArping } from './context'
-import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, ensureBridge, getLink } from './bridge'
+import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, DEFAULT_CONTROL_PORT, ensureBridge, ensureBridgeRules, getLink } from './bridge'
 import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached } from './attach'
 import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide } from './expose'
 import { ResetResult, resetHost } from './reset'
@@ -31,8 +33,8 @@ export type { NetnsRef } from './context'
 export { netnsRefPath } from './context'
 export { CidrError, parseCidr, networkOf } from './cidr'
 export type { Ipv4Cidr } from './cidr'
-export { DEFAULT_BRIDGE, DEFAULT_MTU, DEFAULT_CONTROL_PORT, SLEEVE_BRIDGE_END, SLEEVE_PCAP_END } from './bridge'
-export type { BridgeInfo, BridgeOptions } from './bridge'
+export { DEFAULT_BRIDGE, DEFAULT_MTU, DEFAULT_CONTROL_PORT, SLEEVE_BRIDGE_END, SLEEVE_PCAP_END, DATAPATH_END } from './bridge'
+export type { BridgeInfo, BridgeOptions, RouterLink } from './bridge'
 export type { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult } from './attach'
 export type { ExposeOptions, ExposeResult, HideResult } from './expose'
 export type { ResetResult } from './reset'
@@ -59,6 +61,11 @@ export interface NetHostOptions {
 export interface NetHost {
   /** Create or reuse the bridge (and sleeve pair), fix its MTU, sysctls, iptables chains and rules. */
   ensureBridge(opts?: BridgeOptions): Promise<BridgeInfo>
+  /**
+   * Re-create any of ensureBridge's iptables chains/rules that vanished (a firewall reload);
+   * returns how many it added, 0 when all were in place. Cheap enough to run every ~10 s.
+   */
+  ensureRules(opts?: { bridge?: string; controlPort?: number | null }): Promise<number>
   /** Give the namespace an `ethwe` on the bridge with `addresses`; idempotent; returns the MAC. */
   attach(req: AttachRequest): Promise<AttachResult>
   /** Remove addresses from ethwe; the interface goes with its last one (or all when none given). */
@@ -97,6 +104,7 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
   }
   return {
     ensureBridge: (o) => serial(() => ensureBridge(ctx, o)),
+    ensureRules: (o = {}) => serial(() => ensureBridgeRules(ctx, o.bridge ?? DEFAULT_BRIDGE, o.controlPort === undefined ? DEFAULT_CONTROL_PORT : o.controlPort)),
     attach: (req) => serial(() => attach(ctx, req)),
     detach: (req) => serial(() => detach(ctx, req)),
     listAttached: (targets, o = {}) => serial(async () => {

@@ -66,7 +66,7 @@ test('ensureBridge creates bridge, pair, chains and jumps when nothing exists', 
 
 test('ensureBridge fixes the MTU of an existing bridge and refuses a non-bridge "weave"', async () => {
   const run = fakeRunner([[/link show dev weave$/, bridgeJson(1500)], [/link show dev vethwe-/, NODEV]])
-  await createNetHost({ run, arping: 'none' }).ensureBridge({ sleeve: false })
+  await createNetHost({ run, arping: 'none' }).ensureBridge({ routerLink: 'none' })
   assert.ok(run.calls.includes('ip link set dev weave mtu 1376'))
   assert.not.ok(run.calls.some((c) => c.includes('vethwe-pcap')))
   const bad = fakeRunner([[/link show dev weave$/, bridgeJson(1376, 'dummy')]])
@@ -76,6 +76,32 @@ test('ensureBridge fixes the MTU of an existing bridge and refuses a non-bridge 
   } catch (e) {
     assert.match(String(e), 'weave exists and is a dummy')
   }
+})
+
+test('routerLink datapath replaces a pcap pair with vethwe-bridge ⇄ vethwe-datapath, offloads left on', async () => {
+  let switched = false
+  const run = fakeRunner([
+    [/link show dev weave$/, bridgeJson(1376)],
+    [/link show dev vethwe-pcap$/, () => (switched ? NODEV : vethJson('vethwe-pcap'))],
+    [/link del dev vethwe-pcap$/, () => { switched = true; return '' }],
+    [/link show dev vethwe-bridge$/, () => (switched ? NODEV : vethJson('vethwe-bridge', 'weave'))],
+    [/link show dev vethwe-datapath$/, NODEV],
+  ])
+  const info = await createNetHost({ run, arping: 'none' }).ensureBridge({ routerLink: 'datapath' })
+  assert.is(info.datapathPort, 'vethwe-datapath')
+  assert.is(info.captureDevice, undefined)
+  assert.ok(run.calls.includes('ip link del dev vethwe-pcap'))
+  assert.ok(run.calls.includes('ip link add name vethwe-bridge mtu 1376 type veth peer name vethwe-datapath mtu 1376'))
+  assert.ok(run.calls.includes('ip link set dev vethwe-bridge master weave'))
+  assert.not.ok(run.calls.some((c) => c.startsWith('ethtool')))
+})
+
+test('ensureRules counts what it had to put back', async () => {
+  const run = fakeRunner([[/-C FORWARD -j WEAVE-FORWARD|-S WEAVE-EXPOSE/, { fail: 'gone' }]])
+  assert.is(await createNetHost({ run }).ensureRules(), 2)
+  assert.ok(run.calls.includes('iptables -w 5 -t filter -I FORWARD 1 -j WEAVE-FORWARD'))
+  assert.ok(run.calls.includes('iptables -w 5 -t filter -N WEAVE-EXPOSE'))
+  assert.is(await createNetHost({ run: fakeRunner([]) }).ensureRules(), 0)
 })
 
 const ETHWE = (addrs: string[]) => link({ ifname: 'ethwe', address: '5e:00:00:00:00:07', addr_info: addrs.map((a) => ({ family: 'inet', local: a.split('/')[0], prefixlen: Number(a.split('/')[1]) })) })
