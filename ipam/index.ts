@@ -14,6 +14,7 @@ import { formatIpamStatus, peerShares } from './status'
 export { Allocator, IpamError, IPAM_ROUTES, fileStore, memoryStore, handleIpamHttp }
 export type { AllocatorConfig, InitMode, IpamRequest, IpamResponse, StateStore, Cidr }
 export { parseCidr, formatCidr } from './address'
+export { soloGossipHost } from './solo-host'
 
 export const DEFAULT_RANGE = '10.32.0.0/12'
 

@@ -10,6 +10,8 @@ import type { Clock, Logger, Rng } from './deps'
 import type { WeaverConfig } from './config'
 import { ApiRouter, StatusModel, createApiServer } from './api'
 import { loadOrCreatePeerName } from './peer-name'
+import type { GossipHost, PeerName } from './mesh'
+import { createIpam, IPAM_ROUTES, soloGossipHost } from '../ipam'
 
 export interface WeaverDeps {
   clock: Clock
@@ -77,6 +79,27 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   })
 
   // ---- ipam ----
+  // IPAM gossips over the mesh's `ipam` channel. Until the mesh block provides a GossipHost,
+  // IPAM runs alone (seed=<self> or consensus=1 allocate; anything else waits for peers).
+  const ipamHost: GossipHost = soloGossipHost(peerName as PeerName, config.nickname)
+  const ipam = createIpam(
+    {
+      range: config.ipallocRange,
+      defaultSubnet: config.ipallocDefaultSubnet,
+      init: config.ipallocInit,
+      launchPeerCount: config.peers.length,
+      stateFile: path.join(config.stateDir, 'ipam.json'),
+    },
+    { clock: deps.clock, rng: deps.rng, logger: log.child('ipam'), host: ipamHost },
+  )
+  for (const [method, pattern] of IPAM_ROUTES) {
+    router.route(method, pattern, (req) => ipam.handle({ method: req.method, path: req.path, query: req.query }))
+  }
+  router.route('GET', '/status/ipam', () => ({ text: ipam.statusIpam() }))
+  status.addSection('ipam', { order: 20, lines: () => ipam.statusLines() })
+  status.addReport('IPAM', () => ipam.report())
+  starts.push(() => ipam.start())
+  stops.unshift(() => ipam.stop())
 
   // ---- overlay ----
 

@@ -6,5 +6,7 @@ import { command as status } from './status'
 import { command as report } from './report'
 import { command as version } from './version'
 import { command as env, configCommand as config } from './env'
+import { command as rmpeer } from './rmpeer'
+import { command as prime } from './prime'
 
-export const COMMANDS: readonly Command[] = [launch, stop, status, report, env, config, version]
+export const COMMANDS: readonly Command[] = [launch, stop, status, report, env, config, version, rmpeer, prime]
