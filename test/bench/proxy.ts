@@ -1,0 +1,99 @@
+/**
+ * `npm run bench -- proxy [rounds]`: the Docker API proxy against talking to the engine directly,
+ * both measured in this run with the real docker client against a lab host's dockerd.
+ *
+ * - passthrough: `docker version` and `docker ps` (median of N each way, rounds interleaved so
+ *   drift hits both sides alike); passthrough_ratio = median(proxy) / median(direct), the worse
+ *   of the two calls.
+ * - run: `docker run --rm busybox true`. Through the proxy the container gets /w/w and its start
+ *   is held for `onStarted`; until the daemon's attach is wired, a stand-in attach puts a veth
+ *   `ethwe` into the container with `ip` commands (about what router/net will do).
+ *   run_ratio = median(proxy) / median(direct). run_ratio_no_attach uses WEAVE_CIDR=none through
+ *   the proxy: the interception cost alone.
+ *
+ * Last line: {"bench":"proxy","passthrough_ratio":…,"run_ratio":…,…,"note":…}
+ */
+import * as path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createProxy, type StartedContainer } from '../../proxy'
+import { nullLogger, systemClock } from '../../router/deps'
+import { run } from '../lab/exec'
+import { createLab, labUnavailableReason, REPO_ROOT, type LabHost } from '../lab'
+
+const rounds = Number(process.argv[2] ?? 15)
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+async function timed(cmd: string[]): Promise<number> {
+  const t0 = performance.now()
+  await run(cmd, { timeoutMs: 60_000 })
+  return performance.now() - t0
+}
+
+let attachN = 0
+/** Stand-in for the daemon's attach: veth pair, one end renamed ethwe in the container, address, up. */
+async function attachByHand(h: LabHost, c: StartedContainer): Promise<void> {
+  const n = ++attachN
+  await h.exec(['ip', 'link', 'add', `vethwepl${n}`, 'type', 'veth', 'peer', 'name', `wetmp${n}`])
+  await h.exec(['ip', 'link', 'set', `wetmp${n}`, 'netns', String(c.pid)])
+  await run(['nsenter', '-t', String(c.pid), '-n', 'sh', '-c',
+    `ip link set wetmp${n} name ethwe && ip addr add 10.32.${(n >> 8) & 255}.${(n & 255) || 1}/12 dev ethwe && ip link set ethwe up`])
+}
+
+/** Median ms of `args` run against each docker host, interleaved. */
+async function compare(hosts: Record<string, string>, args: string[], n: number): Promise<Record<string, number>> {
+  const samples: Record<string, number[]> = Object.fromEntries(Object.keys(hosts).map((k) => [k, []]))
+  for (const h of Object.values(hosts)) await timed(['docker', '-H', h, ...args]) // warm-up
+  for (let i = 0; i < n; i++) {
+    for (const [k, h] of Object.entries(hosts)) samples[k].push(await timed(['docker', '-H', h, ...args]))
+  }
+  return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]))
+}
+
+async function main() {
+  const why = labUnavailableReason({ docker: true })
+  if (why) {
+    console.log(JSON.stringify({ bench: 'proxy', skipped: why }))
+    return
+  }
+  const lab = await createLab({ hosts: 1, docker: true })
+  const h = lab.hosts[0]
+  const socketPath = path.join(h.dir, 'weave.sock')
+  const proxy = createProxy(
+    { socketPath, docker: { socketPath: h.dockerHost!.replace(/^unix:\/\//, '') }, weavewaitDir: path.join(REPO_ROOT, 'proxy', 'weavewait', 'build'), defaultIpalloc: true },
+    { clock: systemClock(), logger: nullLogger, hooks: { onStarted: (c) => attachByHand(h, c) } },
+  )
+  try {
+    await proxy.start()
+    const hosts = { direct: h.dockerHost!, proxy: `unix://${socketPath}` }
+    const version = await compare(hosts, ['version'], rounds)
+    console.log(`docker version: direct ${version.direct.toFixed(1)} ms, proxy ${version.proxy.toFixed(1)} ms`)
+    const ps = await compare(hosts, ['ps', '-a'], rounds)
+    console.log(`docker ps:      direct ${ps.direct.toFixed(1)} ms, proxy ${ps.proxy.toFixed(1)} ms`)
+    const runN = Math.max(5, Math.round(rounds * 2 / 3))
+    const runs = await compare(hosts, ['run', '--rm', 'busybox', 'true'], runN)
+    console.log(`docker run:     direct ${runs.direct.toFixed(1)} ms, proxy (stand-in attach) ${runs.proxy.toFixed(1)} ms`)
+    const none = await compare({ direct: hosts.direct, proxy: hosts.proxy }, ['run', '--rm', '-e', 'WEAVE_CIDR=none', 'busybox', 'true'], runN)
+    console.log(`docker run, WEAVE_CIDR=none: direct ${none.direct.toFixed(1)} ms, proxy ${none.proxy.toFixed(1)} ms`)
+    const r3 = (x: number) => Math.round(x * 1000) / 1000
+    console.log(JSON.stringify({
+      bench: 'proxy',
+      passthrough_ratio: r3(Math.max(version.proxy / version.direct, ps.proxy / ps.direct)),
+      run_ratio: r3(runs.proxy / runs.direct),
+      run_ratio_no_attach: r3(none.proxy / none.direct),
+      version_ms: { direct: r3(version.direct), proxy: r3(version.proxy) },
+      ps_ms: { direct: r3(ps.direct), proxy: r3(ps.proxy) },
+      run_ms: { direct: r3(runs.direct), proxy: r3(runs.proxy) },
+      rounds,
+      note: 'run_ratio uses a stand-in attach (veth + ip commands from the bench) instead of the daemon\'s IPAM + router/net attach, which the lead wires later',
+    }))
+  } finally {
+    await proxy.stop().catch(() => {})
+    await lab.teardown()
+  }
+}
+
+main().catch((err) => { console.error(err); process.exit(1) })
