@@ -149,6 +149,39 @@ if (why) {
     }
   })
 
+  it('docker run -it and exec -it through a pty', async () => {
+    const tty = (cmd: string, input = '') => run(['script', '-qec', cmd, '/dev/null'], { input, timeoutMs: 60_000 })
+    const r = await tty(`docker -H ${viaProxy} run -it --rm busybox sh -c 'tty; echo it-ok'`)
+    assert.match(r.stdout, /\/dev\/pts\/\d+\r?\nit-ok/)
+    const id = (await docker(viaProxy, ['run', '-d', 'busybox', 'sleep', '600'])).stdout.trim()
+    try {
+      const e = await tty(`docker -H ${viaProxy} exec -it ${id} sh`, 'echo exec-$((6*7))\nexit\n')
+      assert.match(e.stdout, 'exec-42')
+    } finally {
+      await host.docker(['rm', '-f', id], { allowFail: true })
+    }
+  })
+
+  it('docker restart re-attaches the new process; docker events streams through the proxy', async () => {
+    const since = Math.floor(Date.now() / 1000) - 1
+    const id = (await docker(viaProxy, ['run', '-d', 'busybox', 'sleep', '600'])).stdout.trim()
+    try {
+      const first = started[started.length - 1]
+      assert.is(first.id, id)
+      await docker(viaProxy, ['restart', '-t', '0', id])
+      const second = started[started.length - 1]
+      assert.is(second.id, id)
+      assert.is.not(second.pid, first.pid)
+      const addr = await docker(viaProxy, ['exec', id, 'ip', '-o', '-4', 'addr', 'show', 'ethwe'])
+      assert.match(addr.stdout, /inet 10\.32\./)
+      const ev = await docker(viaProxy, ['events', '--since', String(since), '--until', String(Math.floor(Date.now() / 1000) + 1), '--filter', `container=${id}`, '--format', '{{.Action}}'])
+      const actions = ev.stdout.split('\n').filter(Boolean)
+      assert.ok(actions.includes('create') && actions.filter((a) => a === 'start').length === 2 && actions.includes('restart'), actions.join(' '))
+    } finally {
+      await host.docker(['rm', '-f', id], { allowFail: true })
+    }
+  })
+
   it('DOCKER_API_VERSION=1.24 client runs a container through the proxy', async () => {
     const r = await docker(viaProxy, ['run', '--rm', 'busybox', 'echo', 'pinned run'], { env: { DOCKER_API_VERSION: '1.24' } })
     assert.is(r.stdout, 'pinned run\n')
