@@ -46,7 +46,6 @@ export function labUnavailableReason(opts: { docker?: boolean; ovs?: boolean } =
 
 const active = new Set<Lab>()
 let handlersInstalled = false
-let labsMade = 0
 
 /** Tear down every live lab synchronously; used from signal and exit handlers. */
 function destroyActiveSync(): void {
@@ -73,14 +72,14 @@ function choose(sel: boolean | string[] | undefined, name: string): boolean {
   return sel === true || (Array.isArray(sel) && sel.includes(name))
 }
 
+/** First free prefix of this process: `wlab<pid>`, then `wlab<pid>a`..`z` (reused once torn down). */
 function nextPrefix(): string {
-  const taken = new Set(presentLabs())
-  for (;;) {
-    const n = labsMade++
-    const p = `wlab${process.pid}${n === 0 ? '' : String.fromCharCode(97 + ((n - 1) % 26))}`
+  const taken = new Set([...presentLabs(), ...[...active].map((l) => l.prefix)])
+  for (const suffix of ['', ...'abcdefghijklmnopqrstuvwxyz']) {
+    const p = `wlab${process.pid}${suffix}`
     if (!taken.has(p)) return p
-    if (n > 26) throw new Error('lab: no free prefix left in this process')
   }
+  throw new Error('lab: 27 labs of this process are up at once; tear some down')
 }
 
 export class Lab {
