@@ -113,3 +113,21 @@ export function decodeChunked(buf: Buffer): ChunkedResult {
     pos += size + 2
   }
 }
+
+/**
+ * Split a complete response read until the engine closed: its head and decoded body
+ * (chunked, Content-Length or close-delimited). Undefined when malformed or incomplete.
+ */
+export function splitResponse(answer: Buffer): { head: HttpHead; body: Buffer } | undefined {
+  const end = findHeadEnd(answer)
+  const head = end > 0 ? parseHead(answer.subarray(0, end)) : undefined
+  if (!head) return undefined
+  const rest = answer.subarray(end)
+  if (/chunked/i.test(getHeader(head, 'Transfer-Encoding') ?? '')) {
+    const r = decodeChunked(rest)
+    return r.kind === 'done' ? { head, body: r.body } : undefined
+  }
+  const len = getHeader(head, 'Content-Length')
+  if (len === undefined) return { head, body: rest }
+  return rest.length >= Number(len) ? { head, body: rest.subarray(0, Number(len)) } : undefined
+}

@@ -9,10 +9,11 @@
  *   await proxy.start()
  */
 export { createProxy } from './server'
-export type { Proxy, ProxyConfig, ProxyDeps, ProxyHooks, StartedContainer, CreateContext } from './types'
+export type { Proxy, ProxyConfig, ProxyDeps, ProxyHooks, StartedContainer, CreateContext, WeaveAddress } from './types'
 export type { DockerEndpoint } from './engine-client'
 export { createEngineClient, describeEndpoint, type EngineClient } from './engine-client'
 export type { ContainerEvent } from './events'
 export { parseWeaveCidr, formatCidrItem, type CidrItem, type WeaveCidrResult } from './weave-cidr'
 export { decideAttach, weaveCidrFromEnv, type AttachDecision } from './qualify'
 export { WEAVEWAIT_ENTRYPOINT, WEAVEWAIT_MOUNT } from './create-rewrite'
+export { weaveContainerFromInspect, inspectWeaveContainer, type ContainerJson } from './container-info'

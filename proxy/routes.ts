@@ -6,6 +6,7 @@
 export type Route =
   | { kind: 'create' }
   | { kind: 'start'; container: string; action: 'start' | 'restart' }
+  | { kind: 'inspect'; container: string }
   | { kind: 'pass' }
 
 /** `/v1.41/containers/json?all=1` → `/containers/json` */
@@ -16,14 +17,22 @@ export function stripVersion(target: string): string {
 }
 
 export function routeRequest(method: string, target: string): Route {
-  if (method !== 'POST') return { kind: 'pass' }
   const path = stripVersion(target)
+  if (method === 'GET') {
+    const i = /^\/containers\/([^/]+)\/json$/.exec(path)
+    const container = i && safeDecode(i[1])
+    return container ? { kind: 'inspect', container } : { kind: 'pass' }
+  }
+  if (method !== 'POST') return { kind: 'pass' }
   if (path === '/containers/create') return { kind: 'create' }
   const m = /^\/containers\/([^/]+)\/(start|restart)$/.exec(path)
   if (m) {
-    let container: string
-    try { container = decodeURIComponent(m[1]) } catch { return { kind: 'pass' } }
-    return { kind: 'start', container, action: m[2] as 'start' | 'restart' }
+    const container = safeDecode(m[1])
+    return container ? { kind: 'start', container, action: m[2] as 'start' | 'restart' } : { kind: 'pass' }
   }
   return { kind: 'pass' }
+}
+
+function safeDecode(s: string): string | undefined {
+  try { return decodeURIComponent(s) } catch { return undefined }
 }

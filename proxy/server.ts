@@ -10,16 +10,17 @@
 import { STATUS_CODES } from 'node:http'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
-import { rewriteCreate, needsImageCommand, strSlice, WEAVEWAIT_ENTRYPOINT, type ImageCommand } from './create-rewrite'
+import { inspectWeaveContainer } from './container-info'
+import { rewriteCreate, needsImageCommand, strSlice, type ImageCommand } from './create-rewrite'
 import { createEngineClient, describeEndpoint, engineMessage, type EngineClient } from './engine-client'
 import { watchContainerEvents, type EventWatcher } from './events'
 import {
-  decodeChunked, findHeadEnd, getHeader, parseHead, parseRequestLine, serializeHead, setHeader, statusOf, withConnectionClose,
+  decodeChunked, findHeadEnd, splitResponse, getHeader, parseHead, parseRequestLine, serializeHead, setHeader, statusOf, withConnectionClose,
   type HttpHead,
 } from './http-head'
 import { decideAttach } from './qualify'
 import { routeRequest } from './routes'
-import type { Proxy, ProxyConfig, ProxyDeps, StartedContainer } from './types'
+import type { Proxy, ProxyConfig, ProxyDeps } from './types'
 
 const MAX_HEAD = 64 * 1024 // Go's engine allows 1 MiB; Docker clients send a few hundred bytes
 const MAX_BODY = 16 * 1024 * 1024 // create/start bodies are JSON of a few KiB
@@ -88,6 +89,9 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     } else if (route.kind === 'start') {
       const body = await readBody(client, head, rest)
       await interceptStart(client, withBody(head, body), body, route.container)
+    } else if (route.kind === 'inspect' && config.rewriteInspect && deps.hooks.inspectAddress) {
+      const answer = await exchange(withBody(head, rest), rest)
+      client.end(await rewriteInspectAnswer(answer) ?? answer)
     } else {
       forward(client, head, rest)
     }
@@ -176,6 +180,20 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     client.end(answer)
   }
 
+  /** `--rewrite-inspect`: the weave address in NetworkSettings; undefined leaves the answer as it was. */
+  async function rewriteInspectAnswer(answer: Buffer): Promise<Buffer | undefined> {
+    const split = splitResponse(answer)
+    if (!split || statusOf(split.head) !== 200) return undefined
+    let json: { Id?: unknown; NetworkSettings?: Record<string, unknown> }
+    try { json = JSON.parse(split.body.toString('utf8')) } catch { return undefined }
+    if (typeof json.Id !== 'string') return undefined
+    const addr = await deps.hooks.inspectAddress!(json.Id)
+    if (!addr) return undefined
+    json.NetworkSettings = { ...json.NetworkSettings, IPAddress: addr.ip, IPPrefixLen: addr.prefixLen, ...(addr.mac ? { MacAddress: addr.mac } : {}) }
+    const body = Buffer.from(JSON.stringify(json) + '\n')
+    return Buffer.concat([serializeHead(withBody(split.head, body)), body])
+  }
+
   /** One request upstream; the whole answer (head and body) as bytes. */
   function exchange(head: HttpHead, body: Buffer): Promise<Buffer> {
     return new Promise((resolve, reject) => {
@@ -196,24 +214,8 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
   async function attachStarted(container: string) {
     const onStarted = deps.hooks.onStarted
     if (!onStarted) return
-    const r = await engine.request('GET', `/containers/${encodeURIComponent(container)}/json`)
-    if (r.status !== 200) throw new Error(`inspecting it failed: ${engineMessage(r)}`)
-    const c = r.json as {
-      Id: string; Name?: string
-      Config?: { Env?: string[]; Entrypoint?: unknown; Hostname?: string }
-      HostConfig?: { NetworkMode?: string }
-      State?: { Running?: boolean; Pid?: number }
-    }
-    // Only containers created through the proxy wait for ethwe; others are none of our business.
-    if (strSlice(c.Config?.Entrypoint)?.[0] !== WEAVEWAIT_ENTRYPOINT) return
-    const d = decideAttach({ env: c.Config?.Env, networkMode: c.HostConfig?.NetworkMode, defaultIpalloc: config.defaultIpalloc })
-    if (d.kind === 'skip') return
-    if (d.kind === 'invalid') throw new Error(d.error)
-    if (!c.State?.Running || !c.State.Pid) throw new Error('it is not running any more')
-    const started: StartedContainer = {
-      id: c.Id, name: (c.Name ?? '').replace(/^\//, ''), pid: c.State.Pid, items: d.items, hostname: c.Config?.Hostname ?? '',
-    }
-    await withTimeout(onStarted(started), config.attachTimeoutMs ?? DEFAULT_ATTACH_TIMEOUT_MS)
+    const started = await inspectWeaveContainer(engine, container, config.defaultIpalloc)
+    if (started) await withTimeout(onStarted(started), config.attachTimeoutMs ?? DEFAULT_ATTACH_TIMEOUT_MS)
   }
 
   function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

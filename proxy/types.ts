@@ -17,9 +17,14 @@ export interface ProxyConfig {
   weavewaitDir: string
   /** Containers without WEAVE_CIDR get a default-subnet address (false = `--no-default-ipalloc`). */
   defaultIpalloc: boolean
+  /** Show the weave address in `docker inspect` (`--rewrite-inspect`; needs hooks.inspectAddress). */
+  rewriteInspect?: boolean
   /** Longest wait for `onStarted` before the start is failed; default 60 s (IPAM may await consensus). */
   attachTimeoutMs?: number
 }
+
+/** A container's first weave address, for `--rewrite-inspect`. */
+export interface WeaveAddress { ip: string; prefixLen: number; mac?: string }
 
 /** A container Docker has just started that should get `ethwe`. */
 export interface StartedContainer {
@@ -55,8 +60,18 @@ export interface ProxyHooks {
    * fail the start with HTTP 500.
    */
   onStarted?(c: StartedContainer): Promise<void>
-  /** Container events from the engine (die/destroy → release; start → attach if not done). */
+  /**
+   * Container events from the engine (die/destroy → release; start → attach if not done, e.g.
+   * after a restart-policy restart: `inspectWeaveContainer` says whether and with what).
+   * A start through the proxy also arrives here, after or while `onStarted` runs, so attaching
+   * must be idempotent per container and pid.
+   */
   onEvent?(e: ContainerEvent): void
+  /**
+   * With `rewriteInspect`: the weave address to show in `docker inspect` as
+   * NetworkSettings.IPAddress/IPPrefixLen/MacAddress, or undefined to leave the answer alone.
+   */
+  inspectAddress?(containerId: string): WeaveAddress | undefined | Promise<WeaveAddress | undefined>
 }
 
 export interface ProxyDeps {

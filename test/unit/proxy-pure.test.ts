@@ -64,6 +64,8 @@ test('routes: any version prefix, only POST create/start/restart are intercepted
   assert.equal(routeRequest('POST', '/v1.43/containers/abc/start'), { kind: 'start', container: 'abc', action: 'start' })
   assert.equal(routeRequest('POST', '/v1.43/containers/abc/restart?t=1'), { kind: 'start', container: 'abc', action: 'restart' })
   assert.equal(routeRequest('GET', '/containers/create'), { kind: 'pass' })
+  assert.equal(routeRequest('GET', '/v1.41/containers/abc/json'), { kind: 'inspect', container: 'abc' })
+  assert.equal(routeRequest('GET', '/v1.41/containers/json?all=1'), { kind: 'pass' })
   assert.equal(routeRequest('POST', '/containers/abc/attach?stream=1'), { kind: 'pass' })
   assert.equal(routeRequest('POST', '/exec/abc/start'), { kind: 'pass' })
 })

@@ -63,10 +63,16 @@ class FakeEngine {
     if ((m = /^\/containers\/(\w+)\/json$/.exec(p))) {
       const c = this.containers.get(m[1])
       if (!c) return this.json(res, 404, { message: 'No such container' })
-      return this.json(res, 200, {
+      // Chunked, as Go sends larger answers without a Content-Length.
+      const b = JSON.stringify({
         Id: m[1], Name: '/test', State: { Running: true, Pid: 4242 },
         Config: { Env: c.Env ?? ['PATH=/bin'], Entrypoint: c.Entrypoint, Cmd: c.Cmd, Hostname: 'h' }, HostConfig: c.HostConfig ?? {},
+        NetworkSettings: { IPAddress: '', IPPrefixLen: 0, MacAddress: '', Networks: {} },
       })
+      res.writeHead(200, { 'Content-Type': 'application/json' })
+      res.write(b.slice(0, 20))
+      res.end(b.slice(20))
+      return
     }
     if (p === '/logs') {
       // Chunked stream: the second chunk is sent only once the test has seen the first.
@@ -89,7 +95,7 @@ class FakeEngine {
 
 interface Ctx { dir: string; engine: FakeEngine; proxy: Proxy; sock: string; started: StartedContainer[]; events: ContainerEvent[]; log: ReturnType<typeof memoryLogger> }
 
-async function setup(hooks: Partial<ProxyHooks> = {}, opts: { defaultIpalloc?: boolean; engineUp?: boolean } = {}): Promise<Ctx> {
+async function setup(hooks: Partial<ProxyHooks> = {}, opts: { defaultIpalloc?: boolean; engineUp?: boolean; rewriteInspect?: boolean } = {}): Promise<Ctx> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wproxy-'))
   const engine = new FakeEngine(path.join(dir, 'docker.sock'))
   if (opts.engineUp !== false) { await engine.listen(); fs.chmodSync(engine.socketPath, 0o660) }
@@ -98,7 +104,7 @@ async function setup(hooks: Partial<ProxyHooks> = {}, opts: { defaultIpalloc?: b
   const log = memoryLogger()
   const sock = path.join(dir, 'weave.sock')
   const proxy = createProxy(
-    { socketPath: sock, docker: { socketPath: engine.socketPath }, weavewaitDir: '/opt/w', defaultIpalloc: opts.defaultIpalloc ?? true, attachTimeoutMs: 2000 },
+    { socketPath: sock, docker: { socketPath: engine.socketPath }, weavewaitDir: '/opt/w', defaultIpalloc: opts.defaultIpalloc ?? true, attachTimeoutMs: 2000, rewriteInspect: opts.rewriteInspect },
     { clock: systemClock(), logger: log, hooks: { onStarted: async (c) => { started.push(c) }, ...hooks } },
   )
   await proxy.start()
@@ -336,6 +342,30 @@ it('start: engine errors pass through unchanged, without attaching', async () =>
     assert.match(JSON.parse(r.body).message, 'No such container')
     assert.is(c.started.length, 0)
   } finally { await teardown(c) }
+})
+
+it('--rewrite-inspect shows the weave address; without it inspect passes untouched', async () => {
+  const c = await setup({ inspectAddress: (id) => id.startsWith('c1') ? { ip: '10.32.0.7', prefixLen: 12, mac: '02:00:00:00:00:07' } : undefined }, { rewriteInspect: true })
+  try {
+    await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'busybox', Cmd: ['x'] }))
+    await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'busybox', Cmd: ['y'] }))
+    const [id1, id2] = [...c.engine.containers.keys()]
+    const r = await call(c.sock, 'GET', `/v1.41/containers/${id1}/json`)
+    assert.is(r.status, 200)
+    assert.is(r.headers['content-length'], String(Buffer.byteLength(r.body)))
+    const ns = JSON.parse(r.body).NetworkSettings
+    assert.equal([ns.IPAddress, ns.IPPrefixLen, ns.MacAddress], ['10.32.0.7', 12, '02:00:00:00:00:07'])
+    assert.equal(ns.Networks, {})
+    const r2 = await call(c.sock, 'GET', `/containers/${id2}/json`)
+    assert.is(JSON.parse(r2.body).NetworkSettings.IPAddress, '')
+    assert.is((await call(c.sock, 'GET', '/containers/nosuch/json')).status, 404)
+  } finally { await teardown(c) }
+  const plain = await setup({ inspectAddress: () => ({ ip: '10.32.0.7', prefixLen: 12 }) })
+  try {
+    await call(plain.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'busybox', Cmd: ['x'] }))
+    const r = await call(plain.sock, 'GET', `/containers/${[...plain.engine.containers.keys()][0]}/json`)
+    assert.is(JSON.parse(r.body).NetworkSettings.IPAddress, '')
+  } finally { await teardown(plain) }
 })
 
 it('an unreachable engine gives a 502 that names it', async () => {
