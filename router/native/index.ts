@@ -19,9 +19,10 @@ type Handle = { readonly __brand: 'NativeSocket' }
 interface Addon {
   MAX_BATCH: number
   packetOpen(ifname: string, netns: string | null, bufBytes: number): Handle
-  udpOpen(addr: string, port: number, netns: string | null, bufBytes: number, pmtuDiscover: boolean): Handle
+  udpOpen(addr: string, port: number, netns: string | null, bufBytes: number, flags: number): Handle
   localPort(h: Handle): number
-  recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
+  features(h: Handle): number
+  recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
   sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array): number
   pollStart(h: Handle, events: number, fn: (status: number, events: number) => void): void
   pollStop(h: Handle): void
@@ -169,6 +170,7 @@ abstract class BatchSocket {
   protected readonly slot: number
   protected readonly max: number
   protected readonly rbuf: Buffer
+  protected readonly offs: Uint32Array
   protected readonly lens: Int32Array
   private readonly poller: Poller
   private status = new Int32Array(64)
@@ -176,13 +178,15 @@ abstract class BatchSocket {
   /** Messages dropped on receipt because they were larger than a slot. */
   truncated = 0
 
-  protected constructor(a: Addon, h: Handle, opts: SocketOptions) {
+  /** `entriesPerMessage`: datagrams one received message may hold (64 with UDP GRO). */
+  protected constructor(a: Addon, h: Handle, opts: SocketOptions, entriesPerMessage: number) {
     this.a = a
     this.h = h
     this.slot = opts.slotBytes ?? 65_536
     this.max = Math.min(opts.batch ?? 64, a.MAX_BATCH)
     this.rbuf = Buffer.allocUnsafe(this.slot * this.max)
-    this.lens = new Int32Array(this.max)
+    this.offs = new Uint32Array(this.max * entriesPerMessage)
+    this.lens = new Int32Array(this.max * entriesPerMessage)
     this.poller = new Poller(a, h)
   }
 
@@ -220,7 +224,7 @@ abstract class BatchSocket {
 
 /** An AF_PACKET socket bound to one interface: whole Ethernet frames in and out. */
 export class PacketSocket extends BatchSocket {
-  private constructor(a: Addon, h: Handle, readonly ifname: string, opts: SocketOptions) { super(a, h, opts) }
+  private constructor(a: Addon, h: Handle, readonly ifname: string, opts: SocketOptions) { super(a, h, opts, 1) }
 
   /** Opens and binds; throws an Error with an errno `code` (ENODEV, EPERM...) on failure. */
   static open(ifname: string, opts: SocketOptions = {}): PacketSocket {
@@ -235,11 +239,11 @@ export class PacketSocket extends BatchSocket {
    */
   readBatch(): Buffer[] {
     this.assertOpen()
-    const n = this.a.recvBatch(this.h, this.rbuf, this.slot, this.max, this.lens, null, null)
+    const n = this.a.recvBatch(this.h, this.rbuf, this.slot, this.max, this.offs, this.lens, null, null)
     const out: Buffer[] = []
     for (let i = 0; i < n; i++) {
       const len = this.lens[i]
-      if (len > 0) out.push(this.rbuf.subarray(i * this.slot, i * this.slot + len))
+      if (len > 0) out.push(this.rbuf.subarray(this.offs[i], this.offs[i] + len))
       else if (len < 0) this.truncated++
     }
     return out
@@ -249,6 +253,18 @@ export class PacketSocket extends BatchSocket {
   writeBatch(frames: readonly Uint8Array[]): SendResult {
     return this.sendRaw(frames, null, null)
   }
+}
+
+const FLAG_PMTU = 1
+const FLAG_GRO = 2
+const FLAG_GSO = 4
+const GRO_MAX_SEGMENTS = 64
+
+export interface UdpSocketOptions extends SocketOptions {
+  /** Set DF and refuse datagrams above the path MTU (EMSGSIZE) instead of fragmenting. */
+  pmtuDiscover?: boolean
+  /** Use UDP GSO/GRO when available (default true). */
+  offload?: boolean
 }
 
 /** A datagram received: `data` is a view valid until the next recvBatch. */
@@ -267,19 +283,30 @@ export class UdpSocket extends BatchSocket {
   private readonly addrNum = new Map<string, number>()
 
   private constructor(a: Addon, h: Handle, opts: SocketOptions) {
-    super(a, h, opts)
-    this.raddrs = new Uint32Array(this.max)
-    this.rports = new Uint16Array(this.max)
+    const gro = (a.features(h) & FLAG_GRO) !== 0
+    super(a, h, opts, gro ? GRO_MAX_SEGMENTS : 1)
+    this.raddrs = new Uint32Array(this.lens.length)
+    this.rports = new Uint16Array(this.lens.length)
   }
 
   /**
    * Binds to `bindAddr:port` (port 0 = any). With `pmtuDiscover` the kernel sets DF and refuses
    * datagrams above the path MTU (EMSGSIZE in SendResult.errors); without, it fragments.
+   * `offload` (default on) uses UDP GSO/GRO where the kernel has them; nothing changes for the
+   * caller but the speed. Receive slots must then hold 64 KiB (the default).
    */
-  static open(bindAddr: string, port: number, opts: SocketOptions & { pmtuDiscover?: boolean } = {}): UdpSocket {
+  static open(bindAddr: string, port: number, opts: UdpSocketOptions = {}): UdpSocket {
     const a = addon()
-    const h = a.udpOpen(bindAddr, port, opts.netns ?? null, opts.bufferBytes ?? 8 << 20, opts.pmtuDiscover ?? false)
+    const offload = (opts.offload ?? true) && (opts.slotBytes ?? 65_536) >= 65_536
+    const flags = (opts.pmtuDiscover ? FLAG_PMTU : 0) | (offload ? FLAG_GRO | FLAG_GSO : 0)
+    const h = a.udpOpen(bindAddr, port, opts.netns ?? null, opts.bufferBytes ?? 8 << 20, flags)
     return new UdpSocket(a, h, opts)
+  }
+
+  /** Which offloads the kernel granted. */
+  get offloads(): { gro: boolean; gso: boolean } {
+    const f = this.a.features(this.h)
+    return { gro: (f & FLAG_GRO) !== 0, gso: (f & FLAG_GSO) !== 0 }
   }
 
   /** The bound port (useful after binding port 0). */
@@ -288,12 +315,13 @@ export class UdpSocket extends BatchSocket {
   /** Up to `batch` datagrams with their sources; [] when none wait. */
   recvBatch(): Datagram[] {
     this.assertOpen()
-    const n = this.a.recvBatch(this.h, this.rbuf, this.slot, this.max, this.lens, this.raddrs, this.rports)
+    const n = this.a.recvBatch(this.h, this.rbuf, this.slot, this.max, this.offs, this.lens, this.raddrs, this.rports)
     const out: Datagram[] = []
     for (let i = 0; i < n; i++) {
       const len = this.lens[i]
       if (len < 0) { this.truncated++; continue }
-      out.push({ data: this.rbuf.subarray(i * this.slot, i * this.slot + len), addr: this.formatAddr(this.raddrs[i]), port: this.rports[i] })
+      const off = this.offs[i]
+      out.push({ data: this.rbuf.subarray(off, off + len), addr: this.formatAddr(this.raddrs[i]), port: this.rports[i] })
     }
     return out
   }
@@ -346,6 +374,6 @@ export function openPacketSocket(ifname: string, opts: SocketOptions = {}): Pack
 }
 
 /** Opens a batched UDP socket on `bindAddr:port` (see UdpSocket.open). */
-export function openUdpSocket(bindAddr: string, port: number, opts: SocketOptions & { pmtuDiscover?: boolean } = {}): UdpSocket {
+export function openUdpSocket(bindAddr: string, port: number, opts: UdpSocketOptions = {}): UdpSocket {
   return UdpSocket.open(bindAddr, port, opts)
 }

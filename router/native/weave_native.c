@@ -28,6 +28,7 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,10 +43,20 @@
 #define MAX_BATCH 256
 #define KIND_PACKET 1
 #define KIND_UDP 2
+/* udpOpen flags */
+#define UDP_F_PMTU 1
+#define UDP_F_GRO 2
+#define UDP_F_GSO 4
+/* Kernel limits for UDP GSO: segments per send (UDP_MAX_SEGMENTS was 64 before 6.x) and bytes. */
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_BYTES 65000
+#define GRO_MAX_SEGS 64
 
 typedef struct sock {
   int fd;
   int kind;
+  int gro;                /* UDP_GRO on: one received message may hold several datagrams */
+  int gso;                /* UDP_SEGMENT usable: sends coalesce runs of datagrams */
   char *netns;            /* path of the namespace the socket was opened in, or NULL */
   uv_poll_t *poll;        /* non-NULL while polling; freed in its uv_close callback */
   napi_env env;
@@ -236,20 +247,19 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
   return wrap_sock(env, fd, KIND_PACKET, has_ns ? netns : NULL);
 }
 
-/* udpOpen(bindAddr, port, netns|null, bufBytes, pmtuDiscover) -> external */
+/* udpOpen(bindAddr, port, netns|null, bufBytes, flags (1 pmtu DO | 2 GRO | 4 GSO)) -> external */
 static napi_value udp_open(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   char addr[64], netns[512], what[300];
-  int32_t port = 0, bufsize = 0;
-  bool pmtu = false;
+  int32_t port = 0, bufsize = 0, flags = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 5 || !get_string(env, argv[0], addr, sizeof addr)) return throw_type(env, "udpOpen(bindAddr, port, netns, bufBytes, pmtuDiscover)");
+  if (argc < 5 || !get_string(env, argv[0], addr, sizeof addr)) return throw_type(env, "udpOpen(bindAddr, port, netns, bufBytes, flags)");
   napi_get_value_int32(env, argv[1], &port);
   int has_ns = !is_nullish(env, argv[2]);
   if (has_ns && !get_string(env, argv[2], netns, sizeof netns)) return throw_type(env, "netns must be a path or null");
   napi_get_value_int32(env, argv[3], &bufsize);
-  napi_get_value_bool(env, argv[4], &pmtu);
+  napi_get_value_int32(env, argv[4], &flags);
   struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
   if (port < 0 || port > 65535 || inet_pton(AF_INET, addr, &sin.sin_addr) != 1) return throw_type(env, "bad IPv4 bind address or port");
 
@@ -264,7 +274,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   if (!err) {
     /* DO: the kernel sets DF and refuses datagrams above the path MTU with EMSGSIZE, which is
      * how sleeve learns the MTU; DONT: the kernel fragments (for non-DF inner traffic). */
-    int v = pmtu ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
+    int v = (flags & UDP_F_PMTU) ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
     setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v);
     set_bufsize(fd, bufsize);
     if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { err = errno; step = "bind"; }
@@ -275,7 +285,36 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     snprintf(what, sizeof what, "udp socket %s:%d: %s", addr, port, step);
     return throw_errno(env, err, what);
   }
-  return wrap_sock(env, fd, KIND_UDP, has_ns ? netns : NULL);
+  /*
+   * GRO/GSO (Linux 4.18/5.0): the kernel moves up to 64 equal-sized datagrams as one buffer
+   * through the stack, so a batch costs a few traversals instead of one per datagram. Each is
+   * used only when the kernel accepts it; without, everything still works one by one.
+   */
+  int one = 1, gro = 0, gso = 0;
+  if ((flags & UDP_F_GRO) && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0) gro = 1;
+  if (flags & UDP_F_GSO) {
+    int seg = 0;
+    socklen_t sl = sizeof seg;
+    gso = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg, &sl) == 0;
+  }
+  napi_value ext = wrap_sock(env, fd, KIND_UDP, has_ns ? netns : NULL);
+  if (ext) {
+    sock_t *s = get_sock(env, ext);
+    s->gro = gro;
+    s->gso = gso;
+  }
+  return ext;
+}
+
+/* features(ext) -> flags actually in effect (2 GRO | 4 GSO) */
+static napi_value sock_features(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
+  if (!s) return throw_type(env, "features: not a socket");
+  CHECK(napi_create_int32(env, (s->gro ? UDP_F_GRO : 0) | (s->gso ? UDP_F_GSO : 0), &out));
+  return out;
 }
 
 /* localPort(ext) -> number */
@@ -293,38 +332,45 @@ static napi_value local_port(napi_env env, napi_callback_info info) {
 }
 
 /*
- * recvBatch(ext, buf, slotSize, max, lens: Int32Array, addrs: Uint32Array|null, ports: Uint16Array|null)
- *   -> count
- * Message i lands at buf[i*slotSize]. lens[i] > 0 is its length; 0 means skip it (one of our
- * own outgoing frames on an old kernel); -n means it was n bytes and did not fit the slot.
- * addrs[i] is the IPv4 source as a host-order u32. Returns 0 when nothing is queued.
+ * recvBatch(ext, buf, slotSize, max, offs: Uint32Array, lens: Int32Array,
+ *           addrs: Uint32Array|null, ports: Uint16Array|null) -> entries
+ * Receives up to `max` messages; message i lands at buf[i*slotSize]. Each datagram becomes one
+ * entry e: its bytes are buf[offs[e] .. offs[e]+lens[e]). With GRO one message may hold several
+ * datagrams (split here by the kernel's segment size), so the entry arrays must hold 64 per
+ * message; `max` is lowered to fit them. lens[e] == 0: skip it (one of our own outgoing frames
+ * on an old kernel); lens[e] < 0: a message of -lens[e] bytes did not fit its slot.
+ * addrs[e] is the IPv4 source as a host-order u32. Returns 0 when nothing is queued.
  */
 static napi_value recv_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7], out;
+  size_t argc = 8;
+  napi_value argv[8], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = argc == 7 ? get_sock(env, argv[0]) : NULL;
+  sock_t *s = argc == 8 ? get_sock(env, argv[0]) : NULL;
   if (!s || s->fd < 0) return throw_type(env, "recvBatch: socket is closed");
   void *bufp;
-  size_t buflen, nlens, naddrs = 0, nports = 0;
+  size_t buflen, noffs = 0, nlens = 0, naddrs = SIZE_MAX, nports = SIZE_MAX;
   int32_t slot = 0, max = 0;
   CHECK(napi_get_buffer_info(env, argv[1], &bufp, &buflen));
   napi_get_value_int32(env, argv[2], &slot);
   napi_get_value_int32(env, argv[3], &max);
-  int32_t *lens = get_typed(env, argv[4], napi_int32_array, &nlens);
-  uint32_t *addrs = is_nullish(env, argv[5]) ? NULL : get_typed(env, argv[5], napi_uint32_array, &naddrs);
-  uint16_t *ports = is_nullish(env, argv[6]) ? NULL : get_typed(env, argv[6], napi_uint16_array, &nports);
-  if (slot <= 0 || max <= 0 || !lens) return throw_type(env, "recvBatch: bad slotSize/max/lens");
+  uint32_t *offs = get_typed(env, argv[4], napi_uint32_array, &noffs);
+  int32_t *lens = get_typed(env, argv[5], napi_int32_array, &nlens);
+  uint32_t *addrs = is_nullish(env, argv[6]) ? NULL : get_typed(env, argv[6], napi_uint32_array, &naddrs);
+  uint16_t *ports = is_nullish(env, argv[7]) ? NULL : get_typed(env, argv[7], napi_uint16_array, &nports);
+  if (slot <= 0 || max <= 0 || !lens || !offs) return throw_type(env, "recvBatch: bad slotSize/max/offs/lens");
+  size_t cap = nlens < noffs ? nlens : noffs;
+  if (cap > naddrs) cap = naddrs;
+  if (cap > nports) cap = nports;
+  size_t per_msg = s->gro ? GRO_MAX_SEGS : 1;
   if (max > MAX_BATCH) max = MAX_BATCH;
-  if ((size_t)max > nlens) max = (int32_t)nlens;
+  if ((size_t)max > cap / per_msg) max = (int32_t)(cap / per_msg);
   if ((size_t)max * (size_t)slot > buflen) max = (int32_t)(buflen / (size_t)slot);
-  if (addrs && (size_t)max > naddrs) max = (int32_t)naddrs;
-  if (ports && (size_t)max > nports) max = (int32_t)nports;
   if (max <= 0) return throw_type(env, "recvBatch: buffers too small for one message");
 
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   union { struct sockaddr_in in; struct sockaddr_ll ll; } names[MAX_BATCH];
+  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctrl[MAX_BATCH];
   memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max);
   for (int i = 0; i < max; i++) {
     iov[i].iov_base = (char *)bufp + (size_t)i * (size_t)slot;
@@ -333,6 +379,10 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &names[i];
     msgs[i].msg_hdr.msg_namelen = sizeof names[i];
+    if (s->gro) {
+      msgs[i].msg_hdr.msg_control = ctrl[i].buf;
+      msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i].buf;
+    }
   }
   /* MSG_TRUNC: packet sockets then report a frame's real length, so truncation is visible. */
   int n = recvmmsg(s->fd, msgs, (unsigned)max, MSG_DONTWAIT | (s->kind == KIND_PACKET ? MSG_TRUNC : 0), NULL);
@@ -340,16 +390,46 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) n = 0;
     else return throw_errno(env, errno, "recvmmsg");
   }
+  uint32_t e = 0;
   for (int i = 0; i < n; i++) {
     int len = (int)msgs[i].msg_len;
-    if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > slot) len = -len;
+    uint32_t base = (uint32_t)i * (uint32_t)slot;
+    uint32_t from = s->kind == KIND_UDP ? ntohl(names[i].in.sin_addr.s_addr) : 0;
+    uint16_t port = s->kind == KIND_UDP ? ntohs(names[i].in.sin_port) : 0;
+    int seg = 0;
+    if (s->gro) {
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c))
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) memcpy(&seg, CMSG_DATA(c), sizeof seg);
+    }
+    if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > slot) { len = -len; seg = 0; }
     if (s->kind == KIND_PACKET && names[i].ll.sll_pkttype == PACKET_OUTGOING) len = 0;
-    lens[i] = len;
-    if (addrs) addrs[i] = s->kind == KIND_UDP ? ntohl(names[i].in.sin_addr.s_addr) : 0;
-    if (ports) ports[i] = s->kind == KIND_UDP ? ntohs(names[i].in.sin_port) : 0;
+    if (seg <= 0 || len <= seg) seg = len > 0 ? len : 1;
+    /* One entry per datagram: a GRO message is cut at the segment size, the last piece shorter. */
+    int o = 0;
+    do {
+      int piece = len > 0 ? (len - o < seg ? len - o : seg) : len;
+      offs[e] = base + (uint32_t)(o > 0 ? o : 0);
+      lens[e] = piece;
+      if (addrs) addrs[e] = from;
+      if (ports) ports[e] = port;
+      e++;
+      o += seg;
+    } while (len > 0 && o < len && e < cap);
   }
-  CHECK(napi_create_int32(env, n, &out));
+  CHECK(napi_create_uint32(env, e, &out));
   return out;
+}
+
+/* Bytes of a Buffer or Uint8Array element, without copying. */
+static int element_bytes(napi_env env, napi_value arr, uint32_t i, void **data, size_t *len) {
+  napi_value el;
+  if (napi_get_element(env, arr, i, &el) != napi_ok) return 0;
+  if (napi_get_buffer_info(env, el, data, len) == napi_ok) return 1;
+  size_t cnt;
+  *data = get_typed(env, el, napi_uint8_array, &cnt);
+  if (!*data) return 0;
+  *len = cnt;
+  return 1;
 }
 
 /*
@@ -359,6 +439,10 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
  * for that message alone (EMSGSIZE above the path MTU, ECONNREFUSED...), skipped and the batch
  * continues. Stops early when the socket buffer is full (EAGAIN): messages from the returned
  * index on were not sent (status -1) and the caller may retry them when writable.
+ * With GSO, runs of consecutive datagrams to one destination with equal sizes (the last of a
+ * run may be shorter) leave as one message whose iovecs point at each buffer: the kernel cuts
+ * it back into the same datagrams. A run the kernel refuses is retried one by one, so errors
+ * are still per datagram.
  */
 static napi_value send_batch(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -376,49 +460,74 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   uint16_t *ports = is_nullish(env, argv[3]) ? NULL : get_typed(env, argv[3], napi_uint16_array, &nports);
   int32_t *status = get_typed(env, argv[4], napi_int32_array, &nstatus);
   if (!status || nstatus < total) return throw_type(env, "sendBatch: status must be an Int32Array as long as bufs");
-  if (s->kind == KIND_UDP && (!addrs || !ports || naddrs < total || nports < total)) return throw_type(env, "sendBatch: UDP needs addrs and ports for every buffer");
+  int udp = s->kind == KIND_UDP;
+  if (udp && (!addrs || !ports || naddrs < total || nports < total)) return throw_type(env, "sendBatch: UDP needs addrs and ports for every buffer");
 
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   struct sockaddr_in names[MAX_BATCH];
-  uint32_t done = 0;
+  union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctrl[MAX_BATCH];
+  uint32_t first[MAX_BATCH], count[MAX_BATCH];
+  uint32_t done = 0, no_gso_below = 0;
   for (uint32_t i = 0; i < total; i++) status[i] = -1;
   while (done < total) {
-    uint32_t chunk = total - done < MAX_BATCH ? total - done : MAX_BATCH;
-    memset(msgs, 0, sizeof(struct mmsghdr) * chunk);
-    for (uint32_t i = 0; i < chunk; i++) {
-      napi_value el;
+    unsigned nm = 0, ni = 0;
+    uint32_t j = done;
+    memset(msgs, 0, sizeof msgs);
+    while (j < total && nm < MAX_BATCH && ni < MAX_BATCH) {
       void *data;
       size_t len;
-      CHECK(napi_get_element(env, argv[1], done + i, &el));
-      /* Buffers and plain Uint8Arrays both work; both expose their bytes without a copy. */
-      if (napi_get_buffer_info(env, el, &data, &len) != napi_ok) {
-        size_t cnt;
-        data = get_typed(env, el, napi_uint8_array, &cnt);
-        if (!data) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
-        len = cnt;
+      if (!element_bytes(env, argv[1], j, &data, &len)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
+      struct msghdr *h = &msgs[nm].msg_hdr;
+      h->msg_iov = &iov[ni];
+      iov[ni++] = (struct iovec){ .iov_base = data, .iov_len = len };
+      first[nm] = j;
+      count[nm] = 1;
+      j++;
+      if (udp && s->gso && j > no_gso_below && len > 0) {
+        size_t seg = len, bytes = len;
+        while (j < total && ni < MAX_BATCH && count[nm] < GSO_MAX_SEGS) {
+          void *d2;
+          size_t l2;
+          if (addrs[j] != addrs[first[nm]] || ports[j] != ports[first[nm]]) break;
+          if (!element_bytes(env, argv[1], j, &d2, &l2)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
+          if (l2 == 0 || l2 > seg || bytes + l2 > GSO_MAX_BYTES) break;
+          iov[ni++] = (struct iovec){ .iov_base = d2, .iov_len = l2 };
+          count[nm]++;
+          bytes += l2;
+          j++;
+          if (l2 < seg) break; /* only the last segment may be shorter */
+        }
+        if (count[nm] > 1) {
+          struct cmsghdr *c = (struct cmsghdr *)ctrl[nm].buf;
+          c->cmsg_level = SOL_UDP;
+          c->cmsg_type = UDP_SEGMENT;
+          c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+          uint16_t sz = (uint16_t)seg;
+          memcpy(CMSG_DATA(c), &sz, sizeof sz);
+          h->msg_control = ctrl[nm].buf;
+          h->msg_controllen = sizeof ctrl[nm].buf;
+        }
       }
-      iov[i].iov_base = data;
-      iov[i].iov_len = len;
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-      if (s->kind == KIND_UDP) {
-        names[i].sin_family = AF_INET;
-        names[i].sin_port = htons(ports[done + i]);
-        names[i].sin_addr.s_addr = htonl(addrs[done + i]);
-        memset(names[i].sin_zero, 0, sizeof names[i].sin_zero);
-        msgs[i].msg_hdr.msg_name = &names[i];
-        msgs[i].msg_hdr.msg_namelen = sizeof names[i];
+      h->msg_iovlen = count[nm];
+      if (udp) {
+        uint32_t k = first[nm];
+        names[nm] = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(ports[k]), .sin_addr.s_addr = htonl(addrs[k]) };
+        h->msg_name = &names[nm];
+        h->msg_namelen = sizeof names[nm];
       }
+      nm++;
     }
-    int n = sendmmsg(s->fd, msgs, chunk, MSG_DONTWAIT);
+    int n = sendmmsg(s->fd, msgs, nm, MSG_DONTWAIT);
     if (n > 0) {
-      for (int i = 0; i < n; i++) status[done + i] = 0;
-      done += (uint32_t)n;
+      for (int m = 0; m < n; m++)
+        for (uint32_t k = 0; k < count[m]; k++) status[first[m] + k] = 0;
+      done = first[n - 1] + count[n - 1];
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) break;
+    if (count[0] > 1) { no_gso_below = first[0] + count[0]; continue; } /* retry that run one by one */
     /* The first message of the chunk failed on its own: note why and go on with the next. */
     status[done] = n < 0 ? errno : EIO;
     done++;
@@ -567,6 +676,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, sock_close, NULL, NULL, NULL, napi_default, NULL },
     { "fd", NULL, sock_fd, NULL, NULL, NULL, napi_default, NULL },
+    { "features", NULL, sock_features, NULL, NULL, NULL, napi_default, NULL },
     { "pathMtu", NULL, path_mtu, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_value max;

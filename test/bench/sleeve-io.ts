@@ -38,10 +38,10 @@ function receiver(mode: Mode, bind: string): void {
   }
   let close: () => void
   if (mode === 'native') {
-    const s = openUdpSocket(bind, PORT, { batch: 64, slotBytes: 2048 })
+    const s = openUdpSocket(bind, PORT, { batch: 64 })
     s.onReadable(() => {
       // a few batches per wake-up, then let the loop breathe
-      for (let i = 0; i < 8; i++) { const n = s.recvBatch().length; count(n); if (n < 64) break }
+      for (let i = 0; i < 8; i++) { const n = s.recvBatch().length; count(n); if (!n) break }
     })
     close = () => s.close()
     console.log('ready')
