@@ -78,6 +78,7 @@ export class Allocator implements Gossiper {
   readonly space = new Space()
   private paxos: Paxos | undefined
   private readonly leases = new Map<string, Lease[]>()
+  private readonly leaseJson = new Map<string, string>()
   /** Claimed addresses outside the universe: address -> holder. */
   private readonly outside = new Map<number, string>()
   private removedSelf = false
@@ -85,6 +86,7 @@ export class Allocator implements Gossiper {
   private spaceAsks = new Map<string, { donor: PeerName; at: number; denied: Set<PeerName> }>()
   private proposedAt = -Infinity
   private consensusProgressAt = -Infinity
+  private quorumSeenAt: number | undefined
   private ringSentTo = new Map<PeerName, number>()
   private freeDirty = false
   private stopTimer: (() => void) | undefined
@@ -223,6 +225,7 @@ export class Allocator implements Gossiper {
     const keep = list.filter((l) => !drop.includes(l))
     if (keep.length) this.leases.set(id, keep)
     else this.leases.delete(id)
+    this.leaseChanged(id)
     this.freeDirty = true
     await this.persisted()
     return true
@@ -650,10 +653,15 @@ export class Allocator implements Gossiper {
     const now = this.deps.clock.now()
     this.expire(now)
     if (this.ring.isEmpty() && this.pending.length > 0) this.needRing()
-    if (this.paxos && !this.paxos.allowPartial && this.paxos.leading() && now - this.proposedAt >= this.partialGraceMs) {
-      // Not every launch peer answered: go ahead with a quorum (the others ask for space later).
-      this.paxos.allowPartial = true
-      this.advanceConsensus()
+    if (this.paxos && !this.paxos.allowPartial) {
+      // A quorum promised but not every launch peer: after a grace period go ahead with the
+      // quorum (the others get space by donation later).
+      if (this.paxos.promisesForMine() < this.quorum) this.quorumSeenAt = undefined
+      else if (this.quorumSeenAt === undefined) this.quorumSeenAt = now
+      else if (now - this.quorumSeenAt >= this.partialGraceMs) {
+        this.paxos.allowPartial = true
+        this.advanceConsensus()
+      }
     }
     this.retryPending()
     if (this.freeDirty && !this.ring.isEmpty()) {
@@ -678,22 +686,33 @@ export class Allocator implements Gossiper {
     const list = this.leases.get(id)
     if (list) list.push(l)
     else this.leases.set(id, [l])
+    this.leaseChanged(id)
+  }
+
+  /**
+   * Keep each ID's JSON text ready: a save then joins strings instead of re-serialising every
+   * lease (with tens of thousands of leases, JSON.stringify of the whole table dominated a write).
+   */
+  private leaseChanged(id: string): void {
+    const list = this.leases.get(id)
+    if (!list) this.leaseJson.delete(id)
+    else this.leaseJson.set(id, `${JSON.stringify(id)}:${JSON.stringify(list.map((l) => formatCidr({ ip: l.addr, prefix: l.prefix })))}`)
   }
 
   // ---- internals: persistence and sending ----
 
-  private snapshotState(): IpamState {
-    const leases: Record<string, string[]> = {}
-    for (const [id, ls] of this.leases) leases[id] = ls.map((l) => formatCidr({ ip: l.addr, prefix: l.prefix }))
-    return {
+  /** The state file's text: IpamState as JSON, the lease table spliced in from cached pieces. */
+  private snapshotText(): string {
+    const head: Omit<IpamState, 'leases'> = {
       format: STATE_FORMAT,
       peerName: this.self,
       range: formatCidr(this.config.universe),
       ...(this.ring.isEmpty() ? {} : { ring: this.ring.toWire() }),
       ...(this.paxos ? { paxos: this.paxos.own } : {}),
-      leases,
       ...(this.removedSelf ? { removed: true } : {}),
     }
+    const text = JSON.stringify(head)
+    return `${text.slice(0, -1)},"leases":{${[...this.leaseJson.values()].join(',')}}}`
   }
 
   private snapshotGossip(): GossipMsg {
@@ -724,7 +743,7 @@ export class Allocator implements Gossiper {
       const gossipNow = this.snapshotGossip()
       let err: Error | undefined
       try {
-        await this.deps.store.save(JSON.stringify(this.snapshotState()))
+        await this.deps.store.save(this.snapshotText())
         this.published = gossipNow
       } catch (e) {
         err = e as Error

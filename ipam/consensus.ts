@@ -93,6 +93,15 @@ export class Paxos {
     return !!p && p.proposer === this.self && sameProposal(p, this.highestPromise())
   }
 
+  /** How many electors (us included) promised our own current proposal; 0 when we are not proposing. */
+  promisesForMine(): number {
+    const mine = this.own.promise
+    if (!mine || mine.proposer !== this.self) return 0
+    let n = 0
+    for (const r of this.records.values()) if (sameProposal(r.promise, mine)) n++
+    return n
+  }
+
   /** Apply the acceptor and proposer rules to what we know; returns whether our record changed. */
   think(): boolean {
     const before = this.own.version
