@@ -17,3 +17,4 @@ export { parseWeaveCidr, formatCidrItem, type CidrItem, type WeaveCidrResult } f
 export { decideAttach, weaveCidrFromEnv, type AttachDecision } from './qualify'
 export { WEAVEWAIT_ENTRYPOINT, WEAVEWAIT_MOUNT } from './create-rewrite'
 export { weaveContainerFromInspect, inspectWeaveContainer, type ContainerJson } from './container-info'
+export { installWeavewait, weavewaitBuildPath } from './weavewait-install'

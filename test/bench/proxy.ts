@@ -15,10 +15,10 @@
  */
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { createProxy, type StartedContainer } from '../../proxy'
+import { createProxy, installWeavewait, type StartedContainer } from '../../proxy'
 import { nullLogger, systemClock } from '../../router/deps'
 import { run } from '../lab/exec'
-import { createLab, labUnavailableReason, REPO_ROOT, type LabHost } from '../lab'
+import { createLab, labUnavailableReason, type LabHost } from '../lab'
 
 const rounds = Number(process.argv[2] ?? 15)
 
@@ -63,7 +63,7 @@ async function main() {
   const h = lab.hosts[0]
   const socketPath = path.join(h.dir, 'weave.sock')
   const proxy = createProxy(
-    { socketPath, docker: { socketPath: h.dockerHost!.replace(/^unix:\/\//, '') }, weavewaitDir: path.join(REPO_ROOT, 'proxy', 'weavewait', 'build'), defaultIpalloc: true },
+    { socketPath, docker: { socketPath: h.dockerHost!.replace(/^unix:\/\//, '') }, weavewaitDir: installWeavewait(path.join(h.dir, 'weavewait')), defaultIpalloc: true },
     { clock: systemClock(), logger: nullLogger, hooks: { onStarted: (c) => attachByHand(h, c) } },
   )
   try {

@@ -7,13 +7,14 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as path from 'node:path'
-import { createProxy, type ContainerEvent, type Proxy, type ProxyHooks, type StartedContainer } from '../../proxy'
+import { createProxy, installWeavewait, weavewaitBuildPath, type ContainerEvent, type Proxy, type ProxyHooks, type StartedContainer } from '../../proxy'
 import { memoryLogger, systemClock } from '../../router/deps'
 import { run, type ExecOptions, type ExecResult } from './exec'
-import { createLab, labUnavailableReason, waitFor, REPO_ROOT, type Lab, type LabHost } from './index'
+import { createLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
 
 const why = labUnavailableReason({ docker: true })
-const WEAVEWAIT_DIR = path.join(REPO_ROOT, 'proxy', 'weavewait', 'build')
+// Each lab binds its own installed copy (a rebuild of the shared build file must not race a test).
+let weavewaitDir = ''
 const it = suite('proxy lab')
 
 let lab: Lab
@@ -37,7 +38,7 @@ async function attachByHand(h: LabHost, c: StartedContainer, address: string): P
 async function startProxy(name: string, hooks: ProxyHooks): Promise<string> {
   const socketPath = path.join(host.dir, `${name}.sock`)
   const p = createProxy(
-    { socketPath, docker: { socketPath: host.dockerHost!.replace(/^unix:\/\//, '') }, weavewaitDir: WEAVEWAIT_DIR, defaultIpalloc: true, attachTimeoutMs: 20_000 },
+    { socketPath, docker: { socketPath: host.dockerHost!.replace(/^unix:\/\//, '') }, weavewaitDir, defaultIpalloc: true, attachTimeoutMs: 20_000 },
     { clock: systemClock(), logger: memoryLogger(), hooks },
   )
   await p.start()
@@ -64,6 +65,7 @@ if (why) {
     try {
       lab = await createLab({ hosts: 1, docker: true })
       host = lab.hosts[0]
+      weavewaitDir = installWeavewait(path.join(host.dir, 'weavewait'))
       viaProxy = await startProxy('weave', {
         onStarted: async (c) => { started.push(c); await attachByHand(host, c, `10.32.0.${10 + started.length}/12`) },
         onEvent: (e) => { events.push(e) },
@@ -108,7 +110,7 @@ if (why) {
       const w = mounts.find((m) => m.Destination === '/w')
       assert.ok(w, JSON.stringify(mounts))
       assert.is(w!.RW, false)
-      assert.is(w!.Source, WEAVEWAIT_DIR)
+      assert.is(w!.Source, weavewaitDir)
       // Starting it passes the claimed address to the hook.
       await docker(viaProxy, ['start', '-a', id])
       assert.equal(started[started.length - 1].items, [{ kind: 'ip', cidr: '10.32.2.50/24' }])
@@ -229,3 +231,46 @@ if (why) {
 }
 
 it.run()
+
+/** weavewait on its own, in throwaway network namespaces (`unshare -n`: gone when the command ends). */
+const ww = suite('weavewait')
+const W = weavewaitBuildPath()
+const whyRoot = process.getuid?.() === 0 ? undefined : 'needs root for unshare -n'
+if (whyRoot) {
+  ww('skipped', () => { console.log(`test/lab/proxy weavewait: skipped, ${whyRoot}`) })
+} else {
+  const inFreshNs = (script: string, env: Record<string, string> = {}) => run(['unshare', '-n', 'sh', '-c', script], { allowFail: true, env: { W, ...env }, timeoutMs: 20_000 })
+
+  ww('no command: exit 2 with a usage message', async () => {
+    const r = await run([W], { allowFail: true })
+    assert.is(r.code, 2)
+    assert.match(r.stderr, 'No command specified')
+  })
+
+  ww('no ethwe: exit 3 after the timeout, saying what it waited for', async () => {
+    const t0 = Date.now()
+    const r = await inFreshNs('"$W" echo never', { WEAVEWAIT_TIMEOUT: '0.3' })
+    assert.is(r.code, 3)
+    assert.ok(Date.now() - t0 >= 300)
+    assert.match(r.stderr, 'interface ethwe was not up with an address after 0.3 s')
+    assert.is(r.stdout, '')
+    assert.is((await run([W, 'true'], { allowFail: true, env: { WEAVEWAIT_TIMEOUT: 'soon' } })).code, 2)
+  })
+
+  ww('ethwe up without an address is not enough; once addressed, the command runs with the same env', async () => {
+    const r = await inFreshNs([
+      'ip link add ethwe type veth peer name peer0 && ip link set ethwe up',
+      '(sleep 0.4; ip addr add 10.32.9.9/12 dev ethwe) &',
+      'FOO=bar "$W" sh -c \'echo "$FOO"; ip -o -4 addr show ethwe\'',
+    ].join('\n'), { WEAVEWAIT_TIMEOUT: '5' })
+    assert.is(r.code, 0, r.stderr)
+    assert.match(r.stdout, /^bar\n.*inet 10\.32\.9\.9\/12/)
+  })
+
+  ww('a missing command exits 127', async () => {
+    const r = await inFreshNs('ip link add ethwe type veth peer name peer0 && ip addr add 10.32.9.9/12 dev ethwe && ip link set ethwe up && "$W" /nonexistent/cmd')
+    assert.is(r.code, 127)
+    assert.match(r.stderr, 'cannot run /nonexistent/cmd')
+  })
+}
+ww.run()

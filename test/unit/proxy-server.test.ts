@@ -4,6 +4,7 @@
  */
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
+import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
@@ -366,6 +367,81 @@ it('--rewrite-inspect shows the weave address; without it inspect passes untouch
     const r = await call(plain.sock, 'GET', `/containers/${[...plain.engine.containers.keys()][0]}/json`)
     assert.is(JSON.parse(r.body).NetworkSettings.IPAddress, '')
   } finally { await teardown(plain) }
+})
+
+it('TCP listener (loopback, ephemeral port) serves the same API', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wproxy-'))
+  const engine = new FakeEngine(path.join(dir, 'docker.sock'))
+  await engine.listen()
+  const proxy = createProxy({ socketPath: path.join(dir, 'weave.sock'), tcp: { host: '127.0.0.1', port: 0 }, docker: { socketPath: engine.socketPath }, weavewaitDir: '/w', defaultIpalloc: true },
+    { clock: systemClock(), logger: memoryLogger(), hooks: {} })
+  await proxy.start()
+  try {
+    const tcp = proxy.addresses().find((a) => a.startsWith('tcp://'))!
+    assert.match(tcp, /^tcp:\/\/127\.0\.0\.1:\d+$/)
+    const port = Number(tcp.split(':')[2])
+    const body = await new Promise<string>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/v1.41/version', agent: false }, (res) => {
+        let b = ''
+        res.on('data', (d) => { b += d })
+        res.on('end', () => resolve(b))
+      }).on('error', reject)
+    })
+    assert.is(JSON.parse(body).url, '/v1.41/version')
+  } finally {
+    await proxy.stop()
+    await engine.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+it('onCreate sees the rewritten body and its changes reach the engine', async () => {
+  const c = await setup({ onCreate: (body, ctx) => ({ ...body, Hostname: `${ctx.name}.weave.local`, Labels: { items: String(ctx.items.length) } }) })
+  try {
+    const r = await call(c.sock, 'POST', '/containers/create?name=db', JSON.stringify({ Image: 'busybox', Cmd: ['x'], Env: ['WEAVE_CIDR=net:default net:10.32.8.0/24'] }))
+    assert.is(r.status, 201)
+    const created = [...c.engine.containers.values()][0]
+    assert.is(created.Hostname, 'db.weave.local')
+    assert.equal(created.Labels, { items: '2' })
+    assert.equal(created.Entrypoint, ['/w/w'])
+  } finally { await teardown(c) }
+})
+
+it('stop() closes open streams and the socket file', async () => {
+  const c = await setup()
+  try {
+    const ended = new Promise<void>((resolve) => {
+      http.get({ socketPath: c.sock, path: '/logs?follow=1', agent: false }, (res) => {
+        res.on('data', () => {})
+        res.on('error', () => resolve())
+        res.on('close', () => resolve())
+      }).on('error', () => resolve())
+    })
+    await new Promise((r) => setTimeout(r, 50))
+    await c.proxy.stop()
+    await ended
+    assert.not.ok(fs.existsSync(c.sock))
+    assert.equal(c.proxy.addresses(), [])
+  } finally { await c.engine.close(); fs.rmSync(c.dir, { recursive: true, force: true }) }
+})
+
+it('a stale socket file is replaced; a regular file is not', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wproxy-'))
+  try {
+    const file = path.join(dir, 'weave.sock')
+    fs.writeFileSync(file, 'not a socket')
+    const p = createProxy({ socketPath: file, docker: { socketPath: path.join(dir, 'docker.sock') }, weavewaitDir: '/w', defaultIpalloc: true }, { clock: systemClock(), logger: memoryLogger(), hooks: {} })
+    let err: Error | undefined
+    try { await p.start() } catch (e) { err = e as Error }
+    assert.match(err?.message ?? '', 'is not a socket')
+    fs.rmSync(file)
+    // A crashed daemon leaves its socket file behind: listen in a child and SIGKILL it.
+    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(file)}, () => process.kill(process.pid, 'SIGKILL'))`])
+    assert.ok(fs.existsSync(file))
+    const p2 = createProxy({ socketPath: file, docker: { socketPath: path.join(dir, 'docker.sock') }, weavewaitDir: '/w', defaultIpalloc: true }, { clock: systemClock(), logger: memoryLogger(), hooks: {} })
+    await p2.start()
+    await p2.stop()
+  } finally { fs.rmSync(dir, { recursive: true, force: true }) }
 })
 
 it('an unreachable engine gives a 502 that names it', async () => {
