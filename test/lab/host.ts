@@ -133,12 +133,18 @@ export class LabHost {
   weave(args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     fs.mkdirSync(this.weaveStateDir, { recursive: true })
     fs.mkdirSync(this.weaveRunDir, { recursive: true })
-    return this.exec([path.join(REPO_ROOT, 'weave'), ...args], { timeoutMs: 60_000, ...opts, env: this.weaveEnv(opts.env) })
+    // longer than `weave launch`'s own 60 s readiness wait, so its error (with the log) comes through
+    return this.exec([path.join(REPO_ROOT, 'weave'), ...args], { timeoutMs: 90_000, ...opts, env: this.weaveEnv(opts.env) })
   }
 
   /** `./weave launch ARGS` inside the host. */
   launchWeave(args: string[] = [], env: Record<string, string> = {}): Promise<ExecResult> {
     return this.weave(['launch', ...args], { env })
+  }
+
+  /** The last `lines` lines of this host's weaver log (for failure messages). */
+  weaverLog(lines = 30): string {
+    try { return fs.readFileSync(path.join(this.weaveRunDir, 'weaver.log'), 'utf8').trimEnd().split('\n').slice(-lines).join('\n') } catch { return '(no weaver log)' }
   }
 
   /** Unix socket of this host's weaver HTTP API. */

@@ -144,7 +144,8 @@ if (why) {
   ;(weaveBuilt ? test : test.skip)('weave launch in a lab host; its API answers over the unix socket; stop', async () => {
     await withLab({ hosts: 2 }, async (lab) => {
       const [h1] = lab.hosts
-      await h1.launchWeave([])
+      const launched = await h1.launchWeave([], {}).catch((err: Error) => err)
+      if (launched instanceof Error) assert.unreachable(`weave launch failed: ${launched.message}\nweaver.log:\n${h1.weaverLog()}`)
       const st = await waitFor('weaver API /status', async () => {
         const r = await h1.api('/status').catch(() => undefined)
         return r && r.status === 200 ? r : undefined

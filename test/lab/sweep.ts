@@ -121,6 +121,8 @@ export interface DestroyReport {
   survivors: number[]
   namespaces: string[]
   links: string[]
+  /** The temp dir could not be removed (busy mount); a later sweep retries. */
+  dirLeft: boolean
 }
 
 /**
@@ -142,8 +144,14 @@ export function destroyLab(prefix: string): DestroyReport {
   }
   removeForwardRules(prefix)
   removeCgroups(prefix)
-  fs.rmSync(dir, { recursive: true, force: true })
-  return { prefix, killed: pids.length, survivors, namespaces: nss, links }
+  try {
+    fs.rmSync(dir, { recursive: true, force: true })
+  } catch {
+    // a mount that came back busy: detach everything under it and try once more
+    unmountUnder(dir)
+    try { fs.rmSync(dir, { recursive: true, force: true }) } catch { /* reported by fs.existsSync below */ }
+  }
+  return { prefix, killed: pids.length, survivors, namespaces: nss, links, dirLeft: fs.existsSync(dir) }
 }
 
 /** Prefixes of labs present on this machine (from namespaces, root links and temp dirs). */
