@@ -3,9 +3,10 @@
  * `vethwepl<id>` on the bridge ⇄ `ethwe` in the container, with its addresses, the multicast
  * route and a gratuitous ARP; and undoing it.
  */
-import { NetCommandError, inNetns } from './exec'
+import { NetCommandError, Runner, inNetns } from './exec'
 import { NetContext, NetnsRef, bestEffort, isNetnsGone, netnsRefPath, runIn } from './context'
-import { Ipv4Cidr, formatCidr, parseCidr, sameCidr } from './cidr'
+import { Ipv4Cidr, formatCidr, networkOf, parseCidr, sameCidr } from './cidr'
+import { containerMulticastAccept, containerMulticastDrop, deleteRule, ensureRule } from './iptables'
 import { AddrInfo, CONTAINER_IFNAME, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, sysctl, txOffloadOff } from './ip-args'
 import { DEFAULT_BRIDGE, getLink } from './bridge'
 
@@ -21,6 +22,8 @@ export interface AttachRequest {
   bridge?: string
   /** Add `224.0.0.0/4 dev ethwe` (default true). */
   multicastRoute?: boolean
+  /** Drop multicast on ethwe except from the container's own subnets (default true, as Weave). */
+  isolateMulticast?: boolean
   /** Turn tx checksum offload off on ethwe (needed when frames may go through sleeve; default true). */
   txOffloadOff?: boolean
 }
@@ -87,6 +90,7 @@ export async function attach(ctx: NetContext, req: AttachRequest): Promise<Attac
     }
     await runIn(ctx, req.netns, ip.setUp(CONTAINER_IFNAME))
     if (req.multicastRoute ?? true) await runIn(ctx, req.netns, ip.multicastRoute(CONTAINER_IFNAME))
+    if (req.isolateMulticast ?? true) await ensureMulticastRules(ctx, req.netns, [...current.addresses, ...added])
   } catch (err) {
     // A pair we just made and could not finish is removed, so a retry starts clean.
     if (created) await bestEffort(ctx, inNs(req.netns, ip.delLink(CONTAINER_IFNAME)), 'cleanup after failed attach')
@@ -165,7 +169,27 @@ export async function detach(ctx: NetContext, req: DetachRequest): Promise<Detac
   } else {
     for (const c of removed) await runIn(ctx, req.netns, ip.delAddr(CONTAINER_IFNAME, c))
   }
+  await removeMulticastRules(ctx, req.netns, removed, remaining)
   return { removed: removed.map(formatCidr), remaining: remaining.map(formatCidr), interfaceGone: remaining.length === 0 }
+}
+
+/** A Runner whose commands run inside `ref` (for the iptables helpers). */
+function runnerIn(ctx: NetContext, ref: NetnsRef): Runner {
+  return (argv) => runIn(ctx, ref, argv)
+}
+
+async function ensureMulticastRules(ctx: NetContext, ref: NetnsRef, addrs: Ipv4Cidr[]): Promise<void> {
+  const run = runnerIn(ctx, ref)
+  await ensureRule(run, containerMulticastDrop(CONTAINER_IFNAME))
+  for (const a of addrs) await ensureRule(run, containerMulticastAccept(CONTAINER_IFNAME, a), true)
+}
+
+/** Accepts for subnets no remaining address is in; the drop too once ethwe is gone. */
+async function removeMulticastRules(ctx: NetContext, ref: NetnsRef, removed: Ipv4Cidr[], remaining: Ipv4Cidr[]): Promise<void> {
+  const run = runnerIn(ctx, ref)
+  const kept = new Set(remaining.map(networkOf))
+  for (const a of removed) if (!kept.has(networkOf(a))) await deleteRule(run, containerMulticastAccept(CONTAINER_IFNAME, a))
+  if (remaining.length === 0) await deleteRule(run, containerMulticastDrop(CONTAINER_IFNAME))
 }
 
 /** MAC and addresses of ethwe in each target; targets without ethwe (or gone) are left out. */

@@ -110,6 +110,19 @@ export function exposeRules(addr: Ipv4Cidr, opts: { masquerade: boolean }): Rule
   return rules
 }
 
+/**
+ * Inside a container: multicast on ethwe is dropped unless it comes from one of the container's
+ * own subnets. Subnet isolation is otherwise by routing only, which multicast would bypass.
+ */
+export function containerMulticastDrop(dev: string): Rule {
+  return { table: 'filter', chain: 'INPUT', spec: ['-i', dev, '-d', MULTICAST_ROUTE, '-j', 'DROP'] }
+}
+
+/** The per-subnet exception to containerMulticastDrop; inserted above it. */
+export function containerMulticastAccept(dev: string, addr: Ipv4Cidr): Rule {
+  return { table: 'filter', chain: 'INPUT', spec: ['-i', dev, '-s', networkOf(addr), '-d', MULTICAST_ROUTE, '-j', 'ACCEPT'] }
+}
+
 // ---- iptables-save parsing ----
 
 /** Split one iptables-save line into arguments (double quotes group, as in comments). */

@@ -21,6 +21,9 @@ const ping = (h: LabHost, addr: string) => h.ping(addr, { timeoutS: 2 })
 
 /** What is ours to leave behind: links, addresses, routes, iptables rules and non-builtin chains. */
 async function snapshot(h: LabHost): Promise<{ links: string[]; addrs: string[]; routes: string[]; rules: string[] }> {
+  // New links get IPv6 link-locals (and their routes) on their own once DAD ends: wait for that,
+  // so the snapshot is not a moving target.
+  await waitFor('IPv6 DAD', async () => (await out(h, ['ip', '-6', 'addr', 'show', 'tentative'])).trim() === '', 10_000)
   const links = JSON.parse(await out(h, ['ip', '-j', 'link', 'show'])).map((l: { ifname: string }) => l.ifname).sort()
   const addrs = (await out(h, ['ip', '-o', 'addr', 'show'])).split('\n').filter(Boolean)
     .map((l) => l.split(/\s+/).slice(1, 4).join(' ')).sort()
@@ -59,8 +62,6 @@ if (why) {
     ;[H, C1, C2, C3] = L.hosts
     // Someone else's rule in the host: reset must leave it alone.
     await H.exec(['iptables', '-w', '5', '-A', 'FORWARD', '-i', 'other0', '-j', 'ACCEPT'])
-    // eth0's IPv6 link-local settles (DAD) on its own; wait so the snapshot is not a moving target.
-    await waitFor('IPv6 DAD on eth0', async () => (await out(H, ['ip', '-6', 'addr', 'show', 'tentative'])).trim() === '', 10_000)
     before = await snapshot(H)
     net = createNetHost({ netns: H.ns })
   })
@@ -134,6 +135,12 @@ if (why) {
       assert.is(again.mac, a.mac)
       assert.equal(again.added, ['10.40.0.1/24'])
       assert.equal((await ethwe(C1))?.addrs.sort(), ['10.32.0.1/12', '10.40.0.1/24'])
+      const mc = (await out(C1, ['iptables', '-S', 'INPUT'])).split('\n').filter((l) => l.includes('224.0.0.0/4'))
+      assert.equal(mc, [
+        '-A INPUT -s 10.40.0.0/24 -d 224.0.0.0/4 -i ethwe -j ACCEPT',
+        '-A INPUT -s 10.32.0.0/12 -d 224.0.0.0/4 -i ethwe -j ACCEPT',
+        '-A INPUT -d 224.0.0.0/4 -i ethwe -j DROP',
+      ])
 
       const ps = await net.listAttached([{ id: 'c1', netns: { name: C1.ns } }, { id: 'c2', netns: { pid } }, { id: 'c3', netns: { path: `/var/run/netns/${C3.ns}` } }])
       assert.equal(ps.map((p) => [p.id, p.mac]), [['c1', a.mac], ['c2', b.mac]])
@@ -145,6 +152,7 @@ if (why) {
       assert.is(d2.interfaceGone, true)
       assert.is(await ethwe(C1), undefined)
       assert.is(await hostLink(hostVethName('c1aaaaaaaaaaaa')), undefined)
+      assert.not.match(await out(C1, ['iptables-save']), 'ethwe', 'multicast rules go with ethwe')
       assert.not.ok(await ping(C2, '10.32.0.1'), 'no path after detach')
       await net.detach({ netns: { pid }, containerId: String(pid) })
       assert.is(await ethwe(C2), undefined)

@@ -113,6 +113,7 @@ test('attach creates the pair from inside the container, host end on the bridge,
     [/ip link add name ethwe/, () => { made = true; return '' }],
     [/link show dev weave$/, bridgeJson(1376)],
     [/link show dev vethwepl4242$/, NODEV],
+    [/ -C INPUT /, { fail: 'Bad rule (does a matching rule exist in that chain?).' }],
   ])
   const r = await createNetHost({ run, hostNetns: 'hostns', arping: 'busybox' })
     .attach({ netns: { pid: 4242 }, containerId: '4242', addresses: ['10.32.0.7/12', '10.32.0.7/12'] })
@@ -131,6 +132,9 @@ test('attach creates the pair from inside the container, host end on the bridge,
   assert.ok(idx.every((i) => i >= 0), `missing: ${want.filter((_, i) => idx[i] < 0).join('; ')}`)
   assert.equal([...idx].sort((a, b) => a - b), idx, 'in this order')
   assert.ok(run.calls.includes(`${ns}ethtool -K ethwe tx off`))
+  // Multicast isolation inside the container: drop on ethwe, accept from its own subnet above it.
+  assert.ok(run.calls.includes(`${ns}iptables -w 5 -t filter -A INPUT -i ethwe -d 224.0.0.0/4 -j DROP`))
+  assert.ok(run.calls.includes(`${ns}iptables -w 5 -t filter -I INPUT 1 -i ethwe -s 10.32.0.0/12 -d 224.0.0.0/4 -j ACCEPT`))
 })
 
 test('attach to an attached container only adds the missing address and re-enslaves a stray host end', async () => {
