@@ -29,6 +29,9 @@ interface Addon {
   close(h: Handle): void
   fd(h: Handle): number
   pathMtu(h: Handle, addr: number, port: number): number
+  aeadAvailable(): boolean
+  aeadSeal(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): void
+  aeadOpen(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
 }
 
 /** Thrown when the addon was not built or cannot load; `code` is stable for callers. */
@@ -66,6 +69,26 @@ function addon(): Addon {
 /** Whether the addon loads here; a data plane that needs it refuses with `reason` otherwise. */
 export function nativeStatus(): { ok: true } | { ok: false; reason: string } {
   try { addon(); return { ok: true } } catch (err) { return { ok: false, reason: (err as Error).message } }
+}
+
+/**
+ * In-place ChaCha20-Poly1305 (IETF) through the system's libsodium, when the addon and
+ * libsodium23 are both there; undefined otherwise (callers fall back to libsodium-wrappers).
+ * `buf` = associated data (adLen bytes) ‖ message ‖ 16-byte tag. Nonce: byte 0 = 0x80 when
+ * `dir` is 1, bytes 4..11 = `seq` big-endian.
+ */
+export interface NativeAead {
+  /** Encrypts the message in place and writes the tag. */
+  seal(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): void
+  /** Authenticates, then decrypts in place; false (buffer untouched) when it does not authenticate. */
+  open(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
+}
+
+export function nativeAead(): NativeAead | undefined {
+  let a: Addon
+  try { a = addon() } catch { return undefined }
+  if (!a.aeadAvailable()) return undefined
+  return { seal: a.aeadSeal, open: a.aeadOpen }
 }
 
 /** Most messages one system call moves. */

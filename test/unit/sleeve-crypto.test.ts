@@ -1,14 +1,21 @@
-import { test } from 'uvu'
+import { test as baseTest } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as fc from 'fast-check'
 import { encodeFrames, encodeHeartbeat, decodeDatagram } from '../../router/overlay/sleeve-frame'
 import { createSleeveCipher, sleeveCryptoReady, ReplayWindow, SEAL_OVERHEAD_BYTES } from '../../router/overlay/sleeve-crypto'
+import { nativeAead } from '../../router/native'
 
 const secret = new Uint8Array(32).map((_, i) => i * 7)
 const frame = (tag: number, len = 60) => { const f = new Uint8Array(len); f.fill(tag & 255); return f }
-const pair = () => ({ dialer: createSleeveCipher(secret, true), listener: createSleeveCipher(secret, false) })
+type Impl = 'native' | 'wasm'
+const impls: Impl[] = nativeAead() ? ['wasm', 'native'] : ['wasm']
+if (impls.length === 1) console.log('note: native AEAD unavailable (addon not built or no libsodium23); testing the wasm one only')
 
-test.before(async () => { await sleeveCryptoReady() })
+baseTest.before(async () => { await sleeveCryptoReady() })
+
+for (const impl of impls) {
+const pair = () => ({ dialer: createSleeveCipher(secret, true, { impl }), listener: createSleeveCipher(secret, false, { impl }) })
+const test = (name: string, fn: () => void | Promise<void>) => baseTest(`[${impl}] ${name}`, fn)
 
 test('frames and heartbeats round-trip in both directions; overhead is as advertised', () => {
   const { dialer, listener } = pair()
@@ -64,12 +71,27 @@ test('a datagram reflected back to its sender, or keyed with another secret, fai
   const { dialer } = pair()
   const sealed = dialer.seal(encodeFrames({ src: 1, dst: 2 }, [frame(1)]))
   assert.equal(dialer.open(sealed), { ok: false, reason: 'bad-mac' })
-  const stranger = createSleeveCipher(new Uint8Array(32).fill(9), false)
+  const stranger = createSleeveCipher(new Uint8Array(32).fill(9), false, { impl })
   assert.equal(stranger.open(sealed), { ok: false, reason: 'bad-mac' })
   assert.equal(stranger.open(encodeFrames({ src: 1, dst: 2 }, [frame(1)])), { ok: false, reason: 'not-sealed' })
 })
 
-test('replay window: each number accepted once, too-old below the window, matches a model', () => {
+}
+
+baseTest('native and wasm ciphers interoperate byte for byte', () => {
+  if (impls.length < 2) return
+  fc.assert(fc.property(fc.array(fc.uint8Array({ minLength: 14, maxLength: 1500 }), { minLength: 1, maxLength: 5 }), (frames) => {
+    const plain = encodeFrames({ src: 3, dst: 4 }, frames)
+    const n = createSleeveCipher(secret, true, { impl: 'native' })
+    const w = createSleeveCipher(secret, true, { impl: 'wasm' })
+    const a = n.seal(plain)
+    assert.ok(Buffer.from(a).equals(Buffer.from(w.seal(plain))), 'same bytes')
+    assert.equal(createSleeveCipher(secret, false, { impl: 'wasm' }).open(Uint8Array.from(a)), decodeDatagram(plain))
+    assert.equal(createSleeveCipher(secret, false, { impl: 'native' }).open(a), decodeDatagram(plain))
+  }), { numRuns: 50 })
+})
+
+baseTest('replay window: each number accepted once, too-old below the window, matches a model', () => {
   fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 200 }), (seqs) => {
     const w = new ReplayWindow(64)
     const seen = new Set<number>()
@@ -82,4 +104,4 @@ test('replay window: each number accepted once, too-old below the window, matche
   }))
 })
 
-test.run()
+baseTest.run()
