@@ -5,6 +5,7 @@ import { rewriteCreate, needsImageCommand } from '../../proxy/create-rewrite'
 import { decodeChunked, parseHead, serializeHead, setHeader, getHeader, withConnectionClose, findHeadEnd } from '../../proxy/http-head'
 import { routeRequest, stripVersion } from '../../proxy/routes'
 import { decideAttach } from '../../proxy/qualify'
+import { parseDockerHost } from '../../proxy/docker-host'
 
 const W = '/run/weave/w'
 
@@ -120,6 +121,20 @@ test('chunked: decodes any split, asks for more on any prefix', () => {
   }), { numRuns: 300 })
   assert.is(decodeChunked(Buffer.from('zz\r\n')).kind, 'error')
   assert.is(decodeChunked(Buffer.from('2\r\nabX\r\n')).kind, 'error')
+})
+
+test('docker host addresses', () => {
+  assert.equal(parseDockerHost('unix:///var/run/docker.sock'), { ok: true, endpoint: { socketPath: '/var/run/docker.sock' } })
+  assert.equal(parseDockerHost('/run/docker.sock'), { ok: true, endpoint: { socketPath: '/run/docker.sock' } })
+  assert.equal(parseDockerHost('tcp://10.0.0.1:2375'), { ok: true, endpoint: { host: '10.0.0.1', port: 2375 } })
+  assert.equal(parseDockerHost('tcp://:12375'), { ok: true, endpoint: { host: '127.0.0.1', port: 12375 } })
+  assert.equal(parseDockerHost('tcp://0.0.0.0', { defaultPort: 12375 }), { ok: true, endpoint: { host: '0.0.0.0', port: 12375 } })
+  assert.equal(parseDockerHost('tcp://[::1]:2375/'), { ok: true, endpoint: { host: '::1', port: 2375 } })
+  for (const bad of ['unix://relative.sock', 'tcp://host', 'tcp://host:99999', 'http://x:1', 'docker.sock', '']) {
+    const r = parseDockerHost(bad)
+    assert.is(r.ok, false, bad)
+    if (!r.ok) assert.ok(r.error.includes(JSON.stringify(bad)))
+  }
 })
 
 test.run()
