@@ -129,10 +129,15 @@ if (why) {
     const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
     child.stdout.on('data', (d) => { out += d })
-    const prefix = await waitFor('the child lab', () => /UP (\S+)/.exec(out)?.[1], 60_000)
-    assert.ok(presentLabs().includes(prefix))
-    child.kill('SIGKILL')
-    await new Promise((r) => child.once('exit', r))
+    const exited = new Promise((r) => child.once('exit', r))
+    let prefix: string
+    try {
+      prefix = await waitFor('the child lab', () => /UP (\S+)/.exec(out)?.[1], 60_000)
+      assert.ok(presentLabs().includes(prefix))
+    } finally {
+      child.kill('SIGKILL')
+      await exited
+    }
     assert.ok(presentLabs().includes(prefix), 'SIGKILL left the lab behind')
     const reports = sweep()
     assert.ok(reports.some((r) => r.prefix === prefix && r.killed > 0), 'sweep found it and killed its daemons')
