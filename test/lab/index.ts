@@ -17,15 +17,17 @@
  * - `lab.hosts[i]`: `name` (`h1`), `ns`, `underlayIp` (192.168.250.i), `underlayDev` (`eth0`, or
  *   `br-phy` with OVS), `exec(argv, {allowFail, env, input, timeoutMs})` → `{code, stdout, stderr}`
  *   (throws ExecError unless allowFail), `sh(script)`, `spawn(argv)` (killed at teardown),
- *   `ping(ip)` → boolean, `docker(args)`, `dockerHost`, `containerPid(name)`, `ovsVsctl(args)`, `ovsAppctl(args)`,
+ *   `ping(ip)` → boolean, `docker(args)`, `dockerHost`, `ovsVsctl(args)`, `ovsAppctl(args)`,
  *   `ovsOfctl(args)`, `ovsSocket`, `weave(args)`, `launchWeave(args, env)`, `weaveEnv()`
- *   (WEAVE_STATE_DIR, WEAVE_RUN_DIR, DOCKER_HOST, WEAVE_OVSDB), `api(path, {method, body})`.
+ *   (WEAVE_STATE_DIR, WEAVE_RUN_DIR, DOCKER_HOST, WEAVE_OVSDB, OVS_RUNDIR), `api(path, {method, body})`,
+ *   `weaverLog(lines)` (tail of the host's weaver.log, for failure messages), `containerPid(name)`.
  * - Faults: `lab.linkDown(h)`, `lab.linkUp(h)`, `lab.netem(h, {delayMs, lossPct})` (no sch_netem on
  *   this kernel: loss works through nftables, delay throws FaultUnavailable), `lab.partition(A, B)`,
  *   `lab.heal()`.
  * - `lab.teardown()` → report with the pids it killed; `sweep()` clears labs of dead processes.
  * - Baseline: `measureUnderlay(a, b)`, `measureKernelVxlan(a, b)` (Gbit/s, iperf3 a → b),
- *   `setupKernelVxlan(a, b)`, `iperf(server, client, ip)`.
+ *   `setupKernelVxlan(a, b)`, `iperf(server, client, ip)`. Take the baseline on hosts without OVS
+ *   (with OVS the underlay itself runs through the slow userspace br-phy).
  * - `labUnavailableReason({docker, ovs})`: a test skips with this reason when it is set.
  * - Entering a host: `exec`/`spawn`/`weave` use `ip netns exec` (the command sees the host's own
  *   /sys/class/net); pass `{enter: 'nsenter'}` for `nsenter --net` (dockerd and OVS need it).
