@@ -91,7 +91,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
       await interceptStart(client, withBody(head, body), body, route.container)
     } else if (route.kind === 'inspect' && config.rewriteInspect && deps.hooks.inspectAddress) {
       const answer = await exchange(withBody(head, rest), rest)
-      client.end(await rewriteInspectAnswer(answer) ?? answer)
+      finish(client, await rewriteInspectAnswer(answer) ?? answer)
     } else {
       forward(client, head, rest)
     }
@@ -122,7 +122,8 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     client.pipe(up)
     up.pipe(client)
     client.on('error', () => up.destroy())
-    client.on('close', () => { if (!up.writableEnded) up.destroy() })
+    // The client gone for good (not just half-closed): nobody can read the rest of a stream.
+    client.on('close', () => { if (!up.destroyed) up.destroy() })
     up.on('close', () => { if (!client.writableEnded) client.end() })
     client.resume()
   }
@@ -177,7 +178,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
         throw new ProxyReply(500, `weave: could not attach ethwe to container ${container}: ${msg}; ${killed ? 'the container was stopped' : `stopping it failed too: ${engineMessage(k)}`}`)
       }
     }
-    client.end(answer)
+    finish(client, answer)
   }
 
   /** `--rewrite-inspect`: the weave address in NetworkSettings; undefined leaves the answer as it was. */
@@ -260,8 +261,13 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     if (client.destroyed || client.writableEnded) return
     const body = Buffer.from(JSON.stringify({ message }) + '\n')
     const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
-    client.end(Buffer.concat([Buffer.from(head, 'latin1'), body]))
-    client.resume() // drain whatever the client still sends so its FIN arrives
+    finish(client, Buffer.concat([Buffer.from(head, 'latin1'), body]))
+  }
+
+  /** Send a whole answer and close; drain what the client still sends so its FIN frees the socket. */
+  function finish(client: net.Socket, answer: Buffer) {
+    client.end(answer)
+    client.resume()
   }
 
   // ---- listeners ----
@@ -317,6 +323,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
       servers.length = 0
       if (unixListening) { try { fs.unlinkSync(config.socketPath) } catch { /* already gone */ } unixListening = false }
     },
+    openConnections: () => sockets.size,
     addresses() {
       return servers.filter((s) => s.listening).map((s) => {
         const a = s.address()

@@ -87,4 +87,6 @@ export interface Proxy {
   stop(): Promise<void>
   /** `unix:///…` and `tcp://host:port` addresses being served (after start). */
   addresses(): string[]
+  /** Client and engine connections currently open (for status; 0 when idle). */
+  openConnections(): number
 }

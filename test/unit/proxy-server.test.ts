@@ -444,6 +444,22 @@ it('a stale socket file is replaced; a regular file is not', async () => {
   } finally { fs.rmSync(dir, { recursive: true, force: true }) }
 })
 
+it('every kind of call leaves no connection open behind it', async () => {
+  const c = await setup({ inspectAddress: () => ({ ip: '10.32.0.7', prefixLen: 12 }) }, { rewriteInspect: true })
+  try {
+    await call(c.sock, 'GET', '/version')
+    await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'busybox', Env: ['WEAVE_CIDR=bad'] }))
+    await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'busybox' }))
+    const id = [...c.engine.containers.keys()][0]
+    await call(c.sock, 'POST', `/containers/${id}/start`)
+    await call(c.sock, 'GET', `/containers/${id}/json`)
+    await rawExchange(c.sock, 'POST /containers/abc/attach HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n', 'x')
+    const deadline = Date.now() + 2000
+    while (c.proxy.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    assert.is(c.proxy.openConnections(), 0)
+  } finally { await teardown(c) }
+})
+
 it('an unreachable engine gives a 502 that names it', async () => {
   const c = await setup({}, { engineUp: false })
   try {
