@@ -112,8 +112,9 @@ function inNs(ref: NetnsRef, argv: readonly string[]): string[] {
  */
 async function createPair(ctx: NetContext, req: AttachRequest, hostEnd: string, bridge: string, mtu: number): Promise<void> {
   if (await getLink(ctx, hostEnd)) {
-    ctx.log.warn(`removing stale ${hostEnd} (its container has no ${CONTAINER_IFNAME})`)
-    await ctx.run(ip.delLink(hostEnd))
+    // A veth end lives exactly as long as its peer, so this one belongs to a live interface:
+    // another container whose id starts with the same 7 characters. Never take it over.
+    throw Object.assign(new Error(`${hostEnd} already exists (another container with the same id prefix?); not attaching`), { code: 'HOST_VETH_EXISTS' })
   }
   await runIn(ctx, req.netns, ip.addVethPeerIn(CONTAINER_IFNAME, hostEnd, mtu, ctx.hostNetns))
   try {
@@ -154,11 +155,10 @@ async function announce(ctx: NetContext, ref: NetnsRef, added: Ipv4Cidr[]): Prom
 }
 
 export async function detach(ctx: NetContext, req: DetachRequest): Promise<DetachResult> {
-  const hostEnd = hostVethName(req.containerId)
   const current = await readEthwe(ctx, req.netns)
   if (!current) {
-    // Container gone or never attached: a leftover host end is all there is to clean.
-    if (await getLink(ctx, hostEnd)) await ctx.run(ip.delLink(hostEnd))
+    // Container gone (its veth pair went with its namespace) or never attached. A host end named
+    // like ours would belong to another live container: not ours to touch.
     return { removed: [], remaining: [], interfaceGone: true }
   }
   const drop = req.addresses ? req.addresses.map(parseCidr) : current.addresses

@@ -116,6 +116,10 @@ if (why) {
       await Promise.race([dumpDone, new Promise((r) => setTimeout(r, 3000))])
       dump.kill()
       assert.match(seen, /ARP, Request who-has 10\.32\.0\.1 (\(ff:ff:ff:ff:ff:ff\) )?tell 10\.32\.0\.1/, `gratuitous ARP on the bridge: ${seen}`)
+      // Another container whose id shares the 7-character prefix must not take C1's interface.
+      await net.attach({ netns: { pid }, containerId: 'c1aaaaaZZZ', addresses: ['10.32.0.2/12'] })
+        .then(() => assert.unreachable(), (e) => assert.is(e.code, 'HOST_VETH_EXISTS'))
+      assert.is(await ethwe(C2), undefined)
       const b = await net.attach({ netns: { pid }, containerId: String(pid), addresses: ['10.32.0.2/12'] })
       assert.is(a.created, true)
       assert.equal(a.added, ['10.32.0.1/12'])

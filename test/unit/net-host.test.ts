@@ -170,14 +170,20 @@ test('a failure after creating the pair removes it and reports the failing comma
   assert.ok(run.calls.includes('nsenter --net=/var/run/netns/c -- ip link del dev ethwe'))
 })
 
-test('detach of a vanished container removes a leftover host end', async () => {
+test('detach of a vanished container touches nothing; attach refuses a host end that is taken', async () => {
   const run = fakeRunner([
     [/addr show dev ethwe/, { fail: 'nsenter: cannot open /proc/9/ns/net: No such file or directory' }],
     [/link show dev vethwepl9$/, vethJson('vethwepl9', 'weave')],
   ])
   const r = await createNetHost({ run }).detach({ netns: { pid: 9 }, containerId: '9' })
   assert.equal(r, { removed: [], remaining: [], interfaceGone: true })
-  assert.ok(run.calls.includes('ip link del dev vethwepl9'))
+  assert.equal(mutating(run.calls), [])
+  assert.not.ok(run.calls.some((c) => c.includes('link del')))
+  // Same 7-character prefix as a live container: refuse rather than take its interface.
+  const run2 = fakeRunner([[/addr show dev ethwe/, NODEV], [/link show dev weave$/, bridgeJson(1376)], [/link show dev vethweplabcdefg$/, vethJson('vethweplabcdefg', 'weave')]])
+  await createNetHost({ run: run2 }).attach({ netns: { name: 'c' }, containerId: 'abcdefg222', addresses: [] })
+    .then(() => assert.unreachable(), (e) => assert.is(e.code, 'HOST_VETH_EXISTS'))
+  assert.not.ok(run2.calls.some((c) => c.includes('link del') || c.includes('link add')))
 })
 
 test('hide keeps the subnet rules while another bridge address still exposes that subnet', async () => {
