@@ -154,6 +154,8 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
         Seeds: allocator.ring.seeds,
         Removed: [...allocator.ring.removed],
         ActiveIPs: allocator.activeCount(),
+        /** Peers IPAM sees on its gossip host (1: alone, e.g. before the mesh is wired in). */
+        KnownPeers: view.peers().length,
         Pending: allocator.pendingCount(),
       }
     },
