@@ -184,6 +184,13 @@ if (why) {
     }
   })
 
+  it('docker build (streamed request body, streamed progress) passes through', async () => {
+    const r = await docker(viaProxy, ['build', '-q', '-t', 'proxybuilt:1', '-'], { input: 'FROM busybox\nRUN echo built > /built\nCMD ["cat", "/built"]\n', env: { DOCKER_BUILDKIT: '0' } })
+    assert.match(r.stdout, /sha256:[0-9a-f]{64}/)
+    const out = await docker(viaProxy, ['run', '--rm', 'proxybuilt:1'])
+    assert.is(out.stdout, 'built\n') // image Cmd taken over under /w/w
+  })
+
   it('DOCKER_API_VERSION=1.24 client runs a container through the proxy', async () => {
     const r = await docker(viaProxy, ['run', '--rm', 'busybox', 'echo', 'pinned run'], { env: { DOCKER_API_VERSION: '1.24' } })
     assert.is(r.stdout, 'pinned run\n')
