@@ -181,10 +181,24 @@ if (why) {
     assert.ok(save.includes('-A WEAVE-EXPOSE -d 10.32.0.0/12 -j ACCEPT'), save)
     const ps = await net.listAttached([{ id: 'c3', netns: { name: C3.ns } }])
     assert.equal(ps.map((p) => [p.id, p.addresses]), [['c3', ['10.32.0.3/12']], ['weave:expose', ['10.32.0.254/12']]])
+    // Masquerading: the container reaches another lab host (h2's underlay address, which has no
+    // route back to 10.32.0.0/12) through the host. Forwarding is the host's job, as with Docker.
+    await C3.exec(['ip', 'link', 'set', 'dev', 'eth0', 'down']) // C3 is a lab host too: only ethwe may carry this
+    assert.not.ok(await ping(C3, C1.underlayIp), 'no path before forwarding')
+    await H.exec(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'])
+    await C3.exec(['ip', 'route', 'replace', 'default', 'via', '10.32.0.254', 'dev', 'ethwe'])
+    assert.ok(await ping(C3, C1.underlayIp), 'container reaches beyond the host, masqueraded')
     const h = await net.hide('10.32.0.254/12')
     assert.equal(h, { address: '10.32.0.254/12', removedAddress: true, removedRules: 4 })
     assert.equal(await snapshot(H), beforeExpose)
     assert.not.ok(await ping(H, '10.32.0.3'), 'host cannot reach the subnet after hide')
+    // Without the masquerade rules (expose --without-masquerade) the replies have no way back.
+    await net.expose('10.32.0.254/12', { masquerade: false })
+    await C3.exec(['ip', 'route', 'replace', 'default', 'via', '10.32.0.254', 'dev', 'ethwe'])
+    assert.ok(await ping(H, '10.32.0.3'), 'host still reaches the container')
+    assert.not.ok(await ping(C3, C1.underlayIp), 'no masquerade, no way back')
+    assert.equal(await net.hide('10.32.0.254/12'), { address: '10.32.0.254/12', removedAddress: true, removedRules: 1 })
+    assert.equal(await snapshot(H), beforeExpose)
   })
 
   lab('resetHost leaves nothing of ours (and keeps other rules)', async () => {
