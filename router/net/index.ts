@@ -3,7 +3,9 @@
  *
  * Everything runs the host's own tools (`ip`, `sysctl`, `iptables`, `ethtool`, `nsenter`,
  * `arping`/busybox) through child_process.execFile, never a shell; a failed command throws a
- * NetCommandError naming the command and its stderr. All operations are idempotent.
+ * NetCommandError (code NET_COMMAND_FAILED) naming the command and its stderr. All operations are
+ * idempotent, and one NetHost runs them one at a time. Other error codes: BAD_CIDR (CidrError),
+ * HOST_VETH_EXISTS (attach found `vethwepl<id>` taken by another container with the same id prefix).
  *
  * Where the daemon calls these (router/weaver.ts, `// ---- overlay ----`):
  *   const net = createNetHost({ logger })            // no I/O yet
@@ -43,6 +45,11 @@ export { CONTAINER_IFNAME, hostVethName } from './ip-args'
 /** The id `weave ps` shows for the host's own exposed addresses. */
 export const EXPOSE_ID = 'weave:expose'
 
+/** One `weave ps` line: `id MAC cidr…`. */
+export function formatPsLine(info: AttachedInfo): string {
+  return [info.id, info.mac, ...info.addresses].join(' ')
+}
+
 export interface NetHostOptions {
   /**
    * Run everything inside this named network namespace instead of our own (lab hosts in tests;
@@ -53,7 +60,7 @@ export interface NetHostOptions {
   run?: Runner
   /** How container-side commands name our namespace to `ip ... netns`; default netns or our pid. */
   hostNetns?: string
-  /** Gratuitous ARP tool; default: `arping` if on PATH, else busybox, else none. */
+  /** Gratuitous ARP tool; default: `arping` if in a system bin directory, else busybox, else none. */
   arping?: 'busybox' | 'arping' | 'none'
   logger?: Logger
 }

@@ -1,7 +1,7 @@
 /** createNetHost's decisions, checked against a scripted fake runner: which commands run, in which order. */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createNetHost, createRunner, inNetns, netnsPath, NetCommandError, Runner } from '../../router/net'
+import { createNetHost, createRunner, formatPsLine, inNetns, netnsPath, NetCommandError, Runner } from '../../router/net'
 
 type Reply = string | { fail: string }
 /** Replies by the first matching pattern on the joined argv; records every call. */
@@ -273,6 +273,11 @@ test('operations run one at a time, in call order, and a failure does not block 
   await first.then(() => assert.unreachable(), (e) => assert.instance(e, NetCommandError))
   assert.equal(await second, [])
   assert.equal(log.slice(1), ['ip -j addr show dev weave'])
+})
+
+test('weave ps line', () => {
+  assert.is(formatPsLine({ id: 'weave:expose', mac: '7a:00:00:00:00:01', addresses: ['10.32.0.254/12', '10.40.0.1/24'] }),
+    'weave:expose 7a:00:00:00:00:01 10.32.0.254/12 10.40.0.1/24')
 })
 
 test.run()
