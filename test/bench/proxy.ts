@@ -5,6 +5,8 @@
  * - passthrough: `docker version` and `docker ps` (median of N each way, rounds interleaved so
  *   drift hits both sides alike); passthrough_ratio = median(proxy) / median(direct), the worse
  *   of the two calls.
+ * - ping_us: a bare GET /_ping from this process, direct vs proxy: the proxy's own added latency
+ *   per request, without the docker client's process start-up and the machine's noise around it.
  * - run: `docker run --rm busybox true`. Through the proxy the container gets /w/w and its start
  *   is held for `onStarted`; until the daemon's attach is wired, a stand-in attach puts a veth
  *   `ethwe` into the container with `ip` commands (about what router/net will do).
@@ -13,6 +15,8 @@
  *
  * Last line: {"bench":"proxy","passthrough_ratio":…,"run_ratio":…,…,"note":…}
  */
+import * as http from 'node:http'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createProxy, installWeavewait, type StartedContainer } from '../../proxy'
@@ -20,7 +24,7 @@ import { nullLogger, systemClock } from '../../router/deps'
 import { run } from '../lab/exec'
 import { createLab, labUnavailableReason, type LabHost } from '../lab'
 
-const rounds = Number(process.argv[2] ?? 15)
+const rounds = Number(process.argv[2] ?? 21)
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -41,6 +45,26 @@ async function attachByHand(h: LabHost, c: StartedContainer): Promise<void> {
   await h.exec(['ip', 'link', 'set', `wetmp${n}`, 'netns', String(c.pid)])
   await run(['nsenter', '-t', String(c.pid), '-n', 'sh', '-c',
     `ip link set wetmp${n} name ethwe && ip addr add 10.32.${(n >> 8) & 255}.${(n & 255) || 1}/12 dev ethwe && ip link set ethwe up`])
+}
+
+/** One GET /_ping on a fresh connection; resolves with its time in ms. */
+function pingOnce(socketPath: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now()
+    http.get({ socketPath, path: '/_ping', agent: false }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(performance.now() - t0))
+    }).on('error', reject)
+  })
+}
+
+/** Median µs of a bare API round trip, each way, interleaved in blocks (no docker CLI process start-up). */
+async function comparePing(sockets: Record<string, string>, n: number): Promise<Record<string, number>> {
+  const samples: Record<string, number[]> = Object.fromEntries(Object.keys(sockets).map((k) => [k, []]))
+  for (let i = 0; i < n; i++) {
+    for (const [k, p] of Object.entries(sockets)) samples[k].push(await pingOnce(p))
+  }
+  return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v) * 1000]))
 }
 
 /** Median ms of `args` run against each docker host, interleaved. */
@@ -69,6 +93,8 @@ async function main() {
   try {
     await proxy.start()
     const hosts = { direct: h.dockerHost!, proxy: `unix://${socketPath}` }
+    const ping = await comparePing({ direct: h.dockerHost!.replace(/^unix:\/\//, ''), proxy: socketPath }, 300)
+    console.log(`GET /_ping:     direct ${ping.direct.toFixed(0)} µs, proxy ${ping.proxy.toFixed(0)} µs (one request, fresh connection)`)
     const version = await compare(hosts, ['version'], rounds)
     console.log(`docker version: direct ${version.direct.toFixed(1)} ms, proxy ${version.proxy.toFixed(1)} ms`)
     const ps = await compare(hosts, ['ps', '-a'], rounds)
@@ -84,10 +110,12 @@ async function main() {
       passthrough_ratio: r3(Math.max(version.proxy / version.direct, ps.proxy / ps.direct)),
       run_ratio: r3(runs.proxy / runs.direct),
       run_ratio_no_attach: r3(none.proxy / none.direct),
+      ping_us: { direct: Math.round(ping.direct), proxy: Math.round(ping.proxy) },
       version_ms: { direct: r3(version.direct), proxy: r3(version.proxy) },
       ps_ms: { direct: r3(ps.direct), proxy: r3(ps.proxy) },
       run_ms: { direct: r3(runs.direct), proxy: r3(runs.proxy) },
       rounds,
+      load1: Math.round(os.loadavg()[0] * 10) / 10, // the machine is shared: high load makes every figure noisy
       note: 'run_ratio uses a stand-in attach (veth + ip commands from the bench) instead of the daemon\'s IPAM + router/net attach, which the lead wires later',
     }))
   } finally {
