@@ -10,6 +10,9 @@ import type { Clock, Logger, Rng } from './deps'
 import type { WeaverConfig } from './config'
 import { ApiRouter, StatusModel, createApiServer } from './api'
 import { loadOrCreatePeerName } from './peer-name'
+import { createNetHost } from './net'
+import { createContainerNet } from './container-net'
+import { wireProxy } from './proxy-wiring'
 import type { GossipHost, PeerName } from './mesh'
 import { createIpam, IPAM_ROUTES, soloGossipHost } from '../ipam'
 
@@ -101,17 +104,25 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   starts.push(() => ipam.start())
   stops.unshift(() => ipam.stop())
 
+  // ---- host plumbing and container attach (shared by overlay, the attach API and the proxy) ----
+  const net = createNetHost({ logger: log })
+  const containerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log })
+
   // ---- overlay ----
 
   // ---- proxy ----
-  if (config.proxy) log.warn('the Docker API proxy is not available in this build; continuing without it')
-  status.addSection('proxy', {
-    order: 30,
-    lines: () => [
-      ['Service', 'proxy'],
-      ['Status', config.proxy ? 'unavailable in this build' : `off (no Docker socket at ${config.dockerApi}, or --no-proxy)`],
-    ],
-  })
+  if (config.proxy) {
+    const wired = wireProxy(config, { clock: deps.clock, logger: log.child('proxy'), containerNet })
+    status.addSection('proxy', { order: 30, lines: () => wired.statusLines() })
+    status.addReport('Proxy', () => wired.report())
+    starts.push(() => wired.proxy.start())
+    stops.unshift(() => wired.stop())
+  } else {
+    status.addSection('proxy', {
+      order: 30,
+      lines: () => [['Service', 'proxy'], ['Status', `off (no Docker socket at ${config.dockerApi}, or --no-proxy)`]],
+    })
+  }
 
   // ---- api (last to start: once it answers, `weave launch` reports success) ----
   const api = createApiServer(

@@ -1,0 +1,112 @@
+/**
+ * Giving a container (a Docker container or a plain network namespace) its weave addresses:
+ * IPAM allocations or claims for each requested item, then `ethwe` through router/net. Used by
+ * `weave attach` (the API) and by the Docker proxy's start hook, so both behave the same.
+ *
+ * Order matters for "loses nothing": addresses are allocated (and persisted by IPAM) before the
+ * interface exists, and when the interface cannot be made the leases this call created are
+ * released again, so a failed attach leaves neither an interface nor a stray lease.
+ */
+import * as fs from 'node:fs'
+import type { Logger } from './deps'
+import type { NetHost, NetnsRef } from './net'
+import { formatCidr, parseCidr, type Allocator } from '../ipam'
+import type { CidrItem } from '../proxy/weave-cidr'
+
+export interface ContainerAttach {
+  /** Container ID (Docker) or a stable id for a plain namespace; owns the IPAM leases. */
+  id: string
+  netns: NetnsRef
+  /** What to give it; empty means `net:default`. */
+  items: CidrItem[]
+  mtu?: number
+}
+
+export interface ContainerNet {
+  /** Allocate/claim and attach; idempotent per id. Returns every address on ethwe and its MAC. */
+  attach(req: ContainerAttach): Promise<{ mac: string; addresses: string[] }>
+  /** Remove ethwe (or only `addresses`) and release the matching leases. */
+  detach(req: { id: string; netns: NetnsRef; addresses?: string[] }): Promise<{ removed: string[] }>
+  /** Release every lease of `id` (the container is gone). */
+  release(id: string): Promise<void>
+  /** Addresses IPAM holds for `id`. */
+  addressesOf(id: string): string[]
+}
+
+export class AttachError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'AttachError'
+  }
+}
+
+export function createContainerNet(deps: { allocator: Allocator; net: NetHost; logger: Logger }): ContainerNet {
+  const { allocator, net } = deps
+  const log = deps.logger.child('attach')
+
+  async function addressFor(id: string, item: CidrItem): Promise<string> {
+    if (item.kind === 'net-default') return formatCidr(await allocator.allocate(id))
+    const cidr = parseCidr(item.cidr)
+    if (!cidr) throw new AttachError(`"${item.cidr}" is not an address in CIDR form`)
+    if (item.kind === 'net') return formatCidr(await allocator.allocate(id, cidr))
+    await allocator.claim(id, cidr)
+    return formatCidr(cidr)
+  }
+
+  return {
+    async attach(req) {
+      const items: CidrItem[] = req.items.length ? req.items : [{ kind: 'net-default' }]
+      const before = new Set(allocator.lookup(req.id).map(formatCidr))
+      const addresses: string[] = []
+      try {
+        for (const item of items) addresses.push(await addressFor(req.id, item))
+      } catch (err) {
+        await releaseNew(req.id, before)
+        throw new AttachError(`cannot get an address for ${short(req.id)}: ${(err as Error).message}`, { cause: err })
+      }
+      try {
+        const r = await net.attach({ netns: req.netns, containerId: req.id, addresses, mtu: req.mtu })
+        log.info(`attached ${short(req.id)}: ${r.addresses.join(' ')} (${r.mac})`)
+        return { mac: r.mac, addresses: r.addresses }
+      } catch (err) {
+        if (namespaceGone(req.netns)) {
+          // The container ran and exited while we attached (weavewait lets its command start as
+          // soon as ethwe is up, e.g. `docker run --rm busybox true`): nothing is left to
+          // attach to. Not an error; its leases go with its die/destroy events.
+          log.info(`${short(req.id)} exited while being attached`)
+          return { mac: '', addresses }
+        }
+        await releaseNew(req.id, before)
+        throw new AttachError(`cannot attach ethwe to ${short(req.id)}: ${(err as Error).message}`, { cause: err })
+      }
+    },
+    async detach(req) {
+      const r = await net.detach({ netns: req.netns, containerId: req.id, addresses: req.addresses })
+      const held = allocator.lookup(req.id)
+      for (const c of held) {
+        if (!req.addresses || req.addresses.includes(formatCidr(c))) await allocator.release(req.id, c.ip)
+      }
+      return { removed: r.removed }
+    },
+    async release(id) {
+      if (allocator.lookup(id).length) await allocator.release(id)
+    },
+    addressesOf: (id) => allocator.lookup(id).map(formatCidr),
+  }
+
+  /** Undo leases this call created, keeping what the container already had. */
+  async function releaseNew(id: string, before: Set<string>): Promise<void> {
+    for (const c of allocator.lookup(id)) {
+      if (!before.has(formatCidr(c))) await allocator.release(id, c.ip).catch(() => false)
+    }
+  }
+}
+
+function namespaceGone(ns: NetnsRef): boolean {
+  const p = 'pid' in ns ? `/proc/${ns.pid}/ns/net` : 'path' in ns ? ns.path : `/var/run/netns/${ns.name}`
+  return !fs.existsSync(p)
+}
+
+function short(id: string): string {
+  return /^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id
+}

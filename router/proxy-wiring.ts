@@ -1,0 +1,143 @@
+/**
+ * The Docker API proxy inside the daemon: its configuration from WeaverConfig, and its hooks
+ * filled with the daemon's IPAM + attach (ContainerNet). Kept out of weaver.ts so the daemon's
+ * wiring stays one screen per component.
+ *
+ * Lease lifetime follows the container: `destroy` releases at once; `die` releases after a grace
+ * period unless the container starts again within it (a restart keeps its address), which fixes
+ * Weave's habit of keeping leases of dead containers until removal.
+ */
+import * as path from 'node:path'
+import type { Clock, Logger } from './deps'
+import type { WeaverConfig } from './config'
+import type { ContainerNet } from './container-net'
+import {
+  createProxy, createEngineClient, inspectWeaveContainer, installWeavewait, parseDockerHost,
+  type ContainerEvent, type DockerEndpoint, type Proxy,
+} from '../proxy'
+import { parseCidr } from '../ipam'
+
+/** A container that died is given this long to come back before its leases go. */
+export const RELEASE_GRACE_MS = 30_000
+
+export interface ProxyWiring {
+  proxy: Proxy
+  /** Stop the proxy and drop pending releases (their containers keep the leases until we return). */
+  stop(): Promise<void>
+  /** `weave status` lines of the proxy block. */
+  statusLines(): Array<[string, string]>
+  report(): Record<string, unknown>
+}
+
+export function dockerEndpoint(config: WeaverConfig): DockerEndpoint {
+  const r = parseDockerHost(config.dockerApi)
+  if (!r.ok) throw new Error(`--docker-api ${config.dockerApi}: ${r.error}`)
+  return r.endpoint
+}
+
+export function proxySocketPath(runDir: string): string {
+  return path.join(runDir, 'weave.sock')
+}
+
+export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Logger; containerNet: ContainerNet }): ProxyWiring {
+  const log = deps.logger
+  const docker = dockerEndpoint(config)
+  const engine = createEngineClient(docker)
+  const defaultIpalloc = !config.noDefaultIpalloc
+  const pendingRelease = new Map<string, () => void>()
+  const attached = new Map<string, number>() // container id → pid it was attached at
+  // The start through the proxy and its `start` event race; both must share one attach.
+  const inFlight = new Map<string, Promise<void>>()
+
+  const tcp = config.proxyListen
+    .map((l) => parseDockerHost(l, { defaultTcpHost: '127.0.0.1' }))
+    .map((r) => {
+      if (!r.ok) throw new Error(`--proxy-listen: ${r.error}`)
+      if (!('host' in r.endpoint)) throw new Error('--proxy-listen takes a tcp:// address (the unix socket is always served)')
+      return r.endpoint
+    })[0]
+
+  const attach = async (c: { id: string; pid: number; items: import('../proxy').StartedContainer['items'] }) => {
+    cancelRelease(c.id)
+    if (attached.get(c.id) === c.pid) return // the start event of a start we already handled
+    const key = `${c.id}:${c.pid}`
+    let p = inFlight.get(key)
+    if (!p) {
+      p = deps.containerNet
+        .attach({ id: c.id, netns: { pid: c.pid }, items: c.items, mtu: config.mtu })
+        .then(() => {
+          attached.set(c.id, c.pid)
+        })
+        .finally(() => inFlight.delete(key))
+      inFlight.set(key, p)
+    }
+    await p
+  }
+
+  const cancelRelease = (id: string) => {
+    pendingRelease.get(id)?.()
+    pendingRelease.delete(id)
+  }
+
+  const onEvent = (e: ContainerEvent) => {
+    if (e.action === 'destroy') {
+      cancelRelease(e.id)
+      attached.delete(e.id)
+      deps.containerNet.release(e.id).catch((err: Error) => log.warn(`releasing ${e.id.slice(0, 12)}: ${err.message}`))
+    } else if (e.action === 'die') {
+      attached.delete(e.id)
+      if (pendingRelease.has(e.id) || !deps.containerNet.addressesOf(e.id).length) return
+      pendingRelease.set(
+        e.id,
+        deps.clock.setTimer(RELEASE_GRACE_MS, () => {
+          pendingRelease.delete(e.id)
+          deps.containerNet.release(e.id).catch((err: Error) => log.warn(`releasing ${e.id.slice(0, 12)}: ${err.message}`))
+        }),
+      )
+    } else if (e.action === 'start') {
+      // Restarts by a restart policy or `docker start` straight to the engine: attach too.
+      inspectWeaveContainer(engine, e.id, defaultIpalloc)
+        .then((c) => (c ? attach(c) : undefined))
+        .catch((err: Error) => log.warn(`attaching ${e.id.slice(0, 12)} after its start event: ${err.message}`))
+    }
+  }
+
+  const proxy = createProxy(
+    {
+      socketPath: proxySocketPath(config.runDir),
+      tcp,
+      docker,
+      weavewaitDir: installWeavewait(path.join(config.runDir, 'w')),
+      defaultIpalloc,
+      rewriteInspect: config.rewriteInspect,
+    },
+    {
+      clock: deps.clock,
+      logger: log,
+      hooks: {
+        onStarted: (c) => attach(c),
+        onEvent,
+        inspectAddress: (id) => {
+          const first = deps.containerNet.addressesOf(id)[0]
+          const c = first ? parseCidr(first) : undefined
+          return c ? { ip: first.split('/')[0], prefixLen: c.prefix } : undefined
+        },
+      },
+    },
+  )
+
+  return {
+    proxy,
+    async stop() {
+      for (const cancel of pendingRelease.values()) cancel()
+      pendingRelease.clear()
+      await proxy.stop()
+    },
+    statusLines: () => [
+      ['Service', 'proxy'],
+      ['Address', proxy.addresses().join(', ') || 'not listening'],
+      ['Docker', config.dockerApi],
+    ],
+    report: () => ({ Addresses: proxy.addresses(), DockerApi: config.dockerApi, Containers: attached.size }),
+  }
+}
