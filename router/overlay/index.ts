@@ -19,3 +19,5 @@ export {
 export type { SleeveCipher, OpenResult, OpenFailure, ReplayVerdict } from './sleeve-crypto'
 export { Sleeve } from './sleeve'
 export type { SleeveConfig, SleeveDeps, SleevePeer, SleeveStats } from './sleeve'
+export { handleTooBig, ipChecksum } from './too-big'
+export type { TooBigAction } from './too-big'

@@ -17,7 +17,8 @@ import type { Clock, Logger } from '../deps'
 import { openPacketSocket, openUdpSocket, type PacketSocket, type UdpSocket, type OutDatagram } from '../native'
 import { Forwarder, type ForwardEffect, type Routes } from './forwarder'
 import { MacTable, DEFAULT_MAC_MAX_AGE_MS } from './mac-table'
-import { decodeDatagram, encodeFrames, packFrames, UNDERLAY_HEADER_BYTES, type SleeveDatagram } from './sleeve-frame'
+import { decodeDatagram, encodeFrames, packFrames, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES, type SleeveDatagram } from './sleeve-frame'
+import { handleTooBig } from './too-big'
 import { SEAL_OVERHEAD_BYTES, type SleeveCipher } from './sleeve-crypto'
 
 /** Weave sweeps its MAC cache every minute. */
@@ -63,6 +64,10 @@ export interface SleeveStats {
   datagramsSent: number
   datagramsReceived: number
   framesSent: number
+  /** Frames too big for the path that were cut into IP fragments. */
+  fragmented: number
+  /** ICMP fragmentation-needed answers injected to local senders. */
+  icmpSent: number
   drops: Record<string, number>
 }
 
@@ -75,7 +80,7 @@ export class Sleeve {
   private udp: UdpSocket | undefined
   private cancelSweep: (() => void) | undefined
   private readonly log: Logger
-  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, drops: {} }
+  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, fragmented: 0, icmpSent: 0, drops: {} }
   /** Heartbeats and probes from neighbours go to the overlay-connection layer through this. */
   onControl: (from: number, datagram: SleeveDatagram) => void = () => {}
 
@@ -152,8 +157,10 @@ export class Sleeve {
       const r = this.forwarder.fromBridge(frames)
       for (const [k, n] of Object.entries(r.drops)) this.drop(k, n)
       const out: OutDatagram[] = []
-      for (const e of r.effects) if (e.kind === 'send') this.encode(e, out)
+      const replies: Uint8Array[] = []
+      for (const e of r.effects) if (e.kind === 'send') this.encode(e, out, replies)
       this.send(out)
+      this.inject(replies)
     }
   }
 
@@ -177,26 +184,42 @@ export class Sleeve {
         for (const [k, n] of Object.entries(fr.drops)) this.drop(k, n)
         for (const e of fr.effects) {
           if (e.kind === 'inject') inject.push(...e.frames)
-          else this.encode(e, out)
+          else this.encode(e, out, undefined)
         }
       }
-      if (inject.length && this.pkt) {
-        const w = this.pkt.writeBatch(inject)
-        this.stats.injected += w.sent
-        if (w.sent < inject.length) this.drop('inject-failed', inject.length - w.sent)
-      }
+      this.inject(inject)
       this.send(out)
     }
   }
 
-  /** Packs one send effect into datagrams for its hop (copying the frames out of the receive buffers). */
-  private encode(e: Extract<ForwardEffect, { kind: 'send' }>, out: OutDatagram[]): void {
+  private inject(frames: Uint8Array[]): void {
+    if (!frames.length || !this.pkt) return
+    const w = this.pkt.writeBatch(frames)
+    this.stats.injected += w.sent
+    if (w.sent < frames.length) this.drop('inject-failed', frames.length - w.sent)
+  }
+
+  /**
+   * Packs one send effect into datagrams for its hop (copying the frames out of the receive
+   * buffers). Frames too big for the path: IPv4 without DF is fragmented; with DF, a frame
+   * captured here (`replies` given) is answered with ICMP fragmentation-needed, to be injected;
+   * a relayed one is dropped (its sender is not on our bridge).
+   */
+  private encode(e: Extract<ForwardEffect, { kind: 'send' }>, out: OutDatagram[], replies: Uint8Array[] | undefined): void {
     const peer = this.peers.get(e.hop)
     if (!peer) { this.drop('no-peer-address', e.frames.length); return }
     const maxBytes = (peer.pathMtu ?? DEFAULT_PATH_MTU) - UNDERLAY_HEADER_BYTES - (peer.cipher ? SEAL_OVERHEAD_BYTES : 0)
-    const { groups, tooBig } = packFrames(e.frames, maxBytes)
-    // TODO(issue 6): ICMP "fragmentation needed" for DF packets, self-fragmentation for the rest.
-    if (tooBig.length) this.drop('too-big', tooBig.length)
+    let { groups, tooBig } = packFrames(e.frames, maxBytes)
+    if (tooBig.length) {
+      const pieces: Uint8Array[] = []
+      for (const f of tooBig) {
+        const a = handleTooBig(f, maxBytes - HEADER_BYTES - PER_FRAME_BYTES)
+        if (a.kind === 'fragments') { pieces.push(...a.frames); this.stats.fragmented++ }
+        else if (a.kind === 'icmp' && replies) { replies.push(a.reply); this.stats.icmpSent++ }
+        else this.drop(`too-big:${a.kind === 'drop' ? a.reason : 'relayed-df'}`)
+      }
+      if (pieces.length) groups = groups.concat(packFrames(pieces, maxBytes).groups)
+    }
     for (const g of groups) {
       const plain = encodeFrames({ src: e.src, dst: e.dst }, g)
       out.push({ addr: peer.addr, port: peer.port, data: peer.cipher ? peer.cipher.seal(plain) : plain })

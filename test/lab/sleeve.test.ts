@@ -60,19 +60,19 @@ function routes(self: number, other: number): Routes {
   }
 }
 
-function sleeves(secret?: Uint8Array): [Sleeve, Sleeve] {
+function sleeves(secret?: Uint8Array, pathMtu?: number): [Sleeve, Sleeve] {
   const deps = (self: number, other: number) => ({ clock: systemClock(), logger: nullLogger, routes: routes(self, other) })
   const s1 = new Sleeve({ self: 1, bridgeIf: 'pcap', bindAddr: u1, port: 6783, netns: path(ns.h1) }, deps(1, 2))
   const s2 = new Sleeve({ self: 2, bridgeIf: 'pcap', bindAddr: u2, port: 6783, netns: path(ns.h2) }, deps(2, 1))
-  s1.setPeer(2, { addr: u2, port: 6783, cipher: secret && createSleeveCipher(secret, true) })
-  s2.setPeer(1, { addr: u1, port: 6783, cipher: secret && createSleeveCipher(secret, false) })
+  s1.setPeer(2, { addr: u2, port: 6783, pathMtu, cipher: secret && createSleeveCipher(secret, true) })
+  s2.setPeer(1, { addr: u1, port: 6783, pathMtu, cipher: secret && createSleeveCipher(secret, false) })
   s1.start()
   s2.start()
   return [s1, s2]
 }
 
 const ping = (from: string, to: string, extra: string[] = []) =>
-  run('ip', ['netns', 'exec', from, 'busybox', 'ping', '-c', '3', '-w', '10', ...extra, to])
+  run('ip', ['netns', 'exec', from, 'busybox', 'ping', '-c', '3', '-i', '0.2', '-w', '10', ...extra, to])
 
 /** Longest run of byte `b` in any frame seen. */
 function longestRun(frames: Buffer[], b: number): number {
@@ -164,6 +164,33 @@ if (!isRoot) {
       s1.start()
       const again = await ping(ns.c1, c2)
       assert.match(again.stdout, /3 packets received/, 'traffic continues')
+    } finally {
+      s1.stop(); s2.stop(); removeLab()
+    }
+  })
+
+  test('on a path smaller than the overlay MTU: pings are fragmented, TCP adapts through ICMP fragmentation-needed', async () => {
+    makeLab()
+    for (const h of [ns.h1, ns.h2]) ip('-n', h, 'link', 'set', 'under', 'mtu', '1200')
+    const [s1, s2] = sleeves(undefined, 1200)
+    try {
+      // Linux pings with DF set: the first one is answered with ICMP fragmentation-needed by
+      // sleeve, the container's kernel learns the MTU and fragments the next ones itself.
+      await ping(ns.c1, c2, ['-s', '1300', '-c', '1', '-w', '2']).catch(() => undefined)
+      assert.ok(s1.stats.icmpSent >= 1, 'the sender was told the MTU')
+      const route = execFileSync('ip', ['netns', 'exec', ns.c1, 'ip', 'route', 'get', c2]).toString()
+      assert.match(route, /mtu 1148/, 'learnt MTU = 1200 - 28 (IP+UDP) - 8 (sleeve header) - 2 (frame length) - 14 (Ethernet)')
+      const big = await ping(ns.c1, c2, ['-s', '1300'])
+      assert.match(big.stdout, /3 packets received/)
+      assert.ok(s2.stats.fragmented > 0, 'the replies (no DF) were cut into IP fragments by sleeve')
+      // TCP sets DF: without the ICMP answer the connection would stall on full-sized segments
+      const server = run('ip', ['netns', 'exec', ns.c2, 'iperf3', '-s', '-1', '-B', c2])
+      await new Promise((r) => setTimeout(r, 300))
+      const { stdout } = await run('ip', ['netns', 'exec', ns.c1, 'iperf3', '-c', c2, '-n', '2M', '-J'], { timeout: 30_000 })
+      await server
+      const got = (JSON.parse(stdout) as { end: { sum_received: { bytes: number } } }).end.sum_received.bytes
+      assert.ok(got > 1_000_000, `TCP data arrived (${got} bytes)`)
+      assert.is(s1.stats.drops['too-big:not-ipv4'], undefined)
     } finally {
       s1.stop(); s2.stop(); removeLab()
     }
