@@ -115,6 +115,9 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
     { clock: deps.clock, rng: deps.rng, logger: log, host: deps.host, store },
   )
   const view = deps.host.view
+  // Nicknames of peers seen so far, so a stopped peer's line still names it.
+  const nicknames = new Map<PeerName, string>()
+  const unsubscribe = view.onPeersChanged(() => { for (const p of view.peers()) nicknames.set(p.name, p.nickname) })
   return {
     allocator,
     async start() {
@@ -124,9 +127,12 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
       allocator.start()
       log.info(`IPAM on ${formatCidr(universe)}, default subnet ${formatCidr(defaultSubnet)}, init ${describeInit(init)}`)
     },
-    stop: () => allocator.stop(),
+    stop: () => {
+      unsubscribe()
+      return allocator.stop()
+    },
     handle: (req) => handleIpamHttp(allocator, req),
-    statusIpam: () => formatIpamStatus(allocator.ring, view, allocator.activeCount(), allocator.statusText()),
+    statusIpam: () => formatIpamStatus(allocator.ring, view, allocator.activeCount(), allocator.statusText(), nicknames),
     statusText: () => allocator.statusText(),
     statusLines() {
       return [
@@ -143,7 +149,7 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
         DefaultSubnet: formatCidr(defaultSubnet),
         Status: allocator.statusText(),
         Init: describeInit(init),
-        Entries: peerShares(allocator.ring, view).map((s) => ({
+        Entries: peerShares(allocator.ring, view, nicknames).map((s) => ({
           Peer: s.peer,
           Nickname: s.nickname ?? '',
           Size: s.addresses,

@@ -15,9 +15,11 @@ export interface PeerShare {
   reachable: boolean
 }
 
-export function peerShares(ring: Ring, view: MeshView): PeerShare[] {
+/** Shares of the ring per peer; `known` remembers nicknames of peers no longer in the topology. */
+export function peerShares(ring: Ring, view: MeshView, known: Map<PeerName, string> = new Map()): PeerShare[] {
   const total = ring.end - ring.start
-  const nick = new Map(view.peers().map((p) => [p.name, p.nickname]))
+  for (const p of view.peers()) known.set(p.name, p.nickname)
+  const nick = known
   const self = view.self.name
   const out: PeerShare[] = []
   for (const [peer, addresses] of ring.shares()) {
@@ -34,9 +36,9 @@ export function peerShares(ring: Ring, view: MeshView): PeerShare[] {
   return out
 }
 
-export function formatIpamStatus(ring: Ring, view: MeshView, activeCount: number, statusText: string): string {
+export function formatIpamStatus(ring: Ring, view: MeshView, activeCount: number, statusText: string, known?: Map<PeerName, string>): string {
   if (ring.isEmpty()) return `${statusText}\n`
-  const shares = peerShares(ring, view)
+  const shares = peerShares(ring, view, known)
   if (!shares.some((s) => s.self)) {
     shares.unshift({ peer: view.self.name, nickname: view.self.nickname, addresses: 0, percent: 0, self: true, reachable: true })
   }

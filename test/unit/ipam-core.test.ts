@@ -286,5 +286,22 @@ http('parseInit: explicit N, derived N with a warning, seeds, observer, garbage'
   assert.throws(() => parseInit('seed=foo', 0, log))
   assert.throws(() => parseInit('bogus', 0, log))
 })
+http('weave status ipam: our line first with (K active), others with shares, unreachable marked, 100% in total', async () => {
+  const bus = new SimBus(34)
+  const seeds = `seed=${A},${B},${C}`
+  const mk = (n: PeerName) => createIpam({ range: '10.32.0.0/12', init: seeds }, { clock: bus.clock, rng: seededRng(1), logger: memoryLogger(), host: bus.addPeer(n, `nick${n.slice(-1)}`) })
+  const [a] = [mk(A), mk(B), mk(C)]
+  await a.start()
+  await a.allocator.allocate('x')
+  bus.stopPeer(C)
+  const lines = a.statusIpam().trimEnd().split('\n')
+  assert.is(lines.length, 3)
+  assert.match(lines[0], /^aa:00:00:00:00:01\(nick1\) +349525 IPs \(33\.3% of total\) \(1 active\)$/)
+  assert.match(lines[1], /^aa:00:00:00:00:02\(nick2\) +349525 IPs \(33\.3% of total\)$/)
+  assert.match(lines[2], /^aa:00:00:00:00:03\(nick3\) +349526 IPs \(33\.3% of total\) - unreachable!$/)
+  assert.is(lines[0].indexOf('349525'), 37)
+  const r = a.report() as { Entries: Array<{ Percent: number }> }
+  assert.ok(Math.abs(r.Entries.reduce((n, e) => n + e.Percent, 0) - 100) < 0.01)
+})
 http.run()
 void simPeerName
