@@ -30,11 +30,18 @@ export function weaveCidrFromEnv(env: readonly string[] | null | undefined): str
   return value
 }
 
+/** Why a network mode rules out `ethwe` (no namespace of its own to add it to), or undefined. */
+export function networkModeSkipReason(networkMode: string | null | undefined): string | undefined {
+  const mode = networkMode ?? ''
+  if (mode === 'host') return 'network mode host'
+  if (mode.startsWith('container:')) return `network mode ${mode}`
+  if (!OWN_NAMESPACE_MODES.has(mode)) return `user-defined network ${mode}`
+  return undefined
+}
+
 export function decideAttach(input: QualifyInput): AttachDecision {
-  const mode = input.networkMode ?? ''
-  if (mode === 'host') return { kind: 'skip', reason: 'network mode host' }
-  if (mode.startsWith('container:')) return { kind: 'skip', reason: `network mode ${mode}` }
-  if (!OWN_NAMESPACE_MODES.has(mode)) return { kind: 'skip', reason: `user-defined network ${mode}` }
+  const netSkip = networkModeSkipReason(input.networkMode)
+  if (netSkip) return { kind: 'skip', reason: netSkip }
   const value = weaveCidrFromEnv(input.env)
   if (value === undefined) {
     return input.defaultIpalloc

@@ -18,7 +18,7 @@ import {
   decodeChunked, findHeadEnd, splitResponse, getHeader, parseHead, parseRequestLine, serializeHead, setHeader, statusOf, withConnectionClose,
   type HttpHead,
 } from './http-head'
-import { decideAttach } from './qualify'
+import { decideAttach, networkModeSkipReason, weaveCidrFromEnv } from './qualify'
 import { routeRequest } from './routes'
 import type { Proxy, ProxyConfig, ProxyDeps } from './types'
 
@@ -140,27 +140,40 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
       return body // not JSON: let the engine refuse it in its own words
     }
     const hostConfig = (req.HostConfig ?? {}) as { NetworkMode?: string }
-    const decision = decideAttach({ env: req.Env as string[] | null, networkMode: hostConfig.NetworkMode, defaultIpalloc: config.defaultIpalloc })
-    if (decision.kind === 'invalid') throw new ProxyReply(400, `weave: ${decision.error}`)
-    if (decision.kind === 'skip') {
-      log.debug(`create${name ? ` ${name}` : ''}: not a weave container (${decision.reason})`)
-      return body
-    }
-    const image = needsImageCommand(req) ? await imageCommand(req.Image) : undefined
+    const reqEnv = Array.isArray(req.Env) ? req.Env as string[] : []
+    const networkMode = hostConfig.NetworkMode
+    const netSkip = networkModeSkipReason(networkMode)
+    if (netSkip) return skipCreate(body, name, netSkip)
+    const own = decideAttach({ env: reqEnv, networkMode, defaultIpalloc: config.defaultIpalloc })
+    if (own.kind === 'invalid') throw new ProxyReply(400, `weave: ${own.error}`)
+    // Without a WEAVE_CIDR of its own the container inherits the image's (Docker merges the
+    // env), which must be judged now: a container given /w/w but left alone at start would
+    // only time out.
+    const inherits = weaveCidrFromEnv(reqEnv) === undefined
+    if (!inherits && own.kind === 'skip') return skipCreate(body, name, own.reason)
+    const image = inherits || needsImageCommand(req) ? await imageConfig(req.Image) : undefined
+    const decision = inherits ? decideAttach({ env: [...(image?.Env ?? []), ...reqEnv], networkMode, defaultIpalloc: config.defaultIpalloc }) : own
+    if (decision.kind === 'invalid') throw new ProxyReply(400, `weave: ${decision.error} (set in image ${String(req.Image)})`)
+    if (decision.kind === 'skip') return skipCreate(body, name, decision.reason)
     const rw = rewriteCreate(req, config.weavewaitDir, image)
     if (!rw.ok) throw new ProxyReply(rw.status, rw.message)
     const final = deps.hooks.onCreate ? await deps.hooks.onCreate(rw.body, { name, items: decision.items }) : rw.body
     return Buffer.from(JSON.stringify(final))
   }
 
-  async function imageCommand(image: unknown): Promise<ImageCommand> {
+  function skipCreate(body: Buffer, name: string | undefined, reason: string): Buffer {
+    log.debug(`create${name ? ` ${name}` : ''}: not a weave container (${reason})`)
+    return body
+  }
+
+  async function imageConfig(image: unknown): Promise<ImageCommand & { Env: string[] }> {
     if (typeof image !== 'string' || !image) throw new ProxyReply(400, 'weave: the create request names no image')
     const r = await engine.request('GET', `/images/${encodeURI(image)}/json`)
     // A 404 in Docker's words makes the docker client pull the image and create again.
     if (r.status === 404) throw new ProxyReply(404, `No such image: ${image}`)
     if (r.status !== 200) throw new ProxyReply(r.status, engineMessage(r))
     const cfg = ((r.json as { Config?: Record<string, unknown> } | undefined)?.Config ?? {})
-    return { Entrypoint: strSlice(cfg.Entrypoint), Cmd: strSlice(cfg.Cmd) }
+    return { Entrypoint: strSlice(cfg.Entrypoint), Cmd: strSlice(cfg.Cmd), Env: Array.isArray(cfg.Env) ? cfg.Env.filter((e): e is string => typeof e === 'string') : [] }
   }
 
   /** Forward a start/restart and hold Docker's answer until `ethwe` is attached. */

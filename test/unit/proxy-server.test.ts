@@ -50,6 +50,8 @@ class FakeEngine {
     let m: RegExpExecArray | null
     if (p === '/version') return this.json(res, 200, { ApiVersion: '1.41', url })
     if (p === '/images/busybox/json' || p === '/images/busybox:latest/json') return this.json(res, 200, { Config: { Cmd: ['sh'], Entrypoint: null } })
+    if (p === '/images/noweave/json') return this.json(res, 200, { Config: { Cmd: ['sh'], Env: ['PATH=/bin', 'WEAVE_CIDR=none'] } })
+    if (p === '/images/badweave/json') return this.json(res, 200, { Config: { Cmd: ['sh'], Env: ['WEAVE_CIDR=bogus'] } })
     if ((m = /^\/images\/(.+)\/json$/.exec(p))) return this.json(res, 404, { message: `no such image: ${m[1]}` })
     if (p === '/containers/create') {
       const id = `c${this.containers.size + 1}`.padEnd(64, '0')
@@ -286,6 +288,20 @@ it('create: host network, container network, WEAVE_CIDR=none are left alone', as
       assert.is(created.Entrypoint, undefined)
       assert.equal(created.Cmd, ['true'])
     }
+  } finally { await teardown(c) }
+})
+
+it("create: a WEAVE_CIDR in the image's env counts unless the request sets its own", async () => {
+  const c = await setup()
+  try {
+    assert.is((await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'noweave', Cmd: ['true'] }))).status, 201)
+    assert.is([...c.engine.containers.values()][0].Entrypoint, undefined)
+    assert.is((await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'noweave', Cmd: ['true'], Env: ['WEAVE_CIDR=net:default'] }))).status, 201)
+    assert.equal([...c.engine.containers.values()][1].Entrypoint, ['/w/w'])
+    const bad = await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'badweave', Cmd: ['true'] }))
+    assert.is(bad.status, 400)
+    assert.match(JSON.parse(bad.body).message, /"bogus".*image badweave/)
+    assert.is(c.engine.containers.size, 2)
   } finally { await teardown(c) }
 })
 
