@@ -2,11 +2,19 @@
  * The Docker API proxy (public door). The daemon creates it with `createProxy(config, deps)`,
  * fills `deps.hooks` with its IPAM and attach logic, and calls `start()`/`stop()`.
  *
+ *   const docker = parseDockerHost(flags.dockerApi ?? env.DOCKER_HOST ?? DEFAULT_DOCKER_HOST)
  *   const proxy = createProxy(
- *     { socketPath: '/run/weave/weave.sock', docker: { socketPath: '/var/run/docker.sock' },
- *       weavewaitDir: '/run/weave/w', defaultIpalloc: true },
- *     { clock, logger, hooks: { onStarted: (c) => attachEthwe(c), onEvent: (e) => releaseOnDeath(e) } })
+ *     { socketPath: `${runDir}/weave.sock`, docker: docker.endpoint,
+ *       weavewaitDir: installWeavewait(`${runDir}/weavewait`), defaultIpalloc: !flags.noDefaultIpalloc },
+ *     { clock, logger, hooks: {
+ *         onStarted: (c) => attachEthwe(c),      // IPAM allocate/claim for c.items, router/net attach into c.pid
+ *         onEvent: (e) => onContainerEvent(e),   // die → release after grace, destroy → release, start → attach
+ *     } })
  *   await proxy.start()
+ *
+ * For containers the proxy did not start (restart policies, containers running at launch),
+ * `inspectWeaveContainer(createEngineClient(endpoint), id, defaultIpalloc)` says whether and
+ * with which addresses to attach.
  */
 export { createProxy } from './server'
 export type { Proxy, ProxyConfig, ProxyDeps, ProxyHooks, StartedContainer, CreateContext, WeaveAddress } from './types'
@@ -14,7 +22,7 @@ export type { DockerEndpoint } from './engine-client'
 export { createEngineClient, describeEndpoint, type EngineClient } from './engine-client'
 export type { ContainerEvent } from './events'
 export { parseWeaveCidr, formatCidrItem, type CidrItem, type WeaveCidrResult } from './weave-cidr'
-export { decideAttach, weaveCidrFromEnv, type AttachDecision } from './qualify'
+export { decideAttach, weaveCidrFromEnv, networkModeSkipReason, type AttachDecision } from './qualify'
 export { WEAVEWAIT_ENTRYPOINT, WEAVEWAIT_MOUNT } from './create-rewrite'
 export { weaveContainerFromInspect, inspectWeaveContainer, type ContainerJson } from './container-info'
 export { installWeavewait, weavewaitBuildPath } from './weavewait-install'
