@@ -64,6 +64,8 @@ export interface SleeveStats {
   datagramsSent: number
   datagramsReceived: number
   framesSent: number
+  /** Frames that arrived for another peer and were passed on towards it. */
+  relayed: number
   /** Frames too big for the path that were cut into IP fragments. */
   fragmented: number
   /** ICMP fragmentation-needed answers injected to local senders. */
@@ -80,7 +82,7 @@ export class Sleeve {
   private udp: UdpSocket | undefined
   private cancelSweep: (() => void) | undefined
   private readonly log: Logger
-  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, fragmented: 0, icmpSent: 0, drops: {} }
+  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, relayed: 0, fragmented: 0, icmpSent: 0, drops: {} }
   /** Heartbeats and probes from neighbours go to the overlay-connection layer through this. */
   onControl: (from: number, datagram: SleeveDatagram) => void = () => {}
 
@@ -180,6 +182,7 @@ export class Sleeve {
         const dg = r.datagram
         if (dg.kind === 'sealed') { this.drop('unexpected-sealed'); continue }
         if (dg.kind !== 'frames') { this.onControl(from, dg); continue }
+        if (dg.dst !== this.config.self) this.stats.relayed += dg.frames.length
         const fr = this.forwarder.fromPeer(dg.src, dg.dst, dg.frames)
         for (const [k, n] of Object.entries(fr.drops)) this.drop(k, n)
         for (const e of fr.effects) {
