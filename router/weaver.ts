@@ -107,6 +107,11 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   // ---- host plumbing and container attach (shared by overlay, the attach API and the proxy) ----
   const net = createNetHost({ logger: log })
   const containerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log })
+  // The bridge exists before anything can attach to it (the proxy and the attach API start later).
+  starts.push(async () => {
+    const br = await net.ensureBridge({ mtu: config.mtu, mac: peerName, routerLink: 'pcap' })
+    log.info(`bridge ${br.name} ${br.created ? 'created' : 'reused'} (mtu ${br.mtu})`)
+  })
 
   // ---- overlay ----
 
