@@ -10,7 +10,7 @@
  * ```
  */
 export { OvsdbError, JsonRpcFramingError, type FramingReason } from './errors'
-export { JsonStreamParser, classifyMessage, type ParseResult, type RpcMessage, type JsonRpcTransport } from './jsonrpc'
+export { JsonStreamParser, JsonRpcSession, classifyMessage, type JsonRpcSessionOptions, type ParseResult, type RpcMessage, type JsonRpcTransport } from './jsonrpc'
 export {
   connectOvsdb, createOvsdbClient, parseOvsdbTarget, checkTransactResult,
   type OvsdbClient, type OvsdbConnection, type OvsdbClientOptions, type Monitor, type MonitorRequest, type TableUpdates, type RowUpdate,
