@@ -40,8 +40,11 @@ function buildAddon(cc) {
   if (!srcs.length) return
   const out = path.join(root, 'router', 'native', 'build', 'weave_native.node')
   fs.mkdirSync(path.dirname(out), { recursive: true })
+  // Write then rename: a running daemon has the old .node mapped; overwriting it in place crashes it.
+  const tmp = `${out}.tmp${process.pid}`
   compile(cc, ['-O2', '-Wall', '-Werror=implicit-function-declaration', '-shared', '-fPIC', '-std=gnu11',
-    '-I', nodeHeaders(), '-DNAPI_VERSION=8', '-o', out, ...srcs], 'the N-API addon (router/native)')
+    '-I', nodeHeaders(), '-DNAPI_VERSION=8', '-o', tmp, ...srcs], 'the N-API addon (router/native)')
+  fs.renameSync(tmp, out)
   console.log(`build-native: ${path.relative(root, out)}`)
 }
 
@@ -52,7 +55,10 @@ function buildWeavewait(cc) {
   fs.mkdirSync(path.dirname(out), { recursive: true })
   const probe = spawnSync(cc, ['-print-file-name=libc.a'], { encoding: 'utf8' })
   if (!probe.stdout || !fs.existsSync(probe.stdout.trim())) fail('static libc (libc.a) not found: install it with apt-get install -y libc6-dev')
-  compile(cc, ['-Os', '-Wall', '-static', '-s', '-o', out, ...srcs], 'weavewait (proxy/weavewait)')
+  // Write then rename: a container bound to the old file keeps running it, never sees half a file.
+  const tmp = `${out}.tmp${process.pid}`
+  compile(cc, ['-Os', '-Wall', '-static', '-s', '-o', tmp, ...srcs], 'weavewait (proxy/weavewait)')
+  fs.renameSync(tmp, out)
   console.log(`build-native: ${path.relative(root, out)}`)
 }
 

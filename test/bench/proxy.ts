@@ -7,11 +7,10 @@
  *   of the two calls.
  * - ping_us: a bare GET /_ping from this process, direct vs proxy: the proxy's own added latency
  *   per request, without the docker client's process start-up and the machine's noise around it.
- * - run: `docker run --rm busybox true`. Through the proxy the container gets /w/w and its start
- *   is held for `onStarted`; until the daemon's attach is wired, a stand-in attach puts a veth
- *   `ethwe` into the container with `ip` commands (about what router/net will do).
- *   run_ratio = median(proxy) / median(direct). run_ratio_no_attach uses WEAVE_CIDR=none through
- *   the proxy: the interception cost alone.
+ * - run: `docker run --rm busybox true`. The proxy is the real daemon's (`weave launch` in a lab
+ *   host with its own dockerd): the container gets /w/w, an IPAM address and `ethwe` before its
+ *   command runs. run_ratio = median(proxy) / median(direct). run_ratio_no_attach uses
+ *   WEAVE_CIDR=none through the proxy: the interception cost alone.
  *
  * Last line: {"bench":"proxy","passthrough_ratio":…,"run_ratio":…,…,"note":…}
  */
@@ -19,8 +18,6 @@ import * as http from 'node:http'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { createProxy, installWeavewait, type StartedContainer } from '../../proxy'
-import { nullLogger, systemClock } from '../../router/deps'
 import { run } from '../lab/exec'
 import { createLab, labUnavailableReason, type LabHost } from '../lab'
 
@@ -35,16 +32,6 @@ async function timed(cmd: string[]): Promise<number> {
   const t0 = performance.now()
   await run(cmd, { timeoutMs: 60_000 })
   return performance.now() - t0
-}
-
-let attachN = 0
-/** Stand-in for the daemon's attach: veth pair, one end renamed ethwe in the container, address, up. */
-async function attachByHand(h: LabHost, c: StartedContainer): Promise<void> {
-  const n = ++attachN
-  await h.exec(['ip', 'link', 'add', `vethwepl${n}`, 'type', 'veth', 'peer', 'name', `wetmp${n}`])
-  await h.exec(['ip', 'link', 'set', `wetmp${n}`, 'netns', String(c.pid)])
-  await run(['nsenter', '-t', String(c.pid), '-n', 'sh', '-c',
-    `ip link set wetmp${n} name ethwe && ip addr add 10.32.${(n >> 8) & 255}.${(n & 255) || 1}/12 dev ethwe && ip link set ethwe up`])
 }
 
 /** One GET /_ping on a fresh connection; resolves with its time in ms. */
@@ -85,13 +72,10 @@ async function main() {
   }
   const lab = await createLab({ hosts: 1, docker: true })
   const h = lab.hosts[0]
-  const socketPath = path.join(h.dir, 'weave.sock')
-  const proxy = createProxy(
-    { socketPath, docker: { socketPath: h.dockerHost!.replace(/^unix:\/\//, '') }, weavewaitDir: installWeavewait(path.join(h.dir, 'weavewait')), defaultIpalloc: true },
-    { clock: systemClock(), logger: nullLogger, hooks: { onStarted: (c) => attachByHand(h, c) } },
-  )
+  const socketPath = path.join(h.weaveEnv().WEAVE_RUN_DIR, 'weave.sock')
   try {
-    await proxy.start()
+    const launched = await h.launchWeave(['--ipalloc-init', 'consensus=1'])
+    if (launched.code !== 0) throw new Error(`weave launch failed: ${launched.stderr}`)
     const hosts = { direct: h.dockerHost!, proxy: `unix://${socketPath}` }
     const ping = await comparePing({ direct: h.dockerHost!.replace(/^unix:\/\//, ''), proxy: socketPath }, 300)
     console.log(`GET /_ping:     direct ${ping.direct.toFixed(0)} µs, proxy ${ping.proxy.toFixed(0)} µs (one request, fresh connection)`)
@@ -101,7 +85,7 @@ async function main() {
     console.log(`docker ps:      direct ${ps.direct.toFixed(1)} ms, proxy ${ps.proxy.toFixed(1)} ms`)
     const runN = Math.max(5, Math.round(rounds * 2 / 3))
     const runs = await compare(hosts, ['run', '--rm', 'busybox', 'true'], runN)
-    console.log(`docker run:     direct ${runs.direct.toFixed(1)} ms, proxy (stand-in attach) ${runs.proxy.toFixed(1)} ms`)
+    console.log(`docker run:     direct ${runs.direct.toFixed(1)} ms, proxy (IPAM + ethwe) ${runs.proxy.toFixed(1)} ms`)
     const none = await compare({ direct: hosts.direct, proxy: hosts.proxy }, ['run', '--rm', '-e', 'WEAVE_CIDR=none', 'busybox', 'true'], runN)
     console.log(`docker run, WEAVE_CIDR=none: direct ${none.direct.toFixed(1)} ms, proxy ${none.proxy.toFixed(1)} ms`)
     const r3 = (x: number) => Math.round(x * 1000) / 1000
@@ -116,10 +100,10 @@ async function main() {
       run_ms: { direct: r3(runs.direct), proxy: r3(runs.proxy) },
       rounds,
       load1: Math.round(os.loadavg()[0] * 10) / 10, // the machine is shared: high load makes every figure noisy
-      note: 'run_ratio uses a stand-in attach (veth + ip commands from the bench) instead of the daemon\'s IPAM + router/net attach, which the lead wires later',
+      note: 'proxy = the weave daemon\'s (weave launch in a lab host); run_ratio includes IPAM allocation and the ethwe attach',
     }))
   } finally {
-    await proxy.stop().catch(() => {})
+    await h.weave(['stop'], { allowFail: true })
     await lab.teardown()
   }
 }
