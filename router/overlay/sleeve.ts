@@ -25,8 +25,10 @@ import { SEAL_OVERHEAD_BYTES, type SleeveCipher } from './sleeve-crypto'
 const MAC_SWEEP_INTERVAL_MS = 60_000
 /** Batches read per wake-up per socket before yielding to the event loop (fairness). */
 const BATCHES_PER_WAKEUP = 4
-/** Until PMTU discovery says otherwise: a standard Ethernet underlay. */
+/** When the kernel cannot tell (socket closed, no route yet): a standard Ethernet underlay. */
 const DEFAULT_PATH_MTU = 1500
+/** The smallest MTU every IPv4 path must carry (RFC 791) — and Weave's PMTU floor. */
+const MIN_PATH_MTU = 552
 
 export interface SleeveConfig {
   /** Our data-plane short ID. */
@@ -53,7 +55,11 @@ export interface SleevePeer {
   port: number
   /** Set with a mesh password: seals what we send it and opens what it sends. */
   cipher?: SleeveCipher
-  /** Path MTU towards it (bytes of IP packet); default 1500. */
+  /**
+   * Path MTU towards it (bytes of IP packet). Default: ask the kernel (IP_MTU: the route's
+   * MTU, lowered by ICMP fragmentation-needed from the path), and ask again whenever a send is
+   * refused with EMSGSIZE: sleeve's datagrams carry DF, so they are never fragmented.
+   */
   pathMtu?: number
 }
 
@@ -76,6 +82,8 @@ export interface SleeveStats {
 export class Sleeve {
   private readonly forwarder: Forwarder
   private readonly peers = new Map<number, SleevePeer>()
+  /** Path MTUs learnt from the kernel, for peers without a configured one. */
+  private readonly kernelMtu = new Map<number, number>()
   /** "addr:port" → short ID of the neighbour sending from there. */
   private readonly byAddr = new Map<string, number>()
   private pkt: PacketSocket | undefined
@@ -102,7 +110,7 @@ export class Sleeve {
     const { bridgeIf, bindAddr, port, netns } = this.config
     this.pkt = openPacketSocket(bridgeIf, { netns, slotBytes: 65_536, batch: 64 })
     try {
-      this.udp = openUdpSocket(bindAddr, port, { netns, slotBytes: 65_536, batch: 64 })
+      this.udp = openUdpSocket(bindAddr, port, { netns, slotBytes: 65_536, batch: 64, pmtuDiscover: true })
     } catch (err) {
       this.pkt.close()
       this.pkt = undefined
@@ -135,7 +143,33 @@ export class Sleeve {
     const old = this.peers.get(id)
     if (!old) return
     this.peers.delete(id)
+    this.kernelMtu.delete(id)
     this.byAddr.delete(`${old.addr}:${old.port}`)
+  }
+
+  /** The path MTU in use towards neighbour `id` (for `weave status connections`). */
+  pathMtu(id: number): number | undefined {
+    const peer = this.peers.get(id)
+    return peer && this.mtuOf(id, peer)
+  }
+
+  private mtuOf(id: number, peer: SleevePeer): number {
+    if (peer.pathMtu !== undefined) return peer.pathMtu
+    let mtu = this.kernelMtu.get(id)
+    if (mtu === undefined) {
+      mtu = this.askKernelMtu(peer)
+      this.kernelMtu.set(id, mtu)
+    }
+    return mtu
+  }
+
+  private askKernelMtu(peer: SleevePeer): number {
+    try {
+      return Math.max(MIN_PATH_MTU, this.udp ? this.udp.pathMtu(peer.addr) : DEFAULT_PATH_MTU)
+    } catch (err) {
+      this.log.debug(`path MTU towards ${peer.addr} unknown (${(err as Error).message}); assuming ${DEFAULT_PATH_MTU}`)
+      return DEFAULT_PATH_MTU
+    }
   }
 
   /** Sends a control datagram (heartbeat, probe; plaintext form) to neighbour `id`. */
@@ -211,7 +245,7 @@ export class Sleeve {
   private encode(e: Extract<ForwardEffect, { kind: 'send' }>, out: OutDatagram[], replies: Uint8Array[] | undefined): void {
     const peer = this.peers.get(e.hop)
     if (!peer) { this.drop('no-peer-address', e.frames.length); return }
-    const maxBytes = (peer.pathMtu ?? DEFAULT_PATH_MTU) - UNDERLAY_HEADER_BYTES - (peer.cipher ? SEAL_OVERHEAD_BYTES : 0)
+    const maxBytes = this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES - (peer.cipher ? SEAL_OVERHEAD_BYTES : 0)
     let { groups, tooBig } = packFrames(e.frames, maxBytes)
     if (tooBig.length) {
       const pieces: Uint8Array[] = []
@@ -234,8 +268,22 @@ export class Sleeve {
     if (!out.length || !this.udp) return
     const r = this.udp.sendBatch(out)
     this.stats.datagramsSent += r.sent
-    for (const e of r.errors) this.drop(`send-error:${e.code}`)
+    for (const e of r.errors) {
+      this.drop(`send-error:${e.code}`)
+      if (e.code === 'EMSGSIZE') this.relearnMtu(out[e.index].addr, out[e.index].port)
+    }
     if (r.notSent) this.drop('send-buffer-full', r.notSent)
+  }
+
+  /** A datagram was refused as too big: the path shrank; take the kernel's new figure. */
+  private relearnMtu(addr: string, port: number): void {
+    const id = this.byAddr.get(`${addr}:${port}`)
+    const peer = id === undefined ? undefined : this.peers.get(id)
+    if (id === undefined || !peer || peer.pathMtu !== undefined) return
+    const before = this.kernelMtu.get(id)
+    const now = this.askKernelMtu(peer)
+    this.kernelMtu.set(id, now)
+    if (now !== before) this.log.info(`path MTU towards peer ${id} (${addr}) is now ${now}`)
   }
 
   private scheduleSweep(): void {
