@@ -28,6 +28,11 @@ export interface DatapathOptions {
   ports?: string[]
   /** Ports OVS itself creates as devices: Interface type `internal`. */
   internalPorts?: string[]
+  /**
+   * `secure`: with no controller the bridge forwards only by the flows we install (no NORMAL
+   * learning-switch flow before ours are in). Left as it is when not given.
+   */
+  failMode?: 'secure' | 'standalone'
 }
 
 export interface DatapathPort {
@@ -46,6 +51,8 @@ export interface DatapathInfo {
   bridge: string
   uuid: string
   datapathType: string
+  /** `secure`, `standalone`, or '' when unset (OVS then behaves as standalone). */
+  failMode: string
   ports: DatapathPort[]
 }
 
@@ -60,7 +67,7 @@ interface WantedPort { name: string; type: string; options?: Record<string, stri
 
 interface Snapshot {
   ovsRow?: string
-  bridges: Map<string, { uuid: string; name: string; ports: string[]; datapathType: string }>
+  bridges: Map<string, { uuid: string; name: string; ports: string[]; datapathType: string; failMode: string }>
   ports: Map<string, { uuid: string; name: string; interfaces: string[] }>
   interfaces: Map<string, Row & { _uuid: Value }>
 }
@@ -108,7 +115,7 @@ export async function datapathInfo(client: OvsdbClient, bridge: string): Promise
     }
   }
   ports.sort((a, b) => (a.ofport ?? 1e9) - (b.ofport ?? 1e9) || a.name.localeCompare(b.name))
-  return { bridge, uuid: br.uuid, datapathType: br.datapathType, ports }
+  return { bridge, uuid: br.uuid, datapathType: br.datapathType, failMode: br.failMode, ports }
 }
 
 /**
@@ -158,7 +165,7 @@ function wantedPorts(opts: DatapathOptions): WantedPort[] {
 async function readSnapshot(client: OvsdbClient): Promise<Snapshot> {
   const [ovs, br, po, ifc] = await client.transact(DB, [
     select('Open_vSwitch', [], ['_uuid']),
-    select('Bridge', [], ['_uuid', 'name', 'ports', 'datapath_type']),
+    select('Bridge', [], ['_uuid', 'name', 'ports', 'datapath_type', 'fail_mode']),
     select('Port', [], ['_uuid', 'name', 'interfaces']),
     select('Interface', [], ['_uuid', 'name', 'type', 'options', 'ofport', 'error']),
   ])
@@ -167,7 +174,8 @@ async function readSnapshot(client: OvsdbClient): Promise<Snapshot> {
   if (first) snap.ovsRow = uuidOf(first._uuid)
   for (const r of br.rows ?? []) {
     const u = uuidOf(r._uuid)
-    snap.bridges.set(u, { uuid: u, name: String(r.name), ports: uuidsOf(r.ports), datapathType: String(r.datapath_type ?? '') })
+    const failMode = optional(r.fail_mode)
+    snap.bridges.set(u, { uuid: u, name: String(r.name), ports: uuidsOf(r.ports), datapathType: String(r.datapath_type ?? ''), failMode: typeof failMode === 'string' ? failMode : '' })
   }
   for (const r of po.rows ?? []) {
     const u = uuidOf(r._uuid)
@@ -178,21 +186,36 @@ async function readSnapshot(client: OvsdbClient): Promise<Snapshot> {
 }
 
 interface Plan { ops: Operation[]; changes: string[]; created: boolean }
+type BridgeState = Snapshot['bridges'] extends Map<string, infer B> ? B : never
 
 /** The transaction that turns `snap` into the wanted bridge; no ops when nothing is missing. */
 function planEnsure(snap: Snapshot, opts: DatapathOptions, wanted: WantedPort[]): Plan {
   const plan: Plan = { ops: [], changes: [], created: false }
-  const bridges = [...snap.bridges.values()]
-  const br = bridges.find((b) => b.name === opts.bridge)
-  const brRef: Atom = br ? uuid(br.uuid) : namedUuid('newbridge')
-  const portsToAdd: Atom[] = []
-  // guards: each bridge we touch must still hold the ports we read, else the commit fails and we retry
+  const br = [...snap.bridges.values()].find((b) => b.name === opts.bridge)
+  const guard = guardOnce(plan)
+  const portsToAdd = planPorts(snap, br, wanted, plan, guard)
+  if (!br) planNewBridge(snap, opts, portsToAdd, plan)
+  else planAdoptedBridge(br, opts, portsToAdd, plan, guard)
+  return plan
+}
+
+/**
+ * A `wait` (timeout 0) that the bridge still holds exactly the ports we read: if another client
+ * changed them meanwhile, the commit fails with "timed out" and we re-read (RFC 7047 §5.2.6).
+ */
+function guardOnce(plan: Plan): (b: BridgeState) => void {
   const guarded = new Set<string>()
-  const guard = (b: { uuid: string; ports: string[] }) => {
+  return (b) => {
     if (guarded.has(b.uuid)) return
     guarded.add(b.uuid)
     plan.ops.push(wait('Bridge', [eq('_uuid', uuid(b.uuid))], ['ports'], '==', [{ ports: set(b.ports.map((p) => uuid(p))) }], 0))
   }
+}
+
+/** Insert missing ports, take ports away from other bridges, fix interfaces; returns refs to add. */
+function planPorts(snap: Snapshot, br: BridgeState | undefined, wanted: WantedPort[], plan: Plan, guard: (b: BridgeState) => void): Atom[] {
+  const bridges = [...snap.bridges.values()]
+  const portsToAdd: Atom[] = []
   wanted.forEach((w, i) => {
     const existing = [...snap.ports.values()].find((p) => p.name === w.name)
     if (!existing) {
@@ -215,25 +238,38 @@ function planEnsure(snap: Snapshot, opts: DatapathOptions, wanted: WantedPort[])
     }
     fixInterface(snap, existing, w, plan)
   })
-  if (!br) {
-    plan.created = true
-    plan.changes.unshift(`bridge ${opts.bridge} created (${opts.datapathType})`)
-    plan.ops.push(insert('Bridge', { name: opts.bridge, datapath_type: opts.datapathType, ports: set(portsToAdd) }, 'newbridge'))
-    plan.ops.push(snap.ovsRow
-      ? mutate('Open_vSwitch', [], [['bridges', 'insert', set([brRef])]])
-      // a database nobody has initialised (`ovs-vsctl init`): the table's one row is ours to make
-      : insert('Open_vSwitch', { bridges: set([brRef]) }))
-    return plan
-  }
+  return portsToAdd
+}
+
+function planNewBridge(snap: Snapshot, opts: DatapathOptions, portsToAdd: Atom[], plan: Plan): void {
+  plan.created = true
+  plan.changes.unshift(`bridge ${opts.bridge} created (${opts.datapathType})`)
+  const row: Row = { name: opts.bridge, datapath_type: opts.datapathType, ports: set(portsToAdd) }
+  if (opts.failMode) row.fail_mode = opts.failMode
+  plan.ops.push(insert('Bridge', row, 'newbridge'))
+  const ref = set([namedUuid('newbridge')])
+  plan.ops.push(snap.ovsRow
+    ? mutate('Open_vSwitch', [], [['bridges', 'insert', ref]])
+    // a database nobody has initialised (`ovs-vsctl init`): the table's one row is ours to make
+    : insert('Open_vSwitch', { bridges: ref }))
+}
+
+function planAdoptedBridge(br: BridgeState, opts: DatapathOptions, portsToAdd: Atom[], plan: Plan, guard: (b: BridgeState) => void): void {
+  const where = [eq('_uuid', uuid(br.uuid))]
+  const fix: Row = {}
   if (br.datapathType !== opts.datapathType) {
-    plan.ops.push(update('Bridge', [eq('_uuid', brRef)], { datapath_type: opts.datapathType }))
+    fix.datapath_type = opts.datapathType
     plan.changes.push(`bridge ${opts.bridge} datapath_type ${br.datapathType || '(default)'} → ${opts.datapathType}`)
   }
+  if (opts.failMode && br.failMode !== opts.failMode) {
+    fix.fail_mode = opts.failMode
+    plan.changes.push(`bridge ${opts.bridge} fail_mode ${br.failMode || '(default)'} → ${opts.failMode}`)
+  }
+  if (Object.keys(fix).length) plan.ops.push(update('Bridge', where, fix))
   if (portsToAdd.length) {
     guard(br)
-    plan.ops.push(mutate('Bridge', [eq('_uuid', brRef)], [['ports', 'insert', set(portsToAdd)]]))
+    plan.ops.push(mutate('Bridge', where, [['ports', 'insert', set(portsToAdd)]]))
   }
-  return plan
 }
 
 /** Correct the type/options of an existing port's interface when they differ from what we want. */

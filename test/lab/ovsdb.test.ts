@@ -98,7 +98,7 @@ if (why) {
       try {
         await h.exec(['ip', 'link', 'add', 'vethwe-bridge', 'type', 'veth', 'peer', 'name', 'vethwe-datapath'])
         await h.exec(['ip', 'link', 'set', 'vethwe-datapath', 'up'])
-        const opts = { bridge: 'datapath', datapathType: 'netdev' as const, ports: ['vethwe-datapath'] }
+        const opts = { bridge: 'datapath', datapathType: 'netdev' as const, ports: ['vethwe-datapath'], failMode: 'secure' as const }
         const first = await ensureDatapath(c, opts)
         assert.is(first.created, true)
         assert.ok(first.changes.length >= 3, first.changes.join('; '))
@@ -113,10 +113,12 @@ if (why) {
         assert.match(show, /options: \{dst_port="6784", key=flow, remote_ip=flow\}/)
         assert.match(show, /Port vethwe-datapath/)
         assert.match(show, /datapath_type: netdev/)
+        assert.match(show, /fail_mode: secure/)
 
         const info = await datapathInfo(c, 'datapath')
         assert.ok(info)
         assert.is(info!.datapathType, 'netdev')
+        assert.is(info!.failMode, 'secure')
         const byName = Object.fromEntries(info!.ports.map((p) => [p.name, p]))
         assert.equal(Object.keys(byName).sort(), ['datapath', 'vethwe-datapath', 'vxlan-6784'])
         assert.is(byName['vxlan-6784'].type, 'vxlan')

@@ -18,7 +18,7 @@ type Table = Map<string, Record<string, any>>
 const SET = (): any => ['set', []]
 const SCHEMA: Record<string, { root: boolean; defaults: () => Record<string, any>; index?: string }> = {
   Open_vSwitch: { root: true, defaults: () => ({ bridges: SET(), next_cfg: 0, cur_cfg: 0 }) },
-  Bridge: { root: false, index: 'name', defaults: () => ({ name: '', ports: SET(), datapath_type: '' }) },
+  Bridge: { root: false, index: 'name', defaults: () => ({ name: '', ports: SET(), datapath_type: '', fail_mode: SET() }) },
   Port: { root: false, index: 'name', defaults: () => ({ name: '', interfaces: SET() }) },
   Interface: { root: false, index: 'name', defaults: () => ({ name: '', type: '', options: ['map', []], ofport: SET(), error: SET() }) },
 }
@@ -225,6 +225,19 @@ test('custom udp port and vxlan port name, internal ports', async () => {
   assert.is(mapObject(db.iface('vxlan-4789')?.options).dst_port, '4789')
   assert.is(db.iface('weave-int')?.type, 'internal')
   assert.is([...db.tables.Bridge.values()][0].datapath_type, 'system')
+})
+
+test('failMode is set on a new bridge and corrected on an adopted one; absent, it is left alone', async () => {
+  const db = new FakeOvsdb()
+  const c = db.client()
+  await ensureDatapath(c, OPTS)
+  assert.is((await datapathInfo(c, 'datapath'))?.failMode, '')
+  const r = await ensureDatapath(c, { ...OPTS, failMode: 'secure' })
+  assert.equal(r.changes, ['bridge datapath fail_mode (default) → secure'])
+  assert.is((await datapathInfo(c, 'datapath'))?.failMode, 'secure')
+  assert.equal(await ensureDatapath(c, OPTS), { created: false, changes: [] })
+  await ensureDatapath(c, { bridge: 'b2', datapathType: 'netdev', failMode: 'secure', vxlanPort: 'vx2' })
+  assert.is((await datapathInfo(c, 'b2'))?.failMode, 'secure')
 })
 
 test('an uninitialised database gets its Open_vSwitch row', async () => {
