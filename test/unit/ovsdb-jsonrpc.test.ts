@@ -70,6 +70,23 @@ test('property: any sequence of JSON objects, any chunking, parses back to the s
     }), { numRuns: 300 })
 })
 
+test('property: arbitrary or corrupted bytes never throw, from the parser or the session', () => {
+  const valid = bytes(JSON.stringify({ id: 1, result: [{ rows: [{ name: 'a}"b' }] }], error: null }) + JSON.stringify({ method: 'echo', params: [], id: 'e' }))
+  const corrupted = fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 4 })
+    .map((flips) => { const b = Buffer.from(valid); for (const [i, v] of flips) b[i] = v; return b })
+  fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 200 }), corrupted), fc.nat(200), (buf, cut) => {
+    const p = new JsonStreamParser(150)
+    const c = Math.min(cut, buf.length)
+    p.push(buf.subarray(0, c))
+    p.push(buf.subarray(c))
+    const s = new JsonRpcSession({ write: () => {}, close: () => {} }, { maxMessageBytes: 150 })
+    const call = s.call('list_dbs', []).catch(() => {})
+    s.receive(buf.subarray(0, c))
+    s.receive(buf.subarray(c))
+    void call
+  }), { numRuns: 500 })
+})
+
 test('parser: garbage between messages is a typed error, values before it are kept, and it stays failed', () => {
   const { values, error, parser } = parseAll([bytes('{"id":1} hello {"id":2}')])
   assert.equal(values, [{ id: 1 }])
