@@ -119,6 +119,26 @@ export async function datapathInfo(client: OvsdbClient, bridge: string): Promise
 }
 
 /**
+ * Why the bridge cannot carry traffic, from its ports' state; empty when every port is attached.
+ * Meaningful only after `waitApplied`: before that ovs-vswitchd may simply not have got to it.
+ * A datapath type the host lacks (`system` without the openvswitch kernel module) shows up as no
+ * port being attached at all, with no per-port error.
+ */
+export function datapathProblems(info: DatapathInfo): string[] {
+  if (!info.ports.length) return [`bridge ${info.bridge} has no ports`]
+  if (info.ports.every((p) => p.ofport === undefined && !p.error)) {
+    return [`ovs-vswitchd attached no port of bridge ${info.bridge}: datapath type ${info.datapathType || 'system'} unavailable here?`]
+  }
+  const out: string[] = []
+  for (const p of info.ports) {
+    if (p.error) out.push(`${p.name}: ${p.error}`)
+    else if (p.ofport === undefined) out.push(`${p.name}: not attached`)
+    else if (p.ofport < 0) out.push(`${p.name}: failed to attach`)
+  }
+  return out
+}
+
+/**
  * Wait until ovs-vswitchd has applied everything committed so far: bump `next_cfg` and watch
  * `cur_cfg` catch up (what `ovs-vsctl` does without --no-wait). Rejects with `timeout`.
  */

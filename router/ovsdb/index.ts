@@ -5,7 +5,9 @@
  * ```ts
  * const db = await connectOvsdb('unix:/run/openvswitch/db.sock')
  * await ensureDatapath(db, { bridge: 'datapath', datapathType: 'netdev', ports: ['vethwe-datapath'] })
+ * await waitApplied(db, clock)                       // ovs-vswitchd has caught up
  * const info = await datapathInfo(db, 'datapath')   // for weave report
+ * const why = datapathProblems(info!)               // [] when every port is attached
  * db.close()
  * ```
  */
@@ -18,6 +20,6 @@ export {
 export * from './ops'
 export * from './values'
 export {
-  ensureDatapath, removeDatapath, datapathInfo, waitApplied,
+  ensureDatapath, removeDatapath, datapathInfo, datapathProblems, waitApplied,
   type DatapathOptions, type DatapathInfo, type DatapathPort, type EnsureResult,
 } from './datapath'

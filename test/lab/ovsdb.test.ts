@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert'
 import { createLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
 import { systemClock } from '../../router/deps'
 import {
-  connectOvsdb, datapathInfo, del, ensureDatapath, eq, insert, map, mapObject, OvsdbError,
+  connectOvsdb, datapathInfo, datapathProblems, del, ensureDatapath, eq, insert, map, mapObject, OvsdbError,
   removeDatapath, select, update, uuidOf, wait, waitApplied, type OvsdbClient, type TableUpdates,
 } from '../../router/ovsdb'
 
@@ -123,7 +123,8 @@ if (why) {
         assert.equal(Object.keys(byName).sort(), ['datapath', 'vethwe-datapath', 'vxlan-6784'])
         assert.is(byName['vxlan-6784'].type, 'vxlan')
         assert.equal(byName['vxlan-6784'].options, { remote_ip: 'flow', key: 'flow', dst_port: '6784' })
-        for (const p of info!.ports) assert.ok((p.ofport ?? -1) >= 0 || p.name === 'datapath', `${p.name} has an ofport: ${p.ofport} ${p.error ?? ''}`)
+        for (const p of info!.ports) assert.ok((p.ofport ?? -1) >= 0, `${p.name} has an ofport: ${p.ofport} ${p.error ?? ''}`)
+        assert.equal(datapathProblems(info!), [])
 
         // adoption: someone changed the vxlan options and the type; ensure puts them back
         await h.ovsVsctl(['set', 'interface', 'vxlan-6784', 'options:dst_port=4789'])
@@ -142,6 +143,21 @@ if (why) {
       } finally {
         await removeDatapath(c, 'datapath').catch(() => false)
         await h.exec(['ip', 'link', 'del', 'vethwe-bridge'], { allowFail: true })
+      }
+    })
+  })
+
+  test('a datapath type the host lacks is reported by datapathProblems', async ({ host }) => {
+    if (fs.existsSync('/sys/module/openvswitch')) { console.log('  (kernel openvswitch module loaded: system datapath works here, case not testable)'); return }
+    await withClient(host!, async (c) => {
+      try {
+        await ensureDatapath(c, { bridge: 'datapath', datapathType: 'system' })
+        await waitApplied(c, systemClock(), 15_000)
+        const problems = datapathProblems((await datapathInfo(c, 'datapath'))!)
+        assert.is(problems.length, 1, problems.join('; '))
+        assert.match(problems[0], /datapath type system unavailable/)
+      } finally {
+        await removeDatapath(c, 'datapath')
       }
     })
   })

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert'
 import { randomUUID } from 'node:crypto'
 import { FakeClock } from '../../router/deps'
 import {
-  datapathInfo, ensureDatapath, mapObject, OvsdbError, removeDatapath, waitApplied,
+  datapathInfo, datapathProblems, ensureDatapath, mapObject, OvsdbError, removeDatapath, waitApplied,
   type Condition, type Monitor, type OpResult, type Operation, type OvsdbClient, type Row, type TableUpdates, type Value,
 } from '../../router/ovsdb'
 
@@ -336,6 +336,24 @@ test('datapathInfo lists ports with ofports in ofport order; undefined for a mis
   assert.is(info?.datapathType, 'netdev')
   assert.equal(info?.ports.map((p) => [p.name, p.ofport]), [['vxlan-6784', 1], ['vethwe-datapath', 2], ['datapath', 65534]])
   assert.equal(info?.ports[0].options, { remote_ip: 'flow', key: 'flow', dst_port: '6784' })
+})
+
+test('datapathProblems: none when attached; all unattached means the datapath type is missing; per-port errors', async () => {
+  const db = new FakeOvsdb()
+  const c = db.client()
+  await ensureDatapath(c, OPTS)
+  assert.equal(datapathProblems((await datapathInfo(c, 'datapath'))!), [])
+  const base = { bridge: 'datapath', uuid: 'u', datapathType: 'system', failMode: '' }
+  const none = datapathProblems({ ...base, ports: [{ port: 'datapath', name: 'datapath', type: 'internal', options: {} }] })
+  assert.is(none.length, 1)
+  assert.match(none[0], /datapath type system unavailable/)
+  const mixed = datapathProblems({ ...base, ports: [
+    { port: 'datapath', name: 'datapath', type: 'internal', options: {}, ofport: 65534 },
+    { port: 'vxlan-6784', name: 'vxlan-6784', type: 'vxlan', options: {}, ofport: -1, error: 'could not add network device vxlan-6784' },
+    { port: 'v', name: 'v', type: '', options: {} },
+  ] })
+  assert.equal(mixed, ['vxlan-6784: could not add network device vxlan-6784', 'v: not attached'])
+  assert.equal(datapathProblems({ ...base, ports: [] }), ['bridge datapath has no ports'])
 })
 
 test('removeDatapath removes the bridge and, through garbage collection, its ports; other bridges stay', async () => {
