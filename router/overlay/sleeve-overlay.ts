@@ -1,0 +1,497 @@
+/**
+ * The per-connection layer between the mesh and the sleeve driver: for every established mesh
+ * connection it tells the Sleeve where the peer's UDP socket is (and with which cipher), runs
+ * UDP heartbeats that make the sleeve path `established`, and gives the forwarder its routes.
+ *
+ * Per connection, over the mesh connection itself (`{type:'overlay', payload}`, JSON):
+ *   hello {t:'hello', port, pub?, got}  our sleeve UDP port and, with a password, an ephemeral
+ *                                       X25519 public key; `got`: we already hold theirs
+ *   ack   {t:'ack', uid}                "your UDP heartbeat for connection uid reached me"
+ * Hello is repeated every heartbeat tick until the remote's arrives (messages that reach a
+ * connection before anyone listens for overlay messages are lost, so one copy is not enough),
+ * and answered at once when the remote says it lacks ours.
+ *
+ * Why keys travel over the mesh connection: it is already encrypted and authenticated with the
+ * password, so an X25519 exchange over it is authenticated too, and the connection contract
+ * stays unchanged. The shared secret is BLAKE2b-256(X25519(ours, theirs) ‖ dialer pub ‖
+ * listener pub); createSleeveCipher derives the per-direction keys from it. Fresh keys per
+ * connection: a reconnect never reuses a (key, nonce).
+ *
+ * Path state: `established` once a UDP heartbeat from the peer arrived (their → our path works)
+ * and the peer acknowledged one of ours (our → their path works), both within the timeout.
+ * Frames flow as soon as the peer's address is known; the state is what `weave status` shows.
+ *
+ * Path MTU: no probing of our own. The sleeve's UDP socket sets DF (IP_PMTUDISC_DO) and asks
+ * the kernel (IP_MTU) for each peer's path MTU, asking again when a send fails with EMSGSIZE
+ * (the kernel lowers it from ICMP fragmentation-needed); status shows the resulting frame MTU.
+ */
+import sodium from 'libsodium-wrappers-sumo'
+import type { Clock, Logger } from '../deps'
+import type { PeerConnection, PeerName } from '../mesh'
+import type { Routes } from './forwarder'
+import { encodeHeartbeat, maxFrameBytes, type SleeveDatagram } from './sleeve-frame'
+import { createSleeveCipher, SEAL_OVERHEAD_BYTES, sleeveCryptoReady, type SleeveCipher } from './sleeve-crypto'
+import type { SleevePeer } from './sleeve'
+
+/** Weave sends sleeve heartbeats every second until the path is confirmed, then keeps them up. */
+export const HEARTBEAT_INTERVAL_MS = 1_000
+/** Without a heartbeat (or its ack) for this long the path is no longer established. */
+export const HEARTBEAT_TIMEOUT_MS = 10_000
+/** Ethernet header: the frame MTU status shows is the largest IP packet a frame carries. */
+const ETHERNET_HEADER_BYTES = 14
+
+// ---- the pure per-connection state ----
+
+export type LinkState = 'pending' | 'established' | 'stale'
+
+/** What one tick asks the driver to do for one link. */
+export interface LinkTick {
+  sendHello: boolean
+  sendHeartbeat: boolean
+}
+
+/**
+ * One mesh connection's sleeve path, as a state machine over an injected time (`now` in ms);
+ * no I/O. The driver feeds it events and carries out what `tick` returns.
+ */
+export class SleeveLink {
+  /** The remote's hello, once it arrived. */
+  remote: { port: number; pub?: Uint8Array } | undefined
+  private lastHeartbeatRx: number | undefined
+  private lastAckRx: number | undefined
+  private everEstablished = false
+
+  constructor(
+    readonly peer: PeerName,
+    readonly connUid: bigint,
+    private readonly timeoutMs = HEARTBEAT_TIMEOUT_MS,
+  ) {}
+
+  /** A hello arrived; returns whether it was the first (the peer's address/key are now known) and whether to answer. */
+  onHello(h: { port: number; pub?: Uint8Array; got: boolean }): { first: boolean; reply: boolean } {
+    const first = this.remote === undefined
+    if (first) this.remote = { port: h.port, pub: h.pub }
+    return { first, reply: !h.got }
+  }
+
+  /** A UDP heartbeat for this connection arrived: the peer → us path works. Answer with an ack. */
+  onHeartbeat(now: number): void {
+    this.lastHeartbeatRx = now
+  }
+
+  /** The peer acknowledged one of our heartbeats: the us → peer path works. */
+  onAck(now: number): void {
+    this.lastAckRx = now
+  }
+
+  state(now: number): LinkState {
+    const fresh = (t: number | undefined) => t !== undefined && now - t <= this.timeoutMs
+    if (fresh(this.lastHeartbeatRx) && fresh(this.lastAckRx)) {
+      this.everEstablished = true
+      return 'established'
+    }
+    return this.everEstablished ? 'stale' : 'pending'
+  }
+
+  /** Once per heartbeat interval: hello until theirs arrived; heartbeats once we know where to send them. */
+  tick(): LinkTick {
+    return { sendHello: this.remote === undefined, sendHeartbeat: this.remote !== undefined }
+  }
+}
+
+// ---- the overlay control messages (over the mesh connection) ----
+
+export type OverlayControl =
+  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean }
+  | { t: 'ack'; uid: bigint }
+
+export function encodeOverlayControl(m: OverlayControl): Uint8Array {
+  const obj = m.t === 'hello'
+    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got }
+    : { t: 'ack', uid: m.uid.toString() }
+  return new TextEncoder().encode(JSON.stringify(obj))
+}
+
+/** Peer input: returns undefined for anything malformed (the caller counts and ignores it). */
+export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefined {
+  let o: unknown
+  try {
+    o = JSON.parse(new TextDecoder().decode(bytes))
+  } catch {
+    return undefined
+  }
+  if (typeof o !== 'object' || o === null) return undefined
+  const r = o as Record<string, unknown>
+  if (r.t === 'hello') {
+    if (typeof r.port !== 'number' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535) return undefined
+    let pub: Uint8Array | undefined
+    if (r.pub !== undefined) {
+      if (typeof r.pub !== 'string') return undefined
+      pub = new Uint8Array(Buffer.from(r.pub, 'base64'))
+      if (pub.length !== 32) return undefined
+    }
+    return { t: 'hello', port: r.port, pub, got: r.got === true }
+  }
+  if (r.t === 'ack') {
+    if (typeof r.uid !== 'string' || !/^\d{1,20}$/.test(r.uid)) return undefined
+    return { t: 'ack', uid: BigInt(r.uid) }
+  }
+  return undefined
+}
+
+// ---- key agreement ----
+
+export interface KxKeyPair {
+  publicKey: Uint8Array
+  privateKey: Uint8Array
+}
+
+/** An ephemeral X25519 key pair; call after sleeveCryptoReady(). */
+export function kxKeyPair(): KxKeyPair {
+  const k = sodium.crypto_kx_keypair()
+  return { publicKey: k.publicKey, privateKey: k.privateKey }
+}
+
+/** The 32-byte secret both ends of one connection compute; `dialer` is whether we dialled. */
+export function deriveSleeveSecret(ours: KxKeyPair, theirPub: Uint8Array, dialer: boolean): Uint8Array {
+  const q = sodium.crypto_scalarmult(ours.privateKey, theirPub)
+  const [dialPub, listenPub] = dialer ? [ours.publicKey, theirPub] : [theirPub, ours.publicKey]
+  const input = new Uint8Array(96)
+  input.set(q, 0)
+  input.set(dialPub, 32)
+  input.set(listenPub, 64)
+  return sodium.crypto_generichash(32, input, null)
+}
+
+// ---- routes adapter ----
+
+/** The parts of the mesh's topology and route table the routes adapter reads. */
+export interface MeshRouting {
+  selfName(): PeerName
+  /** Every known peer's short ID (undefined until it has one). */
+  shortIds(): Iterable<[PeerName, number | undefined]>
+  /** Data-plane unicast next hops (established symmetric links). */
+  unicast(): Map<PeerName, PeerName>
+  /** Children of `source`'s broadcast tree at us. */
+  broadcast(source: PeerName): PeerName[]
+}
+
+/**
+ * Forwarder routes over short IDs from the mesh's names. Cached per topology state: call
+ * `invalidate()` when the topology changes (the mesh's onPeersChanged). `usable(hop)` says
+ * whether the sleeve can reach a neighbour now (its address is known).
+ */
+export class SleeveRoutes implements Routes {
+  private nameOf: Map<number, PeerName> | undefined
+  private shortOf: Map<PeerName, number> | undefined
+  private readonly bcast = new Map<number, number[]>()
+  private uni = new Map<number, number | undefined>()
+
+  constructor(private readonly mesh: MeshRouting, private readonly usable: (hop: number) => boolean) {}
+
+  invalidate(): void {
+    this.nameOf = this.shortOf = undefined
+    this.bcast.clear()
+    this.uni.clear()
+  }
+
+  private maps(): { nameOf: Map<number, PeerName>; shortOf: Map<PeerName, number> } {
+    if (!this.nameOf || !this.shortOf) {
+      this.nameOf = new Map()
+      this.shortOf = new Map()
+      for (const [name, id] of this.mesh.shortIds()) {
+        if (id === undefined) continue
+        this.nameOf.set(id, name)
+        this.shortOf.set(name, id)
+      }
+    }
+    return { nameOf: this.nameOf, shortOf: this.shortOf }
+  }
+
+  unicastNextHop(dst: number): number | undefined {
+    let hop = this.uni.get(dst)
+    if (hop === undefined && !this.uni.has(dst)) {
+      const { nameOf, shortOf } = this.maps()
+      const name = nameOf.get(dst)
+      const hopName = name === undefined ? undefined : this.mesh.unicast().get(name)
+      hop = hopName === undefined || hopName === this.mesh.selfName() ? undefined : shortOf.get(hopName)
+      this.uni.set(dst, hop)
+    }
+    return hop !== undefined && this.usable(hop) ? hop : undefined
+  }
+
+  broadcastNextHops(src: number): readonly number[] {
+    let hops = this.bcast.get(src)
+    if (!hops) {
+      const { nameOf, shortOf } = this.maps()
+      const name = nameOf.get(src)
+      hops = []
+      if (name !== undefined) {
+        for (const n of this.mesh.broadcast(name)) {
+          const id = shortOf.get(n)
+          if (id !== undefined) hops.push(id)
+        }
+      }
+      this.bcast.set(src, hops)
+    }
+    return hops.filter(this.usable)
+  }
+}
+
+// ---- the driver ----
+
+/** What the overlay needs from the mesh (a subset of Mesh, so tests can fake it). */
+export interface OverlayMeshHost {
+  readonly identity: { readonly name: PeerName; shortId(): number }
+  readonly topology: { records(): Iterable<{ name: PeerName; nickname: string; shortId: number | undefined }> }
+  readonly routes: { unicast(): Map<PeerName, PeerName>; broadcast(source: PeerName): PeerName[] }
+  readonly view: { onPeersChanged(fn: () => void): () => void }
+  connections(): Map<PeerName, PeerConnection>
+}
+
+/** What the overlay needs from the Sleeve driver. */
+export interface SleeveHandle {
+  setPeer(id: number, peer: SleevePeer): void
+  removePeer(id: number): void
+  sendControl(id: number, plain: Uint8Array): boolean
+  onControl: (from: number, datagram: SleeveDatagram) => void
+  pathMtu(id: number): number | undefined
+}
+
+export interface SleeveOverlayConfig {
+  /** Our sleeve UDP port, told to peers in the hello. */
+  udpPort: number
+  /** Encrypt sleeve traffic (the mesh has a password). */
+  encrypt: boolean
+  heartbeatIntervalMs?: number
+  heartbeatTimeoutMs?: number
+}
+
+export interface SleeveOverlayDeps {
+  clock: Clock
+  logger: Logger
+}
+
+/** One line of `weave status` for an overlay connection. */
+export interface OverlayConnectionStatus {
+  peer: string
+  nickname: string
+  /** The peer's sleeve UDP address "ip:port" (the mesh address until its hello arrived). */
+  addr: string
+  outbound: boolean
+  overlay: 'sleeve'
+  state: LinkState
+  encrypted: boolean
+  /** Largest IP packet a frame carries towards this peer (bytes), when known. */
+  mtu: number | undefined
+}
+
+interface Live {
+  conn: PeerConnection
+  link: SleeveLink
+  shortId: number
+  keys: KxKeyPair | undefined
+  cipherSet: boolean
+  addr: string
+}
+
+export interface SleeveOverlay {
+  /** The forwarder's routes; pass to the Sleeve. */
+  readonly routes: SleeveRoutes
+  /** Hooks onto the mesh and the sleeve; starts the heartbeat timer. Call once. */
+  attach(mesh: OverlayMeshHost, sleeve: SleeveHandle): Promise<void>
+  /** Stops timers and forgets every peer (the sleeve is stopped by its owner). */
+  detach(): void
+  connections(): OverlayConnectionStatus[]
+  /** Counters: bad control messages, heartbeats in/out. */
+  readonly stats: { badControl: number; heartbeatsSent: number; heartbeatsReceived: number; acksReceived: number }
+}
+
+export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOverlayDeps): SleeveOverlay {
+  const log = deps.logger.child('overlay')
+  const intervalMs = config.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS
+  const timeoutMs = config.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS
+  const live = new Map<PeerName, Live>()
+  const byShort = new Map<number, Live>()
+  const stats = { badControl: 0, heartbeatsSent: 0, heartbeatsReceived: 0, acksReceived: 0 }
+  let mesh: OverlayMeshHost | undefined
+  let sleeve: SleeveHandle | undefined
+  let cancelTimer: (() => void) | undefined
+  let unsubscribe: (() => void) | undefined
+
+  const routes = new SleeveRoutes({
+    selfName: () => mesh!.identity.name,
+    shortIds: () => [...mesh!.topology.records()].map((r) => [r.name, r.shortId] as [PeerName, number | undefined]),
+    unicast: () => mesh!.routes.unicast(),
+    broadcast: (src) => mesh!.routes.broadcast(src),
+  }, (hop) => byShort.get(hop)?.link.remote !== undefined)
+
+  function sendHello(l: Live): void {
+    const got = l.link.remote !== undefined
+    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got }) })
+  }
+
+  function shortIdOf(conn: PeerConnection): number {
+    for (const r of mesh!.topology.records()) if (r.name === conn.remote.name && r.shortId !== undefined) return r.shortId
+    return conn.remote.shortId
+  }
+
+  /** Brings `live` in line with the mesh's connections. */
+  function reconcile(): void {
+    if (!mesh) return
+    const conns = mesh.connections()
+    for (const [name, l] of live) {
+      if (conns.get(name) !== l.conn) drop(name, l)
+    }
+    for (const [name, conn] of conns) {
+      if (!live.has(name)) add(name, conn)
+    }
+    routes.invalidate()
+  }
+
+  function add(name: PeerName, conn: PeerConnection): void {
+    const l: Live = {
+      conn,
+      link: new SleeveLink(name, conn.connUid, timeoutMs),
+      shortId: shortIdOf(conn),
+      keys: config.encrypt ? kxKeyPair() : undefined,
+      cipherSet: false,
+      addr: conn.remoteAddr,
+    }
+    const other = byShort.get(l.shortId)
+    if (other) {
+      log.warn(`peers ${other.link.peer} and ${name} share short ID ${l.shortId}; ignoring ${name} until that resolves`)
+      return
+    }
+    live.set(name, l)
+    byShort.set(l.shortId, l)
+    conn.onMessage((msg) => {
+      if (msg.type === 'overlay' && live.get(name) === l) handleControl(l, msg.payload)
+    })
+    conn.onClose(() => {
+      if (live.get(name) === l) { drop(name, l); routes.invalidate() }
+    })
+    sendHello(l)
+  }
+
+  function drop(name: PeerName, l: Live): void {
+    live.delete(name)
+    if (byShort.get(l.shortId) === l) byShort.delete(l.shortId)
+    sleeve?.removePeer(l.shortId)
+  }
+
+  function handleControl(l: Live, payload: Uint8Array): void {
+    const m = decodeOverlayControl(payload)
+    if (!m) { stats.badControl++; return }
+    if (m.t === 'ack') {
+      if (m.uid === l.conn.connUid) { stats.acksReceived++; l.link.onAck(deps.clock.now()) }
+      return
+    }
+    if (config.encrypt && !m.pub) {
+      stats.badControl++
+      log.warn(`${l.link.peer} sent no sleeve key although the mesh is encrypted; not using sleeve with it`)
+      return
+    }
+    const r = l.link.onHello(m)
+    if (r.first) {
+      const ip = hostOf(l.conn.remoteAddr)
+      let cipher: SleeveCipher | undefined
+      if (config.encrypt && l.keys && m.pub) {
+        cipher = createSleeveCipher(deriveSleeveSecret(l.keys, m.pub, l.conn.outbound), l.conn.outbound)
+      }
+      l.addr = `${ip}:${m.port}`
+      sleeve?.setPeer(l.shortId, { addr: ip, port: m.port, cipher })
+      l.cipherSet = cipher !== undefined
+      log.info(`sleeve peer ${l.link.peer} (short ID ${l.shortId}) at ${l.addr}${cipher ? ', encrypted' : ''}`)
+      routes.invalidate()
+      heartbeat(l)
+    }
+    if (r.reply) sendHello(l)
+  }
+
+  function heartbeat(l: Live): void {
+    if (!sleeve) return
+    const self = mesh!.identity.shortId()
+    if (sleeve.sendControl(l.shortId, encodeHeartbeat({ src: self, dst: l.shortId }, l.conn.connUid))) stats.heartbeatsSent++
+  }
+
+  function onControl(from: number, dg: SleeveDatagram): void {
+    const l = byShort.get(from)
+    if (!l) return
+    if (dg.kind !== 'heartbeat') return // probes: unused (see the header on path MTU)
+    if (dg.connUid !== BigInt.asUintN(64, l.conn.connUid)) return // from an older connection
+    stats.heartbeatsReceived++
+    l.link.onHeartbeat(deps.clock.now())
+    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'ack', uid: l.conn.connUid }) })
+  }
+
+  function tick(): void {
+    cancelTimer = undefined
+    if (!mesh) return
+    reconcile()
+    for (const l of live.values()) {
+      const t = l.link.tick()
+      if (t.sendHello) sendHello(l)
+      if (t.sendHeartbeat) heartbeat(l)
+    }
+    cancelTimer = deps.clock.setTimer(intervalMs, tick)
+  }
+
+  return {
+    routes,
+    stats,
+    async attach(m, s) {
+      if (mesh) throw new Error('sleeve overlay attached twice')
+      if (config.encrypt) await sleeveCryptoReady()
+      mesh = m
+      sleeve = s
+      s.onControl = onControl
+      unsubscribe = m.view.onPeersChanged(reconcile)
+      tick()
+    },
+    detach() {
+      cancelTimer?.()
+      unsubscribe?.()
+      cancelTimer = unsubscribe = undefined
+      for (const [name, l] of [...live]) drop(name, l)
+      mesh = undefined
+    },
+    connections() {
+      const now = deps.clock.now()
+      const nick = new Map<string, string>()
+      if (mesh) for (const r of mesh.topology.records()) nick.set(r.name, r.nickname)
+      return [...live.values()].map((l) => {
+        const pmtu = l.link.remote ? sleeve?.pathMtu(l.shortId) : undefined
+        return {
+          peer: l.link.peer,
+          nickname: l.conn.remote.nickname ?? nick.get(l.link.peer) ?? '',
+          addr: l.addr,
+          outbound: l.conn.outbound,
+          overlay: 'sleeve' as const,
+          state: l.link.state(now),
+          encrypted: l.cipherSet,
+          mtu: pmtu === undefined ? undefined : frameMtu(pmtu, l.cipherSet),
+        }
+      })
+    },
+  }
+}
+
+/** The largest IP packet one frame carries on a path of `pathMtu` bytes. */
+export function frameMtu(pathMtu: number, encrypted: boolean): number {
+  return maxFrameBytes(pathMtu, encrypted ? SEAL_OVERHEAD_BYTES : 0) - ETHERNET_HEADER_BYTES
+}
+
+/** "ip:port" or "[v6]:port" → ip. */
+function hostOf(addr: string): string {
+  const m = /^\[(.*)\]:\d+$/.exec(addr)
+  if (m) return m[1]
+  const i = addr.lastIndexOf(':')
+  return i < 0 ? addr : addr.slice(0, i)
+}
+
+/** `weave status overlay` / connection lines: `-> 10.0.0.2:6783 established sleeve mtu=1448 name(nick)`. */
+export function overlayConnectionLine(c: OverlayConnectionStatus): string {
+  const mtu = c.mtu === undefined ? '' : ` mtu=${c.mtu}`
+  return `${c.outbound ? '->' : '<-'} ${c.addr} ${c.state} ${c.overlay}${mtu}${c.encrypted ? ' encrypted' : ''} ${c.peer}(${c.nickname})`
+}
