@@ -21,3 +21,11 @@ export { Sleeve } from './sleeve'
 export type { SleeveConfig, SleeveDeps, SleevePeer, SleeveStats } from './sleeve'
 export { handleTooBig, ipChecksum } from './too-big'
 export type { TooBigAction } from './too-big'
+export {
+  createSleeveOverlay, SleeveLink, SleeveRoutes, encodeOverlayControl, decodeOverlayControl, kxKeyPair, deriveSleeveSecret,
+  frameMtu, overlayConnectionLine, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS,
+} from './sleeve-overlay'
+export type {
+  SleeveOverlay, SleeveOverlayConfig, SleeveOverlayDeps, OverlayConnectionStatus, OverlayMeshHost, SleeveHandle, MeshRouting,
+  LinkState, LinkTick, OverlayControl, KxKeyPair,
+} from './sleeve-overlay'
