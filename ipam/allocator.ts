@@ -67,6 +67,8 @@ type Op =
   | { kind: 'prime'; resolve: () => void; reject: (e: Error) => void; deadline: number }
 
 const MAX_CLAIM_SENDS = 5
+/** A journal this long is folded into a new snapshot. */
+const MAX_JOURNAL_RECORDS = 20_000
 
 export class Allocator implements Gossiper {
   readonly self: PeerName
@@ -79,6 +81,11 @@ export class Allocator implements Gossiper {
   private paxos: Paxos | undefined
   private readonly leases = new Map<string, Lease[]>()
   private readonly leaseJson = new Map<string, string>()
+  /** Lease changes not yet written, as journal records. */
+  private journalOps: string[] = []
+  /** The head (state without leases) of the last snapshot; undefined forces a snapshot. */
+  private savedHead: string | undefined
+  private journalCount = 0
   /** Claimed addresses outside the universe: address -> holder. */
   private readonly outside = new Map<number, string>()
   private removedSelf = false
@@ -171,6 +178,7 @@ export class Allocator implements Gossiper {
     this.stopTimer?.()
     for (const op of this.pending.splice(0)) op.reject(new IpamError(503, 'IPAM is shutting down'))
     while (this.saving || this.dirty) await new Promise<void>((res) => this.afterSave.push(() => res()))
+    await this.deps.store.close?.()
   }
 
   // ---- public operations (the API calls these) ----
@@ -225,6 +233,7 @@ export class Allocator implements Gossiper {
     const keep = list.filter((l) => !drop.includes(l))
     if (keep.length) this.leases.set(id, keep)
     else this.leases.delete(id)
+    for (const l of drop) this.journalOps.push(JSON.stringify(['-', id, formatCidr({ ip: l.addr, prefix: l.prefix })]))
     this.leaseChanged(id)
     this.freeDirty = true
     await this.persisted()
@@ -679,13 +688,14 @@ export class Allocator implements Gossiper {
       if (prev !== undefined && prev !== id) throw new Error(`IPAM state in ${this.deps.store.where}: ${formatIp(c.ip)} leased to both ${prev} and ${id}`)
       this.space.restoreLease(c.ip, id)
     }
-    this.pushLease(id, { addr: c.ip, prefix: c.prefix })
+    this.pushLease(id, { addr: c.ip, prefix: c.prefix }, true)
   }
 
-  private pushLease(id: string, l: Lease): void {
+  private pushLease(id: string, l: Lease, restoring = false): void {
     const list = this.leases.get(id)
     if (list) list.push(l)
     else this.leases.set(id, [l])
+    if (!restoring) this.journalOps.push(JSON.stringify(['+', id, formatCidr({ ip: l.addr, prefix: l.prefix })]))
     this.leaseChanged(id)
   }
 
@@ -701,8 +711,8 @@ export class Allocator implements Gossiper {
 
   // ---- internals: persistence and sending ----
 
-  /** The state file's text: IpamState as JSON, the lease table spliced in from cached pieces. */
-  private snapshotText(): string {
+  /** Everything but the lease table, as JSON: it changes rarely (ring, consensus, removal). */
+  private headText(): string {
     const head: Omit<IpamState, 'leases'> = {
       format: STATE_FORMAT,
       peerName: this.self,
@@ -711,8 +721,12 @@ export class Allocator implements Gossiper {
       ...(this.paxos ? { paxos: this.paxos.own } : {}),
       ...(this.removedSelf ? { removed: true } : {}),
     }
-    const text = JSON.stringify(head)
-    return `${text.slice(0, -1)},"leases":{${[...this.leaseJson.values()].join(',')}}}`
+    return JSON.stringify(head)
+  }
+
+  /** The snapshot: IpamState as JSON, the lease table spliced in from cached pieces. */
+  private snapshotText(head: string): string {
+    return `${head.slice(0, -1)},"leases":{${[...this.leaseJson.values()].join(',')}}}`
   }
 
   private snapshotGossip(): GossipMsg {
@@ -742,11 +756,25 @@ export class Allocator implements Gossiper {
       const waiting = this.afterSave.splice(0)
       const gossipNow = this.snapshotGossip()
       let err: Error | undefined
+      const head = this.headText()
+      const ops = this.journalOps.splice(0)
       try {
-        await this.deps.store.save(this.snapshotText())
+        // Lease changes alone go to the journal (a small append); anything else, or a long
+        // journal, makes a new snapshot (which also empties the journal).
+        if (head !== this.savedHead || this.journalCount + ops.length > MAX_JOURNAL_RECORDS) {
+          this.savedHead = undefined
+          await this.deps.store.save(this.snapshotText(head))
+          this.savedHead = head
+          this.journalCount = 0
+        } else if (ops.length > 0) {
+          await this.deps.store.append(ops)
+          this.journalCount += ops.length
+        }
         this.published = gossipNow
       } catch (e) {
         err = e as Error
+        // What failed may be half-written: the next write is a full snapshot.
+        this.savedHead = undefined
         this.log.error(`cannot save IPAM state to ${this.deps.store.where}: ${err.message}`)
       }
       for (const fn of waiting) fn(err)

@@ -8,7 +8,7 @@ import { type GossipHost, type PeerName, parsePeerName } from '../router/mesh'
 import { type Cidr, cidrRange, formatCidr, hostRange, intersect, isNetworkCidr, parseCidr } from './address'
 import { Allocator, type AllocatorConfig, type InitMode, IpamError } from './allocator'
 import { type IpamRequest, type IpamResponse, IPAM_ROUTES, handleIpamHttp } from './http'
-import { type StateStore, decodeState, fileStore, memoryStore } from './persistence'
+import { type StateStore, applyJournal, decodeState, fileStore, memoryStore } from './persistence'
 import { formatIpamStatus, peerShares } from './status'
 
 export { Allocator, IpamError, IPAM_ROUTES, fileStore, memoryStore, handleIpamHttp }
@@ -121,7 +121,9 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
   return {
     allocator,
     async start() {
-      const loaded = decodeState(await store.load(), { peerName: view.self.name, range: formatCidr(universe), where: store.where })
+      const stored = await store.load()
+      let loaded = decodeState(stored.snapshot, { peerName: view.self.name, range: formatCidr(universe), where: store.where })
+      if (loaded.ok && loaded.state && stored.journal.length) loaded = applyJournal(loaded.state, stored.journal, store.where)
       if (!loaded.ok) throw new IpamError(500, loaded.reason, 'state-refused')
       allocator.restore(loaded.state)
       allocator.start()

@@ -14,10 +14,11 @@ import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { cryptoRng, nullLogger, systemClock } from '../../router/deps'
+import { createLogger, cryptoRng, nullLogger, systemClock } from '../../router/deps'
 import { ApiRouter, createApiServer } from '../../router/api'
 import { createMesh, createTcpTransport, type Mesh, type PeerName } from '../../router/mesh'
 import { IPAM_ROUTES, createIpam, soloGossipHost } from '../../ipam'
+import { applyJournal, decodeState, fileStore } from '../../ipam/persistence'
 import { labUnavailableReason, waitFor, withLab, type LabHost } from '../lab'
 
 const N = Number(process.env.IPAM_BENCH_N ?? 5000)
@@ -63,8 +64,12 @@ async function allocRate(dir: string): Promise<{ allocs: number; baseline: numbe
     await hammer(sock, 'GET', () => '/version')
     const baseline = await hammer(sock, 'GET', () => '/version')
     const allocs = await hammer(sock, 'POST', (i) => `/ip/bench-${i}`)
-    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'ipam.json'), 'utf8'))
-    if (Object.keys(saved.leases).length !== N) throw new Error(`state file holds ${Object.keys(saved.leases).length} leases, want ${N}`)
+    // Everything answered is on disk (snapshot + journal).
+    const stored = await fileStore(path.join(dir, 'ipam.json')).load()
+    const dec = decodeState(stored.snapshot, { peerName: name, range: '10.32.0.0/12', where: dir })
+    const full = dec.ok && dec.state ? applyJournal(dec.state, stored.journal, dir) : dec
+    const held = full.ok && full.state ? Object.keys(full.state.leases).length : -1
+    if (held !== N) throw new Error(`state on disk holds ${held} leases, want ${N}`)
     // The same allocator without HTTP: what the core and the group-committed state file sustain.
     let k = 0
     const t0 = performance.now()
@@ -80,7 +85,11 @@ async function allocRate(dir: string): Promise<{ allocs: number; baseline: numbe
 }
 
 async function firstAlloc(dir: string): Promise<{ afterThird: number; fromStart: number }> {
-  const deps = { clock: systemClock(), rng: cryptoRng(), logger: nullLogger }
+  const t00 = performance.now()
+  const logger = process.env.IPAM_BENCH_DEBUG
+    ? createLogger({ write: (l) => process.stderr.write(`${(performance.now() - t00).toFixed(0)} ${l}`) }, { level: 'debug' })
+    : nullLogger
+  const deps = { clock: systemClock(), rng: cryptoRng(), logger }
   const ports = [0, 1, 2].map(() => 20000 + Math.floor(Math.random() * 20000))
   const names = [0, 1, 2].map((i) => `02:00:00:00:02:0${i + 1}` as PeerName)
   const meshes: Mesh[] = []
@@ -107,6 +116,7 @@ async function firstAlloc(dir: string): Promise<{ afterThird: number; fromStart:
     // "Connected": the first peer can reach both others.
     while (!(meshes[0].view.isReachable(names[1]) && meshes[0].view.isReachable(names[2]))) await new Promise((r) => setTimeout(r, 2))
     const connectedAt = performance.now()
+    logger.info('third peer connected')
     await first
     return { afterThird: Math.max(0, answeredAt - connectedAt) / 1000, fromStart: (answeredAt - t0) / 1000 }
   } finally {

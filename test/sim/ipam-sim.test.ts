@@ -227,12 +227,14 @@ test('killed mid-write: every answered lease survives, and no address is issued 
   const bus = new SimBus(41)
   const name = simPeerName(1)
   // A store whose writes can be frozen: a frozen write never completes (the process dies in it).
-  let durable: string | undefined
+  const durable = memoryStore()
   let frozen = false
+  const never = new Promise<void>(() => {})
   const store = {
     where: 'crashy',
-    load: async () => durable,
-    save: (text: string) => (frozen ? new Promise<void>(() => {}) : Promise.resolve().then(() => { durable = text })),
+    load: () => durable.load(),
+    save: (text: string) => (frozen ? never : durable.save(text)),
+    append: (records: string[]) => (frozen ? never : durable.append(records)),
   }
   const ipam = createIpam({ range: '10.32.0.0/24', init: `seed=${name}` }, { clock: bus.clock, rng: seededRng(1), logger: memoryLogger(), host: bus.addPeer(name), store })
   await ipam.start()
