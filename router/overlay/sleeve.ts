@@ -116,8 +116,8 @@ export class Sleeve {
       this.pkt = undefined
       throw err
     }
-    this.pkt.onReadable(() => this.onBridgeReadable())
-    this.udp.onReadable(() => this.onUdpReadable())
+    this.pkt.onReadable(() => this.guard(() => this.onBridgeReadable()))
+    this.udp.onReadable(() => this.guard(() => this.onUdpReadable()))
     this.scheduleSweep()
     this.log.info(`forwarding between ${bridgeIf} and udp ${bindAddr}:${this.udp.localPort}`)
   }
@@ -180,6 +180,24 @@ export class Sleeve {
     const r = this.udp.sendBatch([{ addr: peer.addr, port: peer.port, data }])
     return r.sent === 1
   }
+
+  /**
+   * A bug met by one odd frame must not take the whole router down from inside a socket
+   * callback: count it, log each distinct message once, and go on with the next batch.
+   */
+  private guard(fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.drop('internal-error')
+      const msg = (err as Error).stack ?? String(err)
+      if (!this.loggedErrors.has(msg) && this.loggedErrors.size < 100) {
+        this.loggedErrors.add(msg)
+        this.log.error(`batch dropped after an internal error: ${msg}`)
+      }
+    }
+  }
+  private readonly loggedErrors = new Set<string>()
 
   private drop(reason: string, n = 1): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + n
