@@ -69,7 +69,7 @@ typedef struct sock {
 
 /* Throws an Error whose `code` is the errno name (EPERM, ENODEV...), so JS can branch on it. */
 static napi_value throw_errno(napi_env env, int err, const char *what) {
-  char msg[256];
+  char msg[1024];
   const char *name = strerrorname_np(err);
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
   napi_throw_error(env, name ? name : "EUNKNOWN", msg);
@@ -215,7 +215,7 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
   napi_get_value_int32(env, argv[2], &bufsize);
 
   int saved;
-  char what[300];
+  char what[640];
   if (enter_netns(has_ns ? netns : NULL, &saved) < 0) {
     snprintf(what, sizeof what, "entering netns %s", netns);
     return throw_errno(env, errno, what);
@@ -251,7 +251,7 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
 static napi_value udp_open(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
-  char addr[64], netns[512], what[300];
+  char addr[64], netns[512], what[640];
   int32_t port = 0, bufsize = 0, flags = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 5 || !get_string(env, argv[0], addr, sizeof addr)) return throw_type(env, "udpOpen(bindAddr, port, netns, bufBytes, flags)");
