@@ -6,8 +6,8 @@
 import { NetCommandError, Runner, inNetns } from './exec'
 import { NetContext, NetnsRef, bestEffort, isNetnsGone, netnsRefPath, runIn } from './context'
 import { Ipv4Cidr, formatCidr, networkOf, parseCidr, sameCidr } from './cidr'
-import { containerMulticastAccept, containerMulticastDrop, deleteRule, ensureRule } from './iptables'
-import { AddrInfo, CONTAINER_IFNAME, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, sysctl, txOffloadOff } from './ip-args'
+import { containerMulticastAccept, containerMulticastDrop, deleteRule, ensureRule, iptables } from './iptables'
+import { AddrInfo, CONTAINER_IFNAME, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, parseLinks, sysctl, txOffloadOff } from './ip-args'
 import { DEFAULT_BRIDGE, getLink } from './bridge'
 
 export interface AttachRequest {
@@ -70,67 +70,104 @@ export async function attach(ctx: NetContext, req: AttachRequest): Promise<Attac
   const want = req.addresses.map(parseCidr)
   const bridge = req.bridge ?? DEFAULT_BRIDGE
   const hostEnd = hostVethName(req.containerId)
-  let current = await readEthwe(ctx, req.netns)
-  const created = !current
-  if (!current) {
-    const br = await getLink(ctx, bridge)
-    if (!br) throw new Error(`bridge ${bridge} does not exist: launch weave first`)
-    await createPair(ctx, req, hostEnd, bridge, req.mtu ?? br.mtu)
-    current = await readEthwe(ctx, req.netns)
-    if (!current) throw new Error(`${CONTAINER_IFNAME} vanished right after it was created`)
-  } else {
-    await repairHostEnd(ctx, hostEnd, bridge)
-  }
+  const current = await readEthwe(ctx, req.netns)
+  if (!current) return attachNew(ctx, req, hostEnd, bridge, dedupe(want))
+  // Already attached: add what is missing, step by step (rare, so no batching).
+  await repairHostEnd(ctx, hostEnd, bridge)
   const added: Ipv4Cidr[] = []
-  try {
-    for (const c of want) {
-      if (current.addresses.some((h) => sameCidr(h, c)) || added.some((h) => sameCidr(h, c))) continue
-      await runIn(ctx, req.netns, ip.addAddr(CONTAINER_IFNAME, c))
-      added.push(c)
-    }
-    await runIn(ctx, req.netns, ip.setUp(CONTAINER_IFNAME))
-    if (req.multicastRoute ?? true) await runIn(ctx, req.netns, ip.multicastRoute(CONTAINER_IFNAME))
-    if (req.isolateMulticast ?? true) await ensureMulticastRules(ctx, req.netns, [...current.addresses, ...added])
-  } catch (err) {
-    // A pair we just made and could not finish is removed, so a retry starts clean.
-    if (created) await bestEffort(ctx, inNs(req.netns, ip.delLink(CONTAINER_IFNAME)), 'cleanup after failed attach')
-    throw err
+  for (const c of want) {
+    if (current.addresses.some((h) => sameCidr(h, c)) || added.some((h) => sameCidr(h, c))) continue
+    await runIn(ctx, req.netns, ip.addAddr(CONTAINER_IFNAME, c))
+    added.push(c)
   }
+  await runIn(ctx, req.netns, ip.setUp(CONTAINER_IFNAME))
+  if (req.multicastRoute ?? true) await runIn(ctx, req.netns, ip.multicastRoute(CONTAINER_IFNAME))
+  if (req.isolateMulticast ?? true) await ensureMulticastRules(ctx, req.netns, [...current.addresses, ...added])
   await announce(ctx, req.netns, added)
   const all = [...current.addresses, ...added]
-  return { mac: current.mac, addresses: all.map(formatCidr), added: added.map(formatCidr), created }
+  return { mac: current.mac, addresses: all.map(formatCidr), added: added.map(formatCidr), created: false }
+}
+
+function dedupe(cs: Ipv4Cidr[]): Ipv4Cidr[] {
+  return cs.filter((c, i) => cs.findIndex((d) => sameCidr(c, d)) === i)
+}
+
+/** One step of a script; an optional step's failure is ignored (`{ optional: argv }`). */
+type Step = readonly string[] | { optional: readonly string[] }
+
+/** A shell script running each argv in turn, stopping at the first failure; every word quoted. */
+function script(steps: ReadonlyArray<Step>): string[] {
+  const q = (w: string) => `'${w.replace(/'/g, `'\\''`)}'`
+  const words = (c: readonly string[]) => c.map(q).join(' ')
+  return ['sh', '-c', steps.map((st) => ('optional' in st ? `{ ${words(st.optional)} >/dev/null 2>&1 || true; }` : words(st))).join(' && ')]
+}
+
+/**
+ * The common case, a container without ethwe, in four process runs instead of one per step (each
+ * `nsenter`/`ip` start costs milliseconds, and `docker run` through the proxy waits for all of
+ * them): (1) in the container, create the pair with the host end sent to us, set sysctls,
+ * addresses and multicast rules on the still-down ethwe; (2) on the host, enslave and up the host
+ * end; (3) in the container, ethwe up and the multicast route, last, because weavewait lets the
+ * container's command run once ethwe is up with an address; (4) the gratuitous ARP.
+ */
+async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, bridge: string, want: Ipv4Cidr[]): Promise<AttachResult> {
+  const links = parseLinks((await ctx.run(ip.linkShow())).stdout)
+  const br = links.find((l) => l.name === bridge)
+  if (!br) throw new Error(`bridge ${bridge} does not exist: launch weave first`)
+  if (links.some((l) => l.name === hostEnd)) {
+    // A veth end lives exactly as long as its peer, so this one belongs to a live interface:
+    // another container whose id starts with the same 7 characters. Never take it over.
+    throw Object.assign(new Error(`${hostEnd} already exists (another container with the same id prefix?); not attaching`), { code: 'HOST_VETH_EXISTS' })
+  }
+  const mtu = req.mtu ?? br.mtu
+  const E = CONTAINER_IFNAME
+  const [raKey, raVal] = noRouterAdvertsSysctl(E)
+  const sysctls = [[raKey, raVal] as [string, number], ...bridgeArpSysctls(E)].map(([k, v]) => `${k}=${v}`)
+  const inContainer: string[][] = [
+    ip.addVethPeerIn(E, hostEnd, mtu, ctx.hostNetns),
+    ['sysctl', '-q', '-e', '-w', ...sysctls],
+    ...want.map((c) => ip.addAddr(E, c)),
+  ]
+  if (req.isolateMulticast ?? true) {
+    inContainer.push(iptables.append(containerMulticastDrop(E)))
+    const nets = new Set<string>()
+    for (const c of want) {
+      if (nets.has(networkOf(c))) continue
+      nets.add(networkOf(c))
+      inContainer.push(iptables.insertFirst(containerMulticastAccept(E, c)))
+    }
+  }
+  const ns = netnsRefPath(req.netns)
+  try {
+    await ctx.run(inNetns(ns, script(inContainer)))
+  } catch (err) {
+    await bestEffort(ctx, inNetns(ns, ip.delLink(E)), 'cleanup after failed attach')
+    throw err
+  }
+  let current: AddrInfo | undefined
+  try {
+    await ctx.run(script([ip.setMaster(hostEnd, bridge), { optional: ip.setHairpin(hostEnd) }, ip.setUp(hostEnd)]))
+    const up = await ctx.run(inNetns(ns, script([
+      ...((req.txOffloadOff ?? true) ? [{ optional: txOffloadOff(E) }] : []),
+      ip.setUp(E),
+      ...((req.multicastRoute ?? true) ? [ip.multicastRoute(E)] : []),
+      ip.addrShow(E), // its JSON is the script's only output: the MAC and addresses we report
+    ])))
+    current = parseAddrs(up.stdout)[0]
+  } catch (err) {
+    await bestEffort(ctx, ip.delLink(hostEnd), 'cleanup after failed attach')
+    throw err
+  }
+  if (!current) throw new Error(`${E} vanished right after it was created`)
+  // Not awaited: neighbours learning the MAC a little later is harmless, the caller (a `docker
+  // run` waiting on us) should not wait for it.
+  void announce(ctx, req.netns, want)
+  return { mac: current.mac, addresses: current.addresses.map(formatCidr), added: want.map(formatCidr), created: true }
 }
 
 /** argv running `argv` inside `ref` (for bestEffort, which takes plain argv). */
 function inNs(ref: NetnsRef, argv: readonly string[]): string[] {
   return inNetns(netnsRefPath(ref), argv)
-}
-
-/**
- * The pair is created from inside the container's namespace with the host end sent straight to
- * ours: the container never sees a temporary name, and no name in it can clash but `ethwe`.
- */
-async function createPair(ctx: NetContext, req: AttachRequest, hostEnd: string, bridge: string, mtu: number): Promise<void> {
-  if (await getLink(ctx, hostEnd)) {
-    // A veth end lives exactly as long as its peer, so this one belongs to a live interface:
-    // another container whose id starts with the same 7 characters. Never take it over.
-    throw Object.assign(new Error(`${hostEnd} already exists (another container with the same id prefix?); not attaching`), { code: 'HOST_VETH_EXISTS' })
-  }
-  await runIn(ctx, req.netns, ip.addVethPeerIn(CONTAINER_IFNAME, hostEnd, mtu, ctx.hostNetns))
-  try {
-    await ctx.run(ip.setMaster(hostEnd, bridge))
-    await bestEffort(ctx, ip.setHairpin(hostEnd), `${hostEnd}: could not turn hairpin on`)
-    await ctx.run(ip.setUp(hostEnd))
-    const [raKey, raVal] = noRouterAdvertsSysctl(CONTAINER_IFNAME)
-    await bestEffort(ctx, inNs(req.netns, sysctl.set(raKey, raVal)), 'ethwe: could not disable router adverts')
-    for (const [k, v] of bridgeArpSysctls(CONTAINER_IFNAME)) await runIn(ctx, req.netns, sysctl.set(k, v))
-    if (req.txOffloadOff ?? true) {
-      await bestEffort(ctx, inNs(req.netns, txOffloadOff(CONTAINER_IFNAME)), 'ethwe: could not turn off tx checksum offload')
-    }
-  } catch (err) {
-    await bestEffort(ctx, ip.delLink(hostEnd), 'cleanup after failed attach')
-    throw err
-  }
 }
 
 /** ethwe exists already: make sure its host end is still on the bridge (the bridge may be new). */

@@ -24,6 +24,9 @@ const NODEV = { fail: 'Device "x" does not exist.' }
 const link = (o: object) => JSON.stringify([o])
 const bridgeJson = (mtu: number, kind = 'bridge') => link({ ifname: 'weave', address: '7a:00:00:00:00:01', mtu, flags: ['UP'], linkinfo: { info_kind: kind } })
 const vethJson = (name: string, master?: string) => link({ ifname: name, address: 'aa:bb:cc:dd:ee:ff', mtu: 1376, flags: ['UP'], master, linkinfo: { info_kind: 'veth' } })
+/** `ip -j -d link show` (no device) listing these links. */
+const linkList = (...links: object[]) => JSON.stringify(links)
+const BRIDGE_LINK = { ifname: 'weave', address: '7a:00:00:00:00:01', mtu: 1376, flags: ['UP'], linkinfo: { info_kind: 'bridge' } }
 const mutating = (calls: string[]) => calls.filter((c) => / link add | -N | -A | -I | addr add | -D | -X /.test(c))
 
 test('ensureBridge reuses a complete setup without changing anything but "up"', async () => {
@@ -106,35 +109,40 @@ test('ensureRules counts what it had to put back', async () => {
 
 const ETHWE = (addrs: string[]) => link({ ifname: 'ethwe', address: '5e:00:00:00:00:07', addr_info: addrs.map((a) => ({ family: 'inet', local: a.split('/')[0], prefixlen: Number(a.split('/')[1]) })) })
 
-test('attach creates the pair from inside the container, host end on the bridge, then addresses, route, ARP', async () => {
+test('attach of a new container: pair, sysctls, addresses, rules in one go; ethwe up and route last; then ARP', async () => {
   let made = false
   const run = fakeRunner([
-    [/nsenter --net=\/proc\/4242\/ns\/net -- ip -j addr show dev ethwe/, () => (made ? ETHWE([]) : NODEV)],
-    [/ip link add name ethwe/, () => { made = true; return '' }],
-    [/link show dev weave$/, bridgeJson(1376)],
-    [/link show dev vethwepl4242$/, NODEV],
-    [/ -C INPUT /, { fail: 'Bad rule (does a matching rule exist in that chain?).' }],
+    [/nsenter --net=\/proc\/4242\/ns\/net -- ip -j addr show dev ethwe/, NODEV],
+    [/'ip' '-j' 'addr' 'show' 'dev' 'ethwe'/, () => (made ? ETHWE(['10.32.0.7/12']) : NODEV)],
+    [/'ip' 'link' 'add' 'name' 'ethwe'/, () => { made = true; return '' }],
+    [/^ip -j -d link show$/, linkList(BRIDGE_LINK)],
   ])
   const r = await createNetHost({ run, hostNetns: 'hostns', arping: 'busybox' })
     .attach({ netns: { pid: 4242 }, containerId: '4242', addresses: ['10.32.0.7/12', '10.32.0.7/12'] })
   assert.equal(r, { mac: '5e:00:00:00:00:07', addresses: ['10.32.0.7/12'], added: ['10.32.0.7/12'], created: true })
   const ns = 'nsenter --net=/proc/4242/ns/net -- '
+  const setup = run.calls.find((c) => c.startsWith(`${ns}sh -c 'ip' 'link' 'add'`))
+  assert.ok(setup, run.calls.join('\n'))
+  // One container-side script: the pair (host end straight into our namespace), then, in order,
+  // sysctls, the address once, the multicast drop and the accept above it.
+  const steps = setup!.slice(`${ns}sh -c `.length).split(' && ')
+  assert.equal(steps, [
+    "'ip' 'link' 'add' 'name' 'ethwe' 'mtu' '1376' 'type' 'veth' 'peer' 'name' 'vethwepl4242' 'mtu' '1376' 'netns' 'hostns'",
+    "'sysctl' '-q' '-e' '-w' 'net.ipv6.conf.ethwe.accept_ra=0' 'net.ipv4.neigh.ethwe.base_reachable_time=5' 'net.ipv4.neigh.ethwe.delay_first_probe_time=2' 'net.ipv4.neigh.ethwe.ucast_solicit=1'",
+    "'ip' 'addr' 'add' '10.32.0.7/12' 'dev' 'ethwe'",
+    "'iptables' '-w' '5' '-t' 'filter' '-A' 'INPUT' '-i' 'ethwe' '-d' '224.0.0.0/4' '-j' 'DROP'",
+    "'iptables' '-w' '5' '-t' 'filter' '-I' 'INPUT' '1' '-i' 'ethwe' '-s' '10.32.0.0/12' '-d' '224.0.0.0/4' '-j' 'ACCEPT'",
+  ])
   const want = [
-    `${ns}ip link add name ethwe mtu 1376 type veth peer name vethwepl4242 mtu 1376 netns hostns`,
-    'ip link set dev vethwepl4242 master weave',
-    'ip link set dev vethwepl4242 up',
-    `${ns}ip addr add 10.32.0.7/12 dev ethwe`,
-    `${ns}ip link set dev ethwe up`,
-    `${ns}ip route replace 224.0.0.0/4 dev ethwe scope link`,
+    setup!,
+    "sh -c 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'master' 'weave' && { 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'type' 'bridge_slave' 'hairpin' 'on' >/dev/null 2>&1 || true; } && 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'up'",
+    `${ns}sh -c { 'ethtool' '-K' 'ethwe' 'tx' 'off' >/dev/null 2>&1 || true; } && 'ip' 'link' 'set' 'dev' 'ethwe' 'up' && 'ip' 'route' 'replace' '224.0.0.0/4' 'dev' 'ethwe' 'scope' 'link' && 'ip' '-j' 'addr' 'show' 'dev' 'ethwe'`,
     `${ns}busybox arping -U -c 1 -w 1 -I ethwe -s 10.32.0.7 10.32.0.7`,
   ]
+  await new Promise((r) => setTimeout(r, 10)) // the ARP is sent without holding up the caller
   const idx = want.map((w) => run.calls.indexOf(w))
-  assert.ok(idx.every((i) => i >= 0), `missing: ${want.filter((_, i) => idx[i] < 0).join('; ')}`)
+  assert.ok(idx.every((i) => i >= 0), `missing: ${want.filter((_, i) => idx[i] < 0).join('; ')}\n${run.calls.join('\n')}`)
   assert.equal([...idx].sort((a, b) => a - b), idx, 'in this order')
-  assert.ok(run.calls.includes(`${ns}ethtool -K ethwe tx off`))
-  // Multicast isolation inside the container: drop on ethwe, accept from its own subnet above it.
-  assert.ok(run.calls.includes(`${ns}iptables -w 5 -t filter -A INPUT -i ethwe -d 224.0.0.0/4 -j DROP`))
-  assert.ok(run.calls.includes(`${ns}iptables -w 5 -t filter -I INPUT 1 -i ethwe -s 10.32.0.0/12 -d 224.0.0.0/4 -j ACCEPT`))
 })
 
 test('attach to an attached container only adds the missing address and re-enslaves a stray host end', async () => {
@@ -153,18 +161,16 @@ test('attach to an attached container only adds the missing address and re-ensla
 test('a failure after creating the pair removes it and reports the failing command', async () => {
   let made = false
   const run = fakeRunner([
-    [/addr show dev ethwe/, () => (made ? ETHWE([]) : NODEV)],
-    [/ip link add name ethwe/, () => { made = true; return '' }],
-    [/link show dev weave$/, bridgeJson(1376)],
-    [/link show dev vethwepl/, NODEV],
-    [/addr add/, { fail: 'RTNETLINK answers: Permission denied' }],
+    [/addr show dev ethwe/, NODEV],
+    [/^ip -j -d link show$/, linkList(BRIDGE_LINK)],
+    [/'ip' 'addr' 'add'/, { fail: 'RTNETLINK answers: Permission denied' }],
   ])
   try {
     await createNetHost({ run, arping: 'none' }).attach({ netns: { name: 'c' }, containerId: 'x1', addresses: ['10.32.0.9/12'] })
     assert.unreachable()
   } catch (e) {
     assert.instance(e, NetCommandError)
-    assert.match(String((e as Error).message), 'ip addr add 10.32.0.9/12 dev ethwe')
+    assert.match(String((e as Error).message), "'ip' 'addr' 'add' '10.32.0.9/12' 'dev' 'ethwe'")
     assert.match(String((e as Error).message), 'Permission denied')
   }
   assert.ok(run.calls.includes('nsenter --net=/var/run/netns/c -- ip link del dev ethwe'))
@@ -180,10 +186,10 @@ test('detach of a vanished container touches nothing; attach refuses a host end 
   assert.equal(mutating(run.calls), [])
   assert.not.ok(run.calls.some((c) => c.includes('link del')))
   // Same 7-character prefix as a live container: refuse rather than take its interface.
-  const run2 = fakeRunner([[/addr show dev ethwe/, NODEV], [/link show dev weave$/, bridgeJson(1376)], [/link show dev vethweplabcdefg$/, vethJson('vethweplabcdefg', 'weave')]])
+  const run2 = fakeRunner([[/addr show dev ethwe/, NODEV], [/^ip -j -d link show$/, linkList(BRIDGE_LINK, { ifname: 'vethweplabcdefg', address: 'aa:bb:cc:dd:ee:ff', mtu: 1376, flags: ['UP'], master: 'weave', linkinfo: { info_kind: 'veth' } })]])
   await createNetHost({ run: run2 }).attach({ netns: { name: 'c' }, containerId: 'abcdefg222', addresses: [] })
     .then(() => assert.unreachable(), (e) => assert.is(e.code, 'HOST_VETH_EXISTS'))
-  assert.not.ok(run2.calls.some((c) => c.includes('link del') || c.includes('link add')))
+  assert.not.ok(run2.calls.some((c) => c.includes('link del') || c.includes("'link' 'add'")))
 })
 
 test('hide keeps the subnet rules while another bridge address still exposes that subnet', async () => {
