@@ -19,6 +19,8 @@ import {
   type GossipMsg, type UnicastMsg, IpamGossipData, WIRE_VERSION, decodeGossip, decodeUnicast, encodeMsg,
 } from './messages'
 import { type IpamState, type StateStore, STATE_FORMAT } from './persistence'
+import { LeaseTable } from './leases'
+import { GroupCommit } from './commit'
 
 export type InitMode =
   | { kind: 'consensus'; clusterSize: number }
@@ -56,19 +58,12 @@ export class IpamError extends Error {
   }
 }
 
-interface Lease {
-  addr: number
-  prefix: number
-}
-
 type Op =
   | { kind: 'alloc'; id: string; subnet: Cidr; resolve: (c: Cidr) => void; reject: (e: Error) => void; deadline: number }
   | { kind: 'claim'; id: string; cidr: Cidr; resolve: () => void; reject: (e: Error) => void; deadline: number; sends: number; lastSent: number }
   | { kind: 'prime'; resolve: () => void; reject: (e: Error) => void; deadline: number }
 
 const MAX_CLAIM_SENDS = 5
-/** A journal this long is folded into a new snapshot. */
-const MAX_JOURNAL_RECORDS = 20_000
 
 export class Allocator implements Gossiper {
   readonly self: PeerName
@@ -79,13 +74,8 @@ export class Allocator implements Gossiper {
   ring: Ring
   readonly space = new Space()
   private paxos: Paxos | undefined
-  private readonly leases = new Map<string, Lease[]>()
-  private readonly leaseJson = new Map<string, string>()
-  /** Lease changes not yet written, as journal records. */
-  private journalOps: string[] = []
-  /** The head (state without leases) of the last snapshot; undefined forces a snapshot. */
-  private savedHead: string | undefined
-  private journalCount = 0
+  private readonly leases = new LeaseTable()
+  private readonly commit: GroupCommit
   /** Claimed addresses outside the universe: address -> holder. */
   private readonly outside = new Map<number, string>()
   private removedSelf = false
@@ -100,10 +90,6 @@ export class Allocator implements Gossiper {
   private stopped = false
   private readonly loggedOnce = new Set<string>()
   private handoffWaiter: { peer: PeerName; done: () => void } | undefined
-  // Persistence: group commit.
-  private dirty = false
-  private saving = false
-  private afterSave: Array<(err?: Error) => void> = []
   /** The state last written to disk: the only state we ever gossip. */
   private published: GossipMsg = { v: WIRE_VERSION }
   private readonly tickMs: number
@@ -125,6 +111,15 @@ export class Allocator implements Gossiper {
     this.spaceRequestRetryMs = config.spaceRequestRetryMs ?? 2000
     this.handoffTimeoutMs = config.handoffTimeoutMs ?? 5000
     this.partialGraceMs = Math.min(1000, this.reproposeMs / 2)
+    this.commit = new GroupCommit(deps.store, deps.logger, {
+      head: () => this.headText(),
+      snapshot: (head) => this.snapshotText(head),
+      takeOps: () => this.leases.takeOps(),
+      beginWrite: () => {
+        const gossipNow = this.snapshotGossip()
+        return () => { this.published = gossipNow }
+      },
+    })
     if (config.init.kind === 'consensus' && !(config.init.clusterSize >= 1)) throw new Error('consensus needs a cluster size >= 1')
   }
 
@@ -177,7 +172,7 @@ export class Allocator implements Gossiper {
     this.stopped = true
     this.stopTimer?.()
     for (const op of this.pending.splice(0)) op.reject(new IpamError(503, 'IPAM is shutting down'))
-    while (this.saving || this.dirty) await new Promise<void>((res) => this.afterSave.push(() => res()))
+    await this.commit.idle()
     await this.deps.store.close?.()
   }
 
@@ -210,31 +205,24 @@ export class Allocator implements Gossiper {
 
   /** Addresses of `id`, optionally only those inside `subnet`. */
   lookup(id: string, subnet?: Cidr): Cidr[] {
-    const list = this.leases.get(id) ?? []
+    const list = this.leases.get(id)
     const r = subnet && cidrRange(subnet)
     return list.filter((l) => !r || contains(r, l.addr)).map((l) => ({ ip: l.addr, prefix: l.prefix }))
   }
 
   /** Every ID with its addresses. */
   owned(): Array<{ containerid: string; addrs: string[] }> {
-    return [...this.leases].map(([id, ls]) => ({ containerid: id, addrs: ls.map((l) => formatCidr({ ip: l.addr, prefix: l.prefix })) }))
+    return [...this.leases.entries()].map(([id, ls]) => ({ containerid: id, addrs: ls.map((l) => formatCidr({ ip: l.addr, prefix: l.prefix })) }))
   }
 
   /** Release `addr` of `id`, or all of its addresses; false when there was nothing to release. Resolves once persisted. */
   async release(id: string, addr?: number): Promise<boolean> {
-    const list = this.leases.get(id)
-    if (!list) return false
-    const drop = addr === undefined ? list : list.filter((l) => l.addr === addr)
+    const drop = this.leases.remove(id, addr)
     if (drop.length === 0) return false
     for (const l of drop) {
       if (this.outside.get(l.addr) === id) this.outside.delete(l.addr)
       else if (this.space.holder(l.addr) === id) this.space.release(l.addr)
     }
-    const keep = list.filter((l) => !drop.includes(l))
-    if (keep.length) this.leases.set(id, keep)
-    else this.leases.delete(id)
-    for (const l of drop) this.journalOps.push(JSON.stringify(['-', id, formatCidr({ ip: l.addr, prefix: l.prefix })]))
-    this.leaseChanged(id)
     this.freeDirty = true
     await this.persisted()
     return true
@@ -266,7 +254,7 @@ export class Allocator implements Gossiper {
   async reset(): Promise<PeerName | undefined> {
     for (const op of this.pending.splice(0)) op.reject(new IpamError(503, 'cancelled by reset'))
     const mine = this.ring.ownedBy(this.self)
-    for (const id of [...this.leases.keys()]) await this.release(id)
+    for (const id of this.leases.ids()) await this.release(id)
     if (mine.length === 0) return undefined
     const heir = this.pickHeir()
     if (!heir) throw new IpamError(503, 'no reachable peer to hand our address ranges to')
@@ -495,7 +483,7 @@ export class Allocator implements Gossiper {
 
   private tryAlloc(op: Extract<Op, { kind: 'alloc' }>): boolean {
     const sub = cidrRange(op.subnet)
-    const have = (this.leases.get(op.id) ?? []).find((l) => contains(sub, l.addr))
+    const have = this.leases.get(op.id).find((l) => contains(sub, l.addr))
     if (have) {
       this.whenPersisted(() => op.resolve({ ip: have.addr, prefix: have.prefix }))
       return true
@@ -503,7 +491,7 @@ export class Allocator implements Gossiper {
     const within = intersect(hostRange(op.subnet), this.universe)!
     const addr = this.space.allocateLowest(within, op.id)
     if (addr !== undefined) {
-      this.pushLease(op.id, { addr, prefix: op.subnet.prefix })
+      this.leases.add(op.id, { addr, prefix: op.subnet.prefix })
       this.freeDirty = true
       this.spaceAsks.delete(rangeKey(within))
       this.whenPersisted((err) => (err ? op.reject(new IpamError(500, `could not persist lease: ${err.message}`)) : op.resolve({ ip: addr, prefix: op.subnet.prefix })))
@@ -527,7 +515,7 @@ export class Allocator implements Gossiper {
         return true
       }
       this.space.take(addr, op.id)
-      this.pushLease(op.id, { addr, prefix: op.cidr.prefix })
+      this.leases.add(op.id, { addr, prefix: op.cidr.prefix })
       this.freeDirty = true
       this.whenPersisted((err) => (err ? op.reject(new IpamError(500, `could not persist lease: ${err.message}`)) : op.resolve()))
       return true
@@ -553,7 +541,7 @@ export class Allocator implements Gossiper {
     }
     if (holder === undefined) {
       this.outside.set(addr, op.id)
-      this.pushLease(op.id, { addr, prefix: op.cidr.prefix })
+      this.leases.add(op.id, { addr, prefix: op.cidr.prefix })
     }
     this.whenPersisted(() => op.resolve())
     return true
@@ -688,25 +676,7 @@ export class Allocator implements Gossiper {
       if (prev !== undefined && prev !== id) throw new Error(`IPAM state in ${this.deps.store.where}: ${formatIp(c.ip)} leased to both ${prev} and ${id}`)
       this.space.restoreLease(c.ip, id)
     }
-    this.pushLease(id, { addr: c.ip, prefix: c.prefix }, true)
-  }
-
-  private pushLease(id: string, l: Lease, restoring = false): void {
-    const list = this.leases.get(id)
-    if (list) list.push(l)
-    else this.leases.set(id, [l])
-    if (!restoring) this.journalOps.push(JSON.stringify(['+', id, formatCidr({ ip: l.addr, prefix: l.prefix })]))
-    this.leaseChanged(id)
-  }
-
-  /**
-   * Keep each ID's JSON text ready: a save then joins strings instead of re-serialising every
-   * lease (with tens of thousands of leases, JSON.stringify of the whole table dominated a write).
-   */
-  private leaseChanged(id: string): void {
-    const list = this.leases.get(id)
-    if (!list) this.leaseJson.delete(id)
-    else this.leaseJson.set(id, `${JSON.stringify(id)}:${JSON.stringify(list.map((l) => formatCidr({ ip: l.addr, prefix: l.prefix })))}`)
+    this.leases.add(id, { addr: c.ip, prefix: c.prefix }, false)
   }
 
   // ---- internals: persistence and sending ----
@@ -726,7 +696,7 @@ export class Allocator implements Gossiper {
 
   /** The snapshot: IpamState as JSON, the lease table spliced in from cached pieces. */
   private snapshotText(head: string): string {
-    return `${head.slice(0, -1)},"leases":{${[...this.leaseJson.values()].join(',')}}}`
+    return `${head.slice(0, -1)},"leases":{${this.leases.jsonBody()}}}`
   }
 
   private snapshotGossip(): GossipMsg {
@@ -739,47 +709,12 @@ export class Allocator implements Gossiper {
 
   /** Resolves once the current state is on disk (rejects if the write failed). */
   private persisted(): Promise<void> {
-    return new Promise((resolve, reject) => this.whenPersisted((err) => (err ? reject(err) : resolve())))
+    return this.commit.durable()
   }
 
   /** Run `fn` once the current state is on disk; concurrent callers share one write. */
   private whenPersisted(fn: (err?: Error) => void): void {
-    this.dirty = true
-    this.afterSave.push(fn)
-    if (!this.saving) void this.saveLoop()
-  }
-
-  private async saveLoop(): Promise<void> {
-    this.saving = true
-    while (this.dirty) {
-      this.dirty = false
-      const waiting = this.afterSave.splice(0)
-      const gossipNow = this.snapshotGossip()
-      let err: Error | undefined
-      const head = this.headText()
-      const ops = this.journalOps.splice(0)
-      try {
-        // Lease changes alone go to the journal (a small append); anything else, or a long
-        // journal, makes a new snapshot (which also empties the journal).
-        if (head !== this.savedHead || this.journalCount + ops.length > MAX_JOURNAL_RECORDS) {
-          this.savedHead = undefined
-          await this.deps.store.save(this.snapshotText(head))
-          this.savedHead = head
-          this.journalCount = 0
-        } else if (ops.length > 0) {
-          await this.deps.store.append(ops)
-          this.journalCount += ops.length
-        }
-        this.published = gossipNow
-      } catch (e) {
-        err = e as Error
-        // What failed may be half-written: the next write is a full snapshot.
-        this.savedHead = undefined
-        this.log.error(`cannot save IPAM state to ${this.deps.store.where}: ${err.message}`)
-      }
-      for (const fn of waiting) fn(err)
-    }
-    this.saving = false
+    this.commit.whenDurable(fn)
   }
 
   private broadcast(): void {
