@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- sleeve-io [seconds]`: UDP throughput of the native batched path
- * (recvmmsg/sendmmsg) against Node's plain `dgram`, both measured in this run, one sender
+ * (recvmmsg/sendmmsg with UDP GSO/GRO, and the same without GSO/GRO) against Node's plain
+ * `dgram`, all measured in this run, one sender
  * process and one receiver process each, in two lab namespaces joined by a veth pair.
  * 1,400-byte datagrams; rates are what the receiver got (the sender overruns it in both cases).
  * Traffic stays between 198.18.x.1 and .2, addresses that exist only in namespaces made here.
@@ -15,7 +16,8 @@ import { openUdpSocket } from '../../router/native'
 const DATAGRAM_BYTES = 1400
 const PORT = 6783
 
-type Mode = 'native' | 'dgram'
+/** native: recvmmsg/sendmmsg with UDP GSO/GRO; native-nooffload: the same batches, no GSO/GRO. */
+type Mode = 'native' | 'native-nooffload' | 'dgram'
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
@@ -37,8 +39,8 @@ function receiver(mode: Mode, bind: string): void {
     last = t
   }
   let close: () => void
-  if (mode === 'native') {
-    const s = openUdpSocket(bind, PORT, { batch: 64 })
+  if (mode !== 'dgram') {
+    const s = openUdpSocket(bind, PORT, { batch: 64, offload: mode === 'native' })
     s.onReadable(() => {
       // a few batches per wake-up, then let the loop breathe
       for (let i = 0; i < 8; i++) { const n = s.recvBatch().length; count(n); if (!n) break }
@@ -63,8 +65,8 @@ async function sender(mode: Mode, bind: string, to: string, seconds: number): Pr
   const payload = Buffer.alloc(DATAGRAM_BYTES, 0x5a)
   const deadline = performance.now() + seconds * 1000
   let sent = 0
-  if (mode === 'native') {
-    const s = openUdpSocket(bind, 0, { batch: 64 })
+  if (mode !== 'dgram') {
+    const s = openUdpSocket(bind, 0, { batch: 64, offload: mode === 'native' })
     const batch = Array.from({ length: 64 }, () => ({ addr: to, port: PORT, data: payload }))
     while (performance.now() < deadline) {
       for (let i = 0; i < 32; i++) {
@@ -176,6 +178,7 @@ async function main(): Promise<void> {
   makeLab()
   try {
     const native = await measure('native', seconds)
+    const batchedOnly = await measure('native-nooffload', seconds)
     const plain = await measure('dgram', seconds)
     const gbps = (pps: number) => Number((pps * DATAGRAM_BYTES * 8 / 1e9).toFixed(3))
     console.log(JSON.stringify({
@@ -184,7 +187,9 @@ async function main(): Promise<void> {
       dgram_pps: Math.round(plain.pps),
       native_gbps: gbps(native.pps),
       dgram_gbps: gbps(plain.pps),
+      native_nooffload_pps: Math.round(batchedOnly.pps),
       ratio: Number((native.pps / plain.pps).toFixed(2)),
+      nooffload_ratio: Number((batchedOnly.pps / plain.pps).toFixed(2)),
       datagram_bytes: DATAGRAM_BYTES,
       seconds_each: seconds,
     }))
