@@ -13,6 +13,7 @@ import { loadOrCreatePeerName } from './peer-name'
 import { createNetHost } from './net'
 import { createContainerNet } from './container-net'
 import { wireProxy } from './proxy-wiring'
+import { wireOverlay } from './overlay-wiring'
 import type { GossipHost, PeerName } from './mesh'
 import { createIpam, IPAM_ROUTES, soloGossipHost } from '../ipam'
 
@@ -114,6 +115,14 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   })
 
   // ---- overlay ----
+  // Sleeve on vethwe-pcap ⇄ UDP meshHost:meshPort, following the mesh's connections (it needs
+  // `overlay.useMesh(mesh)` before start; without a mesh its status says so), plus the
+  // attach/detach/ps/expose/hide API.
+  const overlay = wireOverlay(config, { clock: deps.clock, logger: log.child('overlay'), net, containerNet, allocator: ipam.allocator, router })
+  status.addSection('overlay', { order: 15, lines: () => overlay.statusLines() })
+  status.addReport('Overlay', () => overlay.report())
+  starts.push(() => overlay.start())
+  stops.unshift(() => overlay.stop())
 
   // ---- proxy ----
   if (config.proxy) {

@@ -8,5 +8,8 @@ import { command as version } from './version'
 import { command as env, configCommand as config } from './env'
 import { command as rmpeer } from './rmpeer'
 import { command as prime } from './prime'
+import { attachCommand, detachCommand, psCommand, exposeCommand, hideCommand } from './attach'
+import { command as reset } from './reset'
 
-export const COMMANDS: readonly Command[] = [launch, stop, status, report, env, config, version, rmpeer, prime]
+export const COMMANDS: readonly Command[] = [launch, stop, status, report, env, config, version, rmpeer, prime,
+  attachCommand, detachCommand, psCommand, exposeCommand, hideCommand, reset]

@@ -1,0 +1,73 @@
+import { CliFailure, expectOk, positionalOnly, type Command, type CliContext } from '../context'
+
+/** `[ADDR...] TARGET`: the last argument is the target, the others its addresses. */
+function split(args: string[], name: string): { target: string; addresses: string[] } {
+  const pos = positionalOnly(args, name)
+  const target = pos.pop()
+  if (target === undefined) throw new CliFailure(`weave ${name} needs a container (name or id), a pid or a netns path`)
+  return { target, addresses: pos }
+}
+
+async function call(ctx: CliContext, path: string, body: unknown, what: string): Promise<Record<string, unknown>> {
+  const a = await ctx.api('POST', path, JSON.stringify(body))
+  return JSON.parse(expectOk(a, what)) as Record<string, unknown>
+}
+
+const ADDR_HELP =
+  'ADDR is net:default, net:CIDR (allocate in that subnet), ip:CIDR or a bare CIDR (exactly that address);\n' +
+  'none given means net:default. TARGET is a Docker container (name or id), a pid, a network namespace\n' +
+  'path, or the name of a namespace under /var/run/netns.\n'
+
+export const attachCommand: Command = {
+  name: 'attach',
+  summary: 'give a container or namespace weave addresses (ethwe)',
+  usage: 'Usage: weave attach [ADDR...] TARGET\n\n' + ADDR_HELP + 'Prints the addresses on ethwe.\n',
+  async run(args, ctx) {
+    const { target, addresses } = split(args, 'attach')
+    const r = await call(ctx, '/attach', { target, addresses }, `attach ${target}`)
+    ctx.out((r.addresses as string[]).map((a) => a.replace(/\/\d+$/, '')).join(' '))
+  },
+}
+
+export const detachCommand: Command = {
+  name: 'detach',
+  summary: 'take weave addresses (all by default) from a container or namespace',
+  usage: 'Usage: weave detach [ADDR...] TARGET\n\n' + ADDR_HELP + 'Prints the addresses removed; their leases are released.\n',
+  async run(args, ctx) {
+    const { target, addresses } = split(args, 'detach')
+    const r = await call(ctx, '/detach', { target, addresses }, `detach ${target}`)
+    ctx.out((r.removed as string[]).map((a) => a.replace(/\/\d+$/, '')).join(' '))
+  },
+}
+
+export const psCommand: Command = {
+  name: 'ps',
+  summary: 'list attached containers with MAC and addresses',
+  usage: 'Usage: weave ps\n\nOne line per attached container: ID MAC CIDR...; the host\'s own addresses as weave:expose.\n',
+  async run(args, ctx) {
+    if (positionalOnly(args, 'ps').length) throw new CliFailure('weave ps takes no arguments')
+    ctx.out(expectOk(await ctx.api('GET', '/ps'), 'ps'))
+  },
+}
+
+export const exposeCommand: Command = {
+  name: 'expose',
+  summary: 'give the host an address on the weave network (with masquerading)',
+  usage: 'Usage: weave expose [ADDR...]\n\nADDR as for weave attach; none given means net:default. Prints the addresses.\n',
+  async run(args, ctx) {
+    const addresses = positionalOnly(args, 'expose')
+    const r = await call(ctx, '/expose', { addresses }, 'expose')
+    ctx.out((r.addresses as string[]).map((a) => a.replace(/\/\d+$/, '')).join(' '))
+  },
+}
+
+export const hideCommand: Command = {
+  name: 'hide',
+  summary: 'take back addresses weave expose gave the host (all by default)',
+  usage: 'Usage: weave hide [CIDR...]\n\nRemoves the addresses and every rule expose added. Prints what was removed.\n',
+  async run(args, ctx) {
+    const addresses = positionalOnly(args, 'hide')
+    const r = await call(ctx, '/hide', { addresses }, 'hide')
+    ctx.out((r.removed as string[]).map((a) => a.replace(/\/\d+$/, '')).join(' '))
+  },
+}
