@@ -130,6 +130,7 @@ export class Sleeve {
     this.udp?.close()
     this.pkt = undefined
     this.udp = undefined
+    this.kernelMtu.clear()
   }
 
   /** Tells the sleeve where neighbour `id` is (replacing what it knew). */
@@ -158,7 +159,7 @@ export class Sleeve {
     let mtu = this.kernelMtu.get(id)
     if (mtu === undefined) {
       mtu = this.askKernelMtu(peer)
-      this.kernelMtu.set(id, mtu)
+      if (this.udp) this.kernelMtu.set(id, mtu) // before start() it is only a guess: ask again later
     }
     return mtu
   }
