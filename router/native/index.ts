@@ -5,6 +5,12 @@
  *
  * Received data are views into one receive buffer per socket, reused by the next read:
  * a caller that keeps bytes past the next `readBatch`/`recvBatch` copies them.
+ * UDP sockets use GSO/GRO where the kernel has them (equal-sized runs to one destination leave
+ * as one message; received coalesced messages are split back into datagrams), invisibly to
+ * callers. `nativeAead()` offers in-place ChaCha20-Poly1305 through the system's libsodium.
+ *
+ * Requirements at run time: Linux, root or CAP_NET_RAW for packet sockets, CAP_SYS_ADMIN for
+ * the `netns` option; libsodium23 only for nativeAead (else callers use libsodium-wrappers).
  *
  * Loading is lazy (importing this file does no I/O); `nativeStatus()` tells a data-plane
  * factory whether it can work here and, if not, why.

@@ -12,8 +12,10 @@
  *  - nothing to join or synchronise on close: stop polling, close the fd, done.
  *
  * Buffers: the caller owns them. Receives fill one caller-provided Buffer split into fixed
- * slots (slot i at i * slotSize) plus typed arrays of lengths/addresses, so a batch allocates
- * nothing. Sends take an array of Buffers and point iovecs straight at their memory (no copy).
+ * slots (slot i at i * slotSize) plus typed arrays of offsets/lengths/addresses, so a batch
+ * allocates nothing. Sends take an array of Buffers and point iovecs straight at their memory
+ * (no copy). UDP GSO/GRO (see udp_open) multiply what one system call moves.
+ * The AEAD for sleeve encryption lives in aead.c.
  *
  * Everything below is called on the JS thread only.
  */
