@@ -21,6 +21,7 @@ import {
 import { type IpamState, type StateStore, STATE_FORMAT } from './persistence'
 import { LeaseTable } from './leases'
 import { GroupCommit } from './commit'
+import { RemovalLocks } from './removal'
 
 export type InitMode =
   | { kind: 'consensus'; clusterSize: number }
@@ -41,6 +42,8 @@ export interface AllocatorConfig {
   spaceRequestRetryMs?: number
   /** Reset waits this long for the heir to confirm the hand-off. */
   handoffTimeoutMs?: number
+  /** rmpeer waits this long for votes. */
+  voteTimeoutMs?: number
 }
 
 export interface AllocatorDeps {
@@ -90,6 +93,9 @@ export class Allocator implements Gossiper {
   private stopped = false
   private readonly loggedOnce = new Set<string>()
   private handoffWaiter: { peer: PeerName; done: () => void } | undefined
+  private readonly removals: RemovalLocks
+  private readonly voteWaiters = new Map<PeerName, (from: PeerName, ok: boolean, reason?: string) => void>()
+  private readonly voteTimeoutMs: number
   /** The state last written to disk: the only state we ever gossip. */
   private published: GossipMsg = { v: WIRE_VERSION }
   private readonly tickMs: number
@@ -111,6 +117,8 @@ export class Allocator implements Gossiper {
     this.spaceRequestRetryMs = config.spaceRequestRetryMs ?? 2000
     this.handoffTimeoutMs = config.handoffTimeoutMs ?? 5000
     this.partialGraceMs = Math.min(1000, this.reproposeMs / 2)
+    this.voteTimeoutMs = config.voteTimeoutMs ?? 3000
+    this.removals = new RemovalLocks(deps.clock)
     this.commit = new GroupCommit(deps.store, deps.logger, {
       head: () => this.headText(),
       snapshot: (head) => this.snapshotText(head),
@@ -230,12 +238,19 @@ export class Allocator implements Gossiper {
 
   /**
    * rmpeer: take over every range of `peerOrNick` (a dead peer) and tombstone it, so it can never
-   * win those ranges back. Refused for ourselves and for a peer that is reachable now.
+   * win those ranges back (reference (b) 1). Refused for ourselves and for a peer reachable now.
+   * A majority of the peers owning space (the dead one and `also` -- other dead peers being
+   * removed in the same command -- left out) must agree, and each grants only one taker per dead
+   * peer, so two peers cannot both take the same ranges over.
    */
-  async removePeer(peerOrNick: string): Promise<{ peer: PeerName; addresses: number }> {
+  async removePeer(peerOrNick: string, also: string[] = []): Promise<{ peer: PeerName; addresses: number }> {
     const peer = this.resolvePeer(peerOrNick)
-    if (peer === this.self) throw new IpamError(400, 'cannot rmpeer ourselves; use weave reset')
-    if (this.view.isReachable(peer)) throw new IpamError(409, `peer ${peer} is reachable; stop it (or weave reset it) before rmpeer`)
+    const others = also.map((p) => this.resolvePeer(p))
+    for (const p of [peer, ...others]) {
+      if (p === this.self) throw new IpamError(400, 'cannot rmpeer ourselves; use weave reset')
+      if (this.view.isReachable(p)) throw new IpamError(409, `peer ${this.describe(p)} is reachable; stop it (or weave reset it) before rmpeer`)
+    }
+    if (!this.ring.isEmpty() && this.ring.shares().has(peer)) await this.agreeOnRemoval(peer, others)
     const addresses = this.ring.isEmpty() ? 0 : this.ring.transfer(peer, this.self)
     this.space.setOwned(this.ring.ownedBy(this.self))
     this.ring.reportFree(this.self, (r) => this.space.freeIn(r))
@@ -244,6 +259,52 @@ export class Allocator implements Gossiper {
     this.broadcast()
     this.retryPending()
     return { peer, addresses }
+  }
+
+  /** Collect a majority of votes for us taking over `peer`; throws when there is none. */
+  private async agreeOnRemoval(peer: PeerName, alsoDead: PeerName[]): Promise<void> {
+    const electorate = new Set([...this.ring.shares().keys()].filter((p) => p !== peer && !alsoDead.includes(p) && !this.ring.removed.has(p)))
+    electorate.add(this.self)
+    const need = Math.floor(electorate.size / 2) + 1
+    if (!this.removals.tryGrant(peer, this.self)) {
+      throw new IpamError(409, `rmpeer ${peer}: ${this.removals.holder(peer)} is already removing it`)
+    }
+    const askable = [...electorate].filter((p) => p !== this.self && this.view.isReachable(p))
+    let yes = 1
+    const refusals: string[] = []
+    if (yes < need && askable.length > 0) {
+      await new Promise<void>((resolve) => {
+        let answered = 0
+        const finish = () => {
+          cancel()
+          this.voteWaiters.delete(peer)
+          resolve()
+        }
+        const cancel = this.deps.clock.setTimer(this.voteTimeoutMs, finish)
+        this.voteWaiters.set(peer, (from, ok, reason) => {
+          if (!askable.includes(from)) return
+          answered++
+          if (ok) yes++
+          else refusals.push(`${this.describe(from)}: ${reason ?? 'refused'}`)
+          if (yes >= need || answered === askable.length) finish()
+        })
+        for (const p of askable) this.unicast(p, { v: WIRE_VERSION, t: 'rmpeer-ask', peer })
+      })
+    }
+    if (yes < need) {
+      this.removals.release(peer, this.self)
+      throw new IpamError(409, `rmpeer ${peer}: ${yes} of ${electorate.size} peers owning space agreed, ${need} needed` +
+        (refusals.length ? ` (${refusals.join('; ')})` : ' (the others did not answer); name every dead peer in one rmpeer command'))
+    }
+  }
+
+  private handleRemovalAsk(src: PeerName, peer: PeerName): void {
+    let reason: string | undefined
+    if (peer === this.self) reason = 'that is me, and I am running'
+    else if (this.view.isReachable(peer)) reason = `${peer} is reachable from here`
+    else if (this.ring.removed.has(peer)) reason = `${peer} was already removed`
+    else if (!this.removals.tryGrant(peer, src)) reason = `${this.removals.holder(peer)} is already removing ${peer}`
+    this.unicast(src, { v: WIRE_VERSION, t: 'rmpeer-vote', peer, ok: reason === undefined, ...(reason ? { reason } : {}) })
   }
 
   /**
@@ -330,6 +391,10 @@ export class Allocator implements Gossiper {
       case 'handoff-ack':
         if (this.handoffWaiter?.peer === src) this.handoffWaiter.done()
         return
+      case 'rmpeer-ask':
+        return this.handleRemovalAsk(src, m.peer as PeerName)
+      case 'rmpeer-vote':
+        return this.voteWaiters.get(m.peer as PeerName)?.(src, m.ok, m.reason)
     }
   }
 

@@ -11,7 +11,8 @@
  *   DELETE /ip/{id}/{ip}             release one -> 204, else 400
  *   GET    /ip                       JSON {owned: [{containerid, addrs}]}
  *   GET    /ring                     wait for the ring (weave prime) -> 200 `ready`
- *   DELETE /peer/{name|nick}         rmpeer -> `N IPs taken over from X`
+ *   DELETE /peer/{name|nick}         rmpeer -> `N IPs taken over from X` (`?also=P,Q`: other dead
+ *                                    peers removed in the same command, left out of the vote)
  *   DELETE /peer                     reset: hand our ranges to a live peer, confirmed
  *   GET    /ipinfo/defaultsubnet     the default subnet
  * `?check-alive=true` is accepted; liveness of the container is the proxy's business here.
@@ -68,7 +69,8 @@ async function route(a: Allocator, req: IpamRequest): Promise<IpamResponse> {
       const heir = await a.reset()
       return ok(heir ? `address ranges handed over to ${a.describe(heir)}` : 'no address ranges to hand over')
     }
-    const r = await a.removePeer(rest.join('/'))
+    const also = (req.query.get('also') ?? '').split(',').filter(Boolean)
+    const r = await a.removePeer(rest.join('/'), also)
     return ok(`${r.addresses} IPs taken over from ${a.describe(r.peer)}`)
   }
   if (top !== 'ip') return bad(404, `no such IPAM path: ${req.path}`)

@@ -9,6 +9,8 @@
  *   'ring'     our ring, after a donation or in answer to `want`
  *   'handoff'  reset: our ranges are now yours (ring attached), please confirm
  *   'handoff-ack'
+ *   'rmpeer-ask'   may I take over dead peer `peer`? (each peer grants one asker per dead peer)
+ *   'rmpeer-vote'  the answer, `ok` with a `reason` when not
  */
 import type { GossipData } from '../router/mesh'
 import type { RingWire } from './ring'
@@ -29,6 +31,8 @@ export type UnicastMsg =
   | { v: number; t: 'ring'; ring: RingWire }
   | { v: number; t: 'handoff'; ring: RingWire }
   | { v: number; t: 'handoff-ack' }
+  | { v: number; t: 'rmpeer-ask'; peer: string }
+  | { v: number; t: 'rmpeer-vote'; peer: string; ok: boolean; reason?: string }
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -78,6 +82,12 @@ export function decodeUnicast(bytes: Uint8Array): Decoded<UnicastMsg> {
       if (!m.ring) return { ok: false, reason: 'no-ring' }
       return { ok: true, msg: m as unknown as UnicastMsg }
     case 'handoff-ack':
+      return { ok: true, msg: m as unknown as UnicastMsg }
+    case 'rmpeer-ask':
+      if (typeof m.peer !== 'string') return { ok: false, reason: 'bad-peer' }
+      return { ok: true, msg: m as unknown as UnicastMsg }
+    case 'rmpeer-vote':
+      if (typeof m.peer !== 'string' || typeof m.ok !== 'boolean') return { ok: false, reason: 'bad-vote' }
       return { ok: true, msg: m as unknown as UnicastMsg }
     default:
       return { ok: false, reason: `unknown-type ${String(m.t)}` }

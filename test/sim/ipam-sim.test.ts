@@ -182,6 +182,49 @@ test('rmpeer takes over a stopped peer; the removed peer that comes back is told
   assert.ok(again.error)
 })
 
+test('two peers running rmpeer of the same dead peer at once: at most one takes it over', async () => {
+  const bus = new SimBus(43)
+  const names = [1, 2, 3, 4].map(simPeerName)
+  const seeds = `seed=${names.join(',')}`
+  const [a, b, c] = await Promise.all([1, 2, 3, 4].map((i) => makeNode(bus, i, seeds)))
+  bus.stopPeer(names[3])
+  const ra = track(a.ipam.allocator.removePeer(names[3]))
+  const rb = track(b.ipam.allocator.removePeer(names[3]))
+  await bus.until(() => ra.done && rb.done, 10_000)
+  const winners = [ra, rb].filter((r) => !r.error)
+  assert.ok(winners.length <= 1, 'both took the dead peer over')
+  for (const r of [ra, rb]) if (r.error) assert.match(r.error.message, /already removing|agreed/)
+  // Retried alone, it goes through, and everyone ends up with one owner for the dead peer's space.
+  if (winners.length === 0) {
+    const again = track(a.ipam.allocator.removePeer(names[3]))
+    await bus.until(() => again.done, 10_000)
+    assert.not.ok(again.error, again.error?.message)
+  }
+  await bus.run(3000)
+  const heirs = new Set([a, b, c].map((n) => n.ipam.allocator.ring.owner(0xffffffff & (n.ipam.allocator.ring.end - 1))))
+  assert.is(heirs.size, 1)
+  assert.not.ok(heirs.has(names[3]))
+})
+
+test('rmpeer with two of three peers dead needs them named together', async () => {
+  const bus = new SimBus(47)
+  const names = [1, 2, 3].map(simPeerName)
+  const seeds = `seed=${names.join(',')}`
+  const [a] = await Promise.all([1, 2, 3].map((i) => makeNode(bus, i, seeds)))
+  bus.stopPeer(names[1])
+  bus.stopPeer(names[2])
+  const alone = track(a.ipam.allocator.removePeer(names[1]))
+  await bus.until(() => alone.done, 10_000)
+  assert.ok(alone.error && /1 of 2 peers owning space agreed, 2 needed/.test(alone.error.message), alone.error?.message)
+  const both = track(a.ipam.allocator.removePeer(names[1], [names[2]]))
+  await bus.until(() => both.done, 10_000)
+  assert.not.ok(both.error, both.error?.message)
+  const third = track(a.ipam.allocator.removePeer(names[2]))
+  await bus.until(() => third.done, 10_000)
+  assert.not.ok(third.error, third.error?.message)
+  assert.is(a.ipam.allocator.ring.shares().get(names[0]), 2 ** 20)
+})
+
 test('reset hands our ranges to a live peer and confirms', async () => {
   const bus = new SimBus(23)
   const seeds = `seed=${simPeerName(1)},${simPeerName(2)}`
