@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and benchmarks use, only when some are missing.
-# Without root it only says what is missing (the lab tests then skip and say why).
+# Installs the Debian packages weave-ts needs, only when some are missing.
+#   system-packages.sh runtime   what `npm install` needs to build and `weave launch` to run
+#   system-packages.sh           that plus what the tests and benchmarks use (`npm test`)
+# Without root it only says what is missing (the build then says what failed; lab tests skip).
 set -euo pipefail
-packages=(
-  iproute2 iptables nftables util-linux procps psmisc   # namespaces, links, firewall, nsenter
+runtime=(
+  gcc libc6-dev                                        # the native module and static weavewait
+  iproute2 iptables ethtool kmod                       # the weave bridge, veths, firewall rules
+  libsodium23                                          # native ChaCha20-Poly1305 for sleeve encryption
+)
+tests=(
+  nftables util-linux procps psmisc                    # namespaces, faults, nsenter, process checks
   docker.io containerd                                 # a real dockerd per lab host
   openvswitch-switch                                   # ovsdb-server + ovs-vswitchd per lab host
   iperf3 tcpdump busybox-static                        # benchmarks, captures, the test image
-  gcc make python3                                     # the native module and weavewait
+  make python3
 )
+packages=("${runtime[@]}")
+[ "${1:-all}" = runtime ] || packages+=("${tests[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" != 0 ]; then
-  echo "system-packages: missing ${missing[*]} (run as root to install them)" >&2
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "system-packages: missing ${missing[*]} (as root on Debian this script installs them)" >&2
   exit 0
 fi
 echo "system-packages: installing ${missing[*]}" >&2
