@@ -1,0 +1,148 @@
+/**
+ * `npm run bench -- datapath [seconds]`: container-to-container throughput between two lab hosts
+ * (iperf3, one stream, default 5 s each), all in this run:
+ *   - the baseline: a kernel vxlan device between the two hosts (no OVS anywhere);
+ *   - sleeve: two real daemons, iperf3 between namespaces attached with `weave attach`;
+ *   - sleeve encrypted: the same daemons relaunched with --password;
+ *   - the routers' CPU: utime+stime (/proc/PID/stat) of both weaver processes over the plain
+ *     sleeve run, divided by the Gbit carried.
+ * Everything runs in lab namespaces (underlay 192.168.250.0/24, overlay 10.32.0.0/12).
+ *
+ * Last line: {"bench":"datapath","kernel_vxlan_gbps":…,"sleeve_gbps":…,"sleeve_encrypted_gbps":…,
+ *             "sleeve_ratio":…,"sleeve_encrypted_ratio":…,"router_cpu_s_per_gbit":…}
+ */
+import { execFile, execFileSync, spawn } from 'node:child_process'
+import * as fs from 'node:fs'
+import { promisify } from 'node:util'
+import { withLab, labUnavailableReason, measureKernelVxlan, waitFor, delay, type Lab, type LabHost } from '../lab'
+
+const run = promisify(execFile)
+const SECONDS = Number(process.argv[2] ?? 5)
+const CLK_TCK = 100 // USER_HZ on Linux
+const madeNs: string[] = []
+
+async function addNs(name: string): Promise<string> {
+  await run('ip', ['netns', 'add', name])
+  madeNs.push(name)
+  await run('ip', ['-n', name, 'link', 'set', 'lo', 'up'])
+  return name
+}
+
+async function launch(lab: Lab, extra: string[]): Promise<void> {
+  const [h1, h2] = lab.hosts
+  const base = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-init', 'consensus=2', ...extra]
+  for (const [h, peers] of [[h1, []], [h2, [h1.underlayIp]]] as Array<[LabHost, string[]]>) {
+    const r = await h.launchWeave([...base, ...peers])
+    if (r.code !== 0) throw new Error(`${h.name}: launch failed: ${r.stderr}\n${h.weaverLog()}`)
+    if ((await h.api('/status')).text.includes('no mesh in this daemon')) throw new Error('the daemon has no mesh wired: sleeve cannot run')
+  }
+  await waitFor('sleeve established', async () => {
+    for (const h of lab.hosts) if (!/ established sleeve/.test((await h.api('/status/overlay')).text)) return false
+    return true
+  }, 30_000, 250)
+}
+
+async function attach(h: LabHost, ns: string): Promise<string> {
+  const r = await h.weave(['attach', ns], { allowFail: true })
+  if (r.code !== 0) throw new Error(`${h.name}: weave attach ${ns}: ${r.stderr}`)
+  return r.stdout.trim().split(/\s+/)[0]
+}
+
+/** iperf3 client in `clientNs` → server in `serverNs` at `ip`; Gbit/s received. */
+async function iperfNs(serverNs: string, clientNs: string, ip: string): Promise<number> {
+  const srv = spawn('ip', ['netns', 'exec', serverNs, 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' })
+  try {
+    await waitFor('iperf3 server', async () => {
+      const r = await run('ip', ['netns', 'exec', serverNs, 'ss', '-Hltn', 'sport = :5201'])
+      return r.stdout.trim().length > 0
+    }, 10_000, 50)
+    const r = await run('ip', ['netns', 'exec', clientNs, 'iperf3', '-c', ip, '-p', '5201', '-t', String(SECONDS), '-J'],
+      { timeout: (SECONDS + 30) * 1000, maxBuffer: 1 << 24 })
+    const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number } }; error?: string }
+    if (!j.end?.sum_received) throw new Error(`iperf3: ${j.error ?? 'no result'}`)
+    return j.end.sum_received.bits_per_second / 1e9
+  } finally {
+    srv.kill('SIGKILL')
+    await delay(50)
+  }
+}
+
+async function weaverPid(h: LabHost): Promise<number> {
+  const rep = (await h.api('/report')).body as { Daemon?: { Pid?: number } }
+  if (!rep.Daemon?.Pid) throw new Error(`${h.name}: no Daemon.Pid in the report`)
+  return rep.Daemon.Pid
+}
+
+/** utime + stime of `pid` in seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK // fields 14, 15 of stat, counted after "pid (comm) "
+}
+
+async function sleeveRun(lab: Lab, extra: string[], n1: string, n2: string): Promise<{ gbps: number; cpuS: number }> {
+  const [h1, h2] = lab.hosts
+  await launch(lab, extra)
+  try {
+    const ip1 = await attach(h1, n1)
+    await attach(h2, n2)
+    const pids = [await weaverPid(h1), await weaverPid(h2)]
+    // warm-up: ARP and MAC learning before the measurement
+    await run('ip', ['netns', 'exec', n2, 'busybox', 'ping', '-c', '2', '-W', '2', ip1]).catch(() => undefined)
+    const before = pids.map(cpuSeconds)
+    const gbps = await iperfNs(n1, n2, ip1)
+    const cpuS = pids.map(cpuSeconds).reduce((s, v, i) => s + v - before[i], 0)
+    for (const h of lab.hosts) {
+      const rep = (await h.api('/report')).body as { Overlay?: { Sleeve?: Record<string, unknown> } }
+      console.log(`  ${h.name} sleeve: ${JSON.stringify(rep.Overlay?.Sleeve ?? {})}`)
+    }
+    return { gbps, cpuS }
+  } finally {
+    for (const h of lab.hosts) await h.weave(['stop'], { allowFail: true })
+  }
+}
+
+async function main(): Promise<void> {
+  const reason = labUnavailableReason()
+  if (reason) {
+    console.log(`datapath bench needs the lab: ${reason}`)
+    console.log(JSON.stringify({ bench: 'datapath', skipped: reason }))
+    return
+  }
+  let out: Record<string, unknown> = {}
+  await withLab({ hosts: 2 }, async (lab) => {
+    const [h1, h2] = lab.hosts
+    try {
+      const kernel = await measureKernelVxlan(h1, h2, { seconds: SECONDS })
+      console.log(`kernel vxlan: ${kernel.toFixed(2)} Gbit/s`)
+      const n1 = await addNs(`${h1.ns}-b1`)
+      const n2 = await addNs(`${h2.ns}-b2`)
+      const plain = await sleeveRun(lab, [], n1, n2)
+      console.log(`sleeve: ${plain.gbps.toFixed(2)} Gbit/s, routers ${plain.cpuS.toFixed(2)} CPU s over ${SECONDS} s`)
+      const enc = await sleeveRun(lab, ['--password', 'datapath-bench-secret'], n1, n2)
+      console.log(`sleeve encrypted: ${enc.gbps.toFixed(2)} Gbit/s, routers ${enc.cpuS.toFixed(2)} CPU s`)
+      const r3 = (v: number) => Math.round(v * 1000) / 1000
+      out = {
+        bench: 'datapath',
+        kernel_vxlan_gbps: r3(kernel),
+        sleeve_gbps: r3(plain.gbps),
+        sleeve_encrypted_gbps: r3(enc.gbps),
+        sleeve_ratio: r3(plain.gbps / kernel),
+        sleeve_encrypted_ratio: r3(enc.gbps / kernel),
+        router_cpu_s_per_gbit: r3(plain.cpuS / (plain.gbps * SECONDS)),
+        router_cpu_s_per_gbit_encrypted: r3(enc.cpuS / (enc.gbps * SECONDS)),
+        seconds: SECONDS,
+      }
+    } finally {
+      for (const h of lab.hosts) await h.weave(['reset'], { allowFail: true })
+      for (const n of madeNs.splice(0)) await run('ip', ['netns', 'del', n]).catch(() => undefined)
+    }
+  })
+  console.log(JSON.stringify(out))
+}
+
+main().catch((err) => {
+  for (const n of madeNs) { try { execFileSync('ip', ['netns', 'del', n]) } catch { /* best effort */ } }
+  console.error(err)
+  process.exit(1)
+})
