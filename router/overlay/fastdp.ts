@@ -1,0 +1,277 @@
+/**
+ * The fastdp driver: the OVS bridge `datapath` (made or adopted through OVSDB) and its OpenFlow
+ * table, kept equal to the wanted state (peers with their underlay IPs and MACs, local MACs,
+ * routes) by incremental, atomic changes. MACs come from the caller (`setPeer`, `learnLocal`);
+ * with `learn: true` the datapath additionally learns remote MACs from tunnel frames itself.
+ *
+ * ```ts
+ * const fdp = createFastdp({ ovsdbTarget: 'unix:/run/openvswitch/db.sock', datapathType: 'netdev', self: 1 }, { clock })
+ * try { await fdp.start() } catch (e) { if (e instanceof FastdpUnavailableError) status = e.message }  // "no OVS datapath on this host: …"
+ * await fdp.setPeer(2, { ip: '192.168.250.2', macs: ['aa:…'] })
+ * await fdp.learnLocal('ce:…')
+ * await fdp.stop({ removeBridge: true })
+ * ```
+ */
+import * as path from 'node:path'
+import type { Clock, Logger } from '../deps'
+import { nullLogger } from '../deps'
+import {
+  connectOvsdb, datapathInfo, datapathProblems, ensureDatapath, removeDatapath, waitApplied,
+  type DatapathInfo, type OvsdbClient,
+} from '../ovsdb'
+import {
+  checkShortId, computeFlows, diffFlows, isEmptyChange, normalizeMac, VXLAN_OVERHEAD_BYTES,
+  type Flow, type FlowPeer, type FlowPorts, type FlowState,
+} from './fastdp-flows'
+import { DEFAULT_OVS_RUNDIR, createOfctlProgrammer, type FlowProgrammer, type FlowStat, type OfctlOptions } from './ofctl'
+
+export interface FastdpConfig {
+  /** OVSDB address, `unix:PATH` (or `tcp:IP:PORT`). */
+  ovsdbTarget: string
+  /** Default `datapath`. */
+  bridge?: string
+  datapathType: 'system' | 'netdev'
+  /** Our short ID (12 bits). */
+  self: number
+  /** Our underlay address, used as the outer source of relayed frames. */
+  selfIp?: string
+  /** The weave bridge's MTU; only checked and reported (inner frames need VXLAN_OVERHEAD_BYTES more on the path). */
+  mtu?: number
+  /** vxlan UDP port; default 6784 (port `vxlan-6784`). */
+  udpPort?: number
+  /** The weave bridge's end on the datapath; default `vethwe-datapath`. */
+  datapathPort?: string
+  /**
+   * An internal port made on the bridge for the router (frames for sleeve-only peers and flooded
+   * copies for them leave through it; what the router injects there goes to the weave bridge).
+   * None: such frames are dropped.
+   */
+  routerPort?: string
+  /** Where ovs-vswitchd keeps `BRIDGE.mgmt`; default: the OVSDB socket's directory, else /var/run/openvswitch. */
+  ovsRundir?: string
+  /** Learn remote MACs from tunnel frames in the datapath (see FlowState.learn). Default false. */
+  learn?: boolean
+  /** How long start() waits for ovs-vswitchd to attach the ports. Default 10 s. */
+  attachTimeoutMs?: number
+}
+
+export interface FastdpDeps {
+  clock: Clock
+  logger?: Logger
+  /** Default: connectOvsdb. */
+  connect?: (target: string) => Promise<OvsdbClient>
+  /** Default: ovs-ofctl bundles (createOfctlProgrammer). */
+  programmer?: (opts: OfctlOptions) => FlowProgrammer
+}
+
+export interface FastdpPeerInfo {
+  /** Underlay IPv4 address. */
+  ip?: string
+  /** MACs behind this peer (replaces the previous list). */
+  macs?: readonly string[]
+  /** `sleeve`: reached through the router port only. Default `fastdp`. */
+  via?: 'fastdp' | 'sleeve'
+}
+
+export interface FastdpInfo {
+  bridge: string
+  datapathType: string
+  ports: FlowPorts
+  /** Flows we installed. */
+  flows: number
+  peers: number
+  localMacs: number
+  mtu?: number
+}
+
+export interface Fastdp {
+  /** Make/adopt the bridge, wait for its ports, install the base flows. Rejects with FastdpUnavailableError. */
+  start(): Promise<FastdpInfo>
+  setPeer(shortId: number, info: FastdpPeerInfo): Promise<void>
+  removePeer(shortId: number): Promise<void>
+  learnLocal(mac: string): Promise<void>
+  forgetLocal(mac: string): Promise<void>
+  /** Next hop per destination short ID (undefined = unreachable); none = every peer direct. */
+  setRoutes(nextHop: ((dst: number) => number | undefined) | undefined): Promise<void>
+  /** Recompute and push (e.g. after the routes function's answers changed). */
+  refresh(): Promise<void>
+  /** The table as we installed it. */
+  installed(): Flow[]
+  /** The switch's flows with counters. */
+  stats(): Promise<FlowStat[]>
+  info(): FastdpInfo | undefined
+  /** Remove our flows; with removeBridge the OVS bridge (and its ports) too. */
+  stop(opts?: { removeBridge?: boolean }): Promise<void>
+}
+
+/** Why fastdp cannot run on this host; the message is what `weave status` shows. */
+export class FastdpUnavailableError extends Error {
+  readonly code = 'FASTDP_UNAVAILABLE'
+  constructor(readonly reason: string) {
+    super(`no OVS datapath on this host: ${reason}`)
+  }
+}
+
+/** OVS keeps its runtime files next to the database socket (`unix:/run/openvswitch/db.sock`). */
+export function rundirFor(ovsdbTarget: string): string {
+  return ovsdbTarget.startsWith('unix:') ? path.dirname(ovsdbTarget.slice('unix:'.length)) : DEFAULT_OVS_RUNDIR
+}
+
+export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
+  checkShortId(cfg.self)
+  const bridge = cfg.bridge ?? 'datapath'
+  const udpPort = cfg.udpPort ?? 6784
+  const vxlanName = `vxlan-${udpPort}`
+  const dpPort = cfg.datapathPort ?? 'vethwe-datapath'
+  const log = (deps.logger ?? nullLogger).child('fastdp')
+  const connect = deps.connect ?? ((t: string) => connectOvsdb(t))
+  const prog = (deps.programmer ?? createOfctlProgrammer)({ bridge, rundir: cfg.ovsRundir ?? rundirFor(cfg.ovsdbTarget) })
+  if (cfg.mtu !== undefined && (!Number.isInteger(cfg.mtu) || cfg.mtu < 576 || cfg.mtu > 65535 - VXLAN_OVERHEAD_BYTES)) throw new RangeError(`bad MTU ${cfg.mtu}`)
+
+  const peers = new Map<number, FlowPeer>()
+  const localMacs = new Set<string>()
+  let nextHop: ((dst: number) => number | undefined) | undefined
+  let ports: FlowPorts | undefined
+  let dpInfo: DatapathInfo | undefined
+  let db: OvsdbClient | undefined
+  let installed: Flow[] | undefined
+  let chain: Promise<unknown> = Promise.resolve()
+  let stopped = false
+
+  const state = (): FlowState => ({
+    self: cfg.self, selfIp: cfg.selfIp, ports: ports!, peers: [...peers.values()], localMacs: [...localMacs],
+    nextHop, learn: cfg.learn,
+  })
+
+  /** Bring the switch to the current state; one at a time, each a single atomic bundle. */
+  const sync = (): Promise<void> => {
+    const p = chain.then(async () => {
+      if (!ports || stopped) return
+      const want = computeFlows(state())
+      if (!installed) {
+        await prog.replaceAll(want)
+        installed = want
+        return
+      }
+      const change = diffFlows(installed, want)
+      if (isEmptyChange(change)) return
+      await prog.apply(change) // a bundle: on failure nothing changed and `installed` still holds
+      installed = want
+      log.debug(`flows: +${change.add.length} ~${change.modify.length} -${change.delete.length}`)
+    })
+    chain = p.catch(() => undefined)
+    return p
+  }
+
+  const sleep = (ms: number) => new Promise<void>((res) => { deps.clock.setTimer(ms, res) })
+
+  async function findPorts(client: OvsdbClient): Promise<FlowPorts> {
+    const deadline = deps.clock.now() + (cfg.attachTimeoutMs ?? 10_000)
+    for (;;) {
+      dpInfo = await datapathInfo(client, bridge)
+      if (!dpInfo) throw new FastdpUnavailableError(`bridge ${bridge} vanished while starting`)
+      const of = (name: string) => dpInfo!.ports.find((p) => p.name === name)?.ofport
+      const problems = datapathProblems(dpInfo)
+      const b = of(dpPort), v = of(vxlanName), r = cfg.routerPort === undefined ? undefined : of(cfg.routerPort)
+      const ok = (n: number | undefined) => n !== undefined && n > 0
+      if (ok(b) && ok(v) && (cfg.routerPort === undefined || ok(r))) return { bridge: b!, vxlan: v!, ...(r === undefined ? {} : { router: r }) }
+      if (deps.clock.now() >= deadline) {
+        throw new FastdpUnavailableError(problems.length ? problems.join('; ') : `ports of ${bridge} not attached within ${cfg.attachTimeoutMs ?? 10_000} ms`)
+      }
+      await sleep(100)
+    }
+  }
+
+  const info = (): FastdpInfo | undefined => ports && {
+    bridge, datapathType: dpInfo?.datapathType ?? cfg.datapathType, ports, flows: installed?.length ?? 0,
+    peers: peers.size, localMacs: localMacs.size, ...(cfg.mtu === undefined ? {} : { mtu: cfg.mtu }),
+  }
+
+  return {
+    async start() {
+      if (ports) return info()!
+      try {
+        db = await connect(cfg.ovsdbTarget)
+      } catch (err) {
+        throw new FastdpUnavailableError(`cannot reach OVSDB at ${cfg.ovsdbTarget}: ${(err as Error).message}`)
+      }
+      let created = false
+      try {
+        const res = await ensureDatapath(db, {
+          bridge, datapathType: cfg.datapathType, udpPort, vxlanPort: vxlanName, ports: [dpPort],
+          internalPorts: cfg.routerPort === undefined ? [] : [cfg.routerPort], failMode: 'secure',
+        })
+        created = res.created
+        if (res.changes.length) log.info(`bridge ${bridge}: ${res.changes.join('; ')}`)
+        await waitApplied(db, deps.clock, cfg.attachTimeoutMs ?? 10_000)
+        ports = await findPorts(db)
+        await sync()
+        log.info(`fastdp on ${bridge} (${dpInfo?.datapathType}): ${dpPort}=${ports.bridge} ${vxlanName}=${ports.vxlan}${ports.router ? ` router=${ports.router}` : ''}`)
+        return info()!
+      } catch (err) {
+        ports = undefined
+        if (created) await removeDatapath(db, bridge).catch(() => false) // leave nothing half-made
+        db.close()
+        db = undefined
+        if (err instanceof FastdpUnavailableError) throw err
+        throw new FastdpUnavailableError(`cannot set up bridge ${bridge}: ${(err as Error).message}`)
+      }
+    },
+    setPeer(shortId, p) {
+      checkShortId(shortId)
+      if (shortId === cfg.self) return Promise.reject(new RangeError(`peer ${shortId} is ourselves`))
+      const prev = peers.get(shortId)
+      peers.set(shortId, {
+        shortId,
+        ip: p.ip ?? prev?.ip,
+        macs: p.macs ? p.macs.map(normalizeMac) : prev?.macs ?? [],
+        via: p.via ?? prev?.via ?? 'fastdp',
+      })
+      return sync()
+    },
+    removePeer(shortId) {
+      peers.delete(shortId)
+      return sync()
+    },
+    learnLocal(mac) {
+      localMacs.add(normalizeMac(mac))
+      return sync()
+    },
+    forgetLocal(mac) {
+      localMacs.delete(normalizeMac(mac))
+      return sync()
+    },
+    setRoutes(fn) {
+      nextHop = fn
+      return sync()
+    },
+    refresh: () => sync(),
+    installed: () => [...(installed ?? [])],
+    stats: () => prog.dump(),
+    info,
+    async stop(opts = {}) {
+      await chain
+      stopped = true
+      try {
+        if (ports) await prog.removeAll().catch((err) => log.warn(`removing flows: ${(err as Error).message}`))
+        if (opts.removeBridge && db) await removeDatapath(db, bridge)
+      } finally {
+        ports = undefined
+        installed = undefined
+        db?.close()
+        db = undefined
+      }
+    },
+  }
+}
+
+/** start() as a result: the driver, or the reason fastdp is unavailable (for `weave status`). */
+export async function startFastdp(cfg: FastdpConfig, deps: FastdpDeps): Promise<{ ok: true; fastdp: Fastdp; info: FastdpInfo } | { ok: false; reason: string }> {
+  const fastdp = createFastdp(cfg, deps)
+  try {
+    return { ok: true, fastdp, info: await fastdp.start() }
+  } catch (err) {
+    if (err instanceof FastdpUnavailableError) return { ok: false, reason: err.message }
+    throw err
+  }
+}
