@@ -29,3 +29,12 @@ export type {
   SleeveOverlay, SleeveOverlayConfig, SleeveOverlayDeps, OverlayConnectionStatus, OverlayMeshHost, SleeveHandle, MeshRouting,
   LinkState, LinkTick, OverlayControl, KxKeyPair,
 } from './sleeve-overlay'
+export {
+  computeFlows, diffFlows, applyChange, changeScript, isEmptyChange, flowKey, formatFlow, tunnelKey, parseTunnelKey, normalizeMac,
+  FLOW_COOKIE, LEARNT_COOKIE, VXLAN_OVERHEAD_BYTES, MAX_FASTDP_SHORT_ID,
+} from './fastdp-flows'
+export type { Flow, FlowChange, FlowPeer, FlowPorts, FlowState } from './fastdp-flows'
+export { createOfctlProgrammer, parseDumpFlows, bridgeTarget, OfctlError } from './ofctl'
+export type { FlowProgrammer, FlowStat, OfctlOptions } from './ofctl'
+export { createFastdp, startFastdp, FastdpUnavailableError, rundirFor } from './fastdp'
+export type { Fastdp, FastdpConfig, FastdpDeps, FastdpPeerInfo, FastdpInfo } from './fastdp'
