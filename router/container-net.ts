@@ -8,7 +8,7 @@
  * released again, so a failed attach leaves neither an interface nor a stray lease.
  */
 import * as fs from 'node:fs'
-import type { Logger } from './deps'
+import type { Clock, Logger } from './deps'
 import type { NetHost, NetnsRef } from './net'
 import { formatCidr, parseCidr, type Allocator } from '../ipam'
 import type { CidrItem } from '../proxy/weave-cidr'
@@ -40,7 +40,7 @@ export class AttachError extends Error {
   }
 }
 
-export function createContainerNet(deps: { allocator: Allocator; net: NetHost; logger: Logger }): ContainerNet {
+export function createContainerNet(deps: { allocator: Allocator; net: NetHost; logger: Logger; clock: Clock }): ContainerNet {
   const { allocator, net } = deps
   const log = deps.logger.child('attach')
 
@@ -55,6 +55,7 @@ export function createContainerNet(deps: { allocator: Allocator; net: NetHost; l
 
   return {
     async attach(req) {
+      const t0 = deps.clock.now()
       const items: CidrItem[] = req.items.length ? req.items : [{ kind: 'net-default' }]
       const before = new Set(allocator.lookup(req.id).map(formatCidr))
       const addresses: string[] = []
@@ -64,9 +65,10 @@ export function createContainerNet(deps: { allocator: Allocator; net: NetHost; l
         await releaseNew(req.id, before)
         throw new AttachError(`cannot get an address for ${short(req.id)}: ${(err as Error).message}`, { cause: err })
       }
+      const t1 = deps.clock.now()
       try {
         const r = await net.attach({ netns: req.netns, containerId: req.id, addresses, mtu: req.mtu })
-        log.info(`attached ${short(req.id)}: ${r.addresses.join(' ')} (${r.mac})`)
+        log.info(`attached ${short(req.id)}: ${r.addresses.join(' ')} (${r.mac}; ipam ${t1 - t0} ms, ethwe ${deps.clock.now() - t1} ms)`)
         return { mac: r.mac, addresses: r.addresses }
       } catch (err) {
         if (namespaceGone(req.netns)) {

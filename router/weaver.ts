@@ -107,7 +107,7 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
 
   // ---- host plumbing and container attach (shared by overlay, the attach API and the proxy) ----
   const net = createNetHost({ logger: log })
-  const containerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log })
+  const containerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log, clock: deps.clock })
   // The bridge exists before anything can attach to it (the proxy and the attach API start later).
   starts.push(async () => {
     const br = await net.ensureBridge({ mtu: config.mtu, mac: peerName, routerLink: 'pcap' })
