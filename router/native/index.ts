@@ -24,12 +24,12 @@ type Handle = { readonly __brand: 'NativeSocket' }
 /** The raw addon surface; see weave_native.c for each function's contract. */
 interface Addon {
   MAX_BATCH: number
-  packetOpen(ifname: string, netns: string | null, bufBytes: number): Handle
+  packetOpen(ifname: string, netns: string | null, bufBytes: number, flags?: number): Handle
   udpOpen(addr: string, port: number, netns: string | null, bufBytes: number, flags: number): Handle
   localPort(h: Handle): number
   features(h: Handle): number
   recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
-  sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array): number
+  sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array, vnet?: Uint8Array | null): number
   pollStart(h: Handle, events: number, fn: (status: number, events: number) => void): void
   pollStop(h: Handle): void
   close(h: Handle): void
@@ -241,25 +241,61 @@ abstract class BatchSocket {
     if (this.isClosed) throw new Error('socket is closed')
   }
 
-  protected sendRaw(bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null): SendResult {
+  protected sendRaw(bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, vnet: Uint8Array | null = null): SendResult {
     this.assertOpen()
     if (this.status.length < bufs.length) this.status = new Int32Array(bufs.length)
-    const done = this.a.sendBatch(this.h, bufs, addrs, ports, this.status)
+    const done = this.a.sendBatch(this.h, bufs, addrs, ports, this.status, vnet)
     const errors: SendResult['errors'] = []
     for (let i = 0; i < done; i++) if (this.status[i] > 0) errors.push({ index: i, code: errnoName(this.status[i]) })
     return { sent: done - errors.length, errors, notSent: bufs.length - done }
   }
 }
 
+/** Bytes of the virtio_net_hdr in front of each frame on a `vnetHdr` packet socket. */
+export const VNET_HDR_BYTES = 10
+const FLAG_VNET = 8
+
+export interface PacketSocketOptions extends SocketOptions {
+  /**
+   * Read and write frames with a virtio_net_hdr (PACKET_VNET_HDR) when the kernel allows: GSO
+   * super-frames (TSO from a container, up to 64 KiB) then arrive whole, with `gsoHeader(frame)`
+   * telling how the kernel would cut them, and writeBatch can put such super-frames back for the
+   * kernel to segment. Frames whose checksum was left to offload are completed on receipt.
+   * Give slots of 64 KiB + a little (a super-frame plus its header). Default off.
+   */
+  vnetHdr?: boolean
+}
+
 /** An AF_PACKET socket bound to one interface: whole Ethernet frames in and out. */
 export class PacketSocket extends BatchSocket {
-  private constructor(a: Addon, h: Handle, readonly ifname: string, opts: SocketOptions) { super(a, h, opts, 1) }
+  /** Whether frames carry a virtio_net_hdr (PacketSocketOptions.vnetHdr, granted by the kernel). */
+  readonly vnet: boolean
+  private vnetOut = new Uint8Array(64 * VNET_HDR_BYTES)
+
+  private constructor(a: Addon, h: Handle, readonly ifname: string, opts: SocketOptions) {
+    super(a, h, opts, 1)
+    this.vnet = (a.features(h) & FLAG_VNET) !== 0
+  }
 
   /** Opens and binds; throws an Error with an errno `code` (ENODEV, EPERM...) on failure. */
-  static open(ifname: string, opts: SocketOptions = {}): PacketSocket {
+  static open(ifname: string, opts: PacketSocketOptions = {}): PacketSocket {
     const a = addon()
-    const h = a.packetOpen(ifname, opts.netns ?? null, opts.bufferBytes ?? 8 << 20)
+    const h = a.packetOpen(ifname, opts.netns ?? null, opts.bufferBytes ?? 8 << 20, opts.vnetHdr ? FLAG_VNET : 0)
     return new PacketSocket(a, h, ifname, opts)
+  }
+
+  /**
+   * For a frame of the last readBatch on a `vnet` socket: its 10-byte virtio_net_hdr (a view)
+   * when it is a GSO super-frame (gso_type ≠ 0), else undefined. Layout (host byte order):
+   * u8 flags (1 = needs checksum), u8 gso_type (1 TCPv4, 3 UDP, 4 TCPv6, 5 UDP L4, | 0x80 ECN),
+   * u16 hdr_len, u16 gso_size, u16 csum_start, u16 csum_offset.
+   */
+  gsoHeader(frame: Uint8Array): Uint8Array | undefined {
+    if (!this.vnet || frame.buffer !== this.rbuf.buffer) return undefined
+    const at = frame.byteOffset - VNET_HDR_BYTES
+    if (at < this.rbuf.byteOffset || this.rbuf.buffer.byteLength < at) return undefined
+    const hdr = new Uint8Array(frame.buffer, at, VNET_HDR_BYTES)
+    return hdr[1] !== 0 ? hdr : undefined
   }
 
   /**
@@ -278,9 +314,19 @@ export class PacketSocket extends BatchSocket {
     return out
   }
 
-  /** Transmits the frames on the interface, in order, without copying them. */
-  writeBatch(frames: readonly Uint8Array[]): SendResult {
-    return this.sendRaw(frames, null, null)
+  /**
+   * Transmits the frames on the interface, in order, without copying them. On a `vnet` socket,
+   * `gso[i]` (a 10-byte virtio_net_hdr, see gsoHeader) makes frame i a super-frame the kernel
+   * segments (or passes on whole where the next device takes GSO); other frames go as they are.
+   */
+  writeBatch(frames: readonly Uint8Array[], gso?: ReadonlyArray<Uint8Array | undefined>): SendResult {
+    if (!gso || !this.vnet) return this.sendRaw(frames, null, null)
+    const need = frames.length * VNET_HDR_BYTES
+    if (this.vnetOut.length < need) this.vnetOut = new Uint8Array(need)
+    const v = this.vnetOut
+    v.fill(0, 0, need)
+    for (let i = 0; i < frames.length; i++) { const g = gso[i]; if (g) v.set(g.subarray(0, VNET_HDR_BYTES), i * VNET_HDR_BYTES) }
+    return this.sendRaw(frames, null, null, v)
   }
 }
 
@@ -398,7 +444,7 @@ export class UdpSocket extends BatchSocket {
 }
 
 /** Opens a packet socket on `ifname` (see PacketSocket.open). */
-export function openPacketSocket(ifname: string, opts: SocketOptions = {}): PacketSocket {
+export function openPacketSocket(ifname: string, opts: PacketSocketOptions = {}): PacketSocket {
   return PacketSocket.open(ifname, opts)
 }
 

@@ -38,6 +38,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#ifndef PACKET_VNET_HDR
+#define PACKET_VNET_HDR 15
+#endif
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
 #endif
@@ -49,6 +52,11 @@
 #define UDP_F_PMTU 1
 #define UDP_F_GRO 2
 #define UDP_F_GSO 4
+/* packetOpen flags / features: frames carry a virtio_net_hdr (GSO super-frames, partial checksums) */
+#define PKT_F_VNET 8
+/* struct virtio_net_hdr, as the packet socket reads and writes it (host byte order) */
+#define VNET_HDR_BYTES 10
+#define VNET_F_NEEDS_CSUM 1
 /* Kernel limits for UDP GSO: segments per send (UDP_MAX_SEGMENTS was 64 before 6.x) and bytes. */
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000
@@ -59,6 +67,7 @@ typedef struct sock {
   int kind;
   int gro;                /* UDP_GRO on: one received message may hold several datagrams */
   int gso;                /* UDP_SEGMENT usable: sends coalesce runs of datagrams */
+  int vnet;               /* packet socket with PACKET_VNET_HDR: each frame has a 10-byte header in front */
   char *netns;            /* path of the namespace the socket was opened in, or NULL */
   uv_poll_t *poll;        /* non-NULL while polling; freed in its uv_close callback */
   napi_env env;
@@ -204,17 +213,24 @@ static void set_bufsize(int fd, int bytes) {
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
 }
 
-/* packetOpen(ifname, netns|null, bufBytes) -> external */
+/*
+ * packetOpen(ifname, netns|null, bufBytes[, flags (8 vnet)]) -> external
+ * With PKT_F_VNET (when the kernel grants PACKET_VNET_HDR) frames are read and written with a
+ * virtio_net_hdr in front: the kernel then hands over TCP/UDP GSO super-frames (up to 64 KiB)
+ * whole instead of segmenting them first, and frames whose checksum was left to offload.
+ */
 static napi_value packet_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   char ifname[IF_NAMESIZE + 1], netns[512];
-  int32_t bufsize = 0;
+  int32_t bufsize = 0, flags = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 3 || !get_string(env, argv[0], ifname, sizeof ifname)) return throw_type(env, "packetOpen(ifname, netns, bufBytes)");
   int has_ns = !is_nullish(env, argv[1]);
   if (has_ns && !get_string(env, argv[1], netns, sizeof netns)) return throw_type(env, "netns must be a path or null");
   napi_get_value_int32(env, argv[2], &bufsize);
+  if (argc > 3 && !is_nullish(env, argv[3])) napi_get_value_int32(env, argv[3], &flags);
+  int vnet = 0;
 
   int saved;
   char what[640];
@@ -239,6 +255,7 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
      * Kernels before 4.20 lack this; readBatch also drops PACKET_OUTGOING frames itself. */
     setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
     set_bufsize(fd, bufsize);
+    if ((flags & PKT_F_VNET) && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) == 0) vnet = 1;
   }
   leave_netns(saved);
   if (err) {
@@ -246,7 +263,9 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
     snprintf(what, sizeof what, "packet socket on %s: %s", ifname, step);
     return throw_errno(env, err, what);
   }
-  return wrap_sock(env, fd, KIND_PACKET, has_ns ? netns : NULL);
+  napi_value ext = wrap_sock(env, fd, KIND_PACKET, has_ns ? netns : NULL);
+  if (ext) get_sock(env, ext)->vnet = vnet;
+  return ext;
 }
 
 /* udpOpen(bindAddr, port, netns|null, bufBytes, flags (1 pmtu DO | 2 GRO | 4 GSO)) -> external */
@@ -315,7 +334,7 @@ static napi_value sock_features(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
   if (!s) return throw_type(env, "features: not a socket");
-  CHECK(napi_create_int32(env, (s->gro ? UDP_F_GRO : 0) | (s->gso ? UDP_F_GSO : 0), &out));
+  CHECK(napi_create_int32(env, (s->gro ? UDP_F_GRO : 0) | (s->gso ? UDP_F_GSO : 0) | (s->vnet ? PKT_F_VNET : 0), &out));
   return out;
 }
 
@@ -331,6 +350,34 @@ static napi_value local_port(napi_env env, napi_callback_info info) {
   if (getsockname(s->fd, (struct sockaddr *)&sin, &len) < 0) return throw_errno(env, errno, "getsockname");
   CHECK(napi_create_int32(env, ntohs(sin.sin_port), &out));
   return out;
+}
+
+/* Internet checksum (RFC 1071) of p[0..len), folded, not complemented. */
+static uint16_t csum_fold(const uint8_t *p, size_t len) {
+  uint64_t sum = 0;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint32_t a, b;
+    memcpy(&a, p + i, 4);
+    memcpy(&b, p + i + 4, 4);
+    sum += a;
+    sum += b;
+  }
+  for (; i + 2 <= len; i += 2) { uint16_t w; memcpy(&w, p + i, 2); sum += w; }
+  if (i < len) { uint16_t w = 0; memcpy(&w, p + i, 1); sum += w; }
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return (uint16_t)sum; /* in the byte order of the data */
+}
+
+/*
+ * A captured frame whose checksum was left to offload (CHECKSUM_PARTIAL: the field holds the
+ * pseudo-header sum): finish it as the NIC would, so the frame is complete on the wire.
+ */
+static void finish_csum(uint8_t *frame, size_t len, uint16_t start, uint16_t offset) {
+  if ((size_t)start + offset + 2 > len) return;
+  uint16_t c = (uint16_t)~csum_fold(frame + start, len - start);
+  if (c == 0) c = 0xffff; /* UDP: 0 would mean "no checksum"; equivalent for TCP */
+  memcpy(frame + start + offset, &c, 2);
 }
 
 /*
@@ -405,6 +452,23 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     }
     if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || len > slot) { len = -len; seg = 0; }
     if (s->kind == KIND_PACKET && names[i].ll.sll_pkttype == PACKET_OUTGOING) len = 0;
+    if (s->vnet && len > 0) {
+      /* The header stays in front of the frame (the caller reads gso fields at offs - 10);
+       * a non-GSO frame with a partial checksum is finished here and its header cleared. */
+      if (len < VNET_HDR_BYTES) len = 0;
+      else {
+        uint8_t *h = (uint8_t *)bufp + base;
+        if ((h[0] & VNET_F_NEEDS_CSUM) && h[1] == 0) {
+          uint16_t start, off;
+          memcpy(&start, h + 6, 2);
+          memcpy(&off, h + 8, 2);
+          finish_csum(h + VNET_HDR_BYTES, (size_t)(len - VNET_HDR_BYTES), start, off);
+          h[0] = 0;
+        }
+        base += VNET_HDR_BYTES;
+        len -= VNET_HDR_BYTES;
+      }
+    } else if (s->vnet && len < 0) len += VNET_HDR_BYTES;
     if (seg <= 0 || len <= seg) seg = len > 0 ? len : 1;
     /* One entry per datagram: a GRO message is cut at the segment size, the last piece shorter. */
     int o = 0;
@@ -435,8 +499,8 @@ static int element_bytes(napi_env env, napi_value arr, uint32_t i, void **data, 
 }
 
 /*
- * sendBatch(ext, bufs: Uint8Array[], addrs: Uint32Array|null, ports: Uint16Array|null, status: Int32Array)
- *   -> processed
+ * sendBatch(ext, bufs: Uint8Array[], addrs: Uint32Array|null, ports: Uint16Array|null, status: Int32Array
+ *           [, vnet: Uint8Array|null]) -> processed
  * Sends bufs[0..] in order (UDP: to addrs[i]:ports[i]). status[i] = 0 sent, errno > 0 refused
  * for that message alone (EMSGSIZE above the path MTU, ECONNREFUSED...), skipped and the batch
  * continues. Stops early when the socket buffer is full (EAGAIN): messages from the returned
@@ -445,12 +509,14 @@ static int element_bytes(napi_env env, napi_value arr, uint32_t i, void **data, 
  * run may be shorter) leave as one message whose iovecs point at each buffer: the kernel cuts
  * it back into the same datagrams. A run the kernel refuses is retried one by one, so errors
  * are still per datagram.
+ * A packet socket with a vnet header sends each frame behind its 10-byte header: vnet[i*10..]
+ * when given (a GSO super-frame the kernel segments), else an all-zero one (a plain frame).
  */
 static napi_value send_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], out;
+  size_t argc = 6;
+  napi_value argv[6], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = argc == 5 ? get_sock(env, argv[0]) : NULL;
+  sock_t *s = argc >= 5 ? get_sock(env, argv[0]) : NULL;
   if (!s || s->fd < 0) return throw_type(env, "sendBatch: socket is closed");
   uint32_t total;
   bool isarr;
@@ -463,6 +529,11 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   int32_t *status = get_typed(env, argv[4], napi_int32_array, &nstatus);
   if (!status || nstatus < total) return throw_type(env, "sendBatch: status must be an Int32Array as long as bufs");
   int udp = s->kind == KIND_UDP;
+  static uint8_t zero_hdr[VNET_HDR_BYTES];
+  size_t nvnet = 0;
+  uint8_t *vnet = (argc >= 6 && !is_nullish(env, argv[5])) ? get_typed(env, argv[5], napi_uint8_array, &nvnet) : NULL;
+  int with_hdr = !udp && s->vnet;
+  if (vnet && nvnet < (size_t)total * VNET_HDR_BYTES) return throw_type(env, "sendBatch: vnet must hold 10 bytes per buffer");
   if (udp && (!addrs || !ports || naddrs < total || nports < total)) return throw_type(env, "sendBatch: UDP needs addrs and ports for every buffer");
 
   struct mmsghdr msgs[MAX_BATCH];
@@ -482,6 +553,10 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
       if (!element_bytes(env, argv[1], j, &data, &len)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
       struct msghdr *h = &msgs[nm].msg_hdr;
       h->msg_iov = &iov[ni];
+      if (with_hdr) {
+        if (ni + 2 > MAX_BATCH) break;
+        iov[ni++] = (struct iovec){ .iov_base = vnet ? vnet + (size_t)j * VNET_HDR_BYTES : zero_hdr, .iov_len = VNET_HDR_BYTES };
+      }
       iov[ni++] = (struct iovec){ .iov_base = data, .iov_len = len };
       first[nm] = j;
       count[nm] = 1;
@@ -511,7 +586,7 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
           h->msg_controllen = sizeof ctrl[nm].buf;
         }
       }
-      h->msg_iovlen = count[nm];
+      h->msg_iovlen = count[nm] + (with_hdr ? 1 : 0);
       if (udp) {
         uint32_t k = first[nm];
         names[nm] = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(ports[k]), .sin_addr.s_addr = htonl(addrs[k]) };

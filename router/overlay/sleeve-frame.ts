@@ -5,7 +5,7 @@
  * Wire format (integers big-endian):
  *
  *   0  u8   version (1)
- *   1  u8   kind: bits 0-6 = 0 frames | 1 heartbeat | 2 probe; bit 7 = sealed (encrypted body)
+ *   1  u8   kind: bits 0-6 = 0 frames | 1 heartbeat | 2 probe | 3 piece; bit 7 = sealed (encrypted body)
  *   2  u16  source peer short ID (12 bits, top 4 bits zero)
  *   4  u16  destination peer short ID (the final destination, not the next hop)
  *   6  u16  frame count (frames; 0 for the other kinds)
@@ -13,6 +13,12 @@
  *        frames:    count × (u16 length ≥ 14, then that many bytes of Ethernet frame)
  *        heartbeat: u64 connection UID (proves which mesh connection the sender means)
  *        probe:     any bytes; the datagram's size is what is being tested (path MTU)
+ *        piece:     u32 super-frame id, u32 super-frame length, u32 offset of this piece,
+ *                   10 bytes virtio_net_hdr (little-endian: flags, gso_type, hdr_len, gso_size,
+ *                   csum_start, csum_offset), then the piece's bytes. A GSO super-frame (a
+ *                   container's TSO segment, up to 64 KiB) travels as consecutive pieces and is
+ *                   put back whole at the far end, where the kernel segments it: one frame per
+ *                   64 KiB through both routers instead of one per MTU.
  *        sealed:    opaque; the crypto layer opens it into the plaintext body above
  *
  * Why this shape: the 8-byte header is fixed, so it can be authenticated as associated data
@@ -32,7 +38,13 @@ export const MAX_DATAGRAM_BYTES = 65_507
 export const UNDERLAY_HEADER_BYTES = 28
 export const MAX_SHORT_ID = 0xfff
 
-export const Kind = { Frames: 0, Heartbeat: 1, Probe: 2 } as const
+export const Kind = { Frames: 0, Heartbeat: 1, Probe: 2, Piece: 3 } as const
+/** Bytes of a piece body before its data. */
+export const PIECE_HEADER_BYTES = 22
+/** virtio_net_hdr bytes carried with a super-frame. */
+export const GSO_HEADER_BYTES = 10
+/** Largest super-frame accepted (64 KiB IP packet + Ethernet and VLAN headers, with room). */
+export const MAX_SUPER_FRAME_BYTES = 0x20000
 export type Kind = (typeof Kind)[keyof typeof Kind]
 const SEALED = 0x80
 
@@ -46,15 +58,17 @@ export type SleeveDatagram =
   | { kind: 'frames'; src: number; dst: number; frames: Uint8Array[] }
   | { kind: 'heartbeat'; src: number; dst: number; connUid: bigint }
   | { kind: 'probe'; src: number; dst: number; size: number }
+  /** Part of a super-frame: `data` is super-frame bytes [offset, offset + data.length) of `total`. */
+  | { kind: 'piece'; src: number; dst: number; id: number; total: number; offset: number; gso: Uint8Array; data: Uint8Array }
   /** Encrypted: `header` is the 8 bytes to authenticate, `body` what to open, `inner` the kind inside. */
-  | { kind: 'sealed'; src: number; dst: number; inner: 'frames' | 'heartbeat' | 'probe'; count: number; header: Uint8Array; body: Uint8Array }
+  | { kind: 'sealed'; src: number; dst: number; inner: 'frames' | 'heartbeat' | 'probe' | 'piece'; count: number; header: Uint8Array; body: Uint8Array }
 
 export type DecodeFailure = 'truncated' | 'bad-version' | 'bad-kind' | 'bad-short-id' | 'runt-frame'
-  | 'too-large' | 'trailing-bytes' | 'bad-count'
+  | 'too-large' | 'trailing-bytes' | 'bad-count' | 'bad-piece'
 
 export type DecodeResult = { ok: true; datagram: SleeveDatagram } | { ok: false; reason: DecodeFailure }
 
-const kindNames = ['frames', 'heartbeat', 'probe'] as const
+const kindNames = ['frames', 'heartbeat', 'probe', 'piece'] as const
 
 function checkShortId(id: number): void {
   if (!Number.isInteger(id) || id < 0 || id > MAX_SHORT_ID) throw new RangeError(`short ID out of range: ${id}`)
@@ -123,6 +137,42 @@ export function encodeProbe(h: SleeveHeader, size: number): Uint8Array {
   return out
 }
 
+/**
+ * Cuts super-frame `frame` (with its virtio_net_hdr `gso`) into piece datagrams of at most
+ * `maxDatagramBytes` each, all of one size but the last (so UDP GSO sends them as one message).
+ * The datagrams are views into one new buffer.
+ */
+export function encodePieces(h: SleeveHeader, id: number, frame: Uint8Array, gso: Uint8Array, maxDatagramBytes: number): Uint8Array[] {
+  const room = Math.min(maxDatagramBytes, MAX_DATAGRAM_BYTES) - HEADER_BYTES - PIECE_HEADER_BYTES
+  if (room < 64) throw new RangeError(`datagrams of ${maxDatagramBytes} bytes are too small for pieces`)
+  if (frame.length < MIN_FRAME_BYTES || frame.length > MAX_SUPER_FRAME_BYTES) throw new RangeError(`super-frame of ${frame.length} bytes`)
+  const n = Math.ceil(frame.length / room)
+  const per = HEADER_BYTES + PIECE_HEADER_BYTES
+  const buf = new Uint8Array(n * per + frame.length)
+  const out: Uint8Array[] = new Array(n)
+  let p = 0
+  for (let i = 0, off = 0; i < n; i++, off += room) {
+    const len = Math.min(room, frame.length - off)
+    const start = p
+    writeHeader(buf.subarray(p), Kind.Piece, h, 0)
+    p += HEADER_BYTES
+    writeU32(buf, p, id >>> 0); writeU32(buf, p + 4, frame.length); writeU32(buf, p + 8, off)
+    buf.set(gso.subarray(0, GSO_HEADER_BYTES), p + 12)
+    p += PIECE_HEADER_BYTES
+    buf.set(frame.subarray(off, off + len), p)
+    p += len
+    out[i] = buf.subarray(start, p)
+  }
+  return out
+}
+
+function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 24; b[at + 1] = (v >>> 16) & 255; b[at + 2] = (v >>> 8) & 255; b[at + 3] = v & 255
+}
+function readU32(b: Uint8Array, at: number): number {
+  return ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0
+}
+
 /** Parses a frame list body of `count` frames; frames are views into `body`. */
 export function decodeFrameList(body: Uint8Array, count: number): { ok: true; frames: Uint8Array[] } | { ok: false; reason: DecodeFailure } {
   const frames: Uint8Array[] = new Array(count)
@@ -159,7 +209,7 @@ export function decodeDatagram(buf: Uint8Array): DecodeResult {
 }
 
 /** Decodes a plaintext body of the given kind (also used after opening a sealed one). */
-export function decodeBody(kind: 'frames' | 'heartbeat' | 'probe', src: number, dst: number, count: number, body: Uint8Array): DecodeResult {
+export function decodeBody(kind: 'frames' | 'heartbeat' | 'probe' | 'piece', src: number, dst: number, count: number, body: Uint8Array): DecodeResult {
   switch (kind) {
     case 'frames': {
       if (count === 0) return { ok: false, reason: 'bad-count' }
@@ -174,6 +224,15 @@ export function decodeBody(kind: 'frames' | 'heartbeat' | 'probe', src: number, 
     }
     case 'probe':
       return { ok: true, datagram: { kind, src, dst, size: HEADER_BYTES + body.length } }
+    case 'piece': {
+      if (body.length <= PIECE_HEADER_BYTES) return { ok: false, reason: 'truncated' }
+      const id = readU32(body, 0)
+      const total = readU32(body, 4)
+      const offset = readU32(body, 8)
+      const data = body.subarray(PIECE_HEADER_BYTES)
+      if (total < MIN_FRAME_BYTES || total > MAX_SUPER_FRAME_BYTES || offset + data.length > total) return { ok: false, reason: 'bad-piece' }
+      return { ok: true, datagram: { kind, src, dst, id, total, offset, gso: body.subarray(12, 12 + GSO_HEADER_BYTES), data } }
+    }
   }
 }
 

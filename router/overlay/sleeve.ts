@@ -10,6 +10,12 @@
  * batch is fully handled (encoded, injected) before the next read. The driver never waits on a
  * full socket buffer: what does not fit is dropped and counted, as a router would.
  *
+ * GSO super-frames: the bridge-side socket reads with a virtio_net_hdr, so a container's TSO
+ * segment (up to 64 KiB) arrives as one frame. It travels as a run of equal-sized "piece"
+ * datagrams (one UDP GSO send), is put back together at the far end and injected whole with its
+ * header; the kernel there cuts it into MTU-sized frames (or hands it whole to the container).
+ * Per 64 KiB of TCP that is one frame through each router instead of ~45.
+ *
  * Neighbours (which peer is at which UDP address, with which cipher and MTU) are told to it by
  * the layer that runs overlay connections (heartbeats, PMTU), via setPeer/removePeer.
  */
@@ -17,7 +23,10 @@ import type { Clock, Logger } from '../deps'
 import { openPacketSocket, openUdpSocket, type PacketSocket, type UdpSocket, type OutDatagram } from '../native'
 import { Forwarder, type ForwardEffect, type Routes } from './forwarder'
 import { MacTable, DEFAULT_MAC_MAX_AGE_MS } from './mac-table'
-import { decodeDatagram, encodeFrames, packFrames, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES, type SleeveDatagram } from './sleeve-frame'
+import {
+  decodeDatagram, encodeFrames, encodePieces, packFrames, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES, GSO_HEADER_BYTES,
+  type SleeveDatagram,
+} from './sleeve-frame'
 import { handleTooBig } from './too-big'
 import { SEAL_OVERHEAD_BYTES, type SleeveCipher } from './sleeve-crypto'
 
@@ -29,6 +38,11 @@ const BATCHES_PER_WAKEUP = 4
 const DEFAULT_PATH_MTU = 1500
 /** The smallest MTU every IPv4 path must carry (RFC 791) — and Weave's PMTU floor. */
 const MIN_PATH_MTU = 552
+/** Packet-socket receive slot: a 64 KiB super-frame, its Ethernet/VLAN header and virtio_net_hdr. */
+const PACKET_SLOT_BYTES = 65_536 + 512
+
+/** A super-frame being put back together from its pieces (one per sending peer). */
+interface Reassembly { id: number; total: number; got: number; buf: Buffer; gso: Uint8Array }
 
 export interface SleeveConfig {
   /** Our data-plane short ID. */
@@ -76,6 +90,12 @@ export interface SleeveStats {
   fragmented: number
   /** ICMP fragmentation-needed answers injected to local senders. */
   icmpSent: number
+  /** GSO super-frames captured and sent as pieces. */
+  superFramesSent: number
+  /** Super-frames put back together from pieces and injected (or relayed). */
+  superFramesReceived: number
+  /** Captured frames or received datagrams larger than a receive slot (dropped). */
+  truncated: number
   drops: Record<string, number>
 }
 
@@ -90,7 +110,11 @@ export class Sleeve {
   private udp: UdpSocket | undefined
   private cancelSweep: (() => void) | undefined
   private readonly log: Logger
-  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, relayed: 0, fragmented: 0, icmpSent: 0, drops: {} }
+  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, relayed: 0, fragmented: 0, icmpSent: 0, superFramesSent: 0, superFramesReceived: 0, truncated: 0, drops: {} }
+  /** GSO headers of the super-frames in the batch being handled (frame → virtio_net_hdr). */
+  private readonly gso = new Map<Uint8Array, Uint8Array>()
+  private readonly reassembly = new Map<number, Reassembly>()
+  private nextPieceId = 1
   /** Heartbeats and probes from neighbours go to the overlay-connection layer through this. */
   onControl: (from: number, datagram: SleeveDatagram) => void = () => {}
 
@@ -108,7 +132,7 @@ export class Sleeve {
   start(): void {
     if (this.pkt) return
     const { bridgeIf, bindAddr, port, netns } = this.config
-    this.pkt = openPacketSocket(bridgeIf, { netns, slotBytes: 65_536, batch: 64 })
+    this.pkt = openPacketSocket(bridgeIf, { netns, slotBytes: PACKET_SLOT_BYTES, batch: 64, vnetHdr: true })
     try {
       this.udp = openUdpSocket(bindAddr, port, { netns, slotBytes: 65_536, batch: 64, pmtuDiscover: true })
     } catch (err) {
@@ -131,6 +155,7 @@ export class Sleeve {
     this.pkt = undefined
     this.udp = undefined
     this.kernelMtu.clear()
+    this.reassembly.clear()
   }
 
   /** Tells the sleeve where neighbour `id` is (replacing what it knew). */
@@ -145,6 +170,7 @@ export class Sleeve {
     if (!old) return
     this.peers.delete(id)
     this.kernelMtu.delete(id)
+    this.reassembly.delete(id)
     this.byAddr.delete(`${old.addr}:${old.port}`)
   }
 
@@ -206,14 +232,20 @@ export class Sleeve {
 
   private onBridgeReadable(): void {
     for (let i = 0; i < BATCHES_PER_WAKEUP && this.pkt; i++) {
-      const frames = this.pkt.readBatch()
+      const pkt = this.pkt
+      const truncatedBefore = pkt.truncated
+      const frames = pkt.readBatch()
+      this.stats.truncated += pkt.truncated - truncatedBefore
       if (!frames.length) return
       this.stats.captured += frames.length
+      this.gso.clear()
+      if (pkt.vnet) for (const f of frames) { const g = pkt.gsoHeader(f); if (g) this.gso.set(f, g) }
       const r = this.forwarder.fromBridge(frames)
       for (const [k, n] of Object.entries(r.drops)) this.drop(k, n)
       const out: OutDatagram[] = []
       const replies: Uint8Array[] = []
       for (const e of r.effects) if (e.kind === 'send') this.encode(e, out, replies)
+      this.gso.clear()
       this.send(out)
       this.inject(replies)
     }
@@ -221,11 +253,17 @@ export class Sleeve {
 
   private onUdpReadable(): void {
     for (let i = 0; i < BATCHES_PER_WAKEUP && this.udp; i++) {
-      const dgrams = this.udp.recvBatch()
+      const udp = this.udp
+      const truncatedBefore = udp.truncated
+      const dgrams = udp.recvBatch()
+      this.stats.truncated += udp.truncated - truncatedBefore
       if (!dgrams.length) return
       this.stats.datagramsReceived += dgrams.length
       const inject: Uint8Array[] = []
+      const injectGso: Array<Uint8Array | undefined> = []
+      let anyGso = false
       const out: OutDatagram[] = []
+      this.gso.clear()
       for (const d of dgrams) {
         const from = this.byAddr.get(`${d.addr}:${d.port}`)
         if (from === undefined) { this.drop('unknown-sender'); continue }
@@ -234,23 +272,75 @@ export class Sleeve {
         if (!r.ok) { this.drop(`bad-datagram:${r.reason}`); continue }
         const dg = r.datagram
         if (dg.kind === 'sealed') { this.drop('unexpected-sealed'); continue }
-        if (dg.kind !== 'frames') { this.onControl(from, dg); continue }
-        if (dg.dst !== this.config.self) this.stats.relayed += dg.frames.length
-        const fr = this.forwarder.fromPeer(dg.src, dg.dst, dg.frames)
+        let frames: Uint8Array[]
+        if (dg.kind === 'piece') {
+          const whole = this.reassemble(dg)
+          if (!whole) continue
+          this.gso.set(whole.frame, whole.gso)
+          frames = [whole.frame]
+        } else if (dg.kind !== 'frames') { this.onControl(from, dg); continue }
+        else frames = dg.frames
+        if (dg.dst !== this.config.self) this.stats.relayed += frames.length
+        const fr = this.forwarder.fromPeer(dg.src, dg.dst, frames)
         for (const [k, n] of Object.entries(fr.drops)) this.drop(k, n)
         for (const e of fr.effects) {
-          if (e.kind === 'inject') inject.push(...e.frames)
-          else this.encode(e, out, undefined)
+          if (e.kind === 'inject') {
+            for (const f of e.frames) {
+              const g = this.gso.get(f)
+              if (g) anyGso = true
+              inject.push(f)
+              injectGso.push(g)
+            }
+          } else this.encode(e, out, undefined)
         }
       }
-      this.inject(inject)
+      this.gso.clear()
+      this.inject(inject, anyGso ? injectGso : undefined)
       this.send(out)
     }
   }
 
-  private inject(frames: Uint8Array[]): void {
+  /**
+   * Adds a received piece to its super-frame; returns the whole super-frame once its last piece
+   * is in. Pieces come in order (one GSO run from one sender): a gap or a new id abandons the
+   * super-frame being built (lost on the way; TCP resends it).
+   */
+  private reassemble(p: Extract<SleeveDatagram, { kind: 'piece' }>): { frame: Uint8Array; gso: Uint8Array } | undefined {
+    let r = this.reassembly.get(p.src)
+    if (r && (r.id !== p.id || r.got !== p.offset)) {
+      this.drop('super-frame-incomplete')
+      this.reassembly.delete(p.src)
+      r = undefined
+    }
+    if (!r) {
+      if (p.offset !== 0) { this.drop('super-frame-piece-out-of-order'); return undefined }
+      r = { id: p.id, total: p.total, got: 0, buf: Buffer.allocUnsafe(p.total), gso: new Uint8Array(GSO_HEADER_BYTES) }
+      r.gso.set(p.gso)
+      this.reassembly.set(p.src, r)
+    } else if (r.total !== p.total) {
+      this.drop('super-frame-incomplete')
+      this.reassembly.delete(p.src)
+      return undefined
+    }
+    r.buf.set(p.data, r.got)
+    r.got += p.data.length
+    if (r.got < r.total) return undefined
+    this.reassembly.delete(p.src)
+    this.stats.superFramesReceived++
+    return { frame: r.buf, gso: r.gso }
+  }
+
+  private inject(frames: Uint8Array[], gso?: Array<Uint8Array | undefined>): void {
     if (!frames.length || !this.pkt) return
-    const w = this.pkt.writeBatch(frames)
+    const marks = gso
+    if (marks && !this.pkt.vnet) {
+      // cannot hand super-frames to this kernel socket: drop them, keep the rest
+      const keep = frames.filter((_, i) => !marks[i])
+      this.drop('super-frame-unsupported', frames.length - keep.length)
+      frames = keep
+      gso = undefined
+    }
+    const w = this.pkt.writeBatch(frames, gso)
     this.stats.injected += w.sent
     if (w.sent < frames.length) this.drop('inject-failed', frames.length - w.sent)
   }
@@ -265,7 +355,32 @@ export class Sleeve {
     const peer = this.peers.get(e.hop)
     if (!peer) { this.drop('no-peer-address', e.frames.length); return }
     const maxBytes = this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES - (peer.cipher ? SEAL_OVERHEAD_BYTES : 0)
-    let { groups, tooBig } = packFrames(e.frames, maxBytes)
+    let frames = e.frames
+    if (this.gso.size) {
+      frames = []
+      for (const f of e.frames) {
+        const g = this.gso.get(f)
+        if (!g) { frames.push(f); continue }
+        // a super-frame: as pieces, after the plain frames gathered so far (order kept)
+        if (frames.length) { this.encodePlain(e, peer, frames, maxBytes, out, replies); frames = [] }
+        let pieces: Uint8Array[]
+        try {
+          pieces = encodePieces({ src: e.src, dst: e.dst }, this.nextPieceId++ >>> 0, f, g, maxBytes)
+        } catch {
+          this.drop('super-frame-unsendable')
+          continue
+        }
+        for (const plain of pieces) out.push({ addr: peer.addr, port: peer.port, data: peer.cipher ? peer.cipher.seal(plain) : plain })
+        this.stats.superFramesSent++
+        this.stats.framesSent++
+      }
+    }
+    if (frames.length) this.encodePlain(e, peer, frames, maxBytes, out, replies)
+  }
+
+  private encodePlain(e: Extract<ForwardEffect, { kind: 'send' }>, peer: SleevePeer, frames: Uint8Array[], maxBytes: number,
+    out: OutDatagram[], replies: Uint8Array[] | undefined): void {
+    let { groups, tooBig } = packFrames(frames, maxBytes)
     if (tooBig.length) {
       const pieces: Uint8Array[] = []
       for (const f of tooBig) {

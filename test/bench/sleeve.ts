@@ -131,7 +131,7 @@ async function main(): Promise<void> {
       await inC('ip', 'link', 'set', 'lo', 'up')
       await inC('ip', 'addr', 'add', `10.40.0.${i + 1}/24`, 'dev', 'ethwe')
       await inC('ip', 'link', 'set', 'ethwe', 'up')
-      if (!process.env.SLEEVE_BENCH_TX_ON) await inC('ethtool', '-K', 'ethwe', 'tx', 'off').catch(() => undefined)
+      if (process.env.SLEEVE_BENCH_TX_OFF) await inC('ethtool', '-K', 'ethwe', 'tx', 'off').catch(() => undefined)
     }
     const results: Record<string, { gbps: number; cpuS: number; retrans: number }> = {}
     for (const mode of ['plain', 'encrypted'] as const) {
@@ -152,8 +152,14 @@ async function main(): Promise<void> {
         let gbps = 0
         try {
           await waitListen(ctrs[1], 5201)
-          const r = await run('ip', ['netns', 'exec', ctrs[0], 'iperf3', '-c', '10.40.0.2', '-p', '5201', '-t', String(seconds), '-J'],
+          const client = run('ip', ['netns', 'exec', ctrs[0], 'iperf3', '-c', '10.40.0.2', '-p', '5201', '-t', String(seconds), '-J'],
             { timeout: (seconds + 30) * 1000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))
+          // mid-run view of the sender's TCP state (cwnd, rtt, retrans) for the log
+          await new Promise((res) => setTimeout(res, (seconds * 1000) / 2))
+          const ss = await run('ip', ['netns', 'exec', ctrs[0], 'ss', '-Htin', 'dport = :5201']).catch(() => ({ stdout: '' }))
+          const info = ss.stdout.split('\n').map((l) => l.trim()).filter((l) => /cwnd/.test(l)).sort((x, y) => y.length - x.length)[0]
+          if (info) console.log(`  ${mode} sender TCP mid-run: ${info.replace(/\s+/g, ' ').slice(0, 400)}`)
+          const r = await client
           const j = JSON.parse(r.stdout || '{}') as { error?: string; end?: { sum_received?: { bits_per_second: number } } }
           if (!j.end?.sum_received) throw new Error(`iperf3 over sleeve (${mode}): ${j.error ?? 'no result'}`)
           gbps = j.end.sum_received.bits_per_second / 1e9
