@@ -118,6 +118,13 @@ export class GossipChannels {
     return this.deps.send(hop, { type: 'gossip-unicast', channel, src, dst, payload: msg })
   }
 
+  /** Broadcast from us along our broadcast tree (skipping `exclude`, who told us). */
+  broadcast(channel: string, update: GossipData, exclude?: PeerName): void {
+    for (const child of this.deps.broadcastChildren(this.deps.self)) {
+      if (child !== exclude) this.queue(child, channel, 'broadcast', this.deps.self, update)
+    }
+  }
+
   private relayBroadcast(channel: string, src: PeerName, update: GossipData): void {
     for (const child of this.deps.broadcastChildren(src)) this.queue(child, channel, 'broadcast', src, update)
   }

@@ -22,14 +22,23 @@ export function generatePeerName(rng: Rng): PeerName {
   return bytesToPeerName(b)
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+
 export function bytesToPeerName(b: Uint8Array): PeerName {
-  return Array.from(b.subarray(0, 6), (x) => x.toString(16).padStart(2, '0')).join(':') as PeerName
+  return `${HEX[b[0]]}:${HEX[b[1]]}:${HEX[b[2]]}:${HEX[b[3]]}:${HEX[b[4]]}:${HEX[b[5]]}` as PeerName
 }
 
+/** Encoded names are cached: the topology encodes the same few names over and over. */
+const nameBytesCache = new Map<string, Uint8Array>()
+
 export function peerNameToBytes(name: PeerName): Uint8Array {
-  const out = new Uint8Array(6)
-  const parts = name.split(':')
-  for (let i = 0; i < 6; i++) out[i] = parseInt(parts[i], 16)
+  let out = nameBytesCache.get(name)
+  if (!out) {
+    out = new Uint8Array(6)
+    for (let i = 0; i < 6; i++) out[i] = parseInt(name.substr(i * 3, 2), 16)
+    if (nameBytesCache.size > 100_000) nameBytesCache.clear()
+    nameBytesCache.set(name, out)
+  }
   return out
 }
 

@@ -7,12 +7,15 @@
  *   await mesh.start(); mesh.newGossip('ipam', gossiper); mesh.status(); await mesh.stop()
  *
  * Topology gossip (the `topology` channel, ours):
- * - our own changes are batched for `topologyBatchMs` and sent as a delta to every neighbour;
- *   a receiver relays what was new to it to a random neighbour subset (2·log2 N);
+ * - our own changes are batched for `topologyBatchMs` and broadcast as a delta along our
+ *   broadcast tree (exactly once per peer when views agree); news learnt from a neighbour's
+ *   answer (a join, a healed partition) is broadcast along our own tree the same way, instead
+ *   of Weave's relays to 2·log2 N random neighbours per hop, which multiply the bytes;
  * - a new connection starts with a digest each way (name, uid, version of every record held);
  *   each side answers with exactly what the other lacks, so joining costs O(N), not O(N²);
  * - a delta that does not follow on from what we hold is a gap: we ask its sender for the rest;
- * - anti-entropy: every `gossipIntervalMs` a digest goes to one random neighbour.
+ * - anti-entropy: every `antiEntropyMs` a digest goes to one random neighbour (repairs what a
+ *   broadcast missed while views disagreed).
  * Other channels (IPAM, DNS) get Weave's semantics: full state to each new neighbour and to a
  * neighbour subset every interval.
  */
@@ -45,22 +48,28 @@ export interface MeshConfig {
   /** Whether connections are encrypted (a password is set): for status only. */
   encryption: boolean
   overlays?: string[]
-  /** Periodic gossip and anti-entropy (Weave: 30 s). */
+  /** Periodic full-state gossip of other channels (Weave: 30 s). */
   gossipIntervalMs?: number
+  /** Topology digest to one random neighbour. */
+  antiEntropyMs?: number
   /** Batching of our own topology changes (Weave: 1 s; see DEFAULTS for why shorter). */
   topologyBatchMs?: number
   /** Delay before a GC pass after a change, and how long a peer must stay unreachable to be collected. */
   gcDelayMs?: number
   gcGraceMs?: number
+  /** Coalescing of route recalculation after merged updates. */
+  routeDelayMs?: number
 }
 
 /** Defaults, one place. */
 export const MESH_DEFAULTS = {
-  gossipIntervalMs: 30_000, // Weave's: anti-entropy only, deltas carry changes at once
+  gossipIntervalMs: 30_000, // Weave's
+  antiEntropyMs: 5_000, // a digest is O(N) small entries to one neighbour: cheap enough to repair fast
   // Weave batches 1 s; 100 ms still coalesces a burst of connection changes into one delta while
   // keeping convergence across a 10-hop mesh around a second.
   topologyBatchMs: 100,
   gcDelayMs: 200,
+  routeDelayMs: 50,
   gcGraceMs: 2_000, // a just-joined peer's neighbour record is usually here long before this
   recentRefusals: 16,
 }
@@ -206,10 +215,12 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
 
   // ---- topology channel ----
 
+  /** Immutable: the same object may be pending for several neighbours, so it encodes once. */
   class TopologyData implements GossipData {
+    private encoded: Uint8Array[] | undefined
     constructor(readonly updates: RecordUpdate[]) {}
     encode(): Uint8Array[] {
-      return this.updates.length ? [encodeUpdate(this.updates)] : []
+      return (this.encoded ??= this.updates.length ? [encodeUpdate(this.updates)] : [])
     }
     merge(other: GossipData): GossipData {
       return other instanceof TopologyData ? new TopologyData(combineUpdates(this.updates, other.updates)) : this
@@ -232,8 +243,13 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
         if (lack.length) channels.sendUnicast(TOPOLOGY_CHANNEL, identity.name, src, encodeUpdate(lack))
         return
       }
+      // News a neighbour brought (joining, a healed partition) goes along our own tree: every
+      // peer that knows our part of the topology can compute it, so each gets it once.
+      // The neighbour's own record is left out: it broadcasts its own changes itself, and a
+      // joiner answering N new neighbours would otherwise be re-broadcast N times.
       const news = applyUpdates(m.updates, src)
-      if (news) channels.neighbourSubset(TOPOLOGY_CHANNEL, news, src)
+      const relay = news?.updates.filter((u) => u.rec.name !== src)
+      if (relay?.length) channels.broadcast(TOPOLOGY_CHANNEL, new TopologyData(relay), src)
     },
     gossip: () => undefined, // anti-entropy is digest-based, see antiEntropy()
   }
@@ -277,20 +293,26 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
   function sendOwnUpdate(): void {
     const d = topology.ownDeltaSince(lastSentVersion)
     lastSentVersion = topology.self().version
-    const data = new TopologyData([d])
-    for (const p of live.keys()) channels.gossipTo(p, TOPOLOGY_CHANNEL, data)
+    // Along our broadcast tree: each peer gets it once when views agree (a star in a full mesh).
+    channels.broadcast(TOPOLOGY_CHANNEL, new TopologyData([d]))
   }
 
   function ownChanged(): void {
-    topologyChanged()
+    topologyChanged(true)
     schedule('own', opt.topologyBatchMs, sendOwnUpdate)
   }
 
-  function topologyChanged(): void {
-    routes.invalidate()
+  /**
+   * Our own changes take effect in the routes at once; merged ones are coalesced for
+   * `routeDelayMs` (Weave: 100 ms), since a burst of updates would otherwise rebuild the graph
+   * per message.
+   */
+  function topologyChanged(own = false): void {
+    if (own) routes.invalidate()
+    else schedule('routes', opt.routeDelayMs, () => routes.invalidate())
     schedule('gc', opt.gcDelayMs, runGc)
-    schedule('maker', 0, runMaker)
-    schedule('peers-changed', 0, () => {
+    schedule('maker', own ? 0 : opt.routeDelayMs, runMaker)
+    schedule('peers-changed', opt.routeDelayMs, () => {
       for (const fn of [...peersChangedFns]) {
         try {
           fn()
@@ -310,15 +332,19 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
     if (topology.hasUnreachablePending()) schedule('gc', opt.gcGraceMs, runGc)
   }
 
+  // Both jittered so peers started together do not gossip in lockstep.
   function antiEntropy(): void {
     const ns = [...live.keys()]
     if (ns.length) {
       const peer = ns[rng.int(ns.length)]
       channels.sendUnicast(TOPOLOGY_CHANNEL, identity.name, peer, encodeDigest(topology.digest()))
     }
+    schedule('anti-entropy', opt.antiEntropyMs * (0.75 + rng.next() * 0.5), antiEntropy)
+  }
+
+  function periodicGossip(): void {
     channels.periodic()
-    // Jittered so peers started together do not gossip in lockstep.
-    schedule('periodic', opt.gossipIntervalMs * (0.75 + rng.next() * 0.5), antiEntropy)
+    schedule('periodic', opt.gossipIntervalMs * (0.75 + rng.next() * 0.5), periodicGossip)
   }
 
   // ---- connections ----
@@ -387,7 +413,9 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
     if (config.discovery) {
       for (const r of topology.records()) {
         for (const [to, e] of presentConns(r)) {
-          if (to === identity.name || live.has(to)) continue
+          // Of two peers that learn of each other, only the lower name dials: no duplicate
+          // connections from discovery (direct targets are dialled regardless).
+          if (to <= identity.name || live.has(to)) continue
           // Outbound: the address it dialled is where `to` listens; inbound: its IP, our port.
           discovered.add(e.outbound ? e.addr : hostPort(addrHost(e.addr), config.port))
         }
@@ -550,7 +578,8 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
         if (!stored) carryOut(r.effects)
       }
       runMaker()
-      schedule('periodic', opt.gossipIntervalMs * (0.5 + rng.next() * 0.5), antiEntropy)
+      schedule('anti-entropy', opt.antiEntropyMs * (0.5 + rng.next() * 0.5), antiEntropy)
+      schedule('periodic', opt.gossipIntervalMs * (0.5 + rng.next() * 0.5), periodicGossip)
       log.info(`mesh started: ${identity.name}(${identity.nickname}) on port ${config.port}, ${initial.length} target(s)`)
     },
     async stop() {

@@ -67,11 +67,22 @@ export function unicastRoutes(g: Graph, self: PeerName): Map<PeerName, PeerName>
 
 /** The peers `self` forwards a broadcast from `source` to: its children in source's BFS tree. */
 export function broadcastChildren(g: Graph, source: PeerName, self: PeerName): PeerName[] {
-  const parent = bfs(g, source)
-  if (!parent.has(self)) return []
-  const out: PeerName[] = []
-  for (const [v, p] of parent) if (p === self && v !== source) out.push(v)
-  return out
+  // Our children are exactly the peers first discovered when we are expanded, so the search
+  // stops there (in a full mesh: right after the source's own neighbours).
+  const seen = new Set<PeerName>([source])
+  const queue: PeerName[] = [source]
+  for (let i = 0; i < queue.length; i++) {
+    const u = queue[i]
+    const found: PeerName[] = []
+    for (const v of g.get(u) ?? []) {
+      if (seen.has(v)) continue
+      seen.add(v)
+      queue.push(v)
+      found.push(v)
+    }
+    if (u === self) return found
+  }
+  return []
 }
 
 /** Caches routes for one topology state; call `invalidate()` when the topology changes. */

@@ -340,7 +340,7 @@ export class Topology {
 // ---- wire encoding ----
 // A topology message is one type byte then MessagePack:
 //   UPDATE (1): [[name(bin 6), nickname, uid(bin 8), version, shortId|-1, base, [[remote(bin 6), seq, flags, addr], ...]], ...]
-//   DIGEST (2): [[name(bin 6), uid(bin 8), version], ...]  (a request: "send me everything I lack")
+//   DIGEST (2): raw 18-byte entries name(6) uid(8, BE) version(u32 BE)  (a request: "send me everything I lack")
 //   DIGEST_LISTED (3): same shape (a request: "send me what I lack of these peers", after a gap)
 // flags: bit 0 present, bit 1 outbound, bit 2 established.
 
@@ -387,8 +387,20 @@ export function encodeUpdate(updates: RecordUpdate[]): Uint8Array {
   return withType(MSG_UPDATE, encode(body))
 }
 
+/** Digests are packed raw (18 bytes an entry: name, uid, u32 version): they go with every new connection. */
+const DIGEST_ENTRY = 18
+
 export function encodeDigest(digest: DigestEntry[], listedOnly = false): Uint8Array {
-  return withType(listedOnly ? MSG_DIGEST_LISTED : MSG_DIGEST, encode(digest.map((d) => [peerNameToBytes(d.name), uidToBytes(d.uid), d.version])))
+  const out = new Uint8Array(1 + digest.length * DIGEST_ENTRY)
+  const dv = new DataView(out.buffer)
+  out[0] = listedOnly ? MSG_DIGEST_LISTED : MSG_DIGEST
+  digest.forEach((d, i) => {
+    const o = 1 + i * DIGEST_ENTRY
+    out.set(peerNameToBytes(d.name), o)
+    dv.setBigUint64(o + 6, BigInt.asUintN(64, d.uid))
+    dv.setUint32(o + 14, Math.min(d.version, 0xffffffff))
+  })
+  return out
 }
 
 function withType(t: number, body: Uint8Array): Uint8Array {
@@ -410,6 +422,15 @@ const isText = (x: unknown): x is string => typeof x === 'string' && x.length <=
 /** Decode a topology message from a peer; never throws. */
 export function decodeTopologyMessage(bytes: Uint8Array): DecodedTopologyMessage {
   if (bytes.length < 1) return { ok: false, reason: 'empty' }
+  if (bytes[0] === MSG_DIGEST || bytes[0] === MSG_DIGEST_LISTED) {
+    if ((bytes.length - 1) % DIGEST_ENTRY !== 0) return { ok: false, reason: 'bad-digest' }
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length)
+    const digest: DigestEntry[] = []
+    for (let o = 1; o < bytes.length; o += DIGEST_ENTRY) {
+      digest.push({ name: bytesToPeerName(bytes.subarray(o, o + 6)), uid: dv.getBigUint64(o + 6), version: dv.getUint32(o + 14) })
+    }
+    return { ok: true, kind: 'digest', digest, listedOnly: bytes[0] === MSG_DIGEST_LISTED }
+  }
   let body: unknown
   try {
     body = decode(bytes.subarray(1))
@@ -417,14 +438,6 @@ export function decodeTopologyMessage(bytes: Uint8Array): DecodedTopologyMessage
     return { ok: false, reason: 'bad-msgpack' }
   }
   if (!Array.isArray(body) || body.length > MAX_RECORDS) return { ok: false, reason: 'bad-shape' }
-  if (bytes[0] === MSG_DIGEST || bytes[0] === MSG_DIGEST_LISTED) {
-    const digest: DigestEntry[] = []
-    for (const d of body) {
-      if (!Array.isArray(d) || !isBin(d[0], 6) || !isBin(d[1], 8) || !isCount(d[2])) return { ok: false, reason: 'bad-digest' }
-      digest.push({ name: bytesToPeerName(d[0]), uid: bytesToUid(d[1]), version: d[2] })
-    }
-    return { ok: true, kind: 'digest', digest, listedOnly: bytes[0] === MSG_DIGEST_LISTED }
-  }
   if (bytes[0] !== MSG_UPDATE) return { ok: false, reason: 'unknown-type' }
   const updates: RecordUpdate[] = []
   for (const r of body) {
@@ -454,7 +467,8 @@ export function decodeTopologyMessage(bytes: Uint8Array): DecodedTopologyMessage
  * otherwise both are kept, in order.
  */
 export function combineUpdates(a: RecordUpdate[], b: RecordUpdate[]): RecordUpdate[] {
-  const out = a.map((u) => ({ rec: cloneRecord(u.rec), base: u.base }))
+  // Updates are treated as immutable: shared, never changed in place.
+  const out = a.slice()
   const lastByName = new Map<PeerName, number>()
   out.forEach((u, i) => lastByName.set(u.rec.name, i))
   for (const u of b) {
@@ -464,10 +478,10 @@ export function combineUpdates(a: RecordUpdate[], b: RecordUpdate[]): RecordUpda
       const rec = mergeRecords(prev.rec, u.rec)
       out[i!] = { rec, base: Math.min(prev.base, u.base) }
     } else if (prev && prev.rec.uid !== u.rec.uid && u.base === 0 && compareHeaders(u.rec, prev.rec) > 0) {
-      out[i!] = { rec: cloneRecord(u.rec), base: 0 }
+      out[i!] = u
     } else {
       lastByName.set(u.rec.name, out.length)
-      out.push({ rec: cloneRecord(u.rec), base: u.base })
+      out.push(u)
     }
   }
   return out
