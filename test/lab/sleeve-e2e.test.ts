@@ -8,6 +8,7 @@
  *  - isolation: net:10.32.2.0/24 containers reach each other, not the default subnet
  *  - encryption: with --password a capture on the underlay has no plaintext of a known payload;
  *    without, it has
+ *  - bad input: junk datagrams at 6783 are dropped and counted, traffic continues
  *  - weave reset leaves no link, address or iptables rule of ours
  */
 import { test } from 'uvu'
@@ -179,6 +180,16 @@ if (reason) {
 
         // plaintext on the underlay without a password
         assert.ok(await captureSees(h2, () => sendKnown(e3, en2.ip)), 'without a password the payload is visible')
+
+        // bad input: garbage, truncated and oversized-count datagrams at h1's 6783 are dropped and counted
+        const drops = async () => Object.values(((await h1.api('/report')).body as { Overlay: { Sleeve: { drops: Record<string, number> } } }).Overlay.Sleeve.drops).reduce((a, b) => a + b, 0)
+        const before = await drops()
+        const junk = `const s=require('dgram').createSocket('udp4');const m=[Buffer.from('garbage'),Buffer.alloc(3),Buffer.from([1,0,0,1,0,2,255,255]),require('crypto').randomBytes(1200)];let i=0;const t=setInterval(()=>{s.send(m[i%4],6783,'${h1.underlayIp}');if(++i>=40){clearInterval(t);s.close()}},5)`
+        await h3.exec(['node', '-e', junk])
+        await waitFor('junk counted', async () => (await drops()) >= before + 30, 5_000, 100).catch(async (err) => {
+          throw new Error(`${(err as Error).message}: ${before} → ${await drops()}: ${JSON.stringify(((await h1.api('/report')).body as { Overlay: unknown }).Overlay)}`)
+        })
+        assert.ok(await ping(e3, e1.ip, 3), 'traffic continues after junk')
 
         // relay: cut h1 ⇄ h3; c1 still reaches h3's namespace through h2
         await lab.partition(['h1'], ['h3'])
