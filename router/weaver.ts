@@ -14,6 +14,7 @@ import { createNetHost } from './net'
 import { createContainerNet } from './container-net'
 import { wireProxy } from './proxy-wiring'
 import { wireOverlay } from './overlay-wiring'
+import { wireMesh } from './mesh-wiring'
 import type { GossipHost, PeerName } from './mesh'
 import { createIpam, IPAM_ROUTES, soloGossipHost } from '../ipam'
 
@@ -70,22 +71,20 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   }))
 
   // ---- mesh ----
-  // Until the mesh is wired the router section says who we are and that we are alone.
-  status.addSection('router', {
-    order: 10,
-    lines: () => [
-      ['Service', 'router'],
-      ['Name', `${peerName}(${config.nickname})`],
-      ['Encryption', config.password ? 'enabled' : 'disabled'],
-      ['PeerDiscovery', config.noDiscovery ? 'disabled' : 'enabled'],
-      ['Targets', String(config.peers.length)],
-    ],
+  // Topology, routes, gossip and the connection maker over TCP meshHost:meshPort; routes
+  // /connect, /forget, /status/{peers,connections,targets}, the router status section and report.
+  const wiredMesh = wireMesh(config, peerName, { clock: deps.clock, rng: deps.rng, logger: log.child('mesh'), router, status })
+  const mesh = wiredMesh.mesh
+  starts.push(async () => {
+    await wiredMesh.start()
+    overlay.useMesh(mesh) // the overlay (built below) follows the mesh's connections
   })
+  stops.unshift(() => wiredMesh.stop())
 
   // ---- ipam ----
   // IPAM gossips over the mesh's `ipam` channel. Until the mesh block provides a GossipHost,
   // IPAM runs alone (seed=<self> or consensus=1 allocate; anything else waits for peers).
-  const ipamHost: GossipHost = soloGossipHost(peerName as PeerName, config.nickname)
+  const ipamHost: GossipHost = mesh
   const ipam = createIpam(
     {
       range: config.ipallocRange,

@@ -10,6 +10,7 @@ import { command as rmpeer } from './rmpeer'
 import { command as prime } from './prime'
 import { attachCommand, detachCommand, psCommand, exposeCommand, hideCommand } from './attach'
 import { command as reset } from './reset'
+import { command as connect, forgetCommand as forget } from './connect'
 
 export const COMMANDS: readonly Command[] = [launch, stop, status, report, env, config, version, rmpeer, prime,
-  attachCommand, detachCommand, psCommand, exposeCommand, hideCommand, reset]
+  attachCommand, detachCommand, psCommand, exposeCommand, hideCommand, reset, connect, forget]

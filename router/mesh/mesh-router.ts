@@ -22,7 +22,7 @@
 import type { Clock, Logger, Rng } from '../deps'
 import { HandshakeError, type HandshakeFailure, type LocalIdentity, type MeshTransport, type PeerConnection } from './connection-contract'
 import type { Gossip, GossipData, GossipHost, Gossiper, MeshView, PeerInfo, PeerName } from './gossip-contract'
-import { ConnectionMaker, addrHost, type MakerEffect, type Target } from './connection-maker'
+import { ConnectionMaker, addrHost, normalizeAddr, type MakerEffect, type Target } from './connection-maker'
 import { GossipChannels, type ChannelGossiper } from './gossip-channel'
 import { createLocalIdentity, type MutableLocalIdentity } from './identity'
 import { RouteTable } from './routes'
@@ -43,7 +43,7 @@ export interface MeshConfig {
   /** Connection limit (Weave's --conn-limit, 0: none): discovery stops dialling at it; inbound connections are refused beyond twice it. */
   connLimit: number
   discovery: boolean
-  /** Initial direct targets (launch args); stored targets, when the store has some, take their place. */
+  /** Initial direct targets (launch args), used when there is no targets store. */
   peers: string[]
   /** Whether connections are encrypted (a password is set): for status only. */
   encryption: boolean
@@ -570,12 +570,11 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
         addConnection(conn, undefined)
       }, onRefused)
       running = true
-      const stored = deps.targets?.load()
-      const initial = stored ?? config.peers
+      const initial = deps.targets?.load() ?? config.peers
       if (initial.length) {
-        const r = maker.connect(initial, false, clock.now())
-        if (r.invalid.length) log.warn(`ignoring invalid peer address(es): ${r.invalid.join(' ')}`)
-        if (!stored) carryOut(r.effects)
+        const valid = initial.filter((p) => normalizeAddr(p, config.port) !== undefined)
+        if (valid.length < initial.length) log.warn(`ignoring invalid peer address(es): ${initial.filter((p) => !valid.includes(p)).join(' ')}`)
+        carryOut(maker.connect(valid, false, clock.now()).effects)
       }
       runMaker()
       schedule('anti-entropy', opt.antiEntropyMs * (0.5 + rng.next() * 0.5), antiEntropy)
