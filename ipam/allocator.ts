@@ -90,6 +90,9 @@ export class Allocator implements Gossiper {
   private ringSentTo = new Map<PeerName, number>()
   private freeDirty = false
   private stopTimer: (() => void) | undefined
+  private unsubscribePeers: (() => void) | undefined
+  private announceTimer: (() => void) | undefined
+  private announcedAt = -Infinity
   private stopped = false
   private readonly loggedOnce = new Set<string>()
   private handoffWaiter: { peer: PeerName; done: () => void } | undefined
@@ -171,14 +174,32 @@ export class Allocator implements Gossiper {
 
   start(): void {
     this.gossipHandle = this.deps.host.newGossip('ipam', this)
+    this.unsubscribePeers = this.view.onPeersChanged(() => this.onPeersChanged())
     this.scheduleTick()
     if (!this.ring.isEmpty()) this.broadcast()
+  }
+
+  /**
+   * New peers may have registered their ipam channel after the mesh greeted them (so they missed
+   * our state), or may be electors consensus is waiting for: announce our state to everyone,
+   * at most once per tick.
+   */
+  private onPeersChanged(): void {
+    if (this.announceTimer || this.stopped || !this.published.ring && !this.published.paxos) return
+    const since = this.deps.clock.now() - this.announcedAt
+    this.announceTimer = this.deps.clock.setTimer(Math.max(0, this.tickMs - since), () => {
+      this.announceTimer = undefined
+      this.announcedAt = this.deps.clock.now()
+      this.broadcast()
+    })
   }
 
   /** Stop ticking, fail pending requests, and resolve once the last write is done. */
   async stop(): Promise<void> {
     this.stopped = true
     this.stopTimer?.()
+    this.unsubscribePeers?.()
+    this.announceTimer?.()
     for (const op of this.pending.splice(0)) op.reject(new IpamError(503, 'IPAM is shutting down'))
     await this.commit.idle()
     await this.deps.store.close?.()
