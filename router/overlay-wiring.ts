@@ -35,6 +35,12 @@ export interface OverlayWiring {
   stop(): Promise<void>
   statusLines(): Array<[string, string]>
   report(): Record<string, unknown>
+  /**
+   * What `weave status connections` can append for the connection to `peer`: `sleeve mtu=1448`
+   * once the sleeve path is established, `sleeve pending` / `sleeve stale` before or after;
+   * undefined when the overlay has no connection to it.
+   */
+  connectionInfo(peer: string): string | undefined
 }
 
 export interface OverlayWiringDeps {
@@ -95,6 +101,11 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       ]
       for (const c of conns) lines.push(['Connection', overlayConnectionLine(c)])
       return lines
+    },
+    connectionInfo(peer) {
+      const c = overlay.connections().find((x) => x.peer === peer)
+      if (!c) return undefined
+      return c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ' encrypted' : ''}` : `sleeve ${c.state}`
     },
     report() {
       return {
