@@ -29,7 +29,7 @@ interface Addon {
   localPort(h: Handle): number
   features(h: Handle): number
   recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
-  sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array, vnet?: Uint8Array | null): number
+  sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array, vnet?: Uint8Array | null, segs?: Uint16Array | null): number
   pollStart(h: Handle, events: number, fn: (status: number, events: number) => void): void
   pollStop(h: Handle): void
   close(h: Handle): void
@@ -241,10 +241,11 @@ abstract class BatchSocket {
     if (this.isClosed) throw new Error('socket is closed')
   }
 
-  protected sendRaw(bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, vnet: Uint8Array | null = null): SendResult {
+  protected sendRaw(bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, vnet: Uint8Array | null = null,
+    segs: Uint16Array | null = null): SendResult {
     this.assertOpen()
     if (this.status.length < bufs.length) this.status = new Int32Array(bufs.length)
-    const done = this.a.sendBatch(this.h, bufs, addrs, ports, this.status, vnet)
+    const done = this.a.sendBatch(this.h, bufs, addrs, ports, this.status, vnet, segs)
     const errors: SendResult['errors'] = []
     for (let i = 0; i < done; i++) if (this.status[i] > 0) errors.push({ index: i, code: errnoName(this.status[i]) })
     return { sent: done - errors.length, errors, notSent: bufs.length - done }
@@ -344,8 +345,11 @@ export interface UdpSocketOptions extends SocketOptions {
 
 /** A datagram received: `data` is a view valid until the next recvBatch. */
 export interface Datagram { data: Buffer; addr: string; port: number }
-/** A datagram to send. */
-export interface OutDatagram { addr: string; port: number; data: Uint8Array }
+/**
+ * A datagram to send; with `segment`, `data` is a run of datagrams of `segment` bytes each
+ * (the last may be shorter) to the same address, sent as few GSO messages as the kernel allows.
+ */
+export interface OutDatagram { addr: string; port: number; data: Uint8Array; segment?: number }
 
 /** A non-blocking IPv4 UDP socket with batched receive and send. */
 export class UdpSocket extends BatchSocket {
@@ -353,6 +357,7 @@ export class UdpSocket extends BatchSocket {
   private readonly rports: Uint16Array
   private saddrs = new Uint32Array(64)
   private sports = new Uint16Array(64)
+  private ssegs = new Uint16Array(64)
   // peers are few: parse and format each address once
   private readonly addrText = new Map<number, string>()
   private readonly addrNum = new Map<string, number>()
@@ -404,15 +409,19 @@ export class UdpSocket extends BatchSocket {
   /** Sends each datagram to its address, in order, without copying the data. */
   sendBatch(dgrams: readonly OutDatagram[]): SendResult {
     const n = dgrams.length
-    if (this.saddrs.length < n) { this.saddrs = new Uint32Array(n); this.sports = new Uint16Array(n) }
+    if (this.saddrs.length < n) { this.saddrs = new Uint32Array(n); this.sports = new Uint16Array(n); this.ssegs = new Uint16Array(n) }
     const bufs: Uint8Array[] = new Array(n)
+    let segmented = false
     for (let i = 0; i < n; i++) {
       const d = dgrams[i]
       this.saddrs[i] = this.parseAddr(d.addr)
       this.sports[i] = d.port
+      const seg = d.segment !== undefined && d.segment > 0 && d.segment < d.data.length ? Math.min(d.segment, 0xffff) : 0
+      this.ssegs[i] = seg
+      if (seg) segmented = true
       bufs[i] = d.data
     }
-    return this.sendRaw(bufs, this.saddrs, this.sports)
+    return this.sendRaw(bufs, this.saddrs, this.sports, null, segmented ? this.ssegs : null)
   }
 
   /** The kernel's path MTU towards `addr` (IP_MTU): the interface MTU until a smaller one is learnt. */

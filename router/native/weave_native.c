@@ -500,7 +500,7 @@ static int element_bytes(napi_env env, napi_value arr, uint32_t i, void **data, 
 
 /*
  * sendBatch(ext, bufs: Uint8Array[], addrs: Uint32Array|null, ports: Uint16Array|null, status: Int32Array
- *           [, vnet: Uint8Array|null]) -> processed
+ *           [, vnet: Uint8Array|null [, segs: Uint16Array|null]]) -> processed
  * Sends bufs[0..] in order (UDP: to addrs[i]:ports[i]). status[i] = 0 sent, errno > 0 refused
  * for that message alone (EMSGSIZE above the path MTU, ECONNREFUSED...), skipped and the batch
  * continues. Stops early when the socket buffer is full (EAGAIN): messages from the returned
@@ -511,10 +511,59 @@ static int element_bytes(napi_env env, napi_value arr, uint32_t i, void **data, 
  * are still per datagram.
  * A packet socket with a vnet header sends each frame behind its 10-byte header: vnet[i*10..]
  * when given (a GSO super-frame the kernel segments), else an all-zero one (a plain frame).
+ * UDP: segs[i] > 0 makes bufs[i] a run of datagrams of segs[i] bytes each (the last may be
+ * shorter), sent as few GSO messages (else one by one); its status is 0 only when all left.
  */
+static int send_segmented(sock_t *s, uint8_t *data, size_t len, size_t seg, uint32_t addr, uint16_t port) {
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctrl[MAX_BATCH];
+  struct sockaddr_in name = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(addr) };
+  size_t per = s->gso ? (GSO_MAX_BYTES / seg) : 1;
+  if (per > GSO_MAX_SEGS) per = GSO_MAX_SEGS;
+  if (per < 1) per = 1;
+  size_t off = 0;
+  int gso_ok = s->gso;
+  while (off < len) {
+    unsigned nm = 0;
+    memset(msgs, 0, sizeof msgs);
+    size_t o = off;
+    while (o < len && nm < MAX_BATCH) {
+      size_t chunk = per * seg;
+      if (!gso_ok) chunk = seg;
+      if (chunk > len - o) chunk = len - o;
+      iov[nm] = (struct iovec){ .iov_base = data + o, .iov_len = chunk };
+      struct msghdr *h = &msgs[nm].msg_hdr;
+      h->msg_iov = &iov[nm];
+      h->msg_iovlen = 1;
+      h->msg_name = &name;
+      h->msg_namelen = sizeof name;
+      if (gso_ok && chunk > seg) {
+        struct cmsghdr *c = (struct cmsghdr *)ctrl[nm].buf;
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t sz = (uint16_t)seg;
+        memcpy(CMSG_DATA(c), &sz, sizeof sz);
+        h->msg_control = ctrl[nm].buf;
+        h->msg_controllen = sizeof ctrl[nm].buf;
+      }
+      o += chunk;
+      nm++;
+    }
+    int n = sendmmsg(s->fd, msgs, nm, MSG_DONTWAIT);
+    if (n > 0) { for (int m = 0; m < n; m++) off += iov[m].iov_len; continue; }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) return -1;
+    if (gso_ok) { gso_ok = 0; continue; } /* the kernel refused GSO for this one: one by one */
+    return n < 0 ? errno : EIO;
+  }
+  return 0;
+}
+
 static napi_value send_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], out;
+  size_t argc = 7;
+  napi_value argv[7], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc >= 5 ? get_sock(env, argv[0]) : NULL;
   if (!s || s->fd < 0) return throw_type(env, "sendBatch: socket is closed");
@@ -534,6 +583,9 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   uint8_t *vnet = (argc >= 6 && !is_nullish(env, argv[5])) ? get_typed(env, argv[5], napi_uint8_array, &nvnet) : NULL;
   int with_hdr = !udp && s->vnet;
   if (vnet && nvnet < (size_t)total * VNET_HDR_BYTES) return throw_type(env, "sendBatch: vnet must hold 10 bytes per buffer");
+  size_t nsegs = 0;
+  uint16_t *segs = (udp && argc >= 7 && !is_nullish(env, argv[6])) ? get_typed(env, argv[6], napi_uint16_array, &nsegs) : NULL;
+  if (segs && nsegs < total) return throw_type(env, "sendBatch: segs must hold one entry per buffer");
   if (udp && (!addrs || !ports || naddrs < total || nports < total)) return throw_type(env, "sendBatch: UDP needs addrs and ports for every buffer");
 
   struct mmsghdr msgs[MAX_BATCH];
@@ -544,10 +596,19 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   uint32_t done = 0, no_gso_below = 0;
   for (uint32_t i = 0; i < total; i++) status[i] = -1;
   while (done < total) {
+    if (segs && segs[done] > 0) {
+      void *data;
+      size_t len;
+      if (!element_bytes(env, argv[1], done, &data, &len)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
+      int r = send_segmented(s, data, len, segs[done], addrs[done], ports[done]);
+      if (r < 0) break; /* buffer full: this one and the rest not (wholly) sent */
+      status[done++] = r;
+      continue;
+    }
     unsigned nm = 0, ni = 0;
     uint32_t j = done;
     memset(msgs, 0, sizeof msgs);
-    while (j < total && nm < MAX_BATCH && ni < MAX_BATCH) {
+    while (j < total && nm < MAX_BATCH && ni < MAX_BATCH && !(segs && segs[j] > 0)) {
       void *data;
       size_t len;
       if (!element_bytes(env, argv[1], j, &data, &len)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
@@ -566,7 +627,7 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
         while (j < total && ni < MAX_BATCH && count[nm] < GSO_MAX_SEGS) {
           void *d2;
           size_t l2;
-          if (addrs[j] != addrs[first[nm]] || ports[j] != ports[first[nm]]) break;
+          if (addrs[j] != addrs[first[nm]] || ports[j] != ports[first[nm]] || (segs && segs[j] > 0)) break;
           if (!element_bytes(env, argv[1], j, &d2, &l2)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
           if (l2 == 0 || l2 > seg || bytes + l2 > GSO_MAX_BYTES) break;
           iov[ni++] = (struct iovec){ .iov_base = d2, .iov_len = l2 };

@@ -5,7 +5,7 @@
  * Wire format (integers big-endian):
  *
  *   0  u8   version (1)
- *   1  u8   kind: bits 0-6 = 0 frames | 1 heartbeat | 2 probe | 3 piece; bit 7 = sealed (encrypted body)
+ *   1  u8   kind: bits 0-6 = 0 frames | 1 heartbeat | 2 probe | 3 piece | 4 super; bit 7 = sealed (encrypted body)
  *   2  u16  source peer short ID (12 bits, top 4 bits zero)
  *   4  u16  destination peer short ID (the final destination, not the next hop)
  *   6  u16  frame count (frames; 0 for the other kinds)
@@ -13,12 +13,17 @@
  *        frames:    count × (u16 length ≥ 14, then that many bytes of Ethernet frame)
  *        heartbeat: u64 connection UID (proves which mesh connection the sender means)
  *        probe:     any bytes; the datagram's size is what is being tested (path MTU)
- *        piece:     u32 super-frame id, u32 super-frame length, u32 offset of this piece,
- *                   10 bytes virtio_net_hdr (little-endian: flags, gso_type, hdr_len, gso_size,
- *                   csum_start, csum_offset), then the piece's bytes. A GSO super-frame (a
- *                   container's TSO segment, up to 64 KiB) travels as consecutive pieces and is
- *                   put back whole at the far end, where the kernel segments it: one frame per
- *                   64 KiB through both routers instead of one per MTU.
+ *        super:     10 bytes virtio_net_hdr (little-endian: flags, gso_type, hdr_len, gso_size,
+ *                   csum_start, csum_offset), then one GSO super-frame (a container's TSO
+ *                   segment, up to 64 KiB) that the receiving kernel cuts into MTU-sized frames.
+ *                   Such a datagram (sealed as a whole when encrypting: one AEAD per 64 KiB)
+ *                   is larger than the path, so it travels as pieces:
+ *        piece:     u32 id, u32 total length, u32 offset, then bytes [offset, offset + n) of an
+ *                   oversized sleeve datagram (total ≤ 128 KiB). Never sealed itself (the
+ *                   datagram it carries is); consecutive pieces are equal-sized but the last, so
+ *                   one UDP GSO send moves them all. Put back together, the datagram is decoded
+ *                   (or opened) like any other: one frame per 64 KiB through both routers
+ *                   instead of one per MTU.
  *        sealed:    opaque; the crypto layer opens it into the plaintext body above
  *
  * Why this shape: the 8-byte header is fixed, so it can be authenticated as associated data
@@ -38,13 +43,15 @@ export const MAX_DATAGRAM_BYTES = 65_507
 export const UNDERLAY_HEADER_BYTES = 28
 export const MAX_SHORT_ID = 0xfff
 
-export const Kind = { Frames: 0, Heartbeat: 1, Probe: 2, Piece: 3 } as const
+export const Kind = { Frames: 0, Heartbeat: 1, Probe: 2, Piece: 3, Super: 4 } as const
 /** Bytes of a piece body before its data. */
-export const PIECE_HEADER_BYTES = 22
+export const PIECE_HEADER_BYTES = 12
 /** virtio_net_hdr bytes carried with a super-frame. */
 export const GSO_HEADER_BYTES = 10
 /** Largest super-frame accepted (64 KiB IP packet + Ethernet and VLAN headers, with room). */
-export const MAX_SUPER_FRAME_BYTES = 0x20000
+export const MAX_SUPER_FRAME_BYTES = 0x1ff00
+/** Largest datagram carried as pieces (a super-frame datagram, sealed). */
+export const MAX_PIECED_BYTES = 0x20000
 export type Kind = (typeof Kind)[keyof typeof Kind]
 const SEALED = 0x80
 
@@ -58,17 +65,19 @@ export type SleeveDatagram =
   | { kind: 'frames'; src: number; dst: number; frames: Uint8Array[] }
   | { kind: 'heartbeat'; src: number; dst: number; connUid: bigint }
   | { kind: 'probe'; src: number; dst: number; size: number }
-  /** Part of a super-frame: `data` is super-frame bytes [offset, offset + data.length) of `total`. */
-  | { kind: 'piece'; src: number; dst: number; id: number; total: number; offset: number; gso: Uint8Array; data: Uint8Array }
+  /** Part of an oversized datagram: its bytes [offset, offset + data.length) of `total`. */
+  | { kind: 'piece'; src: number; dst: number; id: number; total: number; offset: number; data: Uint8Array }
+  /** A GSO super-frame with its virtio_net_hdr (`gso`, 10 bytes). */
+  | { kind: 'super'; src: number; dst: number; gso: Uint8Array; frame: Uint8Array }
   /** Encrypted: `header` is the 8 bytes to authenticate, `body` what to open, `inner` the kind inside. */
-  | { kind: 'sealed'; src: number; dst: number; inner: 'frames' | 'heartbeat' | 'probe' | 'piece'; count: number; header: Uint8Array; body: Uint8Array }
+  | { kind: 'sealed'; src: number; dst: number; inner: 'frames' | 'heartbeat' | 'probe' | 'piece' | 'super'; count: number; header: Uint8Array; body: Uint8Array }
 
 export type DecodeFailure = 'truncated' | 'bad-version' | 'bad-kind' | 'bad-short-id' | 'runt-frame'
   | 'too-large' | 'trailing-bytes' | 'bad-count' | 'bad-piece'
 
 export type DecodeResult = { ok: true; datagram: SleeveDatagram } | { ok: false; reason: DecodeFailure }
 
-const kindNames = ['frames', 'heartbeat', 'probe', 'piece'] as const
+const kindNames = ['frames', 'heartbeat', 'probe', 'piece', 'super'] as const
 
 function checkShortId(id: number): void {
   if (!Number.isInteger(id) || id < 0 || id > MAX_SHORT_ID) throw new RangeError(`short ID out of range: ${id}`)
@@ -137,33 +146,43 @@ export function encodeProbe(h: SleeveHeader, size: number): Uint8Array {
   return out
 }
 
+/** A super datagram: GSO super-frame `frame` behind its 10-byte virtio_net_hdr `gso`. */
+export function encodeSuper(h: SleeveHeader, frame: Uint8Array, gso: Uint8Array): Uint8Array {
+  if (frame.length < MIN_FRAME_BYTES || frame.length > MAX_SUPER_FRAME_BYTES) throw new RangeError(`super-frame of ${frame.length} bytes`)
+  const out = new Uint8Array(HEADER_BYTES + GSO_HEADER_BYTES + frame.length)
+  writeHeader(out, Kind.Super, h, 0)
+  out.set(gso.subarray(0, GSO_HEADER_BYTES), HEADER_BYTES)
+  out.set(frame, HEADER_BYTES + GSO_HEADER_BYTES)
+  return out
+}
+
 /**
- * Cuts super-frame `frame` (with its virtio_net_hdr `gso`) into piece datagrams of at most
- * `maxDatagramBytes` each, all of one size but the last (so UDP GSO sends them as one message).
- * The datagrams are views into one new buffer.
+ * Cuts `datagram` (an encoded, possibly sealed, sleeve datagram too big for the path) into
+ * pieces of at most `maxDatagramBytes`, laid back to back in one buffer: every piece is
+ * `segment` bytes but the last, which may be shorter — the shape one UDP GSO send takes
+ * (OutDatagram.segment). `h` names the sender and final destination; `id` tells the datagrams
+ * of one sender apart.
  */
-export function encodePieces(h: SleeveHeader, id: number, frame: Uint8Array, gso: Uint8Array, maxDatagramBytes: number): Uint8Array[] {
+export function encodePieces(h: SleeveHeader, id: number, datagram: Uint8Array, maxDatagramBytes: number): { data: Uint8Array; segment: number; count: number } {
   const room = Math.min(maxDatagramBytes, MAX_DATAGRAM_BYTES) - HEADER_BYTES - PIECE_HEADER_BYTES
   if (room < 64) throw new RangeError(`datagrams of ${maxDatagramBytes} bytes are too small for pieces`)
-  if (frame.length < MIN_FRAME_BYTES || frame.length > MAX_SUPER_FRAME_BYTES) throw new RangeError(`super-frame of ${frame.length} bytes`)
-  const n = Math.ceil(frame.length / room)
+  if (datagram.length > MAX_PIECED_BYTES) throw new RangeError(`datagram of ${datagram.length} bytes is too big even for pieces`)
+  const n = Math.max(1, Math.ceil(datagram.length / room))
   const per = HEADER_BYTES + PIECE_HEADER_BYTES
-  const buf = new Uint8Array(n * per + frame.length)
-  const out: Uint8Array[] = new Array(n)
+  const buf = new Uint8Array(n * per + datagram.length)
+  writeHeader(buf, Kind.Piece, h, 0)
+  id >>>= 0
   let p = 0
   for (let i = 0, off = 0; i < n; i++, off += room) {
-    const len = Math.min(room, frame.length - off)
-    const start = p
-    writeHeader(buf.subarray(p), Kind.Piece, h, 0)
+    const len = Math.min(room, datagram.length - off)
+    if (i) buf.copyWithin(p, 0, HEADER_BYTES)
     p += HEADER_BYTES
-    writeU32(buf, p, id >>> 0); writeU32(buf, p + 4, frame.length); writeU32(buf, p + 8, off)
-    buf.set(gso.subarray(0, GSO_HEADER_BYTES), p + 12)
+    writeU32(buf, p, id); writeU32(buf, p + 4, datagram.length); writeU32(buf, p + 8, off)
     p += PIECE_HEADER_BYTES
-    buf.set(frame.subarray(off, off + len), p)
+    buf.set(len === datagram.length ? datagram : datagram.subarray(off, off + len), p)
     p += len
-    out[i] = buf.subarray(start, p)
   }
-  return out
+  return { data: buf, segment: per + room, count: n }
 }
 
 function writeU32(b: Uint8Array, at: number, v: number): void {
@@ -192,7 +211,8 @@ export function decodeFrameList(body: Uint8Array, count: number): { ok: true; fr
 
 /** Decodes one received datagram. Frames are views into `buf` (copy to keep them). */
 export function decodeDatagram(buf: Uint8Array): DecodeResult {
-  if (buf.length > MAX_DATAGRAM_BYTES) return { ok: false, reason: 'too-large' }
+  // only a super datagram (put back together from pieces) may exceed what UDP carries
+  if (buf.length > MAX_DATAGRAM_BYTES && (buf.length > MAX_PIECED_BYTES || (buf[1] & ~SEALED) !== Kind.Super)) return { ok: false, reason: 'too-large' }
   if (buf.length < HEADER_BYTES) return { ok: false, reason: 'truncated' }
   if (buf[0] !== SLEEVE_VERSION) return { ok: false, reason: 'bad-version' }
   const sealed = (buf[1] & SEALED) !== 0
@@ -209,7 +229,7 @@ export function decodeDatagram(buf: Uint8Array): DecodeResult {
 }
 
 /** Decodes a plaintext body of the given kind (also used after opening a sealed one). */
-export function decodeBody(kind: 'frames' | 'heartbeat' | 'probe' | 'piece', src: number, dst: number, count: number, body: Uint8Array): DecodeResult {
+export function decodeBody(kind: 'frames' | 'heartbeat' | 'probe' | 'piece' | 'super', src: number, dst: number, count: number, body: Uint8Array): DecodeResult {
   switch (kind) {
     case 'frames': {
       if (count === 0) return { ok: false, reason: 'bad-count' }
@@ -230,8 +250,12 @@ export function decodeBody(kind: 'frames' | 'heartbeat' | 'probe' | 'piece', src
       const total = readU32(body, 4)
       const offset = readU32(body, 8)
       const data = body.subarray(PIECE_HEADER_BYTES)
-      if (total < MIN_FRAME_BYTES || total > MAX_SUPER_FRAME_BYTES || offset + data.length > total) return { ok: false, reason: 'bad-piece' }
-      return { ok: true, datagram: { kind, src, dst, id, total, offset, gso: body.subarray(12, 12 + GSO_HEADER_BYTES), data } }
+      if (total < HEADER_BYTES || total > MAX_PIECED_BYTES || offset + data.length > total) return { ok: false, reason: 'bad-piece' }
+      return { ok: true, datagram: { kind, src, dst, id, total, offset, data } }
+    }
+    case 'super': {
+      if (body.length < GSO_HEADER_BYTES + MIN_FRAME_BYTES) return { ok: false, reason: 'truncated' }
+      return { ok: true, datagram: { kind, src, dst, gso: body.subarray(0, GSO_HEADER_BYTES), frame: body.subarray(GSO_HEADER_BYTES) } }
     }
   }
 }

@@ -11,10 +11,11 @@
  * full socket buffer: what does not fit is dropped and counted, as a router would.
  *
  * GSO super-frames: the bridge-side socket reads with a virtio_net_hdr, so a container's TSO
- * segment (up to 64 KiB) arrives as one frame. It travels as a run of equal-sized "piece"
- * datagrams (one UDP GSO send), is put back together at the far end and injected whole with its
- * header; the kernel there cuts it into MTU-sized frames (or hands it whole to the container).
- * Per 64 KiB of TCP that is one frame through each router instead of ~45.
+ * segment (up to 64 KiB) arrives as one frame. It becomes one "super" datagram (sealed as a
+ * whole when encrypting), cut into a run of equal-sized unsealed "piece" datagrams (one UDP GSO
+ * send); the neighbour puts the datagram back together, opens it and injects the frame whole
+ * with its header; the kernel there cuts it into MTU-sized frames (or hands it whole to the
+ * container). Per 64 KiB of TCP that is one frame and one AEAD through each router instead of ~45.
  *
  * Neighbours (which peer is at which UDP address, with which cipher and MTU) are told to it by
  * the layer that runs overlay connections (heartbeats, PMTU), via setPeer/removePeer.
@@ -24,11 +25,11 @@ import { openPacketSocket, openUdpSocket, type PacketSocket, type UdpSocket, typ
 import { Forwarder, type ForwardEffect, type Routes } from './forwarder'
 import { MacTable, DEFAULT_MAC_MAX_AGE_MS } from './mac-table'
 import {
-  decodeDatagram, encodeFrames, encodePieces, packFrames, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES, GSO_HEADER_BYTES,
-  type SleeveDatagram,
+  decodeDatagram, encodeFrames, encodePieces, encodeSuper, packFrames, Kind, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES,
+  type SleeveDatagram, type DecodeResult,
 } from './sleeve-frame'
 import { handleTooBig } from './too-big'
-import { SEAL_OVERHEAD_BYTES, type SleeveCipher } from './sleeve-crypto'
+import { SEAL_OVERHEAD_BYTES, type SleeveCipher, type OpenResult } from './sleeve-crypto'
 
 /** Weave sweeps its MAC cache every minute. */
 const MAC_SWEEP_INTERVAL_MS = 60_000
@@ -42,7 +43,7 @@ const MIN_PATH_MTU = 552
 const PACKET_SLOT_BYTES = 65_536 + 512
 
 /** A super-frame being put back together from its pieces (one per sending peer). */
-interface Reassembly { id: number; total: number; got: number; buf: Buffer; gso: Uint8Array }
+interface Reassembly { id: number; total: number; got: number; buf: Buffer }
 
 export interface SleeveConfig {
   /** Our data-plane short ID. */
@@ -268,16 +269,25 @@ export class Sleeve {
         const from = this.byAddr.get(`${d.addr}:${d.port}`)
         if (from === undefined) { this.drop('unknown-sender'); continue }
         const cipher = this.peers.get(from)!.cipher
-        const r = cipher ? cipher.open(d.data) : decodeDatagram(d.data)
+        let r: DecodeResult | OpenResult
+        if (d.data.length > 1 && d.data[1] === Kind.Piece) {
+          // pieces are never sealed themselves: the datagram they rebuild is
+          const pr = decodeDatagram(d.data)
+          if (!pr.ok || pr.datagram.kind !== 'piece') { this.drop(`bad-datagram:${pr.ok ? 'bad-kind' : pr.reason}`); continue }
+          const whole = this.reassemble(from, pr.datagram)
+          if (!whole) continue
+          r = cipher ? cipher.open(whole) : decodeDatagram(whole)
+          if (r.ok && r.datagram.kind !== 'super') { this.drop('bad-datagram:pieced-not-super'); continue }
+        } else r = cipher ? cipher.open(d.data) : decodeDatagram(d.data)
         if (!r.ok) { this.drop(`bad-datagram:${r.reason}`); continue }
         const dg = r.datagram
         if (dg.kind === 'sealed') { this.drop('unexpected-sealed'); continue }
+        if (dg.kind === 'piece') { this.drop('unexpected-piece'); continue }
         let frames: Uint8Array[]
-        if (dg.kind === 'piece') {
-          const whole = this.reassemble(dg)
-          if (!whole) continue
-          this.gso.set(whole.frame, whole.gso)
-          frames = [whole.frame]
+        if (dg.kind === 'super') {
+          this.stats.superFramesReceived++
+          this.gso.set(dg.frame, dg.gso)
+          frames = [dg.frame]
         } else if (dg.kind !== 'frames') { this.onControl(from, dg); continue }
         else frames = dg.frames
         if (dg.dst !== this.config.self) this.stats.relayed += frames.length
@@ -301,33 +311,27 @@ export class Sleeve {
   }
 
   /**
-   * Adds a received piece to its super-frame; returns the whole super-frame once its last piece
-   * is in. Pieces come in order (one GSO run from one sender): a gap or a new id abandons the
-   * super-frame being built (lost on the way; TCP resends it).
+   * Adds a piece from neighbour `from` to the datagram it is part of; returns the whole datagram
+   * once its last piece is in. Pieces come in order (one GSO run from one sender): a gap or a new
+   * id abandons the datagram being built (lost on the way; TCP resends what it carried).
    */
-  private reassemble(p: Extract<SleeveDatagram, { kind: 'piece' }>): { frame: Uint8Array; gso: Uint8Array } | undefined {
-    let r = this.reassembly.get(p.src)
-    if (r && (r.id !== p.id || r.got !== p.offset)) {
-      this.drop('super-frame-incomplete')
-      this.reassembly.delete(p.src)
+  private reassemble(from: number, p: Extract<SleeveDatagram, { kind: 'piece' }>): Uint8Array | undefined {
+    let r = this.reassembly.get(from)
+    if (r && (r.id !== p.id || r.got !== p.offset || r.total !== p.total)) {
+      this.drop('pieces-incomplete')
+      this.reassembly.delete(from)
       r = undefined
     }
     if (!r) {
-      if (p.offset !== 0) { this.drop('super-frame-piece-out-of-order'); return undefined }
-      r = { id: p.id, total: p.total, got: 0, buf: Buffer.allocUnsafe(p.total), gso: new Uint8Array(GSO_HEADER_BYTES) }
-      r.gso.set(p.gso)
-      this.reassembly.set(p.src, r)
-    } else if (r.total !== p.total) {
-      this.drop('super-frame-incomplete')
-      this.reassembly.delete(p.src)
-      return undefined
+      if (p.offset !== 0) { this.drop('piece-out-of-order'); return undefined }
+      r = { id: p.id, total: p.total, got: 0, buf: Buffer.allocUnsafe(p.total) }
+      this.reassembly.set(from, r)
     }
     r.buf.set(p.data, r.got)
     r.got += p.data.length
     if (r.got < r.total) return undefined
-    this.reassembly.delete(p.src)
-    this.stats.superFramesReceived++
-    return { frame: r.buf, gso: r.gso }
+    this.reassembly.delete(from)
+    return r.buf
   }
 
   private inject(frames: Uint8Array[], gso?: Array<Uint8Array | undefined>): void {
@@ -363,14 +367,16 @@ export class Sleeve {
         if (!g) { frames.push(f); continue }
         // a super-frame: as pieces, after the plain frames gathered so far (order kept)
         if (frames.length) { this.encodePlain(e, peer, frames, maxBytes, out, replies); frames = [] }
-        let pieces: Uint8Array[]
         try {
-          pieces = encodePieces({ src: e.src, dst: e.dst }, this.nextPieceId++ >>> 0, f, g, maxBytes)
+          const h = { src: e.src, dst: e.dst }
+          const plain = encodeSuper(h, f, g)
+          const whole = peer.cipher ? peer.cipher.seal(plain) : plain
+          const p = encodePieces(h, this.nextPieceId++ >>> 0, whole, this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES)
+          out.push({ addr: peer.addr, port: peer.port, data: p.data, segment: p.segment })
         } catch {
           this.drop('super-frame-unsendable')
           continue
         }
-        for (const plain of pieces) out.push({ addr: peer.addr, port: peer.port, data: peer.cipher ? peer.cipher.seal(plain) : plain })
         this.stats.superFramesSent++
         this.stats.framesSent++
       }

@@ -15,6 +15,7 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
+import * as fs from 'node:fs'
 import { systemClock, nullLogger, createLogger } from '../../router/deps'
 
 const run = promisify(execFile)
@@ -50,16 +51,32 @@ async function router(): Promise<void> {
   s.start()
   console.log('ready')
   let cpu0 = process.cpuUsage()
+  let [run0, wait0] = readSchedstat()
   process.stdin.on('data', (d) => {
     for (const line of d.toString().split('\n')) {
-      if (line === 'reset') { cpu0 = process.cpuUsage(); resetStats(s.stats as unknown as Record<string, unknown>); console.log('reset') }
+      if (line === 'reset') { cpu0 = process.cpuUsage(); [run0, wait0] = readSchedstat(); resetStats(s.stats as unknown as Record<string, unknown>); console.log('reset') }
       if (line === 'report') {
         const c = process.cpuUsage(cpu0)
-        console.log(JSON.stringify({ cpuS: (c.user + c.system) / 1e6, stats: s.stats }))
+        const [runNs, waitNs] = readSchedstat()
+        console.log(JSON.stringify({ cpuS: (c.user + c.system) / 1e6, userS: c.user / 1e6, sysS: c.system / 1e6, waitS: (waitNs - wait0) / 1e9, runS: (runNs - run0) / 1e9, stats: s.stats }))
       }
     }
   })
   process.stdin.on('end', () => { s.stop(); process.exit(0) })
+}
+
+/** Time this process's threads ran and waited runnable for a CPU (ns), from /proc schedstat. */
+function readSchedstat(): [number, number] {
+  let run = 0
+  let wait = 0
+  try {
+    for (const t of fs.readdirSync('/proc/self/task')) {
+      const [r, w] = fs.readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').trim().split(/\s+/).map(Number)
+      run += r
+      wait += w
+    }
+  } catch { /* no schedstat */ }
+  return [run, wait]
 }
 
 function resetStats(st: Record<string, unknown>): void {
@@ -140,7 +157,8 @@ async function main(): Promise<void> {
         const argv = ['--enable-source-maps', __filename, '--role', 'router', '--self', String(i + 1), '--other', String(2 - i),
           '--bind', h.underlayIp, '--peer', o.underlayIp, '--netns', `/var/run/netns/${h.ns}`,
           ...(mode === 'encrypted' ? ['--secret', SECRET_HEX] : [])]
-        return new RouterProc(h.name, spawn(process.execPath, argv, { stdio: ['pipe', 'pipe', 'inherit'] }))
+        const prof = process.env.SLEEVE_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SLEEVE_BENCH_PROF] : []
+        return new RouterProc(h.name, spawn(process.execPath, [...prof, ...argv], { stdio: ['pipe', 'pipe', 'inherit'] }))
       })
       routers.push(...procs)
       try {
@@ -170,9 +188,10 @@ async function main(): Promise<void> {
         const retrans = (nstat1.TcpRetransSegs ?? 0) - (nstat0.TcpRetransSegs ?? 0)
         let cpuS = 0
         for (const r of procs) {
-          const rep = JSON.parse(await r.ask('report')) as { cpuS: number; stats: unknown }
+          const rep = JSON.parse(await r.ask('report')) as { cpuS: number; userS: number; sysS: number; waitS: number; stats: unknown }
           cpuS += rep.cpuS
-          console.log(`  ${mode} router ${r.name}: cpu ${rep.cpuS.toFixed(2)} s ${JSON.stringify(rep.stats)}`)
+          console.log(`  ${mode} router ${r.name}: cpu ${rep.cpuS.toFixed(2)} s (user ${rep.userS.toFixed(2)}, sys ${rep.sysS.toFixed(2)}; ` +
+            `waited ${rep.waitS.toFixed(2)} s runnable for a CPU) ${JSON.stringify(rep.stats)}`)
         }
         console.log(`sleeve ${mode}: ${gbps.toFixed(2)} Gbit/s, routers' CPU ${cpuS.toFixed(2)} s, sender TCP retransmits ${retrans}`)
         results[mode] = { gbps, cpuS, retrans }
