@@ -117,6 +117,12 @@ test('fuzzing the mesh port: the daemon stays up, keeps its peer, logs one line 
       assert.is(st.status, 200, 'the daemon still answers')
       const after = legitRe.exec(await connectionsText(h1))?.[1]
       assert.is(after, legit, 'the connection from h2 stayed up (same remote address and port)')
+      const codes: Record<string, number> = {}
+      for (const l of logOf(h1).split('\n')) {
+        const m = new RegExp(`refused connection from ${h3.underlayIp.replace(/\./g, '\\.')}:\\d+: ([a-z-]+)`).exec(l)
+        if (m) codes[m[1]!] = (codes[m[1]!] ?? 0) + 1
+      }
+      console.log(`mesh-fuzz: ${connections} fuzz connections, each refused once (${JSON.stringify(codes)}); daemon up; ${legit} still established`)
     } finally {
       await h2.weave(['stop'], { allowFail: true, timeoutMs: 20_000 }).catch(() => {})
       await h1.weave(['stop'], { allowFail: true, timeoutMs: 20_000 }).catch(() => {})
