@@ -87,7 +87,7 @@ export class Allocator implements Gossiper {
   private proposedAt = -Infinity
   private consensusProgressAt = -Infinity
   private quorumSeenAt: number | undefined
-  private ringSentTo = new Map<PeerName, number>()
+  private readonly answeredAt = new Map<string, number>()
   private freeDirty = false
   private stopTimer: (() => void) | undefined
   private unsubscribePeers: (() => void) | undefined
@@ -176,7 +176,7 @@ export class Allocator implements Gossiper {
     this.gossipHandle = this.deps.host.newGossip('ipam', this)
     this.unsubscribePeers = this.view.onPeersChanged(() => this.onPeersChanged())
     this.scheduleTick()
-    if (!this.ring.isEmpty()) this.broadcast()
+    this.onPeersChanged()
   }
 
   /**
@@ -185,12 +185,14 @@ export class Allocator implements Gossiper {
    * at most once per tick.
    */
   private onPeersChanged(): void {
-    if (this.announceTimer || this.stopped || !this.published.ring && !this.published.paxos) return
+    if (this.announceTimer || this.stopped) return
     const since = this.deps.clock.now() - this.announcedAt
     this.announceTimer = this.deps.clock.setTimer(Math.max(0, this.tickMs - since), () => {
       this.announceTimer = undefined
       this.announcedAt = this.deps.clock.now()
       this.broadcast()
+      // Without a ring, ask who has one (or consensus state) to tell us.
+      if (this.ring.isEmpty()) this.gossipHandle?.gossipBroadcast(new IpamGossipData([encodeMsg({ v: WIRE_VERSION, hello: true })]))
     })
   }
 
@@ -425,14 +427,11 @@ export class Allocator implements Gossiper {
       this.logOnce(`bad-gossip:${src}:${d.reason}`, `dropping bad ipam gossip from ${src}: ${d.reason}`)
       return undefined
     }
-    if ((d.msg.want || d.msg.paxos) && this.published.ring) {
-      // An observer priming, or a late elector still running consensus: it needs our ring.
-      const last = this.ringSentTo.get(src) ?? -Infinity
-      const now = this.deps.clock.now()
-      if (now - last >= this.tickMs) {
-        this.ringSentTo.set(src, now)
-        this.unicast(src, { v: WIRE_VERSION, t: 'ring', ring: this.published.ring })
-      }
+    // One broadcast answers every hello of a tick (answering each would be N² broadcasts).
+    if (d.msg.hello && this.paxos && this.mayAnswer('hello')) this.broadcast()
+    if ((d.msg.want || d.msg.hello || d.msg.paxos) && this.published.ring && this.mayAnswer(`ring:${src}`)) {
+      // An observer priming, a peer that just met us, or a late elector still running consensus.
+      this.unicast(src, { v: WIRE_VERSION, t: 'ring', ring: this.published.ring })
     }
     if (d.msg.want && this.ring.isEmpty() && this.config.init.kind === 'consensus') this.needRing()
     return this.handleGossip(d.msg, src) ? new IpamGossipData([update]) : undefined
@@ -834,6 +833,15 @@ export class Allocator implements Gossiper {
   describe(peer: PeerName): string {
     const nick = this.view.peers().find((p) => p.name === peer)?.nickname
     return nick ? `${peer}(${nick})` : peer
+  }
+
+  /** At most one answer per `key` (kind and peer) per tick, so a chatty peer cannot make us flood. */
+  private mayAnswer(key: string): boolean {
+    const now = this.deps.clock.now()
+    const last = this.answeredAt.get(key) ?? -Infinity
+    if (now - last < this.tickMs) return false
+    this.answeredAt.set(key, now)
+    return true
   }
 
   private logOnce(key: string, msg: string): void {

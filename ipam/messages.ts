@@ -2,8 +2,9 @@
  * Wire format of the `ipam` gossip channel: versioned JSON (small, debuggable; IPAM traffic is a
  * few messages per ring change). Decoding untrusted bytes returns a value, never throws.
  *
- * Gossip/broadcast: `{v:1, ring?, paxos?, want?}`; `want` asks peers with a ring to unicast it
- * (an observer priming). Unicast: `{v:1, t, ...}` with t one of
+ * Gossip/broadcast: `{v:1, ring?, paxos?, want?, hello?}`; `want` asks peers with a ring to unicast
+ * it (an observer priming) and electors without one to start consensus; `hello` (a peer without a
+ * ring that just met peers) asks for the ring or the consensus state, starting nothing. Unicast: `{v:1, t, ...}` with t one of
  *   'req'      please donate space in [start,end) (a subnet, or one claimed address)
  *   'denied'   nothing free for that request
  *   'ring'     our ring, after a donation or in answer to `want`
@@ -23,6 +24,7 @@ export interface GossipMsg {
   ring?: RingWire
   paxos?: PaxosWire
   want?: boolean
+  hello?: boolean
 }
 
 export type UnicastMsg =

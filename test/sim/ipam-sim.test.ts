@@ -61,6 +61,22 @@ test('a fresh 100-peer mesh reaches its first allocation within 10 s of virtual 
   assert.is.not(formatCidr(second.value as never), formatCidr(first.value as never))
 })
 
+test('a peer whose IPAM starts after the mesh met it still joins consensus at once', async () => {
+  const bus = new SimBus(53, { gossipIntervalMs: 30_000 }) // periodic gossip as slow as the real mesh's
+  const [a] = await Promise.all([1, 2].map((i) => makeNode(bus, i, 'consensus=3')))
+  const r = track(a.ipam.allocator.allocate('x'))
+  await bus.run(200)
+  // The mesh knows peer 3 now (the others announce themselves to it at once, into the void),
+  // but its IPAM channel registers only 1.1 s later, before the proposer's grace for absent peers ends.
+  const host = bus.addPeer(simPeerName(3), 'host3')
+  await bus.run(1100)
+  const c = createIpam({ range: '10.32.0.0/12', init: 'consensus=3' }, { clock: bus.clock, rng: seededRng(3), logger: memoryLogger(), host, store: memoryStore() })
+  await c.start()
+  await bus.until(() => r.done, 10_000)
+  assert.not.ok(r.error, r.error?.message)
+  assert.is(a.ipam.allocator.ring.shares().size, 3, 'the late peer was left out of the ring')
+})
+
 test('status says awaiting consensus with quorum and known count until a quorum is there', async () => {
   const bus = new SimBus(3)
   const a = await makeNode(bus, 1, 'consensus=3')
