@@ -11,12 +11,14 @@ const DEFAULT_RUN_DIR = '/run/weave'
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))
-  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`)
+  const lines = [...COMMANDS, { name: 'help', summary: 'show help for a command: weave help COMMAND' }].map(
+    (c) => `  ${c.name.padEnd(width)}  ${c.summary}`,
+  )
   return (
     'Usage: weave [--state-dir DIR] [--run-dir DIR] COMMAND [ARGS...]\n\n' +
     'A Weave-style overlay network for Docker hosts.\n\nCommands:\n' +
     lines.join('\n') +
-    '\n  help       show help for a command: weave help COMMAND\n'
+    '\n'
   )
 }
 
