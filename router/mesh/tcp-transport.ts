@@ -15,8 +15,8 @@
  *   reported to `onRefused(remoteAddr, failure)`.
  * - `dial` connects within `dialTimeoutMs`, handshakes, and resolves the PeerConnection, or
  *   rejects with a HandshakeError (code `io-error` for connect errors, `timeout`, or the
- *   handshake's refusal); it logs one line "connection to ADDR refused: CODE: message" itself.
- *   Outbound failures are not passed to onRefused (the caller has the rejection).
+ *   handshake's refusal), and logs "connection to ADDR refused: CODE: message" at debug level
+ *   only: the caller has the rejection and logs it. Outbound failures are not passed to onRefused.
  * - Established connections: heartbeats per `heartbeatIntervalMs`/`heartbeatTimeoutMs`
  *   (connection.ts) and one close log line each.
  */
@@ -147,7 +147,8 @@ export function createTcpTransport(opts: TcpTransportOptions, deps: TcpTransport
     dial(addr) {
       return new Promise((resolve, reject) => {
         const fail = (f: HandshakeFailure, cause?: unknown) => {
-          log.warn(`connection to ${addr} refused: ${f.code}: ${f.message}`)
+          // Debug only: the caller has the rejection and logs it (the router does, once).
+          log.debug(`connection to ${addr} refused: ${f.code}: ${f.message}`)
           reject(new HandshakeError(f, { cause }))
         }
         const target = parseAddr(addr)
