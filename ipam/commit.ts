@@ -43,7 +43,9 @@ export class GroupCommit {
 
   /** Resolves once nothing is being or waiting to be written. */
   async idle(): Promise<void> {
-    while (this.saving || this.dirty) await new Promise<void>((res) => this.waiting.push(() => res()))
+    // Joining the queue (rather than waiting for the in-flight write's callbacks, which were
+    // taken when it started) guarantees we are called back.
+    if (this.saving || this.dirty) await this.durable().catch(() => {})
   }
 
   private async loop(): Promise<void> {

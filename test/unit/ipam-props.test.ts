@@ -2,7 +2,8 @@
  * Property tests (fast-check) of IPAM's safety: for random sequences of allocations, releases,
  * donations, merges in any order and partitions with later heals among 2-10 peers, no address is
  * held by two live leases, no address is believed owned by two peers, ring invariants hold, and
- * after healing every peer has the same ring (every address owned by exactly one peer).
+ * after healing every peer has the same ring (every address owned by exactly one peer). Peers may
+ * also die for good and be removed by rmpeer from any live peer, concurrently too.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -12,7 +13,7 @@ import type { PeerName } from '../../router/mesh'
 import { Ring } from '../../ipam/ring'
 import { largestAlignedBlock } from '../../ipam/address'
 import { type Ipam, createIpam, memoryStore } from '../../ipam'
-import { SimBus, simPeerName } from '../../ipam/testing'
+import { SimBus, settle, simPeerName } from '../../ipam/testing'
 
 function overlaps(a: { start: number; end: number }[], b: { start: number; end: number }[]): boolean {
   return a.some((x) => b.some((y) => x.start < y.end && y.start < x.end))
@@ -76,9 +77,14 @@ test('allocators over a partitioning mesh: no address leased twice, ownership ex
     { weight: 1, arbitrary: fc.record({ k: fc.constant('partition' as const), mask: fc.nat() }) },
     { weight: 1, arbitrary: fc.record({ k: fc.constant('heal' as const) }) },
     { weight: 2, arbitrary: fc.record({ k: fc.constant('run' as const), ms: fc.integer({ min: 1, max: 3000 }) }) },
+    { weight: 2, arbitrary: fc.record({ k: fc.constant('kill' as const), p: fc.nat() }) },
+    { weight: 3, arbitrary: fc.record({ k: fc.constant('rmpeer' as const), p: fc.nat(), q: fc.nat() }) },
+    { weight: 3, arbitrary: fc.record({ k: fc.constant('kill-rmpeer' as const), p: fc.nat(), q: fc.nat(), twice: fc.boolean() }) },
   )
   let donations = 0
   let leased = 0
+  let removals = 0
+  const rmErrors = new Map<string, number>()
   await fc.assert(
     fc.asyncProperty(fc.integer({ min: 2, max: 10 }), fc.boolean(), fc.integer({ min: 1, max: 1e6 }), fc.array(cmd, { maxLength: 60 }), async (n, seeded, seed, cmds) => {
       const bus = new SimBus(seed)
@@ -94,9 +100,11 @@ test('allocators over a partitioning mesh: no address leased twice, ownership ex
         await ipam.start()
         nodes.push(ipam)
       }
+      const dead = new Set<number>()
+      const live = () => [...Array(n).keys()].filter((i) => !dead.has(i))
       const check = () => {
         const holder = new Map<number, string>()
-        for (let x = 0; x < n; x++) {
+        for (const x of live()) {
           const a = nodes[x].allocator
           assert.is(a.ring.check(), undefined)
           assert.is(a.space.check(), undefined)
@@ -105,7 +113,8 @@ test('allocators over a partitioning mesh: no address leased twice, ownership ex
             assert.not.ok(holder.has(addr), `seed ${seed}: address ${addr} leased by ${holder.get(addr)} and ${names[x]}`)
             holder.set(addr, names[x])
           }
-          for (let y = x + 1; y < n; y++) {
+          for (const y of live()) {
+            if (y <= x) continue
             assert.not.ok(overlaps(a.ring.ownedBy(names[x]), nodes[y].allocator.ring.ownedBy(names[y])), `seed ${seed}: two owners`)
           }
         }
@@ -117,26 +126,60 @@ test('allocators over a partitioning mesh: no address leased twice, ownership ex
         } else if (c.k === 'release') void nodes[c.p % n].allocator.release(`c${c.id}`)
         else if (c.k === 'partition') bus.partition([names.filter((_, i) => (c.mask >> i) & 1)])
         else if (c.k === 'heal') bus.heal()
-        else await bus.run(c.ms)
+        else if (c.k === 'kill') {
+          const x = c.p % n
+          if (!dead.has(x) && live().length > 2) {
+            dead.add(x)
+            await nodes[x].stop()
+            bus.stopPeer(names[x])
+          }
+        } else if (c.k === 'rmpeer' || c.k === 'kill-rmpeer') {
+          if (c.k === 'kill-rmpeer') {
+            const x = c.q % n
+            if (!dead.has(x) && live().length > 2) {
+              dead.add(x)
+              await nodes[x].stop()
+              bus.stopPeer(names[x])
+            }
+          }
+          const takers = live()
+          const gone = [...dead]
+          // Sometimes two live peers try the same removal at once.
+          if (gone.length && c.k === 'kill-rmpeer' && c.twice) {
+            const q = gone[c.q % gone.length]
+            const also = gone.filter((g) => g !== q).map((g) => names[g])
+            nodes[takers[(c.p + 1) % takers.length]].allocator.removePeer(names[q], also).then(() => { removals++ }, () => {})
+          }
+          if (gone.length) {
+            const q = gone[c.q % gone.length]
+            const also = gone.filter((g) => g !== q).map((g) => names[g])
+            nodes[takers[c.p % takers.length]].allocator.removePeer(names[q], also).then(() => { removals++ }, (e: Error) => { rmErrors.set(e.message.replace(/[0-9a-f:]{17}/g, 'P').replace(/\d+/g, 'N'), (rmErrors.get(e.message.replace(/[0-9a-f:]{17}/g, 'P').replace(/\d+/g, 'N')) ?? 0) + 1) })
+          }
+        } else await bus.run(c.ms)
+        // Check before any message moves (a double takeover shows only until gossip resolves it)...
+        await settle()
+        check()
+        // ...and after.
         await bus.run(10)
         check()
       }
       bus.heal()
       await bus.run(8000)
       check()
-      const w = JSON.stringify(nodes[0].allocator.ring.toWire())
-      for (const x of nodes) assert.is(JSON.stringify(x.allocator.ring.toWire()), w, `seed ${seed}: rings differ after heal`)
+      const w = JSON.stringify(nodes[live()[0]].allocator.ring.toWire())
+      for (const x of live()) assert.is(JSON.stringify(nodes[x].allocator.ring.toWire()), w, `seed ${seed}: rings differ after heal`)
       donations += logs.reduce((k, l) => k + l.lines.filter((line) => line.includes('donating')).length, 0)
-      for (const x of nodes) {
-        leased += x.allocator.space.leaseCount()
-        await x.stop()
+      for (const x of live()) {
+        leased += nodes[x].allocator.space.leaseCount()
+        await nodes[x].stop()
       }
     }),
     { numRuns: 40 },
   )
   // The property is only worth something if the runs exercised donations and leases.
-  assert.ok(donations > 0 && leased > 0, `runs exercised ${donations} donations, ${leased} leases`)
-  console.log(`    allocator property: ${donations} donations, ${leased} leases at the ends of the runs`)
+  assert.ok(donations > 0 && leased > 0 && removals > 0, `runs exercised ${donations} donations, ${leased} leases, ${removals} removals`)
+  if (process.env.IPAM_PROPS_DEBUG) console.log(rmErrors)
+  console.log(`    allocator property: ${donations} donations, ${leased} leases at the ends of the runs, ${removals} rmpeers`)
 })
 
 test.run()
