@@ -16,7 +16,7 @@ import { wireProxy } from './proxy-wiring'
 import { wireOverlay } from './overlay-wiring'
 import { wireMesh } from './mesh-wiring'
 import type { GossipHost, PeerName } from './mesh'
-import { createIpam, IPAM_ROUTES, soloGossipHost } from '../ipam'
+import { createIpam, IPAM_ROUTES } from '../ipam'
 
 export interface WeaverDeps {
   clock: Clock
@@ -82,8 +82,7 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   stops.unshift(() => wiredMesh.stop())
 
   // ---- ipam ----
-  // IPAM gossips over the mesh's `ipam` channel. Until the mesh block provides a GossipHost,
-  // IPAM runs alone (seed=<self> or consensus=1 allocate; anything else waits for peers).
+  // IPAM gossips over the mesh's `ipam` channel (ipam's soloGossipHost runs it without a mesh).
   const ipamHost: GossipHost = mesh
   const ipam = createIpam(
     {
