@@ -13,7 +13,7 @@ import { createLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost
 import { run } from './exec'
 import { systemClock } from '../../router/deps'
 import { createNetHost } from '../../router/net'
-import { createFastdp, tunnelKey, FastdpUnavailableError, type Fastdp, type FlowStat } from '../../router/overlay'
+import { createFastdp, tunnelKey, FastdpUnavailableError, LEARNT_COOKIE, type Fastdp, type FlowStat } from '../../router/overlay'
 
 interface Node {
   host: LabHost
@@ -207,6 +207,33 @@ if (why) {
       await n3.fdp.setRoutes(undefined)
     }
     await waitFor('c1 → c3 direct again', () => ping(n1, n3), 10_000, 200)
+  })
+
+  test('MAC learning in the datapath: with no MAC lists, the first exchange floods and the replies are learnt', async () => {
+    const [n1, n2] = nodes
+    for (const n of [n1, n2]) {
+      await n.fdp.stop()
+      n.fdp = createFastdp({
+        ovsdbTarget: `unix:${n.host.ovsSocket}`, datapathType: 'netdev', self: n.id, selfIp: n.host.underlayIp, mtu: MTU, learn: true,
+      }, { clock: systemClock() })
+      await n.fdp.start()
+      await n.fdp.learnLocal(n.mac)
+      await n.fdp.learnLocal(n.bridgeMac)
+    }
+    await n1.fdp.setPeer(2, { ip: n2.host.underlayIp })
+    await n2.fdp.setPeer(1, { ip: n1.host.underlayIp })
+    assert.not.ok(flowFor(await n1.fdp.stats(), `dl_dst=${n2.mac}`), 'no flow for c2 before learning')
+    await inContainer(n1, ['ip', 'neigh', 'flush', 'dev', 'ethwe'])
+    await waitFor('c1 → c2 with learning', () => ping(n1, n2, 2), 15_000, 200)
+    const learnt = await waitFor('a learnt flow toward c2 on h1', async () =>
+      (await n1.fdp.stats()).find((f) => f.cookie === LEARNT_COOKIE && f.match.includes(n2.mac)), 10_000, 200)
+    assert.is(learnt.priority, 150)
+    // toward h2's address, with the swapped key 1 → 2 (OVS shows the learnt actions as loads)
+    const ipHex = '0x' + n2.host.underlayIp.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join('')
+    assert.ok(learnt.actions.includes(`load:${ipHex}->NXM_NX_TUN_IPV4_DST[]`), learnt.actions)
+    assert.ok(learnt.actions.includes('load:0x2->NXM_NX_TUN_ID[0..11]') && learnt.actions.includes('load:0x1->NXM_NX_TUN_ID[12..23]'), learnt.actions)
+    assert.ok(await ping(n1, n2, 3))
+    await packetsAtLeast(n1, (st) => st.find((f) => f.cookie === LEARNT_COOKIE && f.match.includes(n2.mac)), 1, 'unicast through the learnt flow')
   })
 
   test('stop removes our flows and, when asked, the bridge; a system datapath that cannot exist is refused with a reason', async () => {
