@@ -9,7 +9,9 @@ import {
   applyChange, changeScript, computeFlows, diffFlows, flowKey, parseTunnelKey, tunnelKey, FLOW_COOKIE,
   type Flow, type FlowState,
 } from '../../router/overlay/fastdp-flows'
-import { parseDumpFlows } from '../../router/overlay/ofctl'
+import { parseDumpFlows, type FlowProgrammer } from '../../router/overlay/ofctl'
+import type { FlowChange } from '../../router/overlay/fastdp-flows'
+import { OvsdbError, type OvsdbClient, type Operation } from '../../router/ovsdb'
 import { createFastdp, FastdpUnavailableError, rundirFor, startFastdp } from '../../router/overlay/fastdp'
 import { FakeClock } from '../../router/deps'
 
@@ -199,6 +201,106 @@ test('driver refuses with a reason when OVSDB cannot be reached', async () => {
   assert.equal(r, { ok: false, reason: 'no OVS datapath on this host: cannot reach OVSDB at unix:/nonexistent/db.sock: refused' })
   assert.is(rundirFor('unix:/x/y/db.sock'), '/x/y')
   assert.throws(() => createFastdp({ ...cfg, self: 5000 }, { clock }), /12 bits/)
+})
+
+/**
+ * An OVSDB that already holds the finished bridge (so ensureDatapath changes nothing) and whose
+ * ovs-vswitchd has applied everything: enough for the driver's start().
+ */
+function fakeOvsdb(opts: { vxlanOfport?: number } = {}): OvsdbClient & { closedCount: number } {
+  const ids = ['o1', 'b1', 'p1', 'p2', 'p3', 'i1', 'i2', 'i3']
+  const u = (s: string): ['uuid', string] => ['uuid', `00000000-0000-4000-8000-${String(ids.indexOf(s)).padStart(12, '0')}`]
+  const iface = (id: string, name: string, type: string, ofport: number | undefined, options: [string, string][] = []) =>
+    ({ _uuid: u(id), name, type, options: ['map', options], ofport: ofport === undefined ? ['set', []] : ofport, error: ['set', []] })
+  const tables: Record<string, unknown[]> = {
+    Open_vSwitch: [{ _uuid: u('o1'), next_cfg: 1 }],
+    Bridge: [{ _uuid: u('b1'), name: 'datapath', ports: ['set', [u('p1'), u('p2'), u('p3')]], datapath_type: 'netdev', fail_mode: 'secure' }],
+    Port: [
+      { _uuid: u('p1'), name: 'datapath', interfaces: u('i1') },
+      { _uuid: u('p2'), name: 'vxlan-6784', interfaces: u('i2') },
+      { _uuid: u('p3'), name: 'vethwe-datapath', interfaces: u('i3') },
+    ],
+    Interface: [
+      iface('i1', 'datapath', 'internal', 65534),
+      iface('i2', 'vxlan-6784', 'vxlan', opts.vxlanOfport ?? 2, [['dst_port', '6784'], ['key', 'flow'], ['remote_ip', 'flow']]),
+      iface('i3', 'vethwe-datapath', '', 1),
+    ],
+  }
+  const client = {
+    closedCount: 0,
+    listDbs: async () => ['Open_vSwitch'],
+    getSchema: async () => ({}),
+    async transact(_db: string, ops: Operation[]) {
+      return ops.map((op) => {
+        if (op.op === 'select') return { rows: tables[op.table] as never }
+        if (op.op === 'mutate') return { count: 1 }
+        throw new OvsdbError('not supported', `fake OVSDB: ${op.op}`)
+      })
+    },
+    async monitor() {
+      return { id: 'm', initial: { Open_vSwitch: { [u('o1')[1]]: { new: { cur_cfg: 1 } } } }, cancel: async () => {} }
+    },
+    echo: async () => [],
+    close() { client.closedCount++ },
+    isOpen: true,
+    closed: new Promise<OvsdbError>(() => {}),
+  }
+  return client as unknown as OvsdbClient & { closedCount: number }
+}
+
+function recordingProgrammer(): FlowProgrammer & { calls: string[]; changes: FlowChange[]; failNext: boolean } {
+  const p = {
+    calls: [] as string[], changes: [] as FlowChange[], failNext: false,
+    async replaceAll(flows: readonly Flow[]) { p.calls.push(`replace ${flows.length}`) },
+    async apply(c: FlowChange) {
+      if (p.failNext) { p.failNext = false; throw new Error('bundle refused') }
+      p.calls.push('apply'); p.changes.push(c)
+    },
+    async dump() { return [] },
+    async removeAll() { p.calls.push('removeAll') },
+  }
+  return p
+}
+
+test('driver: one full sync at start, then only the diff of each change; a failed bundle is retried as part of the next diff', async () => {
+  const db = fakeOvsdb()
+  const prog = recordingProgrammer()
+  const fdp = createFastdp({ ovsdbTarget: 'unix:/x/db.sock', datapathType: 'netdev', self: A }, {
+    clock: new FakeClock(), connect: async () => db, programmer: () => prog,
+  })
+  const info = await fdp.start()
+  assert.equal(info.ports, { bridge: 1, vxlan: 2 })
+  assert.equal(prog.calls, ['replace 3'], 'flood (drop), tunnel-in, default drop')
+  await fdp.setPeer(B, { ip: '10.0.0.2', macs: [macB] })
+  await fdp.setPeer(C, { ip: '10.0.0.3', macs: [macC] })
+  prog.changes.length = 0
+  await fdp.setPeer(C, { macs: [macC, '02:00:00:00:01:0c'] }) // keeps its address
+  assert.equal(prog.changes.map((c) => [c.add.map((f) => f.match), c.modify.length, c.delete.length]),
+    [[['in_port=1,dl_dst=02:00:00:00:01:0c'], 0, 0]])
+  prog.failNext = true
+  const err = await fdp.removePeer(B).then(() => undefined, (e) => e)
+  assert.match(String(err), 'bundle refused')
+  await fdp.learnLocal(macA)
+  const last = prog.changes[prog.changes.length - 1]
+  assert.equal(last.delete.map((f) => f.match).sort(), [`in_port=1,dl_dst=${macB}`, 'in_port=2,tun_id=0x2/0xfff'].sort(), 'B\'s removal went out with the next change')
+  assert.equal(last.add.map((f) => f.match), [`in_port=1,dl_dst=${macA}`])
+  assert.equal(fdp.installed(), computeFlows({ self: A, ports, peers: [{ shortId: C, ip: '10.0.0.3', macs: [macC, '02:00:00:00:01:0c'] }], localMacs: [macA] }))
+  await fdp.stop()
+  assert.is(prog.calls[prog.calls.length - 1], 'removeAll')
+  assert.is(db.closedCount, 1)
+})
+
+test('driver: a port ovs-vswitchd never attaches makes start() refuse with the reason', async () => {
+  const clock = new FakeClock()
+  const db = fakeOvsdb({ vxlanOfport: -1 })
+  const fdp = createFastdp({ ovsdbTarget: 'unix:/x/db.sock', datapathType: 'netdev', self: A, attachTimeoutMs: 500 }, {
+    clock, connect: async () => db, programmer: () => recordingProgrammer(),
+  })
+  const started = fdp.start().then(() => undefined, (e) => e)
+  for (let i = 0; i < 20; i++) { await new Promise((r) => setImmediate(r)); clock.advance(100) }
+  const err = await started
+  assert.instance(err, FastdpUnavailableError)
+  assert.match(err.message, 'no OVS datapath on this host: vxlan-6784: failed to attach')
 })
 
 test.run()
