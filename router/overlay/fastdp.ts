@@ -20,7 +20,7 @@ import {
   type DatapathInfo, type OvsdbClient,
 } from '../ovsdb'
 import {
-  checkShortId, computeFlows, diffFlows, isEmptyChange, normalizeMac, VXLAN_OVERHEAD_BYTES,
+  FLOW_COOKIE, checkShortId, computeFlows, diffFlows, isEmptyChange, normalizeMac, VXLAN_OVERHEAD_BYTES,
   type Flow, type FlowPeer, type FlowPorts, type FlowState,
 } from './fastdp-flows'
 import { DEFAULT_OVS_RUNDIR, createOfctlProgrammer, type FlowProgrammer, type FlowStat, type OfctlOptions } from './ofctl'
@@ -95,6 +95,12 @@ export interface Fastdp {
   setRoutes(nextHop: ((dst: number) => number | undefined) | undefined): Promise<void>
   /** Recompute and push (e.g. after the routes function's answers changed). */
   refresh(): Promise<void>
+  /**
+   * Check the switch still holds our table (ovs-vswitchd keeps no flows across a restart, and
+   * anyone may delete flows): when the number of our flows differs, install the whole table again.
+   * Resolves true when it had to. Cheap enough to run every ~30 s.
+   */
+  verify(): Promise<boolean>
   /** The table as we installed it. */
   installed(): Flow[]
   /** The switch's flows with counters. */
@@ -246,6 +252,20 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
       return sync()
     },
     refresh: () => sync(),
+    verify() {
+      const p = chain.then(async () => {
+        if (!ports || stopped || !installed) return false
+        const ours = (await prog.dump()).filter((f) => f.cookie === FLOW_COOKIE).length
+        if (ours === installed.length) return false
+        log.warn(`datapath ${bridge} holds ${ours} of our ${installed.length} flows: reinstalling them`)
+        const want = computeFlows(state())
+        await prog.replaceAll(want)
+        installed = want
+        return true
+      })
+      chain = p.catch(() => undefined)
+      return p
+    },
     installed: () => [...(installed ?? [])],
     stats: () => prog.dump(),
     info,

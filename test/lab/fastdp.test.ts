@@ -184,6 +184,16 @@ if (why) {
     await waitFor('c1 → c3 again', () => ping(n1, n3), 10_000, 200)
   })
 
+  test('verify: flows lost in the switch (as after an ovs-vswitchd restart) are put back', async () => {
+    const [n1, n2] = nodes
+    assert.is(await n1.fdp.verify(), false, 'nothing to do while the table is intact')
+    await n1.host.ovsOfctl(['del-flows', 'datapath'])
+    assert.not.ok(await ping(n1, n2), 'no flows, no traffic')
+    assert.is(await n1.fdp.verify(), true)
+    assert.is((await n1.fdp.stats()).length, n1.fdp.installed().length)
+    await waitFor('c1 → c2 after verify', () => ping(n1, n2), 10_000, 200)
+  })
+
   test('relay: with the direct path h1 ⇄ h3 cut, frames go through h2 with their keys intact', async () => {
     const [n1, n2, n3] = nodes
     const block = (h: LabHost, other: LabHost) => h.exec(['nft', '-f', '-'], {
