@@ -143,6 +143,7 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
   let installed: Flow[] | undefined
   let chain: Promise<unknown> = Promise.resolve()
   let stopped = false
+  let starting: Promise<FastdpInfo> | undefined
 
   const state = (): FlowState => ({
     self: cfg.self, selfIp: cfg.selfIp, ports: ports!, peers: [...peers.values()], localMacs: [...localMacs],
@@ -193,35 +194,44 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
     peers: peers.size, localMacs: localMacs.size, ...(cfg.mtu === undefined ? {} : { mtu: cfg.mtu }),
   }
 
+  async function doStart(): Promise<FastdpInfo> {
+    stopped = false
+    let client: OvsdbClient
+    try {
+      client = await connect(cfg.ovsdbTarget)
+      db = client
+    } catch (err) {
+      throw new FastdpUnavailableError(`cannot reach OVSDB at ${cfg.ovsdbTarget}: ${(err as Error).message}`)
+    }
+    let created = false
+    try {
+      const res = await ensureDatapath(client, {
+        bridge, datapathType: cfg.datapathType, udpPort, vxlanPort: vxlanName, ports: [dpPort],
+        internalPorts: cfg.routerPort === undefined ? [] : [cfg.routerPort], failMode: 'secure',
+      })
+      created = res.created
+      if (res.changes.length) log.info(`bridge ${bridge}: ${res.changes.join('; ')}`)
+      await waitApplied(client, deps.clock, cfg.attachTimeoutMs ?? 10_000)
+      ports = await findPorts(client)
+      await sync()
+      log.info(`fastdp on ${bridge} (${dpInfo?.datapathType}): ${dpPort}=${ports.bridge} ${vxlanName}=${ports.vxlan}${ports.router ? ` router=${ports.router}` : ''}`)
+      return info()!
+    } catch (err) {
+      ports = undefined
+      if (created) await removeDatapath(client, bridge).catch(() => false) // leave nothing half-made
+      client.close()
+      db = undefined
+      if (err instanceof FastdpUnavailableError) throw err
+      throw new FastdpUnavailableError(`cannot set up bridge ${bridge}: ${(err as Error).message}`)
+    }
+  }
+
   return {
-    async start() {
-      if (ports) return info()!
-      try {
-        db = await connect(cfg.ovsdbTarget)
-      } catch (err) {
-        throw new FastdpUnavailableError(`cannot reach OVSDB at ${cfg.ovsdbTarget}: ${(err as Error).message}`)
-      }
-      let created = false
-      try {
-        const res = await ensureDatapath(db, {
-          bridge, datapathType: cfg.datapathType, udpPort, vxlanPort: vxlanName, ports: [dpPort],
-          internalPorts: cfg.routerPort === undefined ? [] : [cfg.routerPort], failMode: 'secure',
-        })
-        created = res.created
-        if (res.changes.length) log.info(`bridge ${bridge}: ${res.changes.join('; ')}`)
-        await waitApplied(db, deps.clock, cfg.attachTimeoutMs ?? 10_000)
-        ports = await findPorts(db)
-        await sync()
-        log.info(`fastdp on ${bridge} (${dpInfo?.datapathType}): ${dpPort}=${ports.bridge} ${vxlanName}=${ports.vxlan}${ports.router ? ` router=${ports.router}` : ''}`)
-        return info()!
-      } catch (err) {
-        ports = undefined
-        if (created) await removeDatapath(db, bridge).catch(() => false) // leave nothing half-made
-        db.close()
-        db = undefined
-        if (err instanceof FastdpUnavailableError) throw err
-        throw new FastdpUnavailableError(`cannot set up bridge ${bridge}: ${(err as Error).message}`)
-      }
+    start() {
+      if (ports) return Promise.resolve(info()!)
+      // concurrent callers share one start; a failed start may be tried again
+      starting ??= doStart().finally(() => { starting = undefined })
+      return starting
     },
     setPeer(shortId, p) {
       checkShortId(shortId)

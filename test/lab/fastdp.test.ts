@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
+import { createLab, labUnavailableReason, waitFor, delay, iperf, type Lab, type LabHost } from './index'
 import { run } from './exec'
 import { systemClock } from '../../router/deps'
 import { createNetHost } from '../../router/net'
@@ -138,7 +138,10 @@ if (why) {
       assert.not.ok(j.error, j.error)
       const got = j.end?.sum_received
       assert.ok(got && got.bytes > 1_000_000, `TCP moved ${got?.bytes} bytes`)
-      console.log(`fastdp (userspace OVS) TCP c1 → c2: ${(got!.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${j.end?.sum_sent?.retransmits} retransmits`)
+      // for the record, not asserted: the same hosts' underlay (through br-phy) in the same run
+      const under = await iperf(n2.host, n1.host, n2.host.underlayIp, { seconds: 2, port: 5202 })
+      console.log(`fastdp (userspace OVS) TCP c1 → c2: ${(got!.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${j.end?.sum_sent?.retransmits} retransmits;` +
+        ` underlay h1 → h2 through br-phy: ${under.gbps.toFixed(2)} Gbit/s, ${under.retransmits} retransmits`)
     } finally {
       srv.kill('SIGKILL')
     }
