@@ -149,7 +149,7 @@ export function encodeProbe(h: SleeveHeader, size: number): Uint8Array {
 /** A super datagram: GSO super-frame `frame` behind its 10-byte virtio_net_hdr `gso`. */
 export function encodeSuper(h: SleeveHeader, frame: Uint8Array, gso: Uint8Array): Uint8Array {
   if (frame.length < MIN_FRAME_BYTES || frame.length > MAX_SUPER_FRAME_BYTES) throw new RangeError(`super-frame of ${frame.length} bytes`)
-  const out = new Uint8Array(HEADER_BYTES + GSO_HEADER_BYTES + frame.length)
+  const out = allocBytes(HEADER_BYTES + GSO_HEADER_BYTES + frame.length)
   writeHeader(out, Kind.Super, h, 0)
   out.set(gso.subarray(0, GSO_HEADER_BYTES), HEADER_BYTES)
   out.set(frame, HEADER_BYTES + GSO_HEADER_BYTES)
@@ -169,7 +169,7 @@ export function encodePieces(h: SleeveHeader, id: number, datagram: Uint8Array, 
   if (datagram.length > MAX_PIECED_BYTES) throw new RangeError(`datagram of ${datagram.length} bytes is too big even for pieces`)
   const n = Math.max(1, Math.ceil(datagram.length / room))
   const per = HEADER_BYTES + PIECE_HEADER_BYTES
-  const buf = new Uint8Array(n * per + datagram.length)
+  const buf = allocBytes(n * per + datagram.length)
   writeHeader(buf, Kind.Piece, h, 0)
   id >>>= 0
   let p = 0
@@ -183,6 +183,45 @@ export function encodePieces(h: SleeveHeader, id: number, datagram: Uint8Array, 
     p += len
   }
   return { data: buf, segment: per + room, count: n }
+}
+
+/**
+ * encodePieces(h, id, encodeSuper(h, frame, gso), max) without building the super datagram
+ * first: one copy of the frame instead of two (the plaintext path).
+ */
+export function encodeSuperPieces(h: SleeveHeader, id: number, frame: Uint8Array, gso: Uint8Array, maxDatagramBytes: number): { data: Uint8Array; segment: number; count: number } {
+  if (frame.length < MIN_FRAME_BYTES || frame.length > MAX_SUPER_FRAME_BYTES) throw new RangeError(`super-frame of ${frame.length} bytes`)
+  const room = Math.min(maxDatagramBytes, MAX_DATAGRAM_BYTES) - HEADER_BYTES - PIECE_HEADER_BYTES
+  const head = HEADER_BYTES + GSO_HEADER_BYTES
+  if (room < 64) throw new RangeError(`datagrams of ${maxDatagramBytes} bytes are too small for pieces`)
+  const total = head + frame.length
+  const n = Math.ceil(total / room)
+  const per = HEADER_BYTES + PIECE_HEADER_BYTES
+  const buf = allocBytes(n * per + total)
+  writeHeader(buf, Kind.Piece, h, 0)
+  id >>>= 0
+  let p = 0
+  for (let i = 0, off = 0; i < n; i++, off += room) {
+    const len = Math.min(room, total - off)
+    if (i) buf.copyWithin(p, 0, HEADER_BYTES)
+    p += HEADER_BYTES
+    writeU32(buf, p, id); writeU32(buf, p + 4, total); writeU32(buf, p + 8, off)
+    p += PIECE_HEADER_BYTES
+    if (i === 0) {
+      writeHeader(buf.subarray(p), Kind.Super, h, 0)
+      buf.set(gso.subarray(0, GSO_HEADER_BYTES), p + HEADER_BYTES)
+      buf.set(frame.subarray(0, len - head), p + head)
+    } else {
+      buf.set(frame.subarray(off - head, off - head + len), p)
+    }
+    p += len
+  }
+  return { data: buf, segment: per + room, count: n }
+}
+
+/** Uninitialised bytes where Node offers them (every byte is written before use). */
+function allocBytes(n: number): Uint8Array {
+  return typeof Buffer !== 'undefined' ? Buffer.allocUnsafe(n) : new Uint8Array(n)
 }
 
 function writeU32(b: Uint8Array, at: number, v: number): void {

@@ -21,12 +21,12 @@
  * the layer that runs overlay connections (heartbeats, PMTU), via setPeer/removePeer.
  */
 import type { Clock, Logger } from '../deps'
-import { openPacketSocket, openUdpSocket, type PacketSocket, type UdpSocket, type OutDatagram } from '../native'
+import { openPacketSocket, openUdpSocket, parseIpv4, type PacketSocket, type UdpSocket, type OutDatagram } from '../native'
 import { Forwarder, type ForwardEffect, type Routes } from './forwarder'
 import { MacTable, DEFAULT_MAC_MAX_AGE_MS } from './mac-table'
 import {
-  decodeDatagram, encodeFrames, encodePieces, encodeSuper, packFrames, Kind, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES,
-  type SleeveDatagram, type DecodeResult,
+  decodeDatagram, encodeFrames, encodePieces, encodeSuper, encodeSuperPieces, packFrames, Kind, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES,
+  PIECE_HEADER_BYTES, MAX_PIECED_BYTES, MAX_SHORT_ID, SLEEVE_VERSION, type SleeveDatagram, type DecodeResult,
 } from './sleeve-frame'
 import { handleTooBig } from './too-big'
 import { SEAL_OVERHEAD_BYTES, type SleeveCipher, type OpenResult } from './sleeve-crypto'
@@ -44,6 +44,8 @@ const PACKET_SLOT_BYTES = 65_536 + 512
 
 /** A super-frame being put back together from its pieces (one per sending peer). */
 interface Reassembly { id: number; total: number; got: number; buf: Buffer }
+/** What one batch of received datagrams produced. */
+interface RxBatch { inject: Uint8Array[]; injectGso: Array<Uint8Array | undefined>; anyGso: boolean; out: OutDatagram[] }
 
 export interface SleeveConfig {
   /** Our data-plane short ID. */
@@ -107,6 +109,8 @@ export class Sleeve {
   private readonly kernelMtu = new Map<number, number>()
   /** "addr:port" → short ID of the neighbour sending from there. */
   private readonly byAddr = new Map<string, number>()
+  /** The same keyed by IPv4 (host order) × 65536 + port, for the receive loop. */
+  private readonly byNum = new Map<number, number>()
   private pkt: PacketSocket | undefined
   private udp: UdpSocket | undefined
   private cancelSweep: (() => void) | undefined
@@ -164,6 +168,8 @@ export class Sleeve {
     this.removePeer(id)
     this.peers.set(id, peer)
     this.byAddr.set(`${peer.addr}:${peer.port}`, id)
+    const a = parseIpv4(peer.addr)
+    if (a !== undefined) this.byNum.set(a * 65536 + peer.port, id)
   }
 
   removePeer(id: number): void {
@@ -173,6 +179,8 @@ export class Sleeve {
     this.kernelMtu.delete(id)
     this.reassembly.delete(id)
     this.byAddr.delete(`${old.addr}:${old.port}`)
+    const a = parseIpv4(old.addr)
+    if (a !== undefined && this.byNum.get(a * 65536 + old.port) === id) this.byNum.delete(a * 65536 + old.port)
   }
 
   /** The path MTU in use towards neighbour `id` (for `weave status connections`). */
@@ -256,58 +264,82 @@ export class Sleeve {
     for (let i = 0; i < BATCHES_PER_WAKEUP && this.udp; i++) {
       const udp = this.udp
       const truncatedBefore = udp.truncated
-      const dgrams = udp.recvBatch()
+      const n = udp.recvRaw()
       this.stats.truncated += udp.truncated - truncatedBefore
-      if (!dgrams.length) return
-      this.stats.datagramsReceived += dgrams.length
-      const inject: Uint8Array[] = []
-      const injectGso: Array<Uint8Array | undefined> = []
-      let anyGso = false
-      const out: OutDatagram[] = []
+      if (!n) return
+      const buf = udp.buffer
+      const offs = udp.offsets
+      const lens = udp.lengths
+      const addrs = udp.sourceAddrs
+      const ports = udp.sourcePorts
+      const b: RxBatch = { inject: [], injectGso: [], anyGso: false, out: [] }
       this.gso.clear()
-      for (const d of dgrams) {
-        const from = this.byAddr.get(`${d.addr}:${d.port}`)
+      for (let k = 0; k < n; k++) {
+        const len = lens[k]
+        if (len <= 0) continue
+        this.stats.datagramsReceived++
+        const off = offs[k]
+        const from = this.byNum.get(addrs[k] * 65536 + ports[k])
         if (from === undefined) { this.drop('unknown-sender'); continue }
-        const cipher = this.peers.get(from)!.cipher
-        let r: DecodeResult | OpenResult
-        if (d.data.length > 1 && d.data[1] === Kind.Piece) {
-          // pieces are never sealed themselves: the datagram they rebuild is
-          const pr = decodeDatagram(d.data)
-          if (!pr.ok || pr.datagram.kind !== 'piece') { this.drop(`bad-datagram:${pr.ok ? 'bad-kind' : pr.reason}`); continue }
-          const whole = this.reassemble(from, pr.datagram)
-          if (!whole) continue
-          r = cipher ? cipher.open(whole) : decodeDatagram(whole)
-          if (r.ok && r.datagram.kind !== 'super') { this.drop('bad-datagram:pieced-not-super'); continue }
-        } else r = cipher ? cipher.open(d.data) : decodeDatagram(d.data)
-        if (!r.ok) { this.drop(`bad-datagram:${r.reason}`); continue }
-        const dg = r.datagram
-        if (dg.kind === 'sealed') { this.drop('unexpected-sealed'); continue }
-        if (dg.kind === 'piece') { this.drop('unexpected-piece'); continue }
-        let frames: Uint8Array[]
-        if (dg.kind === 'super') {
-          this.stats.superFramesReceived++
-          this.gso.set(dg.frame, dg.gso)
-          frames = [dg.frame]
-        } else if (dg.kind !== 'frames') { this.onControl(from, dg); continue }
-        else frames = dg.frames
-        if (dg.dst !== this.config.self) this.stats.relayed += frames.length
-        const fr = this.forwarder.fromPeer(dg.src, dg.dst, frames)
-        for (const [k, n] of Object.entries(fr.drops)) this.drop(k, n)
-        for (const e of fr.effects) {
-          if (e.kind === 'inject') {
-            for (const f of e.frames) {
-              const g = this.gso.get(f)
-              if (g) anyGso = true
-              inject.push(f)
-              injectGso.push(g)
-            }
-          } else this.encode(e, out, undefined)
-        }
+        if (len > HEADER_BYTES + PIECE_HEADER_BYTES && buf[off + 1] === Kind.Piece) {
+          // the bulk of a super-frame: read the piece in place, no objects per datagram
+          const whole = this.piece(from, buf, off, len)
+          if (whole) this.onDatagram(from, whole, true, b)
+        } else this.onDatagram(from, buf.subarray(off, off + len), false, b)
       }
       this.gso.clear()
-      this.inject(inject, anyGso ? injectGso : undefined)
-      this.send(out)
+      this.inject(b.inject, b.anyGso ? b.injectGso : undefined)
+      this.send(b.out)
     }
+  }
+
+  /** One received datagram (or one put back together from pieces) from neighbour `from`. */
+  private onDatagram(from: number, data: Uint8Array, pieced: boolean, b: RxBatch): void {
+    const cipher = this.peers.get(from)!.cipher
+    const r: DecodeResult | OpenResult = cipher ? cipher.open(data) : decodeDatagram(data)
+    if (!r.ok) { this.drop(`bad-datagram:${r.reason}`); return }
+    const dg = r.datagram
+    if (pieced && dg.kind !== 'super') { this.drop('bad-datagram:pieced-not-super'); return }
+    if (dg.kind === 'sealed') { this.drop('unexpected-sealed'); return }
+    if (dg.kind === 'piece') { this.drop('unexpected-piece'); return }
+    let frames: Uint8Array[]
+    if (dg.kind === 'super') {
+      this.stats.superFramesReceived++
+      this.gso.set(dg.frame, dg.gso)
+      frames = [dg.frame]
+    } else if (dg.kind !== 'frames') { this.onControl(from, dg); return }
+    else frames = dg.frames
+    if (dg.dst !== this.config.self) this.stats.relayed += frames.length
+    const fr = this.forwarder.fromPeer(dg.src, dg.dst, frames)
+    for (const k in fr.drops) this.drop(k, fr.drops[k as keyof typeof fr.drops] as number)
+    for (const e of fr.effects) {
+      if (e.kind === 'inject') {
+        for (const f of e.frames) {
+          const g = this.gso.get(f)
+          if (g) b.anyGso = true
+          b.inject.push(f)
+          b.injectGso.push(g)
+        }
+      } else this.encode(e, b.out, undefined)
+    }
+  }
+
+  /**
+   * A piece datagram at buf[off, off + len) from neighbour `from` (unsealed: the datagram it
+   * rebuilds is sealed when encrypting): checked and added; the whole datagram once complete.
+   */
+  private piece(from: number, buf: Buffer, off: number, len: number): Uint8Array | undefined {
+    if (buf[off] !== SLEEVE_VERSION || buf[off + 6] !== 0 || buf[off + 7] !== 0) { this.drop('bad-datagram:bad-piece'); return undefined }
+    const src = (buf[off + 2] << 8) | buf[off + 3]
+    const dst = (buf[off + 4] << 8) | buf[off + 5]
+    if (src > MAX_SHORT_ID || dst > MAX_SHORT_ID) { this.drop('bad-datagram:bad-short-id'); return undefined }
+    const p = off + HEADER_BYTES
+    const id = buf.readUInt32BE(p)
+    const total = buf.readUInt32BE(p + 4)
+    const at = buf.readUInt32BE(p + 8)
+    const dataLen = len - HEADER_BYTES - PIECE_HEADER_BYTES
+    if (total < HEADER_BYTES || total > MAX_PIECED_BYTES || at + dataLen > total) { this.drop('bad-datagram:bad-piece'); return undefined }
+    return this.reassemble(from, id, total, at, buf, p + PIECE_HEADER_BYTES, off + len)
   }
 
   /**
@@ -315,20 +347,20 @@ export class Sleeve {
    * once its last piece is in. Pieces come in order (one GSO run from one sender): a gap or a new
    * id abandons the datagram being built (lost on the way; TCP resends what it carried).
    */
-  private reassemble(from: number, p: Extract<SleeveDatagram, { kind: 'piece' }>): Uint8Array | undefined {
+  private reassemble(from: number, id: number, total: number, offset: number, src: Buffer, start: number, end: number): Uint8Array | undefined {
     let r = this.reassembly.get(from)
-    if (r && (r.id !== p.id || r.got !== p.offset || r.total !== p.total)) {
+    if (r && (r.id !== id || r.got !== offset || r.total !== total)) {
       this.drop('pieces-incomplete')
       this.reassembly.delete(from)
       r = undefined
     }
     if (!r) {
-      if (p.offset !== 0) { this.drop('piece-out-of-order'); return undefined }
-      r = { id: p.id, total: p.total, got: 0, buf: Buffer.allocUnsafe(p.total) }
+      if (offset !== 0) { this.drop('piece-out-of-order'); return undefined }
+      r = { id, total, got: 0, buf: Buffer.allocUnsafe(total) }
       this.reassembly.set(from, r)
     }
-    r.buf.set(p.data, r.got)
-    r.got += p.data.length
+    src.copy(r.buf, r.got, start, end)
+    r.got += end - start
     if (r.got < r.total) return undefined
     this.reassembly.delete(from)
     return r.buf
@@ -369,9 +401,11 @@ export class Sleeve {
         if (frames.length) { this.encodePlain(e, peer, frames, maxBytes, out, replies); frames = [] }
         try {
           const h = { src: e.src, dst: e.dst }
-          const plain = encodeSuper(h, f, g)
-          const whole = peer.cipher ? peer.cipher.seal(plain) : plain
-          const p = encodePieces(h, this.nextPieceId++ >>> 0, whole, this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES)
+          const id = this.nextPieceId++ >>> 0
+          const room = this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES
+          const p = peer.cipher
+            ? encodePieces(h, id, peer.cipher.seal(encodeSuper(h, f, g)), room)
+            : encodeSuperPieces(h, id, f, g, room)
           out.push({ addr: peer.addr, port: peer.port, data: p.data, segment: p.segment })
         } catch {
           this.drop('super-frame-unsendable')
