@@ -30,6 +30,7 @@ interface Addon {
   features(h: Handle): number
   recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
   sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array, vnet?: Uint8Array | null, segs?: Uint16Array | null): number
+  sendPieces(h: Handle, addr: number, port: number, head: Uint8Array, id: number, parts: readonly Uint8Array[], room: number): number
   pollStart(h: Handle, events: number, fn: (status: number, events: number) => void): void
   pollStop(h: Handle): void
   close(h: Handle): void
@@ -440,6 +441,19 @@ export class UdpSocket extends BatchSocket {
       bufs[i] = d.data
     }
     return this.sendRaw(bufs, this.saddrs, this.sports, null, segmented ? this.ssegs : null)
+  }
+
+  /**
+   * Sends parts[0] ‖ parts[1] ‖ ... (≤ 4 parts, ≤ 128 KiB: one oversized sleeve datagram) to
+   * `addr:port` as sleeve piece datagrams: each is `head` (8-byte sleeve header of kind piece),
+   * u32 id, u32 total, u32 offset, then up to `room` bytes — see sleeve-frame.ts. The kernel
+   * reads the bytes straight from the parts (no copy in userspace), up to 64 pieces per GSO
+   * message. Returns 0 when all left, 'full' when the socket buffer filled, else an errno code.
+   */
+  sendPieces(addr: string, port: number, head: Uint8Array, id: number, parts: readonly Uint8Array[], room: number): 0 | 'full' | string {
+    this.assertOpen()
+    const r = this.a.sendPieces(this.h, this.parseAddr(addr), port, head, id >>> 0, parts, room)
+    return r === 0 ? 0 : r < 0 ? 'full' : errnoName(r)
   }
 
   /** The kernel's path MTU towards `addr` (IP_MTU): the interface MTU until a smaller one is learnt. */

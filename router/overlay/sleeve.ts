@@ -25,7 +25,7 @@ import { openPacketSocket, openUdpSocket, parseIpv4, type PacketSocket, type Udp
 import { Forwarder, type ForwardEffect, type Routes } from './forwarder'
 import { MacTable, DEFAULT_MAC_MAX_AGE_MS } from './mac-table'
 import {
-  decodeDatagram, encodeFrames, encodePieces, encodeSuper, encodeSuperPieces, packFrames, Kind, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES,
+  decodeDatagram, encodeFrames, encodeSuper, writeHeader, packFrames, GSO_HEADER_BYTES, Kind, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES,
   PIECE_HEADER_BYTES, MAX_PIECED_BYTES, MAX_SHORT_ID, SLEEVE_VERSION, type SleeveDatagram, type DecodeResult,
 } from './sleeve-frame'
 import { handleTooBig } from './too-big'
@@ -399,24 +399,50 @@ export class Sleeve {
         if (!g) { frames.push(f); continue }
         // a super-frame: as pieces, after the plain frames gathered so far (order kept)
         if (frames.length) { this.encodePlain(e, peer, frames, maxBytes, out, replies); frames = [] }
-        try {
-          const h = { src: e.src, dst: e.dst }
-          const id = this.nextPieceId++ >>> 0
-          const room = this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES
-          const p = peer.cipher
-            ? encodePieces(h, id, peer.cipher.seal(encodeSuper(h, f, g)), room)
-            : encodeSuperPieces(h, id, f, g, room)
-          out.push({ addr: peer.addr, port: peer.port, data: p.data, segment: p.segment })
-        } catch {
-          this.drop('super-frame-unsendable')
-          continue
-        }
+        if (!this.sendSuper(e, peer, f, g, out)) continue
         this.stats.superFramesSent++
         this.stats.framesSent++
       }
     }
     if (frames.length) this.encodePlain(e, peer, frames, maxBytes, out, replies)
   }
+
+  /**
+   * Sends super-frame `f` (GSO header `g`) to `peer` as pieces, right away (after what `out`
+   * holds, to keep order): the kernel gathers them from the frame itself, no copy here unless
+   * sealing. False (counted) when it could not leave whole.
+   */
+  private sendSuper(e: Extract<ForwardEffect, { kind: 'send' }>, peer: SleevePeer, f: Uint8Array, g: Uint8Array, out: OutDatagram[]): boolean {
+    const udp = this.udp
+    if (!udp) return false
+    if (out.length) { this.send(out); out.length = 0 }
+    const h = { src: e.src, dst: e.dst }
+    const id = this.nextPieceId++ >>> 0
+    const room = this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES - HEADER_BYTES - PIECE_HEADER_BYTES
+    let r: 0 | 'full' | string
+    try {
+      writeHeader(this.pieceHead, Kind.Piece, h, 0)
+      if (peer.cipher) {
+        r = udp.sendPieces(peer.addr, peer.port, this.pieceHead, id, [peer.cipher.seal(encodeSuper(h, f, g))], room)
+      } else {
+        writeHeader(this.superHead, Kind.Super, h, 0)
+        this.superHead.set(g.subarray(0, GSO_HEADER_BYTES), HEADER_BYTES)
+        r = udp.sendPieces(peer.addr, peer.port, this.pieceHead, id, [this.superHead, f], room)
+      }
+    } catch {
+      this.drop('super-frame-unsendable')
+      return false
+    }
+    if (r === 0) { this.stats.datagramsSent++; return true }
+    if (r === 'full') this.drop('send-buffer-full')
+    else {
+      this.drop(`send-error:${r}`)
+      if (r === 'EMSGSIZE') this.relearnMtu(peer.addr, peer.port)
+    }
+    return false
+  }
+  private readonly pieceHead = new Uint8Array(HEADER_BYTES)
+  private readonly superHead = new Uint8Array(HEADER_BYTES + GSO_HEADER_BYTES)
 
   private encodePlain(e: Extract<ForwardEffect, { kind: 'send' }>, peer: SleevePeer, frames: Uint8Array[], maxBytes: number,
     out: OutDatagram[], replies: Uint8Array[] | undefined): void {
