@@ -1,17 +1,40 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createNetHost } from '../../router/net'
-import { CliFailure, positionalOnly, type Command } from '../context'
+import { CliFailure, positionalOnly, type CliContext, type Command } from '../context'
 import { command as stop } from './stop'
+
+/**
+ * While the router still runs, give our IPAM ranges to a live peer (DELETE /peer waits for it to
+ * confirm); otherwise they would stay owned by a name that no longer exists until someone runs
+ * `weave rmpeer`. Not fatal: a lone router has no one to give them to.
+ */
+async function handOverAddressSpace(ctx: CliContext): Promise<void> {
+  let a
+  try {
+    a = await ctx.api('DELETE', '/peer')
+  } catch (err) {
+    if (err instanceof CliFailure) return // not running: nothing to hand over now
+    throw err
+  }
+  const body = a.body.trim()
+  if (a.status >= 200 && a.status < 300) {
+    if (body) ctx.err(body)
+  } else {
+    ctx.err(`weave: could not hand this peer's address ranges to another peer (${body || `HTTP ${a.status}`}); run "weave rmpeer" on another peer if they are needed`)
+  }
+}
 
 export const command: Command = {
   name: 'reset',
   summary: 'stop the router and remove everything weave set up on this host',
   usage:
-    'Usage: weave reset\n\nStops the router if it runs, deletes the weave bridge, every vethwe* link and weave\'s\n' +
-    'iptables chains and rules, and empties the state directory (peer name, IPAM state, targets).\n',
+    'Usage: weave reset\n\nHands this peer\'s IP address ranges to a live peer, stops the router if it runs,\n' +
+    'deletes the weave bridge, every vethwe* link and weave\'s iptables chains and rules, and\n' +
+    'empties the state directory (peer name, IPAM state, targets).\n',
   async run(args, ctx) {
     if (positionalOnly(args, 'reset').length) throw new CliFailure('weave reset takes no arguments')
+    await handOverAddressSpace(ctx)
     await stop.run([], ctx)
     const r = await createNetHost().resetHost()
     if (r.links.length || r.iptablesJumps || r.iptablesChains) {
