@@ -69,7 +69,7 @@ export const MESH_DEFAULTS = {
   // keeping convergence across a 10-hop mesh around a second.
   topologyBatchMs: 100,
   gcDelayMs: 200,
-  routeDelayMs: 50,
+  routeDelayMs: 100, // Weave's
   gcGraceMs: 2_000, // a just-joined peer's neighbour record is usually here long before this
   recentRefusals: 16,
 }
@@ -280,12 +280,6 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
     }
     if (!res.delta.length) return undefined
     topologyChanged()
-    const id = topology.resolveShortIdCollision(rng)
-    if (id !== undefined) {
-      identity.setShortId(id)
-      log.info(`short ID collision: now using ${id}`)
-      ownChanged()
-    }
     return new TopologyData(res.delta)
   }
 
@@ -309,7 +303,15 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
    */
   function topologyChanged(own = false): void {
     if (own) routes.invalidate()
-    else schedule('routes', opt.routeDelayMs, () => routes.invalidate())
+    else schedule('routes', opt.routeDelayMs, () => {
+      routes.invalidate()
+      const id = topology.resolveShortIdCollision(rng)
+      if (id !== undefined) {
+        identity.setShortId(id)
+        log.info(`short ID collision: now using ${id}`)
+        ownChanged()
+      }
+    })
     schedule('gc', opt.gcDelayMs, runGc)
     schedule('maker', own ? 0 : opt.routeDelayMs, runMaker)
     schedule('peers-changed', opt.routeDelayMs, () => {
@@ -365,7 +367,10 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
       }
       cur.conn.close('duplicate connection')
     }
-    if (!conn.outbound && config.connLimit > 0 && live.size >= 2 * config.connLimit) {
+    // Over the limit (with headroom: discovery stops at it, others' dials may not) an inbound
+    // connection is refused, unless the remote is not part of our mesh yet: a newcomer whose
+    // launch targets are all full would otherwise never join.
+    if (!conn.outbound && config.connLimit > 0 && live.size >= 2 * config.connLimit && routes.unicastAll().has(name)) {
       return refuse(conn, `connection limit reached (${config.connLimit})`)
     }
     const entry: Live = { conn, target }
@@ -410,12 +415,14 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
       if (l.target) connectedAddrs.add(l.target)
     }
     const discovered = new Set<string>()
-    if (config.discovery) {
+    // At the limit discovery dials nothing: skip the walk over every connection in the mesh.
+    if (config.discovery && (config.connLimit <= 0 || live.size < config.connLimit)) {
       for (const r of topology.records()) {
         for (const [to, e] of presentConns(r)) {
-          // Of two peers that learn of each other, only the lower name dials: no duplicate
-          // connections from discovery (direct targets are dialled regardless).
-          if (to <= identity.name || live.has(to)) continue
+          // Without a limit (a full mesh), of two peers that learn of each other only the lower
+          // name dials: no duplicate connections. With a limit both may, or a newcomer with a
+          // high name would wait for peers that are already full.
+          if (to === identity.name || live.has(to) || (config.connLimit <= 0 && to < identity.name)) continue
           // Outbound: the address it dialled is where `to` listens; inbound: its IP, our port.
           discovered.add(e.outbound ? e.addr : hostPort(addrHost(e.addr), config.port))
         }

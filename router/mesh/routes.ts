@@ -4,8 +4,8 @@
  *
  * - Unicast: destination → first hop. Gossip uses every link a record lists ('all'); the data
  *   plane uses only established links both ends list ('established-symmetric').
- * - Broadcast from a source: the BFS tree from that source; a peer forwards to its children in
- *   it. When every peer holds the same topology each peer gets a broadcast exactly once.
+ * - Broadcast from a source: reverse-path forwarding over the gossip routes; when every peer
+ *   holds the same topology each peer gets a broadcast exactly once.
  *
  * Pure: a graph in, maps out.
  */
@@ -65,24 +65,31 @@ export function unicastRoutes(g: Graph, self: PeerName): Map<PeerName, PeerName>
   return hop
 }
 
-/** The peers `self` forwards a broadcast from `source` to: its children in source's BFS tree. */
-export function broadcastChildren(g: Graph, source: PeerName, self: PeerName): PeerName[] {
-  // Our children are exactly the peers first discovered when we are expanded, so the search
-  // stops there (in a full mesh: right after the source's own neighbours).
-  const seen = new Set<PeerName>([source])
-  const queue: PeerName[] = [source]
-  for (let i = 0; i < queue.length; i++) {
-    const u = queue[i]
-    const found: PeerName[] = []
-    for (const v of g.get(u) ?? []) {
-      if (seen.has(v)) continue
-      seen.add(v)
-      queue.push(v)
-      found.push(v)
+/**
+ * The peers `self` forwards a broadcast from `source` to (reverse-path forwarding): each
+ * neighbour whose own gossip route toward `source` goes through us. Every peer computes every
+ * neighbour's route the same way, so when views agree each peer gets the broadcast exactly once,
+ * from its next hop toward the source. `routesFrom(v)` gives v's unicast routes (cached by the caller).
+ */
+export function broadcastChildren(
+  g: Graph,
+  source: PeerName,
+  self: PeerName,
+  routesFrom: (v: PeerName) => Map<PeerName, PeerName> = (v) => unicastRoutes(g, v),
+): PeerName[] {
+  const out: PeerName[] = []
+  for (const v of g.get(self) ?? []) {
+    if (v === source) continue
+    if (source === self) {
+      out.push(v)
+      continue
     }
-    if (u === self) return found
+    // A neighbour linked to the source itself takes it from the source (no search needed: in a
+    // full mesh this is every neighbour).
+    if (g.get(v)?.includes(source)) continue
+    if (routesFrom(v).get(source) === self) out.push(v)
   }
-  return []
+  return out
 }
 
 /** Caches routes for one topology state; call `invalidate()` when the topology changes. */
@@ -92,12 +99,14 @@ export class RouteTable {
   private uniAll: Map<PeerName, PeerName> | undefined
   private uniData: Map<PeerName, PeerName> | undefined
   private readonly bcast = new Map<PeerName, PeerName[]>()
+  private readonly fromCache = new Map<PeerName, Map<PeerName, PeerName>>()
 
   constructor(private readonly self: PeerName, private readonly records: () => Iterable<PeerRecord>) {}
 
   invalidate(): void {
     this.graphAll = this.graphData = this.uniAll = this.uniData = undefined
     this.bcast.clear()
+    this.fromCache.clear()
   }
 
   private all(): Graph {
@@ -117,9 +126,18 @@ export class RouteTable {
   broadcast(source: PeerName): PeerName[] {
     let c = this.bcast.get(source)
     if (!c) {
-      c = broadcastChildren(this.all(), source, this.self)
+      c = broadcastChildren(this.all(), source, this.self, (v) => this.routesFrom(v))
       this.bcast.set(source, c)
     }
     return c
+  }
+
+  private routesFrom(v: PeerName): Map<PeerName, PeerName> {
+    let r = this.fromCache.get(v)
+    if (!r) {
+      r = unicastRoutes(this.all(), v)
+      this.fromCache.set(v, r)
+    }
+    return r
   }
 }
