@@ -44,6 +44,8 @@ const PACKET_SLOT_BYTES = 65_536 + 512
 
 /** A super-frame being put back together from its pieces (one per sending peer). */
 interface Reassembly { id: number; total: number; got: number; buf: Buffer }
+/** Reassembly buffers kept for reuse. */
+const POOLED_BUFFERS = 16
 /** What one batch of received datagrams produced. */
 interface RxBatch { inject: Uint8Array[]; injectGso: Array<Uint8Array | undefined>; anyGso: boolean; out: OutDatagram[] }
 
@@ -290,6 +292,9 @@ export class Sleeve {
       this.gso.clear()
       this.inject(b.inject, b.anyGso ? b.injectGso : undefined)
       this.send(b.out)
+      // the kernel has copied what it took: rebuilt datagrams' buffers can be reused
+      for (const x of this.doneBufs) if (this.freeBufs.length < POOLED_BUFFERS) this.freeBufs.push(x)
+      this.doneBufs.length = 0
     }
   }
 
@@ -352,19 +357,24 @@ export class Sleeve {
     if (r && (r.id !== id || r.got !== offset || r.total !== total)) {
       this.drop('pieces-incomplete')
       this.reassembly.delete(from)
+      if (this.freeBufs.length < POOLED_BUFFERS) this.freeBufs.push(r.buf)
       r = undefined
     }
     if (!r) {
       if (offset !== 0) { this.drop('piece-out-of-order'); return undefined }
-      r = { id, total, got: 0, buf: Buffer.allocUnsafe(total) }
+      r = { id, total, got: 0, buf: this.freeBufs.pop() ?? Buffer.allocUnsafe(MAX_PIECED_BYTES) }
       this.reassembly.set(from, r)
     }
     src.copy(r.buf, r.got, start, end)
     r.got += end - start
     if (r.got < r.total) return undefined
     this.reassembly.delete(from)
-    return r.buf
+    this.doneBufs.push(r.buf)
+    return r.buf.subarray(0, r.total)
   }
+  /** Reassembly buffers (MAX_PIECED_BYTES each): free, and handed out in the current batch. */
+  private readonly freeBufs: Buffer[] = []
+  private readonly doneBufs: Buffer[] = []
 
   private inject(frames: Uint8Array[], gso?: Array<Uint8Array | undefined>): void {
     if (!frames.length || !this.pkt) return
@@ -422,11 +432,15 @@ export class Sleeve {
     let r: 0 | 'full' | string
     try {
       writeHeader(this.pieceHead, Kind.Piece, h, 0)
-      if (peer.cipher) {
-        r = udp.sendPieces(peer.addr, peer.port, this.pieceHead, id, [peer.cipher.seal(encodeSuper(h, f, g))], room)
+      writeHeader(this.superHead, Kind.Super, h, 0)
+      this.superHead.set(g.subarray(0, GSO_HEADER_BYTES), HEADER_BYTES)
+      const c = peer.cipher
+      if (c) {
+        const sealed = c.sealParts
+          ? c.sealParts(this.superHead, [this.superHead.subarray(HEADER_BYTES), f])
+          : c.seal(encodeSuper(h, f, g))
+        r = udp.sendPieces(peer.addr, peer.port, this.pieceHead, id, [sealed], room)
       } else {
-        writeHeader(this.superHead, Kind.Super, h, 0)
-        this.superHead.set(g.subarray(0, GSO_HEADER_BYTES), HEADER_BYTES)
         r = udp.sendPieces(peer.addr, peer.port, this.pieceHead, id, [this.superHead, f], room)
       }
     } catch {
