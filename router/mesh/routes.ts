@@ -92,21 +92,87 @@ export function broadcastChildren(
   return out
 }
 
+/**
+ * The graph with peers numbered in name order and int adjacency: what broadcast forwarding
+ * searches per neighbour, many times per topology change in a big mesh.
+ */
+class IndexedGraph {
+  readonly names: PeerName[]
+  readonly id = new Map<PeerName, number>()
+  readonly adj: Int32Array[]
+  private readonly hops = new Map<number, Int32Array>()
+
+  constructor(g: Graph) {
+    const all = new Set<PeerName>(g.keys())
+    for (const ns of g.values()) for (const n of ns) all.add(n)
+    this.names = [...all].sort()
+    this.names.forEach((n, i) => this.id.set(n, i))
+    // Names sorted ⇒ ids sorted: visiting ids in order is visiting names in order.
+    this.adj = this.names.map((n) => Int32Array.from((g.get(n) ?? []).map((m) => this.id.get(m)!)))
+  }
+
+  /** First hop from `from` to every peer (-1: unreachable), as `unicastRoutes` computes it. */
+  firstHops(from: number): Int32Array {
+    let hop = this.hops.get(from)
+    if (hop) return hop
+    const n = this.names.length
+    hop = new Int32Array(n).fill(-1)
+    const queue = new Int32Array(n)
+    let head = 0, tail = 0
+    hop[from] = from
+    queue[tail++] = from
+    while (head < tail) {
+      const u = queue[head++]
+      for (const v of this.adj[u]) {
+        if (hop[v] !== -1) continue
+        hop[v] = u === from ? v : hop[u]
+        queue[tail++] = v
+      }
+    }
+    this.hops.set(from, hop)
+    return hop
+  }
+
+  linked(u: number, v: number): boolean {
+    const a = this.adj[u]
+    let lo = 0, hi = a.length - 1
+    while (lo <= hi) {
+      const m = (lo + hi) >> 1
+      if (a[m] === v) return true
+      if (a[m] < v) lo = m + 1
+      else hi = m - 1
+    }
+    return false
+  }
+
+  /** Same result as `broadcastChildren`, on ints. */
+  broadcastChildren(source: PeerName, self: PeerName): PeerName[] {
+    const s = this.id.get(source), me = this.id.get(self)
+    if (s === undefined || me === undefined) return []
+    const out: PeerName[] = []
+    for (const v of this.adj[me]) {
+      if (v === s) continue
+      if (s === me) out.push(this.names[v])
+      else if (!this.linked(v, s) && this.firstHops(v)[s] === me) out.push(this.names[v])
+    }
+    return out
+  }
+}
+
 /** Caches routes for one topology state; call `invalidate()` when the topology changes. */
 export class RouteTable {
   private graphAll: Graph | undefined
   private graphData: Graph | undefined
+  private indexed: IndexedGraph | undefined
   private uniAll: Map<PeerName, PeerName> | undefined
   private uniData: Map<PeerName, PeerName> | undefined
   private readonly bcast = new Map<PeerName, PeerName[]>()
-  private readonly fromCache = new Map<PeerName, Map<PeerName, PeerName>>()
 
   constructor(private readonly self: PeerName, private readonly records: () => Iterable<PeerRecord>) {}
 
   invalidate(): void {
-    this.graphAll = this.graphData = this.uniAll = this.uniData = undefined
+    this.graphAll = this.graphData = this.uniAll = this.uniData = this.indexed = undefined
     this.bcast.clear()
-    this.fromCache.clear()
   }
 
   private all(): Graph {
@@ -123,21 +189,13 @@ export class RouteTable {
     return (this.uniData ??= unicastRoutes((this.graphData ??= buildGraph(this.records(), 'established-symmetric')), this.self))
   }
 
+  /** Who we forward a broadcast from `source` to. */
   broadcast(source: PeerName): PeerName[] {
     let c = this.bcast.get(source)
     if (!c) {
-      c = broadcastChildren(this.all(), source, this.self, (v) => this.routesFrom(v))
+      c = (this.indexed ??= new IndexedGraph(this.all())).broadcastChildren(source, this.self)
       this.bcast.set(source, c)
     }
     return c
-  }
-
-  private routesFrom(v: PeerName): Map<PeerName, PeerName> {
-    let r = this.fromCache.get(v)
-    if (!r) {
-      r = unicastRoutes(this.all(), v)
-      this.fromCache.set(v, r)
-    }
-    return r
   }
 }

@@ -1,7 +1,7 @@
 /** Routes on known graphs: unicast next hops, symmetric-established links, broadcast trees. */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { buildGraph, unicastRoutes, broadcastChildren } from '../../router/mesh/routes'
+import { buildGraph, unicastRoutes, broadcastChildren, RouteTable } from '../../router/mesh/routes'
 import type { PeerRecord } from '../../router/mesh/topology'
 import type { PeerName } from '../../router/mesh/gossip-contract'
 
@@ -69,6 +69,15 @@ test('broadcast in a full mesh is a star from the source', () => {
   const g = buildGraph(graph('1-2 1-3 1-4 2-3 2-4 3-4'), 'all')
   assert.equal(broadcastChildren(g, P('1'), P('1')), [P('2'), P('3'), P('4')])
   assert.equal(broadcastChildren(g, P('1'), P('3')), [])
+})
+
+test('the route table (int-indexed) forwards broadcasts exactly as the reference function', () => {
+  const recs = graph('1-2 1-3 2-4 3-4 4-5 2-3 5-6 3-6 6-7 7-8 5-8 1-9 9-8')
+  const g = buildGraph(recs, 'all')
+  for (const self of recs.map((r) => r.name)) {
+    const table = new RouteTable(self, () => recs)
+    for (const src of recs.map((r) => r.name)) assert.equal(table.broadcast(src), broadcastChildren(g, src, self), `${src} at ${self}`)
+  }
 })
 
 test.run()
