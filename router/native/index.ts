@@ -31,6 +31,7 @@ interface Addon {
   recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
   sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array, vnet?: Uint8Array | null, segs?: Uint16Array | null): number
   sendPieces(h: Handle, addr: number, port: number, head: Uint8Array, id: number, parts: readonly Uint8Array[], room: number): number
+  collectPieces(buf: Buffer, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, start: number, end: number, state: Uint32Array, dest: Buffer): number
   pollStart(h: Handle, events: number, fn: (status: number, events: number) => void): void
   pollStop(h: Handle): void
   close(h: Handle): void
@@ -418,6 +419,15 @@ export class UdpSocket extends BatchSocket {
     const n = this.a.recvBatch(this.h, this.rbuf, this.slot, this.max, this.offs, this.lens, this.raddrs, this.rports)
     for (let i = 0; i < n; i++) if (this.lens[i] < 0) this.truncated++
     return n
+  }
+  /**
+   * After recvRaw: copies the pieces (see sendPieces) of entries `start`.. into `dest` while
+   * they continue the datagram described by `state` = [source addr, port, id, total, got];
+   * advances state[4] and returns how many entries it took (0: entry `start` is not the next
+   * piece). Checks each piece's header; stops at the first that does not follow.
+   */
+  collectPieces(start: number, end: number, state: Uint32Array, dest: Buffer): number {
+    return this.a.collectPieces(this.rbuf, this.offs, this.lens, this.raddrs, this.rports, start, end, state, dest)
   }
   get buffer(): Buffer { return this.rbuf }
   get offsets(): Uint32Array { return this.offs }

@@ -789,6 +789,58 @@ static napi_value udp_send_pieces(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * collectPieces(buf, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array, ports: Uint16Array,
+ *               start, end, state: Uint32Array [addr, port, id, total, got], dest: Buffer) -> consumed
+ * The receive side of sendPieces, for the entries of one recvBatch: from entry `start` on,
+ * while entries are the next pieces (from state's addr:port, sleeve version 1, kind piece,
+ * count 0, same id and total, offset == got, within total) of the datagram being rebuilt in
+ * `dest`, copy their bytes into place and advance state[4]. Stops at the first entry that is
+ * not (the caller handles it), or when the datagram is complete. Returns how many it took.
+ */
+static napi_value collect_pieces(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 9) return throw_type(env, "collectPieces: 9 arguments");
+  void *bufp, *destp;
+  size_t buflen, destlen, noffs = 0, nlens = 0, naddrs = 0, nports = 0, nst = 0;
+  CHECK(napi_get_buffer_info(env, argv[0], &bufp, &buflen));
+  uint32_t *offs = get_typed(env, argv[1], napi_uint32_array, &noffs);
+  int32_t *lens = get_typed(env, argv[2], napi_int32_array, &nlens);
+  uint32_t *addrs = get_typed(env, argv[3], napi_uint32_array, &naddrs);
+  uint16_t *ports = get_typed(env, argv[4], napi_uint16_array, &nports);
+  uint32_t start = 0, end = 0;
+  napi_get_value_uint32(env, argv[5], &start);
+  napi_get_value_uint32(env, argv[6], &end);
+  uint32_t *st = get_typed(env, argv[7], napi_uint32_array, &nst);
+  CHECK(napi_get_buffer_info(env, argv[8], &destp, &destlen));
+  if (!offs || !lens || !addrs || !ports || !st || nst < 5) return throw_type(env, "collectPieces: bad arguments");
+  size_t cap = noffs < nlens ? noffs : nlens;
+  if (cap > naddrs) cap = naddrs;
+  if (cap > nports) cap = nports;
+  if (end > cap) end = (uint32_t)cap;
+  uint32_t k = start, got = st[4];
+  const uint8_t *b = bufp;
+  for (; k < end && got < st[3]; k++) {
+    int32_t len = lens[k];
+    if (len <= PIECE_HDR || addrs[k] != st[0] || ports[k] != st[1]) break;
+    if ((size_t)offs[k] + (size_t)len > buflen) break;
+    const uint8_t *p = b + offs[k];
+    if (p[0] != 1 || p[1] != 3 || p[6] || p[7]) break;
+    uint32_t id = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+    uint32_t total = (uint32_t)p[12] << 24 | (uint32_t)p[13] << 16 | (uint32_t)p[14] << 8 | p[15];
+    uint32_t off = (uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19];
+    uint32_t dlen = (uint32_t)len - PIECE_HDR;
+    if (id != st[2] || total != st[3] || off != got || (size_t)off + dlen > total || (size_t)off + dlen > destlen) break;
+    memcpy((uint8_t *)destp + off, p + PIECE_HDR, dlen);
+    got += dlen;
+  }
+  st[4] = got;
+  CHECK(napi_create_uint32(env, k - start, &out));
+  return out;
+}
+
 /* ---- readiness ------------------------------------------------------------------------- */
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -928,6 +980,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "recvBatch", NULL, recv_batch, NULL, NULL, NULL, napi_default, NULL },
     { "sendBatch", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL },
     { "sendPieces", NULL, udp_send_pieces, NULL, NULL, NULL, napi_default, NULL },
+    { "collectPieces", NULL, collect_pieces, NULL, NULL, NULL, napi_default, NULL },
     { "pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL },
     { "pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, sock_close, NULL, NULL, NULL, napi_default, NULL },

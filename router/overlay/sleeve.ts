@@ -285,7 +285,24 @@ export class Sleeve {
         if (from === undefined) { this.drop('unknown-sender'); continue }
         if (len > HEADER_BYTES + PIECE_HEADER_BYTES && buf[off + 1] === Kind.Piece) {
           // the bulk of a super-frame: read the piece in place, no objects per datagram
-          const whole = this.piece(from, buf, off, len)
+          let whole = this.piece(from, buf, off, len)
+          const r = whole ? undefined : this.reassembly.get(from)
+          if (r && k + 1 < n) {
+            // and the pieces right behind it, in one native call
+            const st = this.collectState
+            st[0] = addrs[k]; st[1] = ports[k]; st[2] = r.id; st[3] = r.total; st[4] = r.got
+            const took = udp.collectPieces(k + 1, n, st, r.buf)
+            if (took) {
+              k += took
+              this.stats.datagramsReceived += took
+              r.got = st[4]
+              if (r.got === r.total) {
+                this.reassembly.delete(from)
+                this.doneBufs.push(r.buf)
+                whole = r.buf.subarray(0, r.total)
+              }
+            }
+          }
           if (whole) this.onDatagram(from, whole, true, b)
         } else this.onDatagram(from, buf.subarray(off, off + len), false, b)
       }
@@ -374,6 +391,7 @@ export class Sleeve {
   }
   /** Reassembly buffers (MAX_PIECED_BYTES each): free, and handed out in the current batch. */
   private readonly freeBufs: Buffer[] = []
+  private readonly collectState = new Uint32Array(5)
   private readonly doneBufs: Buffer[] = []
 
   private inject(frames: Uint8Array[], gso?: Array<Uint8Array | undefined>): void {
