@@ -33,6 +33,10 @@ export interface WeaverConfig {
   readonly rewriteInspect: boolean
   /** Which data planes may be used. */
   readonly noFastdp: boolean
+  /** OVSDB server for fastdp (`unix:PATH` or `tcp:IP:PORT`). */
+  readonly ovsdb: string
+  /** Where ovs-vswitchd keeps its bridges' management sockets; undefined = next to the OVSDB socket. */
+  readonly ovsRundir: string | undefined
 }
 
 export class ConfigError extends Error {}
@@ -58,6 +62,7 @@ const DEFAULTS = {
   ipallocRange: '10.32.0.0/12', // Weave's default range
   mtu: 1376, // Weave's default: room for encapsulation inside a 1500-byte underlay
   dockerApi: 'unix:///var/run/docker.sock',
+  ovsdb: 'unix:/var/run/openvswitch/db.sock', // where Debian's openvswitch-switch serves it
 } as const
 
 export const FLAGS: readonly Flag[] = [
@@ -81,7 +86,9 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--proxy-listen', key: 'proxyListen', kind: 'list', help: 'extra proxy address, e.g. tcp://127.0.0.1:12375 (repeatable)' },
   { flag: '--no-default-ipalloc', key: 'noDefaultIpalloc', kind: 'bool', help: 'leave containers without WEAVE_CIDR alone' },
   { flag: '--rewrite-inspect', key: 'rewriteInspect', kind: 'bool', help: 'show the weave address in docker inspect' },
-  { flag: '--no-fastdp', key: 'noFastdp', kind: 'bool', help: 'use sleeve only, never Open vSwitch' },
+  { flag: '--no-fastdp', key: 'noFastdp', kind: 'bool', env: 'WEAVE_NO_FASTDP', help: 'use sleeve only, never Open vSwitch' },
+  { flag: '--ovsdb', key: 'ovsdb', kind: 'string', env: 'WEAVE_OVSDB', help: `OVSDB server for fastdp (default ${DEFAULTS.ovsdb})` },
+  { flag: '--ovs-rundir', key: 'ovsRundir', kind: 'string', env: 'OVS_RUNDIR', help: 'run directory of ovs-vswitchd (default: the OVSDB socket\'s directory)' },
 ]
 
 export interface ParseOptions {
@@ -157,7 +164,10 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     proxyListen: (raw.proxyListen as string[] | undefined) ?? [],
     noDefaultIpalloc: raw.noDefaultIpalloc === true,
     rewriteInspect: raw.rewriteInspect === true,
-    noFastdp: raw.noFastdp === true,
+    // the flag sets true; WEAVE_NO_FASTDP is on unless empty, 0, false or no
+    noFastdp: raw.noFastdp === true || (typeof raw.noFastdp === 'string' && !/^(0|false|no)$/i.test(raw.noFastdp)),
+    ovsdb: str('ovsdb') ?? DEFAULTS.ovsdb,
+    ovsRundir: str('ovsRundir'),
   }
   return Object.freeze(cfg)
 }

@@ -4,6 +4,12 @@
  * `weave attach | detach | ps | expose | hide` commands call. Kept out of weaver.ts so the
  * daemon's wiring stays one screen per component.
  *
+ * fastdp and the overlay switch: where an OVSDB server answers (config.ovsdb) the bridge is linked
+ * to the OVS bridge `datapath` (routerLink `ovs`), whose router port `vethwe-ovsrtr` hands the
+ * Sleeve (on its veth peer `vethwe-pcap`) what the datapath does not tunnel itself — one egress.
+ * Every hello over a mesh connection says whether fastdp is ready here, or why not; a peer is
+ * reached by fastdp when both ends say ready, else by sleeve, and status says why.
+ *
  * API (bodies JSON):
  *   POST /attach {target, addresses?: string[]}  → {id, mac, addresses}
  *   POST /detach {target, addresses?: string[]}  → {id, removed}
@@ -21,10 +27,13 @@ import type { Clock, Logger } from './deps'
 import type { WeaverConfig } from './config'
 import type { ContainerNet } from './container-net'
 import { ApiError, type ApiRouter } from './api'
-import { EXPOSE_ID, SLEEVE_PCAP_END, formatPsLine, type NetHost, type NetnsRef } from './net'
+import { EXPOSE_ID, SLEEVE_PCAP_END, formatPsLine, type BridgeInfo, type NetHost, type NetnsRef } from './net'
 import {
-  Sleeve, createSleeveOverlay, overlayConnectionLine, sleeveCryptoReady, type OverlayMeshHost, type SleeveOverlay,
+  Sleeve, createSleeveOverlay, overlayConnectionLine, sleeveCryptoReady, startFastdp, type Fastdp, type FastdpConfig,
+  type FastdpDeps, type OverlayMeshHost, type SleeveOverlay,
 } from './overlay'
+import type { OverlayPeerHello } from './overlay/sleeve-overlay'
+import { connectOvsdb } from './ovsdb'
 import { createEngineClient, parseDockerHost, parseWeaveCidr, type CidrItem } from '../proxy'
 import { formatCidr, parseCidr, type Allocator } from '../ipam'
 
@@ -41,6 +50,13 @@ export interface OverlayWiring {
    * undefined when the overlay has no connection to it.
    */
   connectionInfo(peer: string): string | undefined
+  /**
+   * Before the bridge is made: `ovs` when fastdp may run here (an OVSDB server answers and fastdp
+   * is not turned off), else `pcap`; the reason is kept for status.
+   */
+  routerLink(): Promise<'ovs' | 'pcap'>
+  /** The bridge as ensureBridge made it (call before start()). */
+  useBridge(br: BridgeInfo): void
 }
 
 export interface OverlayWiringDeps {
@@ -50,25 +66,130 @@ export interface OverlayWiringDeps {
   containerNet: ContainerNet
   allocator: Allocator
   router: ApiRouter
+  /** Default: whether /sys/module/openvswitch exists (the kernel datapath). */
+  kernelDatapath?: () => boolean
+  /** Default: connect to the OVSDB server and echo. */
+  probeOvsdb?: (target: string) => Promise<void>
+  /** Default: router/overlay's startFastdp. */
+  startFastdp?: (cfg: FastdpConfig, deps: FastdpDeps) => ReturnType<typeof startFastdp>
+}
+
+/** How often fastdp checks that the switch still holds our flows (ovs-vswitchd restarts lose them). */
+const FASTDP_VERIFY_INTERVAL_MS = 30_000
+
+async function probeOvsdb(target: string): Promise<void> {
+  const c = await connectOvsdb(target)
+  try { await c.echo('weave') } finally { c.close() }
+}
+
+/** fastdp's side of the overlay switch: its driver, or why it is not running here. */
+interface FastdpState {
+  driver: Fastdp | undefined
+  datapathType: 'system' | 'netdev' | undefined
+  /** Why there is no fastdp here (host-neutral: it also goes to peers in our hellos). */
+  why: string | undefined
+}
+
+/** The overlay switch's choice for one peer: fastdp when both ends are ready, else sleeve and why. */
+export function chooseOverlay(here: { ready: boolean; why?: string }, h: Pick<OverlayPeerHello, 'ip' | 'fastdp'>): { via: 'fastdp' | 'sleeve'; why?: string } {
+  if (!here.ready) return { via: 'sleeve', why: `here: ${here.why ?? 'no fastdp'}` }
+  if (h.fastdp === undefined) return { via: 'sleeve', why: 'peer without fastdp' }
+  if (h.fastdp !== true) return { via: 'sleeve', why: `on the peer: ${h.fastdp}` }
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(h.ip)) return { via: 'sleeve', why: `peer address ${h.ip} is not IPv4` }
+  return { via: 'fastdp' }
 }
 
 export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): OverlayWiring {
   const log = deps.logger
+  const fdp: FastdpState = { driver: undefined, datapathType: undefined, why: 'not started' }
+  let bridge: BridgeInfo | undefined
+  let cancelVerify: (() => void) | undefined
+  const fastdpLog = (what: string) => (err: Error) => log.warn(`fastdp: ${what}: ${err.message}`)
+
   const overlay: SleeveOverlay = createSleeveOverlay(
-    { udpPort: config.meshPort, encrypt: config.password !== undefined && config.password !== '' },
-    { clock: deps.clock, logger: log },
+    {
+      udpPort: config.meshPort, encrypt: config.password !== undefined && config.password !== '',
+      fastdp: () => fdp.driver ? true : fdp.why ?? 'no fastdp',
+    },
+    {
+      clock: deps.clock, logger: log,
+      onPeerHello(h) {
+        const c = chooseOverlay({ ready: fdp.driver !== undefined, why: fdp.why }, h)
+        overlay.setVia(h.shortId, c.via, c.why)
+        // Tell the datapath in both cases: a sleeve peer makes floods go to the router port too.
+        fdp.driver?.setPeer(h.shortId, { ip: c.via === 'fastdp' ? h.ip : undefined, via: c.via }).catch(fastdpLog(`peer ${h.peer}`))
+      },
+      onPeerGone(p) {
+        fdp.driver?.removePeer(p.shortId).catch(fastdpLog(`removing peer ${p.peer}`))
+      },
+    },
   )
   let mesh: OverlayMeshHost | undefined
   let sleeve: Sleeve | undefined
   let unavailable: string | undefined = 'not started'
-  const attachApi = createAttachApi(config, deps)
+  const attachApi = createAttachApi(config, deps, {
+    attached(mac) { fdp.driver?.learnLocal(mac).catch(fastdpLog(`local MAC ${mac}`)) },
+  })
+
+  async function startFastdpHere(self: number): Promise<void> {
+    if (!fdp.datapathType || !bridge?.routerPort) return
+    const start = deps.startFastdp ?? startFastdp
+    let r: Awaited<ReturnType<typeof startFastdp>>
+    try {
+      r = await start({
+        ovsdbTarget: config.ovsdb, datapathType: fdp.datapathType, self, mtu: config.mtu,
+        routerPort: bridge.routerPort, routerPortType: 'system', ovsRundir: config.ovsRundir, learn: true,
+      }, { clock: deps.clock, logger: log })
+    } catch (err) {
+      r = { ok: false, reason: (err as Error).message } // e.g. a short ID fastdp's 12-bit key cannot carry
+    }
+    if (!r.ok) {
+      fdp.why = r.reason.replace(' on this host', '')
+      log.warn(`fastdp unavailable, sleeve only: ${fdp.why}`)
+      // back to today's layout: the sleeve straight on the bridge
+      bridge = await deps.net.ensureBridge({ mtu: config.mtu, routerLink: 'pcap' })
+      return
+    }
+    fdp.driver = r.fastdp
+    fdp.why = undefined
+    if (bridge.mac) await r.fastdp.learnLocal(bridge.mac).catch(fastdpLog('bridge MAC'))
+    const verify = () => {
+      cancelVerify = deps.clock.setTimer(FASTDP_VERIFY_INTERVAL_MS, () => {
+        fdp.driver?.verify().catch(fastdpLog('verify')).finally(() => { if (fdp.driver) verify() })
+      })
+    }
+    verify()
+  }
+
+  /** `weave status`: `datapath (netdev) 12 flows, ovsdb unix:…` or `off: why`. */
+  function fastdpLine(): string {
+    const i = fdp.driver?.info()
+    if (!i) return `off: ${fdp.why ?? 'not started'}`
+    return `${i.bridge} (${i.datapathType}) ${i.flows} flows, ${i.peers} peers, ovsdb ${config.ovsdb}`
+  }
   attachApi.register(deps.router)
   deps.router.route('GET', '/status/overlay', () => ({ text: overlay.connections().map(overlayConnectionLine).join('\n') }))
 
   return {
     useMesh(m) { mesh = m },
+    useBridge(br) { bridge = br },
+    async routerLink() {
+      if (config.noFastdp) { fdp.why = 'fastdp turned off (--no-fastdp)'; return 'pcap' }
+      const kernel = (deps.kernelDatapath ?? (() => fs.existsSync('/sys/module/openvswitch')))()
+      try {
+        await (deps.probeOvsdb ?? probeOvsdb)(config.ovsdb)
+      } catch (err) {
+        fdp.why = `no OVS datapath (${kernel ? '' : 'no openvswitch kernel module, and '}no OVSDB server at ${config.ovsdb}: ${(err as Error).message})`
+        return 'pcap'
+      }
+      // Without the kernel module, an OVSDB server that answers means a userspace switch (the lab).
+      fdp.datapathType = kernel ? 'system' : 'netdev'
+      fdp.why = 'not started'
+      return 'ovs'
+    },
     async start() {
       if (!mesh) { unavailable = 'no mesh in this daemon'; return }
+      await startFastdpHere(mesh.identity.shortId())
       if (config.password) await sleeveCryptoReady()
       const s = new Sleeve(
         { self: mesh.identity.shortId(), bridgeIf: SLEEVE_PCAP_END, bindAddr: config.meshHost, port: config.meshPort },
@@ -90,6 +211,12 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       overlay.detach()
       sleeve?.stop()
       sleeve = undefined
+      cancelVerify?.()
+      const d = fdp.driver
+      fdp.driver = undefined
+      fdp.why = 'stopped'
+      // flows go; the OVS bridge stays for the next launch (weave reset removes the links)
+      await d?.stop().catch(fastdpLog('stop'))
     },
     statusLines() {
       const conns = overlay.connections()
@@ -97,6 +224,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       const lines: Array<[string, string]> = [
         ['Service', 'overlay'],
         ['Sleeve', unavailable ?? `udp ${config.meshHost}:${config.meshPort} on ${SLEEVE_PCAP_END}${config.password ? ', encrypted' : ''}`],
+        ['Fastdp', fastdpLine()],
         ['Connections', `${conns.length} (${established} established)`],
       ]
       for (const c of conns) lines.push(['Connection', overlayConnectionLine(c)])
@@ -105,12 +233,15 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     connectionInfo(peer) {
       const c = overlay.connections().find((x) => x.peer === peer)
       if (!c) return undefined
-      return c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ' encrypted' : ''}` : `sleeve ${c.state}`
+      if (c.overlay === 'fastdp') return c.state === 'established' ? 'fastdp' : `fastdp ${c.state}`
+      const why = c.why === undefined ? '' : ` (not fastdp: ${c.why})`
+      return (c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ' encrypted' : ''}` : `sleeve ${c.state}`) + why
     },
     report() {
       return {
-        Overlay: 'sleeve',
+        Overlay: fdp.driver ? 'fastdp+sleeve' : 'sleeve',
         Unavailable: unavailable,
+        Fastdp: fdp.driver ? { ...fdp.driver.info(), Ovsdb: config.ovsdb } : { Unavailable: fdp.why },
         Connections: overlay.connections(),
         Control: overlay.stats,
         Sleeve: sleeve ? { ...sleeve.stats, MacTableSize: sleeve.macs.size } : undefined,
@@ -123,7 +254,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
 
 interface Target { id: string; netns: NetnsRef }
 
-function createAttachApi(config: WeaverConfig, deps: OverlayWiringDeps) {
+function createAttachApi(config: WeaverConfig, deps: OverlayWiringDeps, hooks: { attached(mac: string): void }) {
   const { net, containerNet, allocator } = deps
   const log = deps.logger.child('attach')
   /** Targets attached through the API (for `weave ps`; Docker containers are also found by their leases). */
@@ -216,6 +347,7 @@ function createAttachApi(config: WeaverConfig, deps: OverlayWiringDeps) {
         const t = await resolve(b.target)
         const r = await containerNet.attach({ id: t.id, netns: t.netns, items: items(b.addresses) }).catch(fail)
         attached.set(t.id, t.netns)
+        hooks.attached(r.mac)
         return { json: { id: t.id, mac: r.mac, addresses: r.addresses } }
       })
       router.route('POST', '/detach', async (req) => {

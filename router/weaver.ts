@@ -107,15 +107,21 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   const net = createNetHost({ logger: log })
   const containerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log, clock: deps.clock })
   // The bridge exists before anything can attach to it (the proxy and the attach API start later).
+  // With an OVSDB server (and fastdp not turned off) the bridge links to the OVS datapath, which
+  // hands the sleeve what it cannot tunnel (routerLink `ovs`); otherwise the sleeve sits on the
+  // bridge itself (`pcap`). The overlay block (below) decides and falls back.
   starts.push(async () => {
-    const br = await net.ensureBridge({ mtu: config.mtu, mac: peerName, routerLink: 'pcap' })
-    log.info(`bridge ${br.name} ${br.created ? 'created' : 'reused'} (mtu ${br.mtu})`)
+    const routerLink = await overlay.routerLink()
+    const br = await net.ensureBridge({ mtu: config.mtu, mac: peerName, routerLink })
+    overlay.useBridge(br)
+    log.info(`bridge ${br.name} ${br.created ? 'created' : 'reused'} (mtu ${br.mtu}, ${routerLink === 'ovs' ? 'to the OVS datapath' : 'to the sleeve'})`)
   })
 
   // ---- overlay ----
-  // Sleeve on vethwe-pcap ⇄ UDP meshHost:meshPort, following the mesh's connections (it needs
-  // `overlay.useMesh(mesh)` before start; without a mesh its status says so), plus the
-  // attach/detach/ps/expose/hide API.
+  // fastdp (OVS `datapath`, when the host plumbing linked it) and Sleeve on vethwe-pcap ⇄ UDP
+  // meshHost:meshPort, following the mesh's connections with the overlay switch choosing one per
+  // peer (it needs `overlay.useMesh(mesh)` before start; without a mesh its status says so), plus
+  // the attach/detach/ps/expose/hide API.
   const overlay = wireOverlay(config, { clock: deps.clock, logger: log.child('overlay'), net, containerNet, allocator: ipam.allocator, router })
   status.addSection('overlay', { order: 15, lines: () => overlay.statusLines() })
   status.addReport('Overlay', () => overlay.report())

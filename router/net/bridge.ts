@@ -18,9 +18,15 @@ export const SLEEVE_PCAP_END = 'vethwe-pcap'
 /** Far end for fastdp: a port of the OVS `datapath` bridge (added by router/ovsdb). */
 export const DATAPATH_END = 'vethwe-datapath'
 
-/** What the bridge is linked to: the sleeve router (`pcap`), the OVS datapath, or nothing. */
-export type RouterLink = 'pcap' | 'datapath' | 'none'
-const FAR_END: Record<Exclude<RouterLink, 'none'>, string> = { pcap: SLEEVE_PCAP_END, datapath: DATAPATH_END }
+/** With OVS: the datapath's port towards the router; its peer is SLEEVE_PCAP_END, where the sleeve captures. */
+export const OVS_ROUTER_END = 'vethwe-ovsrtr'
+
+/**
+ * What the bridge is linked to: the sleeve router (`pcap`), the OVS datapath, both in series
+ * (`ovs`: bridge ⇄ datapath, and datapath ⇄ vethwe-ovsrtr ⇄ vethwe-pcap ⇄ router), or nothing.
+ */
+export type RouterLink = 'pcap' | 'datapath' | 'ovs' | 'none'
+const FAR_END: Record<'pcap' | 'datapath', string> = { pcap: SLEEVE_PCAP_END, datapath: DATAPATH_END }
 /** Port of the control API on 127.0.0.1 that the INPUT rule protects. */
 export const DEFAULT_CONTROL_PORT = 6784
 
@@ -34,6 +40,8 @@ export interface BridgeOptions {
   /**
    * `pcap` (default): the vethwe-bridge ⇄ vethwe-pcap pair for the sleeve router;
    * `datapath`: vethwe-bridge ⇄ vethwe-datapath for OVS (fastdp), replacing a pcap pair;
+   * `ovs`: as `datapath`, plus vethwe-ovsrtr (for the OVS bridge) ⇄ vethwe-pcap (for the sleeve)
+   *   so that one egress, the datapath, hands the sleeve what it cannot tunnel;
    * `none`: leave whatever pair exists alone.
    */
   routerLink?: RouterLink
@@ -49,8 +57,10 @@ export interface BridgeInfo {
   created: boolean
   /** The interface the sleeve router captures on and injects into (routerLink `pcap`). */
   captureDevice?: string
-  /** The interface to add to the OVS datapath (routerLink `datapath`). */
+  /** The interface to add to the OVS datapath (routerLink `datapath` or `ovs`). */
   datapathPort?: string
+  /** The datapath's port towards the router (routerLink `ovs`). */
+  routerPort?: string
 }
 
 /** One link by name, or undefined when it does not exist. */
@@ -80,13 +90,18 @@ export async function ensureBridge(ctx: NetContext, opts: BridgeOptions = {}): P
   }
   await setBridgeSysctls(ctx, name)
   const routerLink = opts.routerLink ?? 'pcap'
-  if (routerLink !== 'none') await ensureRouterPair(ctx, name, mtu, routerLink)
+  if (routerLink === 'pcap' || routerLink === 'datapath') await ensureRouterPair(ctx, name, mtu, routerLink)
+  if (routerLink === 'ovs') {
+    await ensureRouterPair(ctx, name, mtu, 'datapath')
+    await ensureOvsRouterPair(ctx, name, mtu)
+  }
   await ctx.run(ip.setUp(name))
   await ensureBridgeRules(ctx, name, opts.controlPort === undefined ? DEFAULT_CONTROL_PORT : opts.controlPort)
   link = await getLink(ctx, name)
   const info: BridgeInfo = { name, mtu, mac: link?.mac ?? '', created }
   if (routerLink === 'pcap') info.captureDevice = SLEEVE_PCAP_END
   if (routerLink === 'datapath') info.datapathPort = DATAPATH_END
+  if (routerLink === 'ovs') Object.assign(info, { captureDevice: SLEEVE_PCAP_END, datapathPort: DATAPATH_END, routerPort: OVS_ROUTER_END })
   return info
 }
 
@@ -98,7 +113,27 @@ async function setBridgeSysctls(ctx: NetContext, name: string): Promise<void> {
   for (const [k, v] of bridgeArpSysctls(name)) await ctx.run(sysctl.set(k, v))
 }
 
-async function ensureRouterPair(ctx: NetContext, bridge: string, mtu: number, kind: Exclude<RouterLink, 'none'>): Promise<void> {
+/** vethwe-ovsrtr ⇄ vethwe-pcap (neither on the Linux bridge); made after ensureRouterPair('datapath'), which removes a pcap pair. */
+async function ensureOvsRouterPair(ctx: NetContext, bridge: string, mtu: number): Promise<void> {
+  let a = await getLink(ctx, OVS_ROUTER_END)
+  let b = await getLink(ctx, SLEEVE_PCAP_END)
+  if (a && (a.kind !== 'veth' || !b)) { await ctx.run(ip.delLink(OVS_ROUTER_END)); a = undefined }
+  if (!a) {
+    if (b) await ctx.run(ip.delLink(SLEEVE_PCAP_END))
+    await ctx.run(ip.addVeth(OVS_ROUTER_END, SLEEVE_PCAP_END, mtu))
+    a = await getLink(ctx, OVS_ROUTER_END)
+    b = await getLink(ctx, SLEEVE_PCAP_END)
+  }
+  for (const l of [a, b]) if (l && l.mtu !== mtu) await ctx.run(ip.setMtu(l.name, mtu))
+  // As for the pcap pair: frames reach the sleeve's packet socket with partial checksums otherwise.
+  for (const dev of [SLEEVE_PCAP_END, OVS_ROUTER_END, SLEEVE_BRIDGE_END, bridge]) {
+    await bestEffort(ctx, txOffloadOff(dev), `${dev}: could not turn off tx checksum offload (sleeve may send bad checksums)`)
+  }
+  await ctx.run(ip.setUp(OVS_ROUTER_END))
+  await ctx.run(ip.setUp(SLEEVE_PCAP_END))
+}
+
+async function ensureRouterPair(ctx: NetContext, bridge: string, mtu: number, kind: 'pcap' | 'datapath'): Promise<void> {
   const farName = FAR_END[kind]
   const otherFar = FAR_END[kind === 'pcap' ? 'datapath' : 'pcap']
   // Switching modes: the other pair goes (deleting one end of a veth deletes both).

@@ -47,6 +47,11 @@ export interface FastdpConfig {
    * None: such frames are dropped.
    */
   routerPort?: string
+  /**
+   * `internal` (default): OVS makes routerPort as its own internal port; `system`: routerPort is an
+   * existing interface (the daemon's vethwe-ovsrtr, whose veth peer the sleeve captures on).
+   */
+  routerPortType?: 'internal' | 'system'
   /** Where ovs-vswitchd keeps `BRIDGE.mgmt`; default: the OVSDB socket's directory, else /var/run/openvswitch. */
   ovsRundir?: string
   /** Learn remote MACs from tunnel frames in the datapath (see FlowState.learn). Default false. */
@@ -206,8 +211,9 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
     let created = false
     try {
       const res = await ensureDatapath(client, {
-        bridge, datapathType: cfg.datapathType, udpPort, vxlanPort: vxlanName, ports: [dpPort],
-        internalPorts: cfg.routerPort === undefined ? [] : [cfg.routerPort], failMode: 'secure',
+        bridge, datapathType: cfg.datapathType, udpPort, vxlanPort: vxlanName,
+        ports: cfg.routerPort !== undefined && cfg.routerPortType === 'system' ? [dpPort, cfg.routerPort] : [dpPort],
+        internalPorts: cfg.routerPort === undefined || cfg.routerPortType === 'system' ? [] : [cfg.routerPort], failMode: 'secure',
       })
       created = res.created
       if (res.changes.length) log.info(`bridge ${bridge}: ${res.changes.join('; ')}`)

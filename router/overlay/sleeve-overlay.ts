@@ -4,8 +4,10 @@
  * UDP heartbeats that make the sleeve path `established`, and gives the forwarder its routes.
  *
  * Per connection, over the mesh connection itself (`{type:'overlay', payload}`, JSON):
- *   hello {t:'hello', port, pub?, got}  our sleeve UDP port and, with a password, an ephemeral
- *                                       X25519 public key; `got`: we already hold theirs
+ *   hello {t:'hello', port, pub?, got, fastdp?}  our sleeve UDP port and, with a password, an
+ *                                       ephemeral X25519 public key; `got`: we already hold theirs;
+ *                                       `fastdp`: true when our OVS datapath can take this peer,
+ *                                       else why not (absent: a peer that predates fastdp)
  *   ack   {t:'ack', uid}                "your UDP heartbeat for connection uid reached me"
  * Hello is repeated every heartbeat tick until the remote's arrives (messages that reach a
  * connection before anyone listens for overlay messages are lost, so one copy is not enough),
@@ -101,13 +103,16 @@ export class SleeveLink {
 
 // ---- the overlay control messages (over the mesh connection) ----
 
+/** In a hello: fastdp is ready here (true), or why not (shown in the peer's status). */
+export type FastdpOffer = true | string
+
 export type OverlayControl =
-  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean }
+  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer }
   | { t: 'ack'; uid: bigint }
 
 export function encodeOverlayControl(m: OverlayControl): Uint8Array {
   const obj = m.t === 'hello'
-    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got }
+    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp }
     : { t: 'ack', uid: m.uid.toString() }
   return new TextEncoder().encode(JSON.stringify(obj))
 }
@@ -130,7 +135,12 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
       pub = new Uint8Array(Buffer.from(r.pub, 'base64'))
       if (pub.length !== 32) return undefined
     }
-    return { t: 'hello', port: r.port, pub, got: r.got === true }
+    // fastdp: true, or a reason (cut short: it is peer input shown in our status)
+    let fastdp: FastdpOffer | undefined
+    if (r.fastdp === true) fastdp = true
+    else if (typeof r.fastdp === 'string') fastdp = r.fastdp.slice(0, 200).replace(/[^\x20-\x7e]/g, '?')
+    else if (r.fastdp !== undefined) fastdp = 'unreadable fastdp offer'
+    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }) }
   }
   if (r.t === 'ack') {
     if (typeof r.uid !== 'string' || !/^\d{1,20}$/.test(r.uid)) return undefined
@@ -265,11 +275,27 @@ export interface SleeveOverlayConfig {
   encrypt: boolean
   heartbeatIntervalMs?: number
   heartbeatTimeoutMs?: number
+  /** What our hellos say about fastdp (asked per hello); none: the hello says nothing (sleeve only). */
+  fastdp?: () => FastdpOffer
+}
+
+/** A peer's hello arrived for the first time on a connection: where it is and what it offers. */
+export interface OverlayPeerHello {
+  peer: PeerName
+  shortId: number
+  /** The peer's underlay address (as its mesh connection shows it). */
+  ip: string
+  /** The peer's fastdp offer; undefined: a peer without fastdp. */
+  fastdp: FastdpOffer | undefined
 }
 
 export interface SleeveOverlayDeps {
   clock: Clock
   logger: Logger
+  /** The overlay switch listens here; it answers with setVia(). */
+  onPeerHello?: (h: OverlayPeerHello) => void
+  /** The connection to this peer is gone. */
+  onPeerGone?: (p: { peer: PeerName; shortId: number }) => void
 }
 
 /** One line of `weave status` for an overlay connection. */
@@ -279,7 +305,10 @@ export interface OverlayConnectionStatus {
   /** The peer's sleeve UDP address "ip:port" (the mesh address until its hello arrived). */
   addr: string
   outbound: boolean
-  overlay: 'sleeve'
+  /** Which data plane carries this peer's frames (`fastdp` only after setVia said so). */
+  overlay: 'sleeve' | 'fastdp'
+  /** Why not fastdp, when sleeve carries it and fastdp was considered. */
+  why?: string
   state: LinkState
   encrypted: boolean
   /** Largest IP packet a frame carries towards this peer (bytes), when known. */
@@ -293,6 +322,8 @@ interface Live {
   keys: KxKeyPair | undefined
   cipherSet: boolean
   addr: string
+  via: 'sleeve' | 'fastdp'
+  why: string | undefined
 }
 
 export interface SleeveOverlay {
@@ -303,6 +334,12 @@ export interface SleeveOverlay {
   /** Stops timers and forgets every peer (the sleeve is stopped by its owner). */
   detach(): void
   connections(): OverlayConnectionStatus[]
+  /**
+   * The overlay switch's decision for a peer: `fastdp` takes it out of the sleeve's routes (the
+   * datapath tunnels its frames), `sleeve` puts it back; `why` is shown in status. False when no
+   * connection has that short ID.
+   */
+  setVia(shortId: number, via: 'sleeve' | 'fastdp', why?: string): boolean
   /** Counters: bad control messages, heartbeats in/out. */
   readonly stats: { badControl: number; heartbeatsSent: number; heartbeatsReceived: number; acksReceived: number }
 }
@@ -324,11 +361,14 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     shortIds: () => [...mesh!.topology.records()].map((r) => [r.name, r.shortId] as [PeerName, number | undefined]),
     unicast: () => mesh!.routes.unicast(),
     broadcast: (src) => mesh!.routes.broadcast(src),
-  }, (hop) => byShort.get(hop)?.link.remote !== undefined)
+  }, (hop) => {
+    const l = byShort.get(hop)
+    return l !== undefined && l.link.remote !== undefined && l.via === 'sleeve'
+  })
 
   function sendHello(l: Live): void {
     const got = l.link.remote !== undefined
-    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got }) })
+    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.() }) })
   }
 
   function shortIdOf(conn: PeerConnection): number {
@@ -357,6 +397,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       keys: config.encrypt ? kxKeyPair() : undefined,
       cipherSet: false,
       addr: conn.remoteAddr,
+      via: 'sleeve',
+      why: undefined,
     }
     const other = byShort.get(l.shortId)
     if (other) {
@@ -378,6 +420,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     live.delete(name)
     if (byShort.get(l.shortId) === l) byShort.delete(l.shortId)
     sleeve?.removePeer(l.shortId)
+    deps.onPeerGone?.({ peer: name, shortId: l.shortId })
   }
 
   function handleControl(l: Live, payload: Uint8Array): void {
@@ -403,6 +446,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       sleeve?.setPeer(l.shortId, { addr: ip, port: m.port, cipher })
       l.cipherSet = cipher !== undefined
       log.info(`sleeve peer ${l.link.peer} (short ID ${l.shortId}) at ${l.addr}${cipher ? ', encrypted' : ''}`)
+      deps.onPeerHello?.({ peer: l.link.peer, shortId: l.shortId, ip, fastdp: m.fastdp })
       routes.invalidate()
       heartbeat(l)
     }
@@ -440,6 +484,15 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
   return {
     routes,
     stats,
+    setVia(shortId, via, why) {
+      const l = byShort.get(shortId)
+      if (!l) return false
+      if (l.via !== via) log.info(`peer ${l.link.peer}: ${via}${why ? ` (${why})` : ''}`)
+      l.via = via
+      l.why = via === 'sleeve' ? why : undefined
+      routes.invalidate()
+      return true
+    },
     async attach(m, s) {
       if (mesh) throw new Error('sleeve overlay attached twice')
       if (config.encrypt) await sleeveCryptoReady()
@@ -467,7 +520,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
           nickname: l.conn.remote.nickname ?? nick.get(l.link.peer) ?? '',
           addr: l.addr,
           outbound: l.conn.outbound,
-          overlay: 'sleeve' as const,
+          overlay: l.via,
+          ...(l.why === undefined ? {} : { why: l.why }),
           state: l.link.state(now),
           encrypted: l.cipherSet,
           mtu: pmtu === undefined ? undefined : frameMtu(pmtu, l.cipherSet),
@@ -490,8 +544,12 @@ function hostOf(addr: string): string {
   return i < 0 ? addr : addr.slice(0, i)
 }
 
-/** `weave status overlay` / connection lines: `-> 10.0.0.2:6783 established sleeve mtu=1448 name(nick)`. */
+/**
+ * `weave status overlay` / connection lines: `-> 10.0.0.2:6783 established sleeve mtu=1448 name(nick)`,
+ * `… established fastdp name(nick)`, `… established sleeve mtu=1448 (not fastdp: why) name(nick)`.
+ */
 export function overlayConnectionLine(c: OverlayConnectionStatus): string {
-  const mtu = c.mtu === undefined ? '' : ` mtu=${c.mtu}`
-  return `${c.outbound ? '->' : '<-'} ${c.addr} ${c.state} ${c.overlay}${mtu}${c.encrypted ? ' encrypted' : ''} ${c.peer}(${c.nickname})`
+  const mtu = c.mtu === undefined || c.overlay === 'fastdp' ? '' : ` mtu=${c.mtu}`
+  const why = c.why === undefined ? '' : ` (not fastdp: ${c.why})`
+  return `${c.outbound ? '->' : '<-'} ${c.addr} ${c.state} ${c.overlay}${mtu}${c.encrypted ? ' encrypted' : ''}${why} ${c.peer}(${c.nickname})`
 }
