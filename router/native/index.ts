@@ -296,7 +296,7 @@ export class PacketSocket extends BatchSocket {
   gsoHeader(frame: Uint8Array): Uint8Array | undefined {
     if (!this.vnet || frame.buffer !== this.rbuf.buffer) return undefined
     const at = frame.byteOffset - VNET_HDR_BYTES
-    if (at < this.rbuf.byteOffset || this.rbuf.buffer.byteLength < at) return undefined
+    if (at < this.rbuf.byteOffset) return undefined
     const hdr = new Uint8Array(frame.buffer, at, VNET_HDR_BYTES)
     return hdr[1] !== 0 ? hdr : undefined
   }

@@ -7,7 +7,14 @@
  * container namespace attached by `vethwepl` ⇄ `ethwe`, as the daemon builds it. One router
  * process per host (as the daemon runs one Sleeve per process) opens its sockets in the host's
  * namespace; iperf3 runs between the containers. Each run reports the routers' counters (drops,
- * truncation), their CPU time and the client's TCP retransmits.
+ * truncation, super-frames), their CPU time (user/sys) and how long they waited runnable for a
+ * CPU (schedstat: on a shared 2-core machine that, not the router's own work, is the limit),
+ * the sender's `ss -ti` mid-run and its TCP retransmits (nstat).
+ *
+ * The containers keep TSO/checksum offload on (the veth default), so sleeve carries GSO
+ * super-frames; SLEEVE_BENCH_TX_OFF=1 turns tx offload off in them (frame by frame, the old
+ * way), SLEEVE_BENCH_PROF=DIR writes the routers' --cpu-prof profiles there,
+ * SLEEVE_BENCH_DEBUG=1 logs the routers to stderr. `npm run bench -- sleeve 10` runs 10 s each.
  * Traffic stays on the lab's underlay (192.168.250.x) and 10.40.0.0/24 inside the containers.
  *
  * Last line: {"bench":"sleeve","kernel_vxlan_gbps":…,"sleeve_gbps":…,"sleeve_encrypted_gbps":…,
