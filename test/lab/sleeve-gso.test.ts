@@ -16,10 +16,11 @@ import { Sleeve, createSleeveCipher, sleeveCryptoReady } from '../../router/over
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
 const tag = `${process.pid % 100000}`
-const ns = { h1: `wgso${tag}-h1`, h2: `wgso${tag}-h2`, c1: `wgso${tag}-c1`, c2: `wgso${tag}-c2` }
+const ns = { h1: `wgso${tag}-h1`, h2: `wgso${tag}-h2`, c1: `wgso${tag}-c1`, c2: `wgso${tag}-c2`, h3: `wgso${tag}-h3`, c3: `wgso${tag}-c3` }
 const under = `198.19.${(process.pid % 250) + 2}`
 const u1 = `${under}.1`
 const u2 = `${under}.2`
+const underB = `198.19.${(process.pid % 250) + 2 + 1}`
 const c2 = '10.41.0.2'
 const MTU = 1376
 const nsPath = (n: string) => `/var/run/netns/${n}`
@@ -29,9 +30,29 @@ function removeLab(): void {
   for (const n of Object.values(ns)) { try { ip('netns', 'del', n) } catch { /* not there */ } }
 }
 
-function makeLab(): void {
+/** Line h1 — h2 — h3 (no underlay path h1 → h3), a container on each host. */
+function makeLine(): void {
   removeLab()
   for (const n of Object.values(ns)) { ip('netns', 'add', n); ip('-n', n, 'link', 'set', 'lo', 'up') }
+  ip('-n', ns.h1, 'link', 'add', 'ua', 'type', 'veth', 'peer', 'name', 'ua', 'netns', ns.h2)
+  ip('-n', ns.h3, 'link', 'add', 'ub', 'type', 'veth', 'peer', 'name', 'ub', 'netns', ns.h2)
+  for (const [h, dev, addr] of [[ns.h1, 'ua', `${under}.1`], [ns.h2, 'ua', `${under}.2`], [ns.h2, 'ub', `${underB}.2`], [ns.h3, 'ub', `${underB}.3`]]) {
+    ip('-n', h, 'addr', 'add', `${addr}/24`, 'dev', dev)
+    ip('-n', h, 'link', 'set', dev, 'up')
+  }
+  for (const [host, ctr, addr] of [[ns.h1, ns.c1, '10.41.0.1'], [ns.h2, ns.c2, '10.41.0.2'], [ns.h3, ns.c3, '10.41.0.3']]) {
+    ip('-n', host, 'link', 'add', 'pcap', 'mtu', String(MTU), 'type', 'veth', 'peer', 'name', 'ethwe', 'netns', ctr)
+    ip('-n', host, 'link', 'set', 'pcap', 'up')
+    ip('-n', ctr, 'link', 'set', 'ethwe', 'mtu', String(MTU))
+    ip('-n', ctr, 'addr', 'add', `${addr}/24`, 'dev', 'ethwe')
+    ip('-n', ctr, 'link', 'set', 'ethwe', 'up')
+    execFileSync('ip', ['netns', 'exec', ctr, 'ethtool', '-K', 'ethwe', 'tx', 'on', 'tso', 'on'], { stdio: 'ignore' })
+  }
+}
+
+function makeLab(): void {
+  removeLab()
+  for (const n of [ns.h1, ns.h2, ns.c1, ns.c2]) { ip('netns', 'add', n); ip('-n', n, 'link', 'set', 'lo', 'up') }
   ip('-n', ns.h1, 'link', 'add', 'under', 'type', 'veth', 'peer', 'name', 'under', 'netns', ns.h2)
   ip('-n', ns.h1, 'addr', 'add', `${u1}/24`, 'dev', 'under')
   ip('-n', ns.h2, 'addr', 'add', `${u2}/24`, 'dev', 'under')
@@ -65,13 +86,13 @@ function sleeves(secret?: Uint8Array): [Sleeve, Sleeve] {
 }
 
 /** `bytes` random bytes over TCP from c1 to c2 (a node process each end); SHA-256 of both sides. */
-async function tcpTransfer(bytes: number): Promise<{ sent: string; got: string; gotBytes: number }> {
-  const server = spawn('ip', ['netns', 'exec', ns.c2, process.execPath, '-e', `
+async function tcpTransfer(bytes: number, from = ns.c1, to = ns.c2, toAddr = c2): Promise<{ sent: string; got: string; gotBytes: number }> {
+  const server = spawn('ip', ['netns', 'exec', to, process.execPath, '-e', `
     const h = require('crypto').createHash('sha256'); let n = 0
     require('net').createServer((s) => {
       s.on('data', (d) => { h.update(d); n += d.length })
       s.on('end', () => { console.log(n + ' ' + h.digest('hex')); process.exit(0) })
-    }).listen(5001, '${c2}', () => console.log('ready'))`], { stdio: ['ignore', 'pipe', 'inherit'] })
+    }).listen(5001, '${toAddr}', () => console.log('ready'))`], { stdio: ['ignore', 'pipe', 'inherit'] })
   try {
     const lines: string[] = []
     let buf = ''
@@ -87,10 +108,10 @@ async function tcpTransfer(bytes: number): Promise<{ sent: string; got: string; 
       }
     }
     await line(0)
-    const client = await run('ip', ['netns', 'exec', ns.c1, process.execPath, '-e', `
+    const client = await run('ip', ['netns', 'exec', from, process.execPath, '-e', `
       const c = require('crypto'); const buf = c.randomBytes(${bytes})
       console.log(c.createHash('sha256').update(buf).digest('hex'))
-      const s = require('net').connect(5001, '${c2}', () => s.end(buf))`], { timeout: 60_000 })
+      const s = require('net').connect(5001, '${toAddr}', () => s.end(buf))`], { timeout: 60_000 })
     const [gotBytes, got] = (await line(1)).split(' ')
     return { sent: client.stdout.trim(), got, gotBytes: Number(gotBytes) }
   } finally {
@@ -122,6 +143,39 @@ if (!isRoot) {
       } finally {
         s1.stop(); s2.stop(); removeLab()
       }
+    }
+  })
+
+  test('super-frames are relayed: h1 and h3 have no underlay path, TCP between their containers goes through h2 intact', async () => {
+    await sleeveCryptoReady()
+    makeLine()
+    const line = (self: number) => ({
+      clock: systemClock(), logger: nullLogger,
+      routes: {
+        unicastNextHop: (d: number) => (d === self || d < 1 || d > 3 ? undefined : d > self ? self + 1 : self - 1),
+        broadcastNextHops: (src: number) => [self - 1, self + 1].filter((x) => x >= 1 && x <= 3 && Math.abs(x - src) > Math.abs(self - src)),
+      },
+    })
+    const hosts = [ns.h1, ns.h2, ns.h3]
+    const s = [1, 2, 3].map((i) => new Sleeve({ self: i, bridgeIf: 'pcap', bindAddr: '0.0.0.0', port: 6783, netns: nsPath(hosts[i - 1]) }, line(i)))
+    const key = new Uint8Array(32).fill(5)
+    // encrypted hop by hop: the relay opens, and seals again for the next hop
+    s[0].setPeer(2, { addr: `${under}.2`, port: 6783, cipher: createSleeveCipher(key, true) })
+    s[1].setPeer(1, { addr: `${under}.1`, port: 6783, cipher: createSleeveCipher(key, false) })
+    s[1].setPeer(3, { addr: `${underB}.3`, port: 6783, cipher: createSleeveCipher(key, true) })
+    s[2].setPeer(2, { addr: `${underB}.2`, port: 6783, cipher: createSleeveCipher(key, false) })
+    try {
+      for (const x of s) x.start()
+      const p = await run('ip', ['netns', 'exec', ns.c1, 'busybox', 'ping', '-c', '2', '-i', '0.2', '-w', '10', '10.41.0.3'])
+      assert.match(p.stdout, /2 packets received/)
+      const t = await tcpTransfer(16 << 20, ns.c1, ns.c3, '10.41.0.3')
+      assert.is(t.gotBytes, 16 << 20)
+      assert.is(t.got, t.sent, 'arrived intact')
+      assert.ok(s[1].stats.superFramesReceived > 0 && s[1].stats.superFramesSent > 0, `h2 relayed super-frames (${JSON.stringify(s[1].stats)})`)
+      assert.ok(s[2].stats.superFramesReceived > 0, 'h3 received them')
+    } finally {
+      for (const x of s) x.stop()
+      removeLab()
     }
   })
 }
