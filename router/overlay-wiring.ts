@@ -179,7 +179,8 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       try {
         await (deps.probeOvsdb ?? probeOvsdb)(config.ovsdb)
       } catch (err) {
-        fdp.why = `no OVS datapath (${kernel ? '' : 'no openvswitch kernel module, and '}no OVSDB server at ${config.ovsdb}: ${(err as Error).message})`
+        const cause = (err as Error).message.split(': ').pop() // e.g. `connect ENOENT /run/…/db.sock`
+        fdp.why = `no OVS datapath (${kernel ? '' : 'no openvswitch kernel module, and '}no OVSDB server at ${config.ovsdb}: ${cause})`
         return 'pcap'
       }
       // Without the kernel module, an OVSDB server that answers means a userspace switch (the lab).
