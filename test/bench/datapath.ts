@@ -5,11 +5,16 @@
  *   - sleeve: two real daemons, iperf3 between namespaces attached with `weave attach`;
  *   - sleeve encrypted: the same daemons relaunched with --password;
  *   - the routers' CPU: utime+stime (/proc/PID/stat) of both weaver processes over the plain
- *     sleeve run, divided by the Gbit carried.
+ *     sleeve run, divided by the Gbit carried;
+ *   - fastdp: a second lab of two hosts with Open vSwitch (the userspace `netdev` datapath here,
+ *     no kernel module; its underlay runs through the OVS bridge br-phy, LAB-NOTES), the same
+ *     daemons and namespaces; fastdp_ratio is against the kernel vxlan baseline above, and
+ *     fastdp_datapath says which datapath the daemons used.
  * Everything runs in lab namespaces (underlay 192.168.250.0/24, overlay 10.32.0.0/12).
  *
  * Last line: {"bench":"datapath","kernel_vxlan_gbps":…,"sleeve_gbps":…,"sleeve_encrypted_gbps":…,
- *             "sleeve_ratio":…,"sleeve_encrypted_ratio":…,"router_cpu_s_per_gbit":…}
+ *             "sleeve_ratio":…,"sleeve_encrypted_ratio":…,"router_cpu_s_per_gbit":…,
+ *             "fastdp_gbps":…,"fastdp_ratio":…,"fastdp_datapath":"netdev"|"system"}
  */
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -28,7 +33,7 @@ async function addNs(name: string): Promise<string> {
   return name
 }
 
-async function launch(lab: Lab, extra: string[]): Promise<void> {
+async function launch(lab: Lab, extra: string[], overlay: 'sleeve' | 'fastdp' = 'sleeve'): Promise<void> {
   const [h1, h2] = lab.hosts
   const base = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-init', 'consensus=2', ...extra]
   for (const [h, peers] of [[h1, []], [h2, [h1.underlayIp]]] as Array<[LabHost, string[]]>) {
@@ -36,10 +41,13 @@ async function launch(lab: Lab, extra: string[]): Promise<void> {
     if (r.code !== 0) throw new Error(`${h.name}: launch failed: ${r.stderr}\n${h.weaverLog()}`)
     if ((await h.api('/status')).text.includes('no mesh in this daemon')) throw new Error('the daemon has no mesh wired: sleeve cannot run')
   }
-  await waitFor('sleeve established', async () => {
-    for (const h of lab.hosts) if (!/ established sleeve/.test((await h.api('/status/overlay')).text)) return false
+  await waitFor(`${overlay} established`, async () => {
+    for (const h of lab.hosts) if (!(await h.api('/status/overlay')).text.includes(` established ${overlay}`)) return false
     return true
-  }, 30_000, 250)
+  }, 30_000, 250).catch(async (err) => {
+    const st = await Promise.all(lab.hosts.map(async (h) => `${h.name}: ${(await h.api('/status').catch(() => ({ text: '?' }))).text}`))
+    throw new Error(`${(err as Error).message}\n${st.join('\n')}`)
+  })
 }
 
 async function attach(h: LabHost, ns: string): Promise<string> {
@@ -102,6 +110,30 @@ async function sleeveRun(lab: Lab, extra: string[], n1: string, n2: string): Pro
   }
 }
 
+/** fastdp between two OVS hosts: Gbit/s and the datapath type the daemons report. */
+async function fastdpRun(): Promise<{ gbps: number; datapath: string }> {
+  let res = { gbps: 0, datapath: '' }
+  await withLab({ hosts: 2, ovs: true }, async (lab) => {
+    const [h1, h2] = lab.hosts
+    try {
+      const n1 = await addNs(`${h1.ns}-f1`)
+      const n2 = await addNs(`${h2.ns}-f2`)
+      await launch(lab, [], 'fastdp')
+      const ip1 = await attach(h1, n1)
+      await attach(h2, n2)
+      await run('ip', ['netns', 'exec', n2, 'busybox', 'ping', '-c', '2', '-W', '2', ip1]).catch(() => undefined)
+      const gbps = await iperfNs(n1, n2, ip1)
+      const rep = (await h1.api('/report')).body as { Overlay?: { Fastdp?: { datapathType?: string; flows?: number } } }
+      console.log(`  h1 fastdp: ${JSON.stringify(rep.Overlay?.Fastdp ?? {})}`)
+      res = { gbps, datapath: rep.Overlay?.Fastdp?.datapathType ?? 'unknown' }
+    } finally {
+      for (const h of lab.hosts) await h.weave(['reset'], { allowFail: true })
+      for (const n of madeNs.splice(0)) await run('ip', ['netns', 'del', n]).catch(() => undefined)
+    }
+  })
+  return res
+}
+
 async function main(): Promise<void> {
   const reason = labUnavailableReason()
   if (reason) {
@@ -138,6 +170,12 @@ async function main(): Promise<void> {
       for (const n of madeNs.splice(0)) await run('ip', ['netns', 'del', n]).catch(() => undefined)
     }
   })
+  if (labUnavailableReason({ ovs: true }) === undefined && typeof out.kernel_vxlan_gbps === 'number') {
+    const f = await fastdpRun()
+    console.log(`fastdp (${f.datapath}): ${f.gbps.toFixed(2)} Gbit/s`)
+    const r3 = (v: number) => Math.round(v * 1000) / 1000
+    out = { ...out, fastdp_gbps: r3(f.gbps), fastdp_ratio: r3(f.gbps / out.kernel_vxlan_gbps), fastdp_datapath: f.datapath }
+  }
   console.log(JSON.stringify(out))
 }
 
