@@ -8,7 +8,9 @@
  * to the OVS bridge `datapath` (routerLink `ovs`), whose router port `vethwe-ovsrtr` hands the
  * Sleeve (on its veth peer `vethwe-pcap`) what the datapath does not tunnel itself — one egress.
  * Every hello over a mesh connection says whether fastdp is ready here, or why not; a peer is
- * reached by fastdp when both ends say ready, else by sleeve, and status says why.
+ * reached by fastdp when both ends say ready and full-size heartbeats cross the tunnel both ways
+ * (fastdp-health; checked every second, so a blocked vxlan port falls back to sleeve within a
+ * few seconds and returns when they get through again), else by sleeve, and status says why.
  *
  * API (bodies JSON):
  *   POST /attach {target, addresses?: string[]}  → {id, mac, addresses}
@@ -33,6 +35,10 @@ import {
   type FastdpDeps, type OverlayMeshHost, type SleeveOverlay,
 } from './overlay'
 import type { OverlayPeerHello } from './overlay/sleeve-overlay'
+import { rundirFor } from './overlay/fastdp'
+import {
+  FASTDP_HEARTBEAT_INTERVAL_MS, FastdpHealth, heartbeatCounts, ofctlHeartbeatSender, type HeartbeatSender,
+} from './overlay/fastdp-health'
 import { connectOvsdb } from './ovsdb'
 import { createEngineClient, parseDockerHost, parseWeaveCidr, type CidrItem } from '../proxy'
 import { formatCidr, parseCidr, type Allocator } from '../ipam'
@@ -72,6 +78,8 @@ export interface OverlayWiringDeps {
   probeOvsdb?: (target: string) => Promise<void>
   /** Default: router/overlay's startFastdp. */
   startFastdp?: (cfg: FastdpConfig, deps: FastdpDeps) => ReturnType<typeof startFastdp>
+  /** Default: packet-out through ovs-ofctl. */
+  heartbeatSender?: (self: number, fastdp: Fastdp) => HeartbeatSender
 }
 
 /** How often fastdp checks that the switch still holds our flows (ovs-vswitchd restarts lose them). */
@@ -105,6 +113,53 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
   let bridge: BridgeInfo | undefined
   let cancelVerify: (() => void) | undefined
   const fastdpLog = (what: string) => (err: Error) => log.warn(`fastdp: ${what}: ${err.message}`)
+  const health = new FastdpHealth()
+  /** Peers that offered fastdp: their underlay IP and the switch's current choice. */
+  const candidates = new Map<number, { peer: string; ip: string; via: 'fastdp' | 'sleeve'; why: string | undefined }>()
+  let cancelHealth: (() => void) | undefined
+  let sender: HeartbeatSender | undefined
+  let heartbeatErrors = 0
+
+  /** Apply the health verdict for one candidate peer (only when the choice or its reason changed). */
+  function reevaluate(id: number): void {
+    const c = candidates.get(id)
+    if (!c) return
+    const v = health.verdict(id, deps.clock.now())
+    const via = v.ok ? 'fastdp' : 'sleeve'
+    const why = v.ok ? undefined : v.why
+    if (via === c.via && why === c.why) return
+    if (via !== c.via) log.info(`peer ${c.peer}: ${c.via} → ${via}${why ? ` (${why})` : ''}`)
+    c.via = via
+    c.why = why
+    // Into the datapath first when moving to fastdp, out of the sleeve's routes after; the
+    // reverse when falling back: the sleeve takes the peer before the tunnel flows go.
+    overlay.setVia(id, via, why)
+    fdp.driver?.setPeer(id, { via }).catch(fastdpLog(`peer ${c.peer}`))
+  }
+
+  /** Once a second: heartbeats out, counters in, tell each peer what reached us, re-decide. */
+  async function healthTick(): Promise<void> {
+    const d = fdp.driver
+    if (!d || !sender) return
+    await Promise.all([...candidates].map(([id, c]) => sender!.send({ shortId: id, ip: c.ip }).catch((err: Error) => {
+      if (heartbeatErrors++ === 0) log.warn(`fastdp heartbeat to ${c.peer}: ${err.message}`)
+    })))
+    const stats = await d.stats().catch((err: Error) => { fastdpLog('reading heartbeat counters')(err); return [] })
+    const now = deps.clock.now()
+    health.onCounters(heartbeatCounts(stats, self()), now)
+    for (const id of candidates.keys()) {
+      overlay.sendFastdpStatus(id, health.rxOk(id, now))
+      reevaluate(id)
+    }
+  }
+
+  function scheduleHealth(): void {
+    cancelHealth = deps.clock.setTimer(FASTDP_HEARTBEAT_INTERVAL_MS, () => {
+      healthTick().catch(fastdpLog('health')).finally(() => { if (fdp.driver) scheduleHealth() })
+    })
+  }
+  let selfId = 0
+  const self = () => selfId
 
   const overlay: SleeveOverlay = createSleeveOverlay(
     {
@@ -115,12 +170,29 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       clock: deps.clock, logger: log,
       onPeerHello(h) {
         const c = chooseOverlay({ ready: fdp.driver !== undefined, why: fdp.why }, h)
+        if (c.via === 'fastdp') {
+          // Both ends can: sleeve until heartbeats prove the tunnel both ways (healthTick).
+          health.remove(h.shortId)
+          health.add(h.shortId, deps.clock.now())
+          const why = 'waiting for fastdp heartbeats'
+          candidates.set(h.shortId, { peer: h.peer, ip: h.ip, via: 'sleeve', why })
+          overlay.setVia(h.shortId, 'sleeve', why)
+          fdp.driver?.setPeer(h.shortId, { ip: h.ip, via: 'sleeve', heartbeat: true }).catch(fastdpLog(`peer ${h.peer}`))
+          return
+        }
+        candidates.delete(h.shortId)
         overlay.setVia(h.shortId, c.via, c.why)
-        // Tell the datapath in both cases: a sleeve peer makes floods go to the router port too.
-        fdp.driver?.setPeer(h.shortId, { ip: c.via === 'fastdp' ? h.ip : undefined, via: c.via }).catch(fastdpLog(`peer ${h.peer}`))
+        // Tell the datapath about sleeve peers too: they make floods go to the router port.
+        fdp.driver?.setPeer(h.shortId, { via: 'sleeve', heartbeat: false }).catch(fastdpLog(`peer ${h.peer}`))
       },
       onPeerGone(p) {
+        candidates.delete(p.shortId)
+        health.remove(p.shortId)
         fdp.driver?.removePeer(p.shortId).catch(fastdpLog(`removing peer ${p.peer}`))
+      },
+      onFastdpStatus(p) {
+        health.onRemote(p.shortId, p.ok)
+        reevaluate(p.shortId)
       },
     },
   )
@@ -131,13 +203,13 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     attached(mac) { fdp.driver?.learnLocal(mac).catch(fastdpLog(`local MAC ${mac}`)) },
   })
 
-  async function startFastdpHere(self: number): Promise<void> {
+  async function startFastdpHere(self_: number): Promise<void> {
     if (!fdp.datapathType || !bridge?.routerPort) return
     const start = deps.startFastdp ?? startFastdp
     let r: Awaited<ReturnType<typeof startFastdp>>
     try {
       r = await start({
-        ovsdbTarget: config.ovsdb, datapathType: fdp.datapathType, self, mtu: config.mtu,
+        ovsdbTarget: config.ovsdb, datapathType: fdp.datapathType, self: self_, mtu: config.mtu,
         routerPort: bridge.routerPort, routerPortType: 'system', ovsRundir: config.ovsRundir, learn: true,
       }, { clock: deps.clock, logger: log })
     } catch (err) {
@@ -152,6 +224,12 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     }
     fdp.driver = r.fastdp
     fdp.why = undefined
+    selfId = self_
+    sender = deps.heartbeatSender ? deps.heartbeatSender(self_, r.fastdp) : ofctlHeartbeatSender({
+      bridge: r.info.bridge, rundir: config.ovsRundir ?? rundirFor(config.ovsdb), self: self_,
+      ports: () => r.fastdp.info()?.ports, frameBytes: config.mtu + 14, // a full-size frame: MTU problems show too
+    })
+    scheduleHealth()
     if (bridge.mac) await r.fastdp.learnLocal(bridge.mac).catch(fastdpLog('bridge MAC'))
     const verify = () => {
       cancelVerify = deps.clock.setTimer(FASTDP_VERIFY_INTERVAL_MS, () => {
@@ -213,6 +291,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       sleeve?.stop()
       sleeve = undefined
       cancelVerify?.()
+      cancelHealth?.()
       const d = fdp.driver
       fdp.driver = undefined
       fdp.why = 'stopped'

@@ -17,6 +17,8 @@
  * - from the bridge, anything else (broadcast, multicast, unknown unicast) → one copy per
  *   reachable fastdp peer with its own key, plus one copy to the router port when any peer is
  *   reached by sleeve                                                                         [10]
+ * - from the tunnel, key = P→self and ethertype HEARTBEAT_ETHERTYPE → drop, counted: fastdp's
+ *   health check reads these counters, one flow per peer with `heartbeat` set              [120]
  * - from the tunnel, key's dst = self → the bridge                                          [100]
  * - from the tunnel, key's dst = another peer P → re-tunnel (same key) to P's next hop       [90]
  * - from the router port → the bridge                                                       [100]
@@ -31,7 +33,9 @@ export const MAX_FASTDP_SHORT_ID = 0xfff
 /** Bytes the vxlan encapsulation adds on an IPv4 underlay: outer IP 20 + UDP 8 + vxlan 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD_BYTES = 50
 
-export const PRIORITY = { mac: 200, learnt: 150, toBridge: 100, relay: 90, flood: 10, drop: 0 } as const
+export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, toBridge: 100, relay: 90, flood: 10, drop: 0 } as const
+/** Ethertype of fastdp heartbeat frames (IEEE 802 local experimental 1). */
+export const HEARTBEAT_ETHERTYPE = 0x88b5
 
 /** One flow; `match` and `actions` in ovs-ofctl syntax. Its identity is (priority, match). */
 export interface Flow {
@@ -57,6 +61,8 @@ export interface FlowPeer {
   macs: readonly string[]
   /** How we reach this peer when it is a next hop; default `fastdp`. */
   via?: 'fastdp' | 'sleeve'
+  /** Count this peer's heartbeats through the tunnel (a flow of their own). */
+  heartbeat?: boolean
 }
 
 export interface FlowState {
@@ -186,6 +192,12 @@ export function computeFlows(state: FlowState): Flow[] {
   }
   if (toRouter) copies.push(`output:${ports.router}`)
   flows.push({ priority: PRIORITY.flood, match: inBridge, actions: copies.length ? copies.join(',') : 'drop' })
+
+  // heartbeats from the tunnel: counted per sender, never delivered
+  for (const p of sorted) {
+    if (!p.heartbeat) continue
+    flows.push({ priority: PRIORITY.heartbeat, match: `${inVxlan},tun_id=${hex(tunnelKey(p.shortId, state.self))},dl_type=${hex(HEARTBEAT_ETHERTYPE)}`, actions: 'drop' })
+  }
 
   // from the tunnel: ours → the bridge (learning the sender's MACs if asked); others' → relay
   flows.push({ priority: PRIORITY.toBridge, match: `${inVxlan},tun_id=${hex(state.self)}/0xfff`, actions: learnAction(state, ports) + `output:${ports.bridge}` })

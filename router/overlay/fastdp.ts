@@ -76,6 +76,8 @@ export interface FastdpPeerInfo {
   macs?: readonly string[]
   /** `sleeve`: reached through the router port only. Default `fastdp`. */
   via?: 'fastdp' | 'sleeve'
+  /** Count its heartbeats through the tunnel (see fastdp-health). Default: unchanged, initially off. */
+  heartbeat?: boolean
 }
 
 export interface FastdpInfo {
@@ -248,6 +250,7 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
         ip: p.ip ?? prev?.ip,
         macs: p.macs ? p.macs.map(normalizeMac) : prev?.macs ?? [],
         via: p.via ?? prev?.via ?? 'fastdp',
+        heartbeat: p.heartbeat ?? prev?.heartbeat ?? false,
       })
       return sync()
     },

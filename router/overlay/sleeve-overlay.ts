@@ -9,6 +9,7 @@
  *                                       `fastdp`: true when our OVS datapath can take this peer,
  *                                       else why not (absent: a peer that predates fastdp)
  *   ack   {t:'ack', uid}                "your UDP heartbeat for connection uid reached me"
+ *   fdp   {t:'fdp', ok}                 "your fastdp heartbeats reach me" (or not); see fastdp-health
  * Hello is repeated every heartbeat tick until the remote's arrives (messages that reach a
  * connection before anyone listens for overlay messages are lost, so one copy is not enough),
  * and answered at once when the remote says it lacks ours.
@@ -109,11 +110,12 @@ export type FastdpOffer = true | string
 export type OverlayControl =
   | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer }
   | { t: 'ack'; uid: bigint }
+  | { t: 'fdp'; ok: boolean }
 
 export function encodeOverlayControl(m: OverlayControl): Uint8Array {
   const obj = m.t === 'hello'
     ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp }
-    : { t: 'ack', uid: m.uid.toString() }
+    : m.t === 'ack' ? { t: 'ack', uid: m.uid.toString() } : { t: 'fdp', ok: m.ok }
   return new TextEncoder().encode(JSON.stringify(obj))
 }
 
@@ -145,6 +147,10 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
   if (r.t === 'ack') {
     if (typeof r.uid !== 'string' || !/^\d{1,20}$/.test(r.uid)) return undefined
     return { t: 'ack', uid: BigInt(r.uid) }
+  }
+  if (r.t === 'fdp') {
+    if (typeof r.ok !== 'boolean') return undefined
+    return { t: 'fdp', ok: r.ok }
   }
   return undefined
 }
@@ -296,6 +302,8 @@ export interface SleeveOverlayDeps {
   onPeerHello?: (h: OverlayPeerHello) => void
   /** The connection to this peer is gone. */
   onPeerGone?: (p: { peer: PeerName; shortId: number }) => void
+  /** The peer says whether our fastdp heartbeats reach it. */
+  onFastdpStatus?: (p: { peer: PeerName; shortId: number; ok: boolean }) => void
 }
 
 /** One line of `weave status` for an overlay connection. */
@@ -340,6 +348,8 @@ export interface SleeveOverlay {
    * connection has that short ID.
    */
   setVia(shortId: number, via: 'sleeve' | 'fastdp', why?: string): boolean
+  /** Tell the peer whether its fastdp heartbeats reach us; false when no connection has that short ID. */
+  sendFastdpStatus(shortId: number, ok: boolean): boolean
   /** Counters: bad control messages, heartbeats in/out. */
   readonly stats: { badControl: number; heartbeatsSent: number; heartbeatsReceived: number; acksReceived: number }
 }
@@ -430,6 +440,10 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       if (m.uid === l.conn.connUid) { stats.acksReceived++; l.link.onAck(deps.clock.now()) }
       return
     }
+    if (m.t === 'fdp') {
+      deps.onFastdpStatus?.({ peer: l.link.peer, shortId: l.shortId, ok: m.ok })
+      return
+    }
     if (config.encrypt && !m.pub) {
       stats.badControl++
       log.warn(`${l.link.peer} sent no sleeve key although the mesh is encrypted; not using sleeve with it`)
@@ -491,6 +505,12 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       l.via = via
       l.why = via === 'sleeve' ? why : undefined
       routes.invalidate()
+      return true
+    },
+    sendFastdpStatus(shortId, ok) {
+      const l = byShort.get(shortId)
+      if (!l) return false
+      l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'fdp', ok }) })
       return true
     },
     async attach(m, s) {

@@ -1,0 +1,137 @@
+/**
+ * fastdp's health per peer: does a full-size frame get through the vxlan tunnel, both ways?
+ *
+ * Each tick the router sends every peer that offered fastdp one heartbeat frame through its own
+ * datapath (OpenFlow packet-out: set tun_dst/tun_id, out the vxlan port), sized to the weave MTU
+ * so that a path MTU too small for the encapsulation fails like a blocked port does. The peer's
+ * datapath counts it in a flow of its own (fastdp-flows, priority `heartbeat`, ethertype
+ * HEARTBEAT_ETHERTYPE, key sender→receiver) and drops it. A receiver whose counter for a peer
+ * grew within `timeoutMs` says "rx ok" about it; it tells the peer so over the mesh connection,
+ * and fastdp carries the peer's frames only when both directions are ok.
+ *
+ * `FastdpHealth` is the pure part (counters and times in, verdicts out); `ofctlHeartbeatSender`
+ * is the edge.
+ */
+import { spawn } from 'node:child_process'
+import { bridgeTarget } from './ofctl'
+import { HEARTBEAT_ETHERTYPE, PRIORITY, parseTunnelKey, tunnelKey, type FlowPorts } from './fastdp-flows'
+import type { FlowStat } from './ofctl'
+
+/** One heartbeat a second, like the sleeve's. */
+export const FASTDP_HEARTBEAT_INTERVAL_MS = 1_000
+/** Without a new heartbeat for this long the direction is down (a few lost ones are tolerated). */
+export const FASTDP_HEARTBEAT_TIMEOUT_MS = 4_000
+
+export type FastdpVerdict = { ok: true } | { ok: false; why: string }
+
+interface PeerHealth {
+  count: number | undefined
+  lastRxAt: number | undefined
+  remoteOk: boolean | undefined
+  since: number
+}
+
+export class FastdpHealth {
+  private readonly peers = new Map<number, PeerHealth>()
+
+  constructor(private readonly timeoutMs = FASTDP_HEARTBEAT_TIMEOUT_MS) {}
+
+  add(peer: number, now: number): void {
+    if (!this.peers.has(peer)) this.peers.set(peer, { count: undefined, lastRxAt: undefined, remoteOk: undefined, since: now })
+  }
+
+  remove(peer: number): void {
+    this.peers.delete(peer)
+  }
+
+  has(peer: number): boolean {
+    return this.peers.has(peer)
+  }
+
+  ids(): number[] {
+    return [...this.peers.keys()]
+  }
+
+  /** The heartbeat flow counters of our datapath (all peers at once). */
+  onCounters(counts: ReadonlyMap<number, number>, now: number): void {
+    for (const [peer, h] of this.peers) {
+      const c = counts.get(peer)
+      if (c === undefined) continue
+      // The flow is (re)installed at 0: only growth since the last reading is a heartbeat.
+      if (h.count !== undefined && c > h.count) h.lastRxAt = now
+      h.count = c
+    }
+  }
+
+  /** What the peer said about our heartbeats reaching it. */
+  onRemote(peer: number, ok: boolean): void {
+    const h = this.peers.get(peer)
+    if (h) h.remoteOk = ok
+  }
+
+  /** Whether the peer's heartbeats reach us (what we tell the peer). */
+  rxOk(peer: number, now: number): boolean {
+    const h = this.peers.get(peer)
+    return h?.lastRxAt !== undefined && now - h.lastRxAt <= this.timeoutMs
+  }
+
+  verdict(peer: number, now: number): FastdpVerdict {
+    const h = this.peers.get(peer)
+    if (!h) return { ok: false, why: 'no fastdp heartbeats' }
+    const rx = this.rxOk(peer, now)
+    if (rx && h.remoteOk === true) return { ok: true }
+    const never = h.lastRxAt === undefined && h.remoteOk === undefined
+    if (never && now - h.since <= this.timeoutMs) return { ok: false, why: 'waiting for fastdp heartbeats' }
+    const dirs = [rx ? undefined : 'from the peer', h.remoteOk === true ? undefined : 'to the peer'].filter(Boolean).join(' and ')
+    return { ok: false, why: `fastdp heartbeats do not get through ${dirs} (UDP vxlan port blocked, or the path MTU too small for full-size frames)` }
+  }
+}
+
+/** Heartbeat counts per sender from a dump of our flows. */
+export function heartbeatCounts(stats: readonly FlowStat[], self: number): Map<number, number> {
+  const out = new Map<number, number>()
+  for (const f of stats) {
+    if (f.priority !== PRIORITY.heartbeat) continue
+    const m = /tun_id=(0x[0-9a-f]+)/i.exec(f.match)
+    if (!m) continue
+    const k = parseTunnelKey(Number(m[1]))
+    if (k.dst === self) out.set(k.src, f.packets)
+  }
+  return out
+}
+
+/** A heartbeat frame of `frameBytes` (Ethernet header included): broadcast, our ethertype, zeros. */
+export function heartbeatFrame(frameBytes: number, src: number, dst: number): Buffer {
+  const b = Buffer.alloc(Math.max(60, frameBytes))
+  b.fill(0xff, 0, 6)
+  b.writeUInt16BE(0x0200, 6) // a locally administered source MAC 02:00:<src>:<dst>
+  b.writeUInt16BE(src, 8)
+  b.writeUInt16BE(dst, 10)
+  b.writeUInt16BE(HEARTBEAT_ETHERTYPE, 12)
+  return b
+}
+
+export interface HeartbeatSender {
+  send(peer: { shortId: number; ip: string }): Promise<void>
+}
+
+/** packet-out through `ovs-ofctl`: one process per heartbeat (a second apart per peer). */
+export function ofctlHeartbeatSender(opts: { bridge: string; rundir: string; self: number; ports: () => FlowPorts | undefined; frameBytes: number; timeoutMs?: number }): HeartbeatSender {
+  const target = bridgeTarget(opts.bridge, opts.rundir)
+  return {
+    send(peer) {
+      const ports = opts.ports()
+      if (!ports) return Promise.resolve()
+      const frame = heartbeatFrame(opts.frameBytes, opts.self, peer.shortId).toString('hex')
+      const actions = `set_field:${peer.ip}->tun_dst,set_field:0x${tunnelKey(opts.self, peer.shortId).toString(16)}->tun_id,output:${ports.vxlan}`
+      return new Promise((resolve, reject) => {
+        const child = spawn('ovs-ofctl', ['-O', 'OpenFlow14', 'packet-out', target, `in_port=controller packet=${frame} actions=${actions}`], { stdio: ['ignore', 'ignore', 'pipe'] })
+        let err = ''
+        child.stderr!.on('data', (d) => { err += d })
+        const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 5_000) // the edge: a child process, not protocol time
+        child.on('error', (e) => { clearTimeout(t); reject(e) })
+        child.on('exit', (code) => { clearTimeout(t); if (code === 0) resolve(); else reject(new Error(`ovs-ofctl packet-out: ${err.trim() || `exit ${code}`}`)) })
+      })
+    },
+  }
+}
