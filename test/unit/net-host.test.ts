@@ -136,7 +136,7 @@ test('attach of a new container: pair, sysctls, addresses, rules in one go; ethw
   const want = [
     setup!,
     "sh -c 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'master' 'weave' && { 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'type' 'bridge_slave' 'hairpin' 'on' >/dev/null 2>&1 || true; } && 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'up'",
-    `${ns}sh -c { 'ethtool' '-K' 'ethwe' 'tx' 'off' >/dev/null 2>&1 || true; } && 'ip' 'link' 'set' 'dev' 'ethwe' 'up' && 'ip' 'route' 'replace' '224.0.0.0/4' 'dev' 'ethwe' 'scope' 'link' && 'ip' '-j' 'addr' 'show' 'dev' 'ethwe'`,
+    `${ns}sh -c 'ip' 'link' 'set' 'dev' 'ethwe' 'up' && 'ip' 'route' 'replace' '224.0.0.0/4' 'dev' 'ethwe' 'scope' 'link' && 'ip' '-j' 'addr' 'show' 'dev' 'ethwe'`,
     `${ns}busybox arping -U -c 1 -w 1 -I ethwe -s 10.32.0.7 10.32.0.7`,
   ]
   await new Promise((r) => setTimeout(r, 10)) // the ARP is sent without holding up the caller
