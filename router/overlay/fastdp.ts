@@ -12,6 +12,7 @@
  * await fdp.stop({ removeBridge: true })
  * ```
  */
+import { execFile } from 'node:child_process'
 import * as path from 'node:path'
 import type { Clock, Logger } from '../deps'
 import { nullLogger } from '../deps'
@@ -20,10 +21,10 @@ import {
   type DatapathInfo, type OvsdbClient,
 } from '../ovsdb'
 import {
-  FLOW_COOKIE, checkShortId, computeFlows, diffFlows, isEmptyChange, normalizeMac, VXLAN_OVERHEAD_BYTES,
+  FLOW_COOKIE, LEARNT_COOKIE, checkShortId, computeFlows, diffFlows, isEmptyChange, normalizeMac, VXLAN_OVERHEAD_BYTES,
   type Flow, type FlowPeer, type FlowPorts, type FlowState,
 } from './fastdp-flows'
-import { DEFAULT_OVS_RUNDIR, createOfctlProgrammer, type FlowProgrammer, type FlowStat, type OfctlOptions } from './ofctl'
+import { DEFAULT_OVS_RUNDIR, bridgeTarget, createOfctlProgrammer, type FlowProgrammer, type FlowStat, type OfctlOptions } from './ofctl'
 
 export interface FastdpConfig {
   /** OVSDB address, `unix:PATH` (or `tcp:IP:PORT`). */
@@ -67,6 +68,18 @@ export interface FastdpDeps {
   connect?: (target: string) => Promise<OvsdbClient>
   /** Default: ovs-ofctl bundles (createOfctlProgrammer). */
   programmer?: (opts: OfctlOptions) => FlowProgrammer
+  /**
+   * Delete the flows the datapath learnt (they outlive a peer's move to sleeve: a learnt "MAC →
+   * tunnel to P" would keep sending into a tunnel that no longer works). Default: ovs-ofctl.
+   */
+  forgetLearnt?: (opts: OfctlOptions) => Promise<void>
+}
+
+function ofctlForgetLearnt(opts: OfctlOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('ovs-ofctl', ['-O', 'OpenFlow14', 'del-flows', bridgeTarget(opts.bridge, opts.rundir), `cookie=0x${LEARNT_COOKIE.toString(16)}/-1`],
+      { timeout: 15_000 }, (err, _out, stderr) => err ? reject(new Error(`ovs-ofctl del-flows: ${String(stderr).trim() || err.message}`)) : resolve())
+  })
 }
 
 export interface FastdpPeerInfo {
@@ -138,7 +151,19 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
   const dpPort = cfg.datapathPort ?? 'vethwe-datapath'
   const log = (deps.logger ?? nullLogger).child('fastdp')
   const connect = deps.connect ?? ((t: string) => connectOvsdb(t))
-  const prog = (deps.programmer ?? createOfctlProgrammer)({ bridge, rundir: cfg.ovsRundir ?? rundirFor(cfg.ovsdbTarget) })
+  const ofOpts: OfctlOptions = { bridge, rundir: cfg.ovsRundir ?? rundirFor(cfg.ovsdbTarget) }
+  const prog = (deps.programmer ?? createOfctlProgrammer)(ofOpts)
+  /** After the table changed: drop learnt flows when a peer left fastdp (see FastdpDeps.forgetLearnt). */
+  const forgetLearnt = (): Promise<void> => {
+    if (!cfg.learn) return Promise.resolve()
+    const p = chain.then(async () => {
+      if (!ports || stopped) return
+      await (deps.forgetLearnt ?? ofctlForgetLearnt)(ofOpts)
+      log.debug('forgot learnt flows (a peer left fastdp)')
+    })
+    chain = p.catch(() => undefined)
+    return p
+  }
   if (cfg.mtu !== undefined && (!Number.isInteger(cfg.mtu) || cfg.mtu < 576 || cfg.mtu > 65535 - VXLAN_OVERHEAD_BYTES)) throw new RangeError(`bad MTU ${cfg.mtu}`)
 
   const peers = new Map<number, FlowPeer>()
@@ -252,11 +277,13 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
         via: p.via ?? prev?.via ?? 'fastdp',
         heartbeat: p.heartbeat ?? prev?.heartbeat ?? false,
       })
-      return sync()
+      const leftFastdp = (prev?.via ?? 'fastdp') === 'fastdp' && peers.get(shortId)!.via === 'sleeve' && prev !== undefined
+      return leftFastdp ? sync().then(forgetLearnt) : sync()
     },
     removePeer(shortId) {
+      const had = peers.get(shortId)
       peers.delete(shortId)
-      return sync()
+      return had && (had.via ?? 'fastdp') === 'fastdp' ? sync().then(forgetLearnt) : sync()
     },
     learnLocal(mac) {
       localMacs.add(normalizeMac(mac))

@@ -10,12 +10,16 @@
  *  - `ovs-vsctl show` on h1 lists `datapath` with `vethwe-datapath` and `vxlan-6784`; the weave
  *    bridge holds `vethwe-bridge`
  *  - the tunnel carried the traffic among h1–h3 (flow counters), not the sleeve
+ *  - fallback: with UDP 6784 from h1 dropped on h2's underlay (an OpenFlow rule on br-phy: the
+ *    userspace datapath takes tunnel packets before iptables sees them), h1 ⇄ h2 falls to sleeve
+ *    with the reason within seconds while a ping across the change loses at most a few packets;
+ *    with the rule gone it returns to fastdp within 30 s
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { withLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
+import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
 
 const run = promisify(execFile)
 const reason = labUnavailableReason({ ovs: true })
@@ -123,6 +127,40 @@ if (reason) {
         // and the sleeve carried h4's traffic: h4's sleeve saw heartbeats and frames
         const rep4 = (await h4.api('/report')).body as { Overlay?: { Fastdp?: { Unavailable?: string } } }
         assert.ok(rep4.Overlay?.Fastdp?.Unavailable, 'h4 reports why it has no fastdp')
+
+        // fallback and return: block the tunnel h1 → h2 while a ping h1 → h2 runs
+        const [e1, e2] = eps
+        const lineTo = async (from: LabHost, to: LabHost) => ((await from.api('/status/overlay')).text.split('\n').find((l) => l.includes(`${to.underlayIp}:`)) ?? '')
+        const pinger = execFile('ip', ['netns', 'exec', e1.ns, 'busybox', 'ping', '-i', '0.2', '-W', '1', e2.ip])
+        let pingOut = ''
+        pinger.stdout!.on('data', (d) => { pingOut += d })
+        const block = `priority=1000,udp,nw_src=${h1.underlayIp},tp_dst=6784`
+        try {
+          await delay(1000)
+          await h2.ovsOfctl(['add-flow', 'br-phy', `${block},actions=drop`])
+          const t0 = Date.now()
+          await waitFor('h1 → h2 falls back to sleeve', async () => /established sleeve .*not fastdp: fastdp heartbeats do not get through/.test(await lineTo(h1, h2)), 20_000, 250)
+            .catch(async (err) => { throw new Error(`${(err as Error).message}\n${await views(lab)}`) })
+          console.log(`  fell back in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${await lineTo(h1, h2)}`)
+          assert.match(await lineTo(h2, h1), /sleeve .*not fastdp/, 'h2 also uses sleeve towards h1')
+          await delay(2000)
+          assert.ok(await ping(e1, e2.ip, 3), 'traffic continues over sleeve')
+          assert.match(await lineTo(h1, h3), /established fastdp/, 'h1 keeps fastdp to h3')
+        } finally {
+          await h2.ovsOfctl(['--strict', 'del-flows', 'br-phy', block], { allowFail: true })
+        }
+        const t1 = Date.now()
+        await waitFor('h1 → h2 back to fastdp', async () => /established fastdp/.test(await lineTo(h1, h2)) && /established fastdp/.test(await lineTo(h2, h1)), 30_000, 250)
+        console.log(`  back to fastdp in ${((Date.now() - t1) / 1000).toFixed(1)} s`)
+        await delay(1000)
+        pinger.kill('SIGINT')
+        await new Promise((r) => pinger.on('exit', r))
+        const sent = Number(/(\d+) packets transmitted/.exec(pingOut)?.[1] ?? 0)
+        const got = Number(/(\d+) packets received/.exec(pingOut)?.[1] ?? 0)
+        console.log(`  ping across both changes: ${got}/${sent} replies`)
+        assert.ok(sent > 20, `the ping ran (${sent} sent)`)
+        assert.ok(sent - got <= 25, `at most a few seconds of loss across fallback and return: ${got}/${sent}`)
+        assert.ok(await ping(e1, e2.ip, 3), 'traffic over fastdp again')
       } finally {
         for (const h of lab.hosts) await h.weave(['stop'], { allowFail: true })
         await removeNs()
