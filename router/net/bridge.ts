@@ -153,12 +153,9 @@ async function ensureRouterPair(ctx: NetContext, bridge: string, mtu: number, ki
   }
   for (const l of [end, far]) if (l && l.mtu !== mtu) await ctx.run(ip.setMtu(l.name, mtu))
   if (end?.master !== bridge) await ctx.run(ip.setMaster(SLEEVE_BRIDGE_END, bridge))
-  if (kind === 'pcap') {
-    // The kernel datapath handles partial checksums itself; a packet socket does not.
-    for (const dev of [SLEEVE_PCAP_END, SLEEVE_BRIDGE_END, bridge]) {
-      await bestEffort(ctx, txOffloadOff(dev), `${dev}: could not turn off tx checksum offload (sleeve may send bad checksums)`)
-    }
-  }
+  // Sleeve-only (pcap): offloads stay on. The sleeve's packet socket reads each frame with its
+  // virtio header, so TSO super-frames cross the bridge whole and partial checksums are filled in
+  // by the router; turning tx offload off here would make the bridge segment everything.
   await ctx.run(ip.setUp(SLEEVE_BRIDGE_END))
   await ctx.run(ip.setUp(farName))
 }
