@@ -1,9 +1,10 @@
 /**
- * The Docker proxy as a user meets it, on one lab host with its own dockerd: `eval $(weave env)`,
- * then the real docker client. Containers get `ethwe` with an IPAM address before their command
- * runs; WEAVE_CIDR picks subnets or exact addresses, and a bad one fails before anything exists;
- * leases follow the container (kept over a restart, released on removal); old and new API
- * versions pass through. (Cross-host traffic through the proxy is in the sleeve e2e tests.)
+ * The Docker proxy as a user meets it, on two lab hosts with their own dockerd: `weave launch` on
+ * both (the second naming the first), `eval $(weave env)`, then the real docker client.
+ * Containers get `ethwe` with an IPAM address before their command runs and reach each other
+ * across hosts; WEAVE_CIDR picks subnets or exact addresses (isolated from the default subnet),
+ * and a bad one fails before anything exists; leases follow the container (kept over a restart,
+ * released on removal); old and new API versions pass through.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -14,10 +15,12 @@ const WEAVE = path.join(REPO_ROOT, 'weave')
 const skip = labUnavailableReason({ docker: true, ovs: false })
 let lab: Lab | undefined
 let h: LabHost
+let h2: LabHost
 
-/** A shell line in the host, after `eval $(weave env)`, as a user would type it. */
-function user(script: string, opts: { allowFail?: boolean; env?: Record<string, string> } = {}) {
-  return h.sh(`eval "$(${WEAVE} env)" && ${script}`, { env: h.weaveEnv(opts.env), allowFail: opts.allowFail, timeoutMs: 120_000 })
+/** A shell line in a host (h1 by default), after `eval $(weave env)`, as a user would type it. */
+function user(script: string, opts: { allowFail?: boolean; env?: Record<string, string>; host?: LabHost } = {}) {
+  const on = opts.host ?? h
+  return on.sh(`eval "$(${WEAVE} env)" && ${script}`, { env: on.weaveEnv(opts.env), allowFail: opts.allowFail, timeoutMs: 120_000 })
 }
 
 const inet = (out: string) => /inet (\d+\.\d+\.\d+\.\d+\/\d+)/.exec(out)?.[1]
@@ -27,13 +30,15 @@ if (skip) {
   test('skipped', () => {})
 } else {
   test.before(async () => {
-    lab = await createLab({ hosts: 1, docker: true })
-    h = lab.hosts[0]
-    const r = await h.launchWeave(['--ipalloc-init', 'consensus=1'])
-    assert.is(r.code, 0, r.stderr)
+    lab = await createLab({ hosts: 2, docker: true })
+    ;[h, h2] = lab.hosts
+    const a = await h.launchWeave(['--ipalloc-init', 'consensus=2'])
+    assert.is(a.code, 0, a.stderr)
+    const b = await h2.launchWeave(['--ipalloc-init', 'consensus=2', h.underlayIp])
+    assert.is(b.code, 0, b.stderr)
   })
   test.after(async () => {
-    await h?.weave(['stop'], { allowFail: true })
+    for (const x of lab?.hosts ?? []) await x.weave(['stop'], { allowFail: true })
     await lab?.teardown()
   })
 
@@ -50,6 +55,32 @@ if (skip) {
     assert.ok(addr, `no address in: ${r.stdout}\n${h.weaverLog(10)}`)
     assert.match(addr!, /^10\.(3[2-9]|4[0-7])\.\d+\.\d+\/12$/)
     assert.match(r.stdout, /\bup\b/)
+  })
+
+  test('containers started through the proxy on two hosts ping each other by address', async () => {
+    await user('docker run -d --name a1 busybox sleep 600')
+    await user('docker run -d --name b1 busybox sleep 600', { host: h2 })
+    const ipA = inet((await user('docker exec a1 ip -4 addr show ethwe')).stdout)!
+    const ipB = inet((await user('docker exec b1 ip -4 addr show ethwe', { host: h2 })).stdout)!
+    assert.ok(ipA && ipB && ipA !== ipB, `${ipA} ${ipB}`)
+    const ping = await user(`docker exec a1 ping -c 3 -w 20 ${ipB.split('/')[0]}`, { allowFail: true })
+    assert.is(ping.code, 0, ping.stdout + ping.stderr + h.weaverLog(10))
+    const back = await user(`docker exec b1 ping -c 1 -w 10 ${ipA.split('/')[0]}`, { allowFail: true, host: h2 })
+    assert.is(back.code, 0, back.stdout)
+  })
+
+  test('WEAVE_CIDR=net:10.32.2.0/24 containers reach each other across hosts, not the default subnet', async () => {
+    await user('docker run -d --name s1 -e WEAVE_CIDR=net:10.32.2.0/24 busybox sleep 600')
+    await user('docker run -d --name s2 -e WEAVE_CIDR=net:10.32.2.0/24 busybox sleep 600', { host: h2 })
+    const s2 = inet((await user('docker exec s2 ip -4 addr show ethwe', { host: h2 })).stdout)!
+    assert.match(s2, /^10\.32\.2\.\d+\/24$/)
+    const ok = await user(`docker exec s1 ping -c 2 -w 15 ${s2.split('/')[0]}`, { allowFail: true })
+    assert.is(ok.code, 0, ok.stdout)
+    const b1 = inet((await user('docker exec b1 ip -4 addr show ethwe', { host: h2 })).stdout)!
+    const cut = await user(`docker exec s1 ping -c 2 -w 3 ${b1.split('/')[0]}`, { allowFail: true })
+    assert.is.not(cut.code, 0, 'the isolated subnet must not reach the default subnet')
+    await user('docker rm -f a1 s1')
+    await user('docker rm -f b1 s2', { host: h2 })
   })
 
   test('docker run --rm busybox true succeeds (a command that exits at once)', async () => {
