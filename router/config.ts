@@ -31,6 +31,8 @@ export interface WeaverConfig {
   readonly proxyListen: readonly string[]
   readonly noDefaultIpalloc: boolean
   readonly rewriteInspect: boolean
+  /** How long a container start through the proxy waits for its address and ethwe. */
+  readonly attachTimeoutMs: number
   /** Which data planes may be used. */
   readonly noFastdp: boolean
   /** OVSDB server for fastdp (`unix:PATH` or `tcp:IP:PORT`). */
@@ -62,6 +64,7 @@ const DEFAULTS = {
   ipallocRange: '10.32.0.0/12', // Weave's default range
   mtu: 1376, // Weave's default: room for encapsulation inside a 1500-byte underlay
   dockerApi: 'unix:///var/run/docker.sock',
+  attachTimeoutS: 60, // IPAM may be awaiting consensus while peers start; then `docker run` says so
   ovsdb: 'unix:/var/run/openvswitch/db.sock', // where Debian's openvswitch-switch serves it
 } as const
 
@@ -86,6 +89,7 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--proxy-listen', key: 'proxyListen', kind: 'list', help: 'extra proxy address, e.g. tcp://127.0.0.1:12375 (repeatable)' },
   { flag: '--no-default-ipalloc', key: 'noDefaultIpalloc', kind: 'bool', help: 'leave containers without WEAVE_CIDR alone' },
   { flag: '--rewrite-inspect', key: 'rewriteInspect', kind: 'bool', help: 'show the weave address in docker inspect' },
+  { flag: '--attach-timeout', key: 'attachTimeoutMs', kind: 'int', help: `seconds a docker start waits for an address and ethwe (default ${DEFAULTS.attachTimeoutS})` },
   { flag: '--no-fastdp', key: 'noFastdp', kind: 'bool', env: 'WEAVE_NO_FASTDP', help: 'use sleeve only, never Open vSwitch' },
   { flag: '--ovsdb', key: 'ovsdb', kind: 'string', env: 'WEAVE_OVSDB', help: `OVSDB server for fastdp (default ${DEFAULTS.ovsdb})` },
   { flag: '--ovs-rundir', key: 'ovsRundir', kind: 'string', env: 'OVS_RUNDIR', help: 'run directory of ovs-vswitchd (default: the OVSDB socket\'s directory)' },
@@ -164,6 +168,7 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     proxyListen: (raw.proxyListen as string[] | undefined) ?? [],
     noDefaultIpalloc: raw.noDefaultIpalloc === true,
     rewriteInspect: raw.rewriteInspect === true,
+    attachTimeoutMs: int('attachTimeoutMs', DEFAULTS.attachTimeoutS, 1, 3600) * 1000,
     // the flag sets true; WEAVE_NO_FASTDP is on unless empty, 0, false or no
     noFastdp: raw.noFastdp === true || (typeof raw.noFastdp === 'string' && !/^(0|false|no)$/i.test(raw.noFastdp)),
     ovsdb: str('ovsdb') ?? DEFAULTS.ovsdb,

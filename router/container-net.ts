@@ -40,7 +40,16 @@ export class AttachError extends Error {
   }
 }
 
-export function createContainerNet(deps: { allocator: Allocator; net: NetHost; logger: Logger; clock: Clock }): ContainerNet {
+export interface ContainerNetDeps {
+  allocator: Allocator
+  net: NetHost
+  logger: Logger
+  clock: Clock
+  /** Give up on an address after this long, saying what IPAM is waiting for (default 60 s). */
+  allocateTimeoutMs?: number
+}
+
+export function createContainerNet(deps: ContainerNetDeps): ContainerNet {
   const { allocator, net } = deps
   const log = deps.logger.child('attach')
 
@@ -60,7 +69,7 @@ export function createContainerNet(deps: { allocator: Allocator; net: NetHost; l
       const before = new Set(allocator.lookup(req.id).map(formatCidr))
       const addresses: string[] = []
       try {
-        for (const item of items) addresses.push(await addressFor(req.id, item))
+        for (const item of items) addresses.push(await withDeadline(addressFor(req.id, item)))
       } catch (err) {
         await releaseNew(req.id, before)
         throw new AttachError(`cannot get an address for ${short(req.id)}: ${(err as Error).message}`, { cause: err })
@@ -94,6 +103,20 @@ export function createContainerNet(deps: { allocator: Allocator; net: NetHost; l
       if (allocator.lookup(id).length) await allocator.release(id)
     },
     addressesOf: (id) => allocator.lookup(id).map(formatCidr),
+  }
+
+  /**
+   * An allocation waits while IPAM is not ready (awaiting consensus, no free space reachable);
+   * past the deadline the caller hears why instead of hanging until Docker's client gives up.
+   */
+  function withDeadline<T>(p: Promise<T>): Promise<T> {
+    const ms = deps.allocateTimeoutMs ?? 60_000
+    return new Promise((resolve, reject) => {
+      const cancel = deps.clock.setTimer(ms, () =>
+        reject(new AttachError(`no address within ${Math.round(ms / 1000)} s; IP allocation is ${allocator.statusText()}`)),
+      )
+      p.then((v) => { cancel(); resolve(v) }, (e) => { cancel(); reject(e) })
+    })
   }
 
   /** Undo leases this call created, keeping what the container already had. */

@@ -110,6 +110,8 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
       weavewaitDir: installWeavewait(path.join(config.runDir, 'w')),
       defaultIpalloc,
       rewriteInspect: config.rewriteInspect,
+      // A little longer than the allocation deadline, so the error that says why (IPAM's state) wins.
+      attachTimeoutMs: config.attachTimeoutMs + 5_000,
     },
     {
       clock: deps.clock,

@@ -105,7 +105,7 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
 
   // ---- host plumbing and container attach (shared by overlay, the attach API and the proxy) ----
   const net = createNetHost({ logger: log })
-  const containerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log, clock: deps.clock })
+  const containerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log, clock: deps.clock, allocateTimeoutMs: config.attachTimeoutMs })
   // The bridge exists before anything can attach to it (the proxy and the attach API start later).
   // With an OVSDB server (and fastdp not turned off) the bridge links to the OVS datapath, which
   // hands the sleeve what it cannot tunnel (routerLink `ovs`); otherwise the sleeve sits on the

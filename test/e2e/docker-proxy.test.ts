@@ -134,6 +134,18 @@ if (skip) {
     assert.match(v.stdout.trim(), /^1\.\d+$/)
   })
 
+  test('with IPAM not ready, docker run fails saying so, and leaves no container running', async () => {
+    // h2 starts over alone, told the cluster has 3 peers: consensus cannot happen.
+    const reset = await h2.weave(['reset'], { allowFail: true })
+    assert.is(reset.code, 0, reset.stderr)
+    const l = await h2.launchWeave(['--ipalloc-init', 'consensus=3', '--attach-timeout', '3'])
+    assert.is(l.code, 0, l.stderr)
+    const r = await user('docker run --rm busybox true', { allowFail: true, host: h2 })
+    assert.is.not(r.code, 0)
+    assert.match(r.stderr, /awaiting consensus/)
+    assert.is((await user('docker ps -q', { host: h2 })).stdout.trim(), '', 'the container was stopped')
+  })
+
   test('status shows the proxy address; report has it', async () => {
     const s = await h.weave(['status'])
     assert.match(s.stdout, /Service: proxy\n\s+Address: unix:\/\/.*weave\.sock/)
