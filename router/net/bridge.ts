@@ -125,8 +125,9 @@ async function ensureOvsRouterPair(ctx: NetContext, bridge: string, mtu: number)
     b = await getLink(ctx, SLEEVE_PCAP_END)
   }
   for (const l of [a, b]) if (l && l.mtu !== mtu) await ctx.run(ip.setMtu(l.name, mtu))
-  // As for the pcap pair: frames reach the sleeve's packet socket with partial checksums otherwise.
-  for (const dev of [SLEEVE_PCAP_END, OVS_ROUTER_END, SLEEVE_BRIDGE_END, bridge]) {
+  // OVS reads and writes this pair without virtio headers: what the sleeve injects as TSO
+  // super-frames is segmented by the kernel on the way (and checksummed) before OVS sees it.
+  for (const dev of [SLEEVE_PCAP_END, OVS_ROUTER_END]) {
     await bestEffort(ctx, txOffloadOff(dev), `${dev}: could not turn off tx checksum offload (sleeve may send bad checksums)`)
   }
   await ctx.run(ip.setUp(OVS_ROUTER_END))
@@ -156,6 +157,12 @@ async function ensureRouterPair(ctx: NetContext, bridge: string, mtu: number, ki
   // Sleeve-only (pcap): offloads stay on. The sleeve's packet socket reads each frame with its
   // virtio header, so TSO super-frames cross the bridge whole and partial checksums are filled in
   // by the router; turning tx offload off here would make the bridge segment everything.
+  if (kind === 'datapath') {
+    // OVS's userspace datapath reads vethwe-datapath without virtio headers: TSO super-frames
+    // and partial checksums from containers would leave through the tunnel too big or unfinished.
+    // Without tx offload on the bridge's end, the kernel segments and checksums them first.
+    await bestEffort(ctx, txOffloadOff(SLEEVE_BRIDGE_END), `${SLEEVE_BRIDGE_END}: could not turn off tx offload (fastdp may drop TCP)`)
+  }
   await ctx.run(ip.setUp(SLEEVE_BRIDGE_END))
   await ctx.run(ip.setUp(farName))
 }
