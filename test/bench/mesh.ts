@@ -41,6 +41,7 @@ async function measure(n: number, seed: number): Promise<Row> {
     await sim.addPeer([...targets])
   }
   const fullMesh = () => limit > 0 || sim.alive().every((p) => p.mesh.connections().size === sim.alive().length - 1)
+  // All N start at once (a cold start), then settle; only the join after that is measured.
   const built = await sim.runUntil(() => sim.converged() && fullMesh(), 120_000, 50)
   if (built < 0) throw new Error(`mesh of ${n} did not form`)
   await sim.run(2_000) // settle: pending batches, GC, discovery retries
