@@ -4,7 +4,8 @@
  * namespace per host attached with `weave attach`. Everything runs inside lab namespaces
  * (underlay 192.168.250.0/24, overlay 10.32.0.0/12) and is removed after.
  *
- *  - every pair of namespaces pings (fastdp among h1–h3, sleeve to and from h4)
+ *  - every pair of namespaces pings (fastdp among h1–h3, sleeve to and from h4); 16 MiB over TCP
+ *    arrive intact h2 → h1 (fastdp) and h4 → h1, h1 → h4 (sleeve through h1's datapath)
  *  - h1–h3 show `fastdp` on their connections to each other and `sleeve (not fastdp: …)` to h4,
  *    h4 shows sleeve to all with the reason (no OVSDB server here)
  *  - `ovs-vsctl show` on h1 lists `datapath` with `vethwe-datapath` and `vxlan-6784`; the weave
@@ -121,6 +122,11 @@ if (reason) {
           if (a === b) continue
           assert.ok(await ping(a, b.ip, 5), `${a.host.name} → ${b.host.name} (${b.ip})\n${await views(lab)}`)
         }
+        for (const [a, b] of [[eps[1], eps[0]], [eps[3], eps[0]], [eps[0], eps[3]]]) {
+          const t = await transfer(a, b, 16)
+          console.log(`  16 MiB ${a.host.name} → ${b.host.name}: ${t.seconds.toFixed(1)} s`)
+          assert.is(t.received, t.sent, `TCP ${a.host.name} → ${b.host.name} arrived intact`)
+        }
         // h1's datapath tunnelled frames to h2/h3 (the flood and MAC flows count them)
         const vxlanAfter = await tunnelPackets(h1)
         assert.ok(vxlanAfter > vxlanBefore, `frames left h1 through the tunnel: ${vxlanBefore} → ${vxlanAfter}`)
@@ -167,6 +173,25 @@ if (reason) {
       }
     })
   })
+}
+
+/** sha256 of what a node one-liner sends from `from` and a server in `to` receives (TCP 5555). */
+async function transfer(from: Endpoint, to: Endpoint, mib: number): Promise<{ sent: string; received: string; seconds: number }> {
+  const server = `const c=require('crypto'),h=c.createHash('sha256');const s=require('net').createServer(k=>{k.on('data',d=>h.update(d));k.on('end',()=>{console.log(h.digest('hex'));process.exit(0)})}).listen(5555,'${to.ip}',()=>console.log('ready'))`
+  const client = `const c=require('crypto'),h=c.createHash('sha256');const b=c.randomBytes(1<<20);let i=0;const k=require('net').connect(5555,'${to.ip}',()=>{const w=()=>{while(i<${mib}){h.update(b);i++;if(!k.write(b))return k.once('drain',w)}k.end();console.log(h.digest('hex'))};w()})`
+  const srv = execFile('ip', ['netns', 'exec', to.ns, 'node', '-e', server], { timeout: 60_000 })
+  let out = ''
+  srv.stdout!.on('data', (d) => { out += d })
+  const done = new Promise<void>((res) => srv.on('exit', () => res()))
+  try {
+    await waitFor('transfer server', () => out.includes('ready'), 10_000, 50)
+    const t0 = Date.now()
+    const cli = await run('ip', ['netns', 'exec', from.ns, 'node', '-e', client], { timeout: 60_000 })
+    await done
+    return { sent: cli.stdout.trim(), received: out.split('\n')[1]?.trim() ?? '', seconds: (Date.now() - t0) / 1000 }
+  } finally {
+    srv.kill('SIGKILL')
+  }
 }
 
 /** Packets counted on h's fastdp flows that output to the tunnel. */
