@@ -157,12 +157,6 @@ async function ensureRouterPair(ctx: NetContext, bridge: string, mtu: number, ki
   // Sleeve-only (pcap): offloads stay on. The sleeve's packet socket reads each frame with its
   // virtio header, so TSO super-frames cross the bridge whole and partial checksums are filled in
   // by the router; turning tx offload off here would make the bridge segment everything.
-  if (kind === 'datapath') {
-    // OVS's userspace datapath reads vethwe-datapath without virtio headers: TSO super-frames
-    // and partial checksums from containers would leave through the tunnel too big or unfinished.
-    // Without tx offload on the bridge's end, the kernel segments and checksums them first.
-    await bestEffort(ctx, txOffloadOff(SLEEVE_BRIDGE_END), `${SLEEVE_BRIDGE_END}: could not turn off tx offload (fastdp may drop TCP)`)
-  }
   await ctx.run(ip.setUp(SLEEVE_BRIDGE_END))
   await ctx.run(ip.setUp(farName))
 }

@@ -73,6 +73,26 @@ export interface FastdpDeps {
    * tunnel to P" would keep sending into a tunnel that no longer works). Default: ovs-ofctl.
    */
   forgetLearnt?: (opts: OfctlOptions) => Promise<void>
+  /**
+   * With the userspace datapath: make the frames that reach `datapathPort` whole. OVS reads the
+   * port without virtio headers, so TSO super-frames and partial checksums from containers would
+   * leave through the tunnel too big or unfinished; with tx offload off on the port's veth peer
+   * (the weave bridge's end) the kernel segments and checksums them first. Default: ip + ethtool.
+   */
+  wholeFrames?: (datapathPort: string) => Promise<string | undefined>
+}
+
+/** Finds the veth peer of `port` (`ip -o link`: `N: port@peer: …`) and turns its tx offload off; returns the peer. */
+function ethtoolWholeFrames(port: string): Promise<string | undefined> {
+  const run = (argv: string[]) => new Promise<string>((resolve, reject) => {
+    execFile(argv[0], argv.slice(1), { timeout: 10_000 }, (err, out, stderr) => err ? reject(new Error(String(stderr).trim() || err.message)) : resolve(String(out)))
+  })
+  return run(['ip', '-o', 'link', 'show', 'dev', port]).then(async (out) => {
+    const peer = new RegExp(`^\\d+: ${port.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}@([^:]+):`).exec(out)?.[1]
+    if (!peer || peer.startsWith('if')) return undefined // not a veth in this namespace
+    await run(['ethtool', '-K', peer, 'tx', 'off'])
+    return peer
+  })
 }
 
 function ofctlForgetLearnt(opts: OfctlOptions): Promise<void> {
@@ -246,6 +266,11 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
       if (res.changes.length) log.info(`bridge ${bridge}: ${res.changes.join('; ')}`)
       await waitApplied(client, deps.clock, cfg.attachTimeoutMs ?? 10_000)
       ports = await findPorts(client)
+      if ((dpInfo?.datapathType ?? cfg.datapathType) === 'netdev') {
+        await (deps.wholeFrames ?? ethtoolWholeFrames)(dpPort).then(
+          (peer) => { if (peer) log.debug(`tx offload off on ${peer} (userspace datapath)`) },
+          (err: Error) => log.warn(`could not turn off tx offload towards ${dpPort} (TCP through fastdp may stall): ${err.message}`))
+      }
       await sync()
       log.info(`fastdp on ${bridge} (${dpInfo?.datapathType}): ${dpPort}=${ports.bridge} ${vxlanName}=${ports.vxlan}${ports.router ? ` router=${ports.router}` : ''}`)
       return info()!
