@@ -64,7 +64,9 @@ export interface MeshConfig {
 /** Defaults, one place. */
 export const MESH_DEFAULTS = {
   gossipIntervalMs: 30_000, // Weave's
-  antiEntropyMs: 5_000, // a digest is O(N) small entries to one neighbour: cheap enough to repair fast
+  // A digest is 18 bytes per peer to one neighbour: cheap enough to repair often what a broadcast
+  // missed while views disagreed (5 s made a 200-peer join converge in 3 s, 2 s in 1.8 s).
+  antiEntropyMs: 2_000,
   // Weave batches 1 s; 100 ms still coalesces a burst of connection changes into one delta while
   // keeping convergence across a 10-hop mesh around a second.
   topologyBatchMs: 100,

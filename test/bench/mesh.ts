@@ -51,7 +51,7 @@ async function measure(n: number, seed: number): Promise<Row> {
   const joinTarget = sim.peers[sim.rng.int(n)]
   const joiner = await sim.addPeer([joinTarget.addr])
   const expected = limit > 0 ? 1 : n
-  const took = await sim.runUntil(() => joiner.mesh.connections().size >= expected && sim.converged(), 60_000, 5)
+  const took = await sim.runUntil(() => joiner.mesh.connections().size >= expected && sim.converged(), 60_000, 10)
   const wall = (Date.now() - t1) / 1000
   const row: Row = {
     peers: n,
