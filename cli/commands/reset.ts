@@ -1,6 +1,8 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createNetHost } from '../../router/net'
+import { connectOvsdb, removeDatapath } from '../../router/ovsdb'
+import { parseDaemonArgs } from '../../router/config'
 import { CliFailure, positionalOnly, type CliContext, type Command } from '../context'
 import { command as stop } from './stop'
 
@@ -25,17 +27,42 @@ async function handOverAddressSpace(ctx: CliContext): Promise<void> {
   }
 }
 
+/** Remove the `datapath` OVS bridge fastdp made, when an OVSDB server is there to ask. */
+async function removeOvsBridge(ctx: CliContext): Promise<void> {
+  let target: string
+  try {
+    target = parseDaemonArgs([], ctx.env).ovsdb
+  } catch {
+    return
+  }
+  if (target.startsWith('unix:') && !fs.existsSync(target.slice('unix:'.length))) return
+  let client
+  try {
+    client = await connectOvsdb(target, { callTimeoutMs: 5_000 })
+  } catch {
+    return // no OVS here: nothing of ours in it
+  }
+  try {
+    if (await removeDatapath(client, 'datapath')) ctx.err('removed the OVS bridge datapath')
+  } catch (err) {
+    ctx.err(`weave: could not remove the OVS bridge datapath: ${(err as Error).message}`)
+  } finally {
+    client.close()
+  }
+}
+
 export const command: Command = {
   name: 'reset',
   summary: 'stop the router and remove everything weave set up on this host',
   usage:
     'Usage: weave reset\n\nHands this peer\'s IP address ranges to a live peer, stops the router if it runs,\n' +
-    'deletes the weave bridge, every vethwe* link and weave\'s iptables chains and rules, and\n' +
-    'empties the state directory (peer name, IPAM state, targets).\n',
+    'deletes the weave bridge, the OVS bridge datapath, every vethwe* link and weave\'s iptables\n' +
+    'chains and rules, and empties the state directory (peer name, IPAM state, targets).\n',
   async run(args, ctx) {
     if (positionalOnly(args, 'reset').length) throw new CliFailure('weave reset takes no arguments')
     await handOverAddressSpace(ctx)
     await stop.run([], ctx)
+    await removeOvsBridge(ctx)
     const r = await createNetHost().resetHost()
     if (r.links.length || r.iptablesJumps || r.iptablesChains) {
       ctx.err(`removed ${r.links.length} link(s), ${r.iptablesChains} iptables chain(s), ${r.iptablesJumps} jump(s)`)

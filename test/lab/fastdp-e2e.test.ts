@@ -165,8 +165,17 @@ if (reason) {
         const got = Number(/(\d+) packets received/.exec(pingOut)?.[1] ?? 0)
         console.log(`  ping across both changes: ${got}/${sent} replies`)
         assert.ok(sent > 20, `the ping ran (${sent} sent)`)
-        assert.ok(sent - got <= 25, `at most a few seconds of loss across fallback and return: ${got}/${sent}`)
+        // Fallback waits out the 4 s heartbeat timeout (OVS updates flow counters lazily, so a
+        // shorter one flaps under load): at 5 pings/s that is ~20-25 lost, plus the return.
+        assert.ok(sent - got <= 35, `at most ~7 s of loss across fallback and return: ${got}/${sent}`)
         assert.ok(await ping(e1, e2.ip, 3), 'traffic over fastdp again')
+
+        // weave reset takes the OVS bridge away with the rest.
+        const reset = await h1.weave(['reset'], { allowFail: true })
+        assert.is(reset.code, 0, reset.stderr)
+        const afterReset = await h1.ovsVsctl(['show'])
+        assert.not.match(afterReset.stdout, /Bridge "?datapath"?/, afterReset.stdout)
+        assert.not.match(afterReset.stdout, /vxlan-6784/)
       } finally {
         for (const h of lab.hosts) await h.weave(['stop'], { allowFail: true })
         await removeNs()

@@ -62,7 +62,15 @@ async function setup(): Promise<void> {
     const att = await net.attach({ netns: { pid }, containerId: `fdp${id}`, addresses: [ip] })
     const fdp = createFastdp({
       ovsdbTarget: `unix:${host.ovsSocket}`, datapathType: 'netdev', self: id, selfIp: host.underlayIp, mtu: MTU,
-    }, { clock: systemClock() })
+    }, {
+      clock: systemClock(),
+      // The userspace datapath reads no virtio headers: the veth feeding it must send whole frames.
+      // (The daemon does this itself; this test runs fastdp outside the host's namespace.)
+      wholeFrames: async (port) => {
+        await host.exec(['ethtool', '-K', port === 'vethwe-datapath' ? 'vethwe-bridge' : port, 'tx', 'off'], { allowFail: true })
+        return undefined
+      },
+    })
     nodes.push({ host, id, fdp, sleeper, pid, ip, mac: att.mac, bridgeMac: br.mac })
     const info = await fdp.start()
     assert.ok(info.ports.bridge > 0 && info.ports.vxlan > 0, JSON.stringify(info))

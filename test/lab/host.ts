@@ -121,10 +121,14 @@ export class LabHost {
   /** Environment every weave command in this host gets. */
   weaveEnv(extra: Record<string, string> = {}): Record<string, string> {
     const env: Record<string, string> = { WEAVE_STATE_DIR: this.weaveStateDir, WEAVE_RUN_DIR: this.weaveRunDir }
-    if (this.dockerHost) env.DOCKER_HOST = this.dockerHost
+    // The machine's default Docker and OVSDB sockets are visible from every namespace: a lab host
+    // without its own must never reach them (it would proxy to, or build bridges in, the machine's).
+    env.DOCKER_HOST = this.dockerHost ?? `unix://${path.join(this.dir, 'no-docker.sock')}`
     if (this.ovsSocket) {
       env.WEAVE_OVSDB = `unix:${this.ovsSocket}`
       env.OVS_RUNDIR = path.dirname(this.ovsSocket) // where ovs-ofctl finds the bridges' mgmt sockets
+    } else {
+      env.WEAVE_OVSDB = `unix:${path.join(this.dir, 'no-ovsdb.sock')}`
     }
     return { ...env, ...extra }
   }
