@@ -56,7 +56,15 @@ export function fileTargetsStore(file: string, launchPeers: readonly string[], l
 export function wireMesh(
   config: WeaverConfig,
   peerName: string,
-  deps: { clock: Clock; rng: Rng; logger: Logger; router: ApiRouter; status: StatusModel },
+  deps: {
+    clock: Clock
+    rng: Rng
+    logger: Logger
+    router: ApiRouter
+    status: StatusModel
+    /** What carries a peer's data (fastdp/sleeve, MTU), for `weave status connections`. */
+    overlayInfo?: (peer: string) => string | undefined
+  },
 ): WiredMesh {
   const log = deps.logger
   let passwordKey: PasswordKey | undefined
@@ -99,7 +107,7 @@ export function wireMesh(
     return { text: '' }
   })
   router.route('GET', '/status/peers', () => ({ text: peersText(mesh.status()) }))
-  router.route('GET', '/status/connections', () => ({ text: connectionsText(mesh.status()) }))
+  router.route('GET', '/status/connections', () => ({ text: connectionsText(mesh.status(), deps.overlayInfo) }))
   router.route('GET', '/status/targets', () => ({ text: targetsText(mesh.status()) }))
   status.addSection('router', { order: 10, lines: () => statusLines(mesh.status()) })
   status.addReport('Router', () => reportJson(mesh.status()))

@@ -73,7 +73,10 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   // ---- mesh ----
   // Topology, routes, gossip and the connection maker over TCP meshHost:meshPort; routes
   // /connect, /forget, /status/{peers,connections,targets}, the router status section and report.
-  const wiredMesh = wireMesh(config, peerName, { clock: deps.clock, rng: deps.rng, logger: log.child('mesh'), router, status })
+  const wiredMesh = wireMesh(config, peerName, {
+    clock: deps.clock, rng: deps.rng, logger: log.child('mesh'), router, status,
+    overlayInfo: (peer) => overlay.connectionInfo(peer), // `overlay` is built below; asked only later
+  })
   const mesh = wiredMesh.mesh
   starts.push(async () => {
     await wiredMesh.start()

@@ -29,15 +29,20 @@ export function statusLines(s: MeshStatus): Array<[string, string]> {
 const arrow = (outbound: boolean) => (outbound ? '->' : '<-')
 
 /** `weave status connections`: one line per connection, target being tried, or recent refusal. */
-export function connectionsText(s: MeshStatus): string {
-  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, c.state, connectionInfo(c, s)])
+/**
+ * `weave status connections`. `overlayInfo(peer)` adds what carries that peer's data, as Weave
+ * shows it (`fastdp`, or `sleeve mtu=1448 (not fastdp: why)`).
+ */
+export function connectionsText(s: MeshStatus, overlayInfo?: (peer: string) => string | undefined): string {
+  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, c.state, connectionInfo(c, s, overlayInfo)])
   return table(rows)
 }
 
-function connectionInfo(c: ConnectionStatus, s: MeshStatus): string {
+function connectionInfo(c: ConnectionStatus, s: MeshStatus, overlayInfo?: (peer: string) => string | undefined): string {
   if (c.state === 'established') {
     const enc = s.encryption || c.encrypted ? (c.encrypted ? 'encrypted' : 'unencrypted') : 'unencrypted'
-    return `${enc} ${c.peer}(${c.nickname})`
+    const via = c.peer && overlayInfo ? overlayInfo(c.peer) : undefined
+    return `${enc} ${via ? `${via} ` : ''}${c.peer}(${c.nickname})`
   }
   if (c.state === 'retrying' && c.retryAt !== undefined) return `${c.error ?? ''}, retry: ${new Date(c.retryAt).toISOString()}`.replace(/^, /, '')
   return c.error ?? ''

@@ -101,6 +101,10 @@ if (reason) {
         const st1 = (await h1.weave(['status'])).stdout
         assert.match(st1, /Fastdp: datapath \(netdev\)/, `status names the datapath:\n${st1}`)
         assert.match((await h4.weave(['status'])).stdout, /Fastdp: off: no OVS datapath/)
+        // `weave status connections` says per connection what carries it, as Weave's does.
+        const c1 = (await h1.weave(['status', 'connections'])).stdout
+        assert.is(count(c1, / established unencrypted fastdp /g), 2, c1)
+        assert.match(c1, new RegExp(`${h4.underlayIp.replace(/\./g, '\\.')}:\\d+ +established unencrypted sleeve mtu=\\d+ \\(not fastdp: on the peer`), c1)
 
         // the OVS side of h1 and its weave bridge
         const show = (await h1.ovsVsctl(['show'])).stdout
