@@ -16,22 +16,17 @@
  *             "sleeve_ratio":…,"sleeve_encrypted_ratio":…,"router_cpu_s_per_gbit":…,
  *             "fastdp_gbps":…,"fastdp_ratio":…,"fastdp_datapath":"netdev"|"system"}
  */
-import { execFile, execFileSync, spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, measureKernelVxlan, waitFor, delay, type Lab, type LabHost } from '../lab'
+import { ExtraNamespaces } from '../lab/namespaces'
 
 const run = promisify(execFile)
 const SECONDS = Number(process.argv[2] ?? 5)
 const CLK_TCK = 100 // USER_HZ on Linux
-const madeNs: string[] = []
-
-async function addNs(name: string): Promise<string> {
-  await run('ip', ['netns', 'add', name])
-  madeNs.push(name)
-  await run('ip', ['-n', name, 'link', 'set', 'lo', 'up'])
-  return name
-}
+/** Plain namespaces used as containers, deleted in finally. */
+const extraNs = new ExtraNamespaces()
 
 async function launch(lab: Lab, extra: string[], overlay: 'sleeve' | 'fastdp' = 'sleeve'): Promise<void> {
   const [h1, h2] = lab.hosts
@@ -116,8 +111,8 @@ async function fastdpRun(): Promise<{ gbps: number; datapath: string }> {
   await withLab({ hosts: 2, ovs: true }, async (lab) => {
     const [h1, h2] = lab.hosts
     try {
-      const n1 = await addNs(`${h1.ns}-f1`)
-      const n2 = await addNs(`${h2.ns}-f2`)
+      const n1 = await extraNs.add(`${h1.ns}-f1`)
+      const n2 = await extraNs.add(`${h2.ns}-f2`)
       await launch(lab, [], 'fastdp')
       const ip1 = await attach(h1, n1)
       await attach(h2, n2)
@@ -128,7 +123,7 @@ async function fastdpRun(): Promise<{ gbps: number; datapath: string }> {
       res = { gbps, datapath: rep.Overlay?.Fastdp?.datapathType ?? 'unknown' }
     } finally {
       for (const h of lab.hosts) await h.weave(['reset'], { allowFail: true })
-      for (const n of madeNs.splice(0)) await run('ip', ['netns', 'del', n]).catch(() => undefined)
+      await extraNs.removeAll()
     }
   })
   return res
@@ -147,8 +142,8 @@ async function main(): Promise<void> {
     try {
       const kernel = await measureKernelVxlan(h1, h2, { seconds: SECONDS })
       console.log(`kernel vxlan: ${kernel.toFixed(2)} Gbit/s`)
-      const n1 = await addNs(`${h1.ns}-b1`)
-      const n2 = await addNs(`${h2.ns}-b2`)
+      const n1 = await extraNs.add(`${h1.ns}-b1`)
+      const n2 = await extraNs.add(`${h2.ns}-b2`)
       const plain = await sleeveRun(lab, [], n1, n2)
       console.log(`sleeve: ${plain.gbps.toFixed(2)} Gbit/s, routers ${plain.cpuS.toFixed(2)} CPU s over ${SECONDS} s`)
       const enc = await sleeveRun(lab, ['--password', 'datapath-bench-secret'], n1, n2)
@@ -167,7 +162,7 @@ async function main(): Promise<void> {
       }
     } finally {
       for (const h of lab.hosts) await h.weave(['reset'], { allowFail: true })
-      for (const n of madeNs.splice(0)) await run('ip', ['netns', 'del', n]).catch(() => undefined)
+      await extraNs.removeAll()
     }
   })
   if (labUnavailableReason({ ovs: true }) === undefined && typeof out.kernel_vxlan_gbps === 'number') {
@@ -180,7 +175,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  for (const n of madeNs) { try { execFileSync('ip', ['netns', 'del', n]) } catch { /* best effort */ } }
+  extraNs.removeAllSync()
   console.error(err)
   process.exit(1)
 })

@@ -21,21 +21,14 @@ import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
+import { ExtraNamespaces } from './namespaces'
 
 const run = promisify(execFile)
 const reason = labUnavailableReason({ ovs: true })
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=4']
 
-const madeNs: string[] = []
-async function addNs(name: string): Promise<string> {
-  await run('ip', ['netns', 'add', name])
-  madeNs.push(name)
-  await run('ip', ['-n', name, 'link', 'set', 'lo', 'up'])
-  return name
-}
-async function removeNs(): Promise<void> {
-  for (const n of madeNs.splice(0)) await run('ip', ['netns', 'del', n]).catch(() => undefined)
-}
+/** Plain namespaces used as containers, deleted in finally. */
+const extraNs = new ExtraNamespaces()
 
 interface Endpoint { host: LabHost; ns: string; ip: string }
 
@@ -117,7 +110,7 @@ if (reason) {
         // one namespace per host, all pairs
         const eps: Endpoint[] = []
         for (const h of lab.hosts) {
-          const ns = await addNs(`${h.ns}-c`)
+          const ns = await extraNs.add(`${h.ns}-c`)
           eps.push({ host: h, ns, ip: await attach(h, ns) })
         }
         assert.is(new Set(eps.map((e) => e.ip)).size, 4, `distinct addresses: ${eps.map((e) => e.ip)}`)
@@ -185,7 +178,7 @@ if (reason) {
         assert.not.match(afterReset.stdout, /vxlan-6784/)
       } finally {
         for (const h of lab.hosts) await h.weave(['stop'], { allowFail: true })
-        await removeNs()
+        await extraNs.removeAll()
       }
     })
   })

@@ -16,23 +16,15 @@ import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
+import { ExtraNamespaces } from './namespaces'
 
 const run = promisify(execFile)
 const reason = labUnavailableReason({ docker: true })
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=3']
 const KNOWN = 'weave-sleeve-known-payload-5f3a9c'
 
-/** Plain namespaces made here (h3's "containers"), deleted in finally. */
-const madeNs: string[] = []
-async function addNs(name: string): Promise<string> {
-  await run('ip', ['netns', 'add', name])
-  madeNs.push(name)
-  await run('ip', ['-n', name, 'link', 'set', 'lo', 'up'])
-  return name
-}
-async function removeNs(): Promise<void> {
-  for (const n of madeNs.splice(0)) await run('ip', ['netns', 'del', n]).catch(() => undefined)
-}
+/** Plain namespaces used as containers, deleted in finally. */
+const extraNs = new ExtraNamespaces()
 
 /** An endpoint on the overlay: a Docker container in a docker host or a plain namespace. */
 interface Endpoint { host: LabHost; docker?: string; ns?: string; ip: string }
@@ -143,8 +135,8 @@ if (reason) {
         // endpoints: a container on h1 and h2, namespaces on h3 (and one on h2 for the transfer)
         await h1.docker(['run', '-d', '--name', 'c1', 'busybox', 'sleep', '3600'])
         await h2.docker(['run', '-d', '--name', 'c2', 'busybox', 'sleep', '3600'])
-        const n3 = await addNs(`${h3.ns}-c3`)
-        const n2 = await addNs(`${h2.ns}-n2`)
+        const n3 = await extraNs.add(`${h3.ns}-c3`)
+        const n2 = await extraNs.add(`${h2.ns}-n2`)
         const e1: Endpoint = { host: h1, docker: 'c1', ip: await attach(h1, 'c1') }
         const e2: Endpoint = { host: h2, docker: 'c2', ip: await attach(h2, 'c2') }
         const e3: Endpoint = { host: h3, ns: n3, ip: await attach(h3, `/var/run/netns/${n3}`) }
@@ -169,9 +161,9 @@ if (reason) {
         assert.is(t.received, t.sent, 'transfer arrived intact')
 
         // isolation: two containers in net:10.32.2.0/24 reach each other, not the default subnet
-        const i1: Endpoint = { host: h3, ns: await addNs(`${h3.ns}-i3`), ip: '' }
+        const i1: Endpoint = { host: h3, ns: await extraNs.add(`${h3.ns}-i3`), ip: '' }
         i1.ip = await attach(h3, i1.ns!, ['net:10.32.2.0/24'])
-        const i2: Endpoint = { host: h2, ns: await addNs(`${h2.ns}-i2`), ip: '' }
+        const i2: Endpoint = { host: h2, ns: await extraNs.add(`${h2.ns}-i2`), ip: '' }
         i2.ip = await attach(h2, i2.ns!, ['net:10.32.2.0/24'])
         assert.match(i1.ip, /^10\.32\.2\./)
         assert.ok(await ping(i1, i2.ip, 5), 'isolated subnet reaches itself across hosts')
@@ -205,8 +197,8 @@ if (reason) {
       // encryption: relaunch with a password
       try {
         await launchAll(lab, ['--password', 'sleeve-e2e-secret'])
-        const nA = madeNs.find((n) => n.endsWith('-c3'))!
-        const nB = madeNs.find((n) => n.endsWith('-n2'))!
+        const nA = extraNs.names.find((n) => n.endsWith('-c3'))!
+        const nB = extraNs.names.find((n) => n.endsWith('-n2'))!
         // namespaces keep ethwe from before (their veths went with the bridge only if reset ran): re-attach
         const a: Endpoint = { host: h3, ns: nA, ip: await attach(h3, nA) }
         const b: Endpoint = { host: h2, ns: nB, ip: await attach(h2, nB) }
@@ -224,7 +216,7 @@ if (reason) {
         assert.is(r.code, 0, `${h.name}: weave reset: ${r.stderr}`)
         assert.equal(await leftovers(h), [], `${h.name}: leftovers after reset`)
       }
-    }).finally(removeNs)
+    }).finally(() => extraNs.removeAll())
   })
 }
 
