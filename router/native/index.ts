@@ -7,7 +7,8 @@
  * a caller that keeps bytes past the next `readBatch`/`recvBatch` copies them.
  * UDP sockets use GSO/GRO where the kernel has them (equal-sized runs to one destination leave
  * as one message; received coalesced messages are split back into datagrams), invisibly to
- * callers. `nativeAead()` offers in-place ChaCha20-Poly1305 through the system's libsodium.
+ * callers. `nativeAead()` offers in-place ChaCha20-Poly1305 through the system's libsodium;
+ * `nativeAeadKey()` AES-256-GCM or ChaCha20-Poly1305 through OpenSSL's libcrypto (faster).
  *
  * Requirements at run time: Linux, root or CAP_NET_RAW for packet sockets, CAP_SYS_ADMIN for
  * the `netns` option; libsodium23 only for nativeAead (else callers use libsodium-wrappers).
@@ -40,7 +41,12 @@ interface Addon {
   aeadAvailable(): boolean
   aeadSeal(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): void
   aeadOpen(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
+  aeadCiphers?(): number
+  aeadContext?(alg: number, key: Uint8Array): AeadContext
+  aeadCtxSeal?(ctx: AeadContext, dir: number, seq: number, buf: Uint8Array, adLen: number): void
+  aeadCtxOpen?(ctx: AeadContext, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
 }
+type AeadContext = { readonly __brand: 'AeadContext' }
 
 /** Thrown when the addon was not built or cannot load; `code` is stable for callers. */
 export class NativeUnavailableError extends Error {
@@ -97,6 +103,75 @@ export function nativeAead(): NativeAead | undefined {
   try { a = addon() } catch { return undefined }
   if (!a.aeadAvailable()) return undefined
   return { seal: a.aeadSeal, open: a.aeadOpen }
+}
+
+/**
+ * rtnetlink from netlink.c, for attaching containers without spawning `ip` (see its header for
+ * each call). `fd` is a NETLINK_ROUTE socket made by nlOpen in a namespace (a path, or null for
+ * ours); every call on it acts there. Failures throw with `code` = the errno name.
+ */
+export interface NativeNetlink {
+  nlOpen(netns: string | null): number
+  nlClose(fd: number): void
+  nlLink(fd: number, name: string): { index: number; mtu: number; mac: string; up: boolean; master: number } | null
+  nlVethAdd(fd: number, name: string, peer: string, mtu: number, peerNetns: string | null): void
+  /** up: -1 keep, 0 down, 1 up; master: -1 keep, 0 none, else an ifindex; mtu 0 keeps it. */
+  nlLinkSet(fd: number, index: number, up: number, master: number, mtu: number): void
+  nlHairpin(fd: number, index: number, on: boolean): void
+  nlLinkDel(fd: number, index: number): void
+  nlAddr(fd: number, add: boolean, index: number, ip: string, prefix: number): void
+  /** Replace `dst/prefix dev index scope link` in the main table. */
+  nlRoute(fd: number, index: number, dst: string, prefix: number): void
+  /** Write /proc/sys/<key> (dots or slashes) as seen from `netns`. */
+  nlSysctl(netns: string | null, key: string, value: string): void
+  nlGarp(netns: string | null, ifname: string, ip: string): void
+}
+
+/** The netlink calls, or undefined when the addon is not built (callers then spawn `ip`). */
+export function nativeNetlink(): NativeNetlink | undefined {
+  let a: unknown
+  try { a = addon() } catch { return undefined }
+  return typeof (a as Partial<NativeNetlink>).nlOpen === 'function' ? a as NativeNetlink : undefined
+}
+
+/** AEADs the addon can run with a key set up once (see nativeAeadKey). */
+export type NativeCipherName = 'chacha20-poly1305' | 'aes-256-gcm'
+
+/** One key of one cipher, set up once (AES key schedule, OpenSSL context); same buffer layout and nonce as NativeAead. */
+export interface NativeAeadKey {
+  seal(dir: number, seq: number, buf: Uint8Array, adLen: number): void
+  /** false (buffer as it was) when it does not authenticate. */
+  open(dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
+}
+
+const CIPHER_ALG: Record<NativeCipherName, number> = { 'chacha20-poly1305': 0, 'aes-256-gcm': 1 }
+
+/**
+ * Which ciphers nativeAeadKey can do here: ChaCha20-Poly1305 with libcrypto (OpenSSL) or
+ * libsodium; AES-256-GCM only with libcrypto on a CPU with AES-NI and PCLMUL (else it would be
+ * slow and not constant-time). [] without the addon.
+ */
+export function nativeCiphers(): NativeCipherName[] {
+  let a: Addon
+  try { a = addon() } catch { return [] }
+  const bits = a.aeadCiphers?.() ?? 0
+  const out: NativeCipherName[] = []
+  if (bits & 2) out.push('aes-256-gcm')
+  if (bits & 1) out.push('chacha20-poly1305')
+  return out
+}
+
+/** A key for `cipher` (32 bytes, copied); undefined when nativeCiphers() lacks it. */
+export function nativeAeadKey(cipher: NativeCipherName, key: Uint8Array): NativeAeadKey | undefined {
+  if (!nativeCiphers().includes(cipher)) return undefined
+  const a = addon()
+  const ctx = a.aeadContext!(CIPHER_ALG[cipher], key)
+  const seal = a.aeadCtxSeal!
+  const open = a.aeadCtxOpen!
+  return {
+    seal: (dir, seq, buf, adLen) => seal(ctx, dir, seq, buf, adLen),
+    open: (dir, seq, buf, adLen) => open(ctx, dir, seq, buf, adLen),
+  }
 }
 
 /** Most messages one system call moves. */

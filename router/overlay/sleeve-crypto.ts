@@ -1,6 +1,8 @@
 /**
- * Encryption of sleeve datagrams (with a mesh password): libsodium's ChaCha20-Poly1305 (IETF)
- * with a key per direction, a counter nonce sent in clear, and a replay window.
+ * Encryption of sleeve datagrams (with a mesh password): AES-256-GCM where both ends have
+ * AES-NI and the native addon (chosen per connection in the overlay hello, see
+ * chooseSleeveCipher), else ChaCha20-Poly1305 (IETF); a key per direction and cipher, a
+ * counter nonce sent in clear, and a replay window. Both AEADs take the same 96-bit nonce.
  *
  * Sealed datagram:
  *   0   8-byte sleeve header, kind with the sealed bit (see sleeve-frame.ts)
@@ -8,17 +10,18 @@
  *   16  AEAD(body) + 16-byte tag; associated data = bytes 0..16
  *
  * Keys: from a 32-byte secret both ends of one mesh connection share (derived from that
- * connection's session key), BLAKE2b-256 keyed by it over "sleeve d2l" / "sleeve l2d", so the
- * two directions never share a (key, nonce); the nonce also carries a direction bit (byte 0)
+ * connection's session key), BLAKE2b-256 keyed by it over "sleeve d2l" / "sleeve l2d"
+ * (ChaCha) or "sleeve aes-256-gcm d2l" / "… l2d" (AES), so the two directions and the two
+ * ciphers never share a key; the nonce also carries a direction bit (byte 0)
  * so a datagram reflected back at its sender fails twice over.
  * Why a counter in clear rather than implicit as on TCP: UDP loses and reorders datagrams, so
  * the receiver must know which counter each one used; the replay window then refuses repeats.
  *
- * The AEAD runs in the native addon (system libsodium, in place, ~10× faster) when available,
- * else in libsodium-wrappers; both produce the same bytes.
+ * The AEAD runs in the native addon (OpenSSL's libcrypto or libsodium, in place, ≥10× faster)
+ * when available, else (ChaCha only) in libsodium-wrappers; all produce the same bytes.
  */
 import sodium from 'libsodium-wrappers-sumo'
-import { nativeAead, type NativeAead } from '../native'
+import { nativeAead, nativeAeadKey, nativeCiphers, type NativeAead } from '../native'
 import { decodeBody, decodeDatagram, HEADER_BYTES, type DecodeFailure, type SleeveDatagram } from './sleeve-frame'
 
 export const SEQ_BYTES = 8
@@ -81,6 +84,27 @@ export class ReplayWindow {
 export type OpenFailure = DecodeFailure | 'not-sealed' | 'bad-mac' | 'replayed' | 'too-old'
 export type OpenResult = { ok: true; datagram: Exclude<SleeveDatagram, { kind: 'sealed' }> } | { ok: false; reason: OpenFailure }
 
+/** The AEADs sleeve can seal with; names as they travel in the overlay hello. */
+export type SleeveCipherName = 'aes-256-gcm' | 'chacha20-poly1305'
+/** Every peer can do this one (libsodium-wrappers at worst); a peer that names none does only this. */
+export const DEFAULT_SLEEVE_CIPHER: SleeveCipherName = 'chacha20-poly1305'
+
+/**
+ * What this host offers in its hellos, preferred first: AES-256-GCM only where the native
+ * addon runs it fast and in constant time (libcrypto + AES-NI/PCLMUL), then ChaCha20-Poly1305.
+ */
+export function sleeveCiphers(): SleeveCipherName[] {
+  return nativeCiphers().includes('aes-256-gcm') ? ['aes-256-gcm', DEFAULT_SLEEVE_CIPHER] : [DEFAULT_SLEEVE_CIPHER]
+}
+
+/**
+ * The cipher one connection uses, computed alike at both ends from the two offers: AES-256-GCM
+ * when both offer it, else ChaCha20-Poly1305 (also for a peer whose hello has no offer).
+ */
+export function chooseSleeveCipher(ours: readonly string[], theirs: readonly string[] | undefined): SleeveCipherName {
+  return ours.includes('aes-256-gcm') && theirs !== undefined && theirs.includes('aes-256-gcm') ? 'aes-256-gcm' : DEFAULT_SLEEVE_CIPHER
+}
+
 /** Seals what we send to one peer and opens what it sends us. */
 export interface SleeveCipher {
   /** Seals a plaintext datagram (as made by encodeFrames/encodeHeartbeat/encodeProbe). */
@@ -98,34 +122,68 @@ export interface SleeveCipher {
   open(sealed: Uint8Array): OpenResult
   /** Which AEAD implementation this cipher uses. */
   readonly impl: 'native' | 'wasm'
+  /** Which AEAD. */
+  readonly name: SleeveCipherName
+}
+
+/** In-place AEAD with one key: buf = associated data (adLen) ‖ message ‖ tag. */
+interface KeyedAead {
+  seal(dir: number, seq: number, buf: Uint8Array, adLen: number): void
+  open(dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
+}
+
+/** The native AEAD for one key: libcrypto context when there is one, else libsodium (ChaCha only). */
+function nativeKey(cipher: SleeveCipherName, key: Uint8Array): KeyedAead | undefined {
+  const k = nativeAeadKey(cipher, key)
+  if (k || cipher !== 'chacha20-poly1305') return k
+  const a: NativeAead | undefined = nativeAead()
+  return a && {
+    seal: (dir, seq, buf, adLen) => a.seal(key, dir, seq, buf, adLen),
+    open: (dir, seq, buf, adLen) => a.open(key, dir, seq, buf, adLen),
+  }
+}
+
+const KEY_LABELS: Record<SleeveCipherName, [string, string]> = {
+  // ChaCha's labels predate the choice of cipher: kept, so peers of before still agree
+  'chacha20-poly1305': ['sleeve d2l', 'sleeve l2d'],
+  'aes-256-gcm': ['sleeve aes-256-gcm d2l', 'sleeve aes-256-gcm l2d'],
 }
 
 /**
  * The cipher for one peer connection. `secret` is 32 bytes both ends share; `dialer` is true
  * at the end that dialled the mesh connection (it picks which direction key we send with).
+ * `cipher` (default ChaCha20-Poly1305; see chooseSleeveCipher) also names the key derivation,
+ * so the two ciphers never share a key. AES-256-GCM exists only natively (throws otherwise).
  */
-export function createSleeveCipher(secret: Uint8Array, dialer: boolean, opts: { impl?: 'native' | 'wasm' } = {}): SleeveCipher {
+export function createSleeveCipher(secret: Uint8Array, dialer: boolean,
+  opts: { impl?: 'native' | 'wasm'; cipher?: SleeveCipherName } = {}): SleeveCipher {
   const s = lib()
-  const fast: NativeAead | undefined = opts.impl === 'wasm' ? undefined : nativeAead()
-  if (opts.impl === 'native' && !fast) throw new Error('native AEAD unavailable (addon not built or libsodium23 missing)')
+  const name = opts.cipher ?? DEFAULT_SLEEVE_CIPHER
   if (secret.length !== 32) throw new RangeError('sleeve secret must be 32 bytes')
-  const d2l = s.crypto_generichash(32, new TextEncoder().encode('sleeve d2l'), secret)
-  const l2d = s.crypto_generichash(32, new TextEncoder().encode('sleeve l2d'), secret)
+  const [d2lLabel, l2dLabel] = KEY_LABELS[name]
+  const d2l = s.crypto_generichash(32, new TextEncoder().encode(d2lLabel), secret)
+  const l2d = s.crypto_generichash(32, new TextEncoder().encode(l2dLabel), secret)
   const txKey = dialer ? d2l : l2d
   const rxKey = dialer ? l2d : d2l
   const txDir = dialer ? 1 : 0
   const rxDir = dialer ? 0 : 1
+  const tx = opts.impl === 'wasm' ? undefined : nativeKey(name, txKey)
+  const rx = opts.impl === 'wasm' ? undefined : nativeKey(name, rxKey)
+  if ((!tx || !rx) && (opts.impl === 'native' || name !== DEFAULT_SLEEVE_CIPHER)) {
+    throw new Error(`native ${name} unavailable (addon not built, or libcrypto/libsodium23 or AES-NI missing)`)
+  }
   const window = new ReplayWindow()
   let nextSeq = 0
 
   return {
-    impl: fast ? 'native' : 'wasm',
+    impl: tx ? 'native' : 'wasm',
+    name,
 
     sealParts(header, body) {
       if (header.length < HEADER_BYTES) throw new RangeError('not a sleeve header')
       let len = 0
       for (const b of body) len += b.length
-      if (!fast) {
+      if (!tx) {
         const plain = new Uint8Array(HEADER_BYTES + len)
         plain.set(header.subarray(0, HEADER_BYTES))
         let p = HEADER_BYTES
@@ -141,7 +199,7 @@ export function createSleeveCipher(secret: Uint8Array, dialer: boolean, opts: { 
       writeSeq(out, HEADER_BYTES, seq)
       let p = AD_BYTES
       for (const b of body) { out.set(b, p); p += b.length }
-      fast.seal(txKey, txDir, seq, out, AD_BYTES)
+      tx.seal(txDir, seq, out, AD_BYTES)
       return out
     },
 
@@ -153,9 +211,9 @@ export function createSleeveCipher(secret: Uint8Array, dialer: boolean, opts: { 
       out.set(plain.subarray(0, HEADER_BYTES))
       out[1] |= SEALED_BIT
       writeSeq(out, HEADER_BYTES, seq)
-      if (fast) {
+      if (tx) {
         out.set(plain.subarray(HEADER_BYTES), AD_BYTES)
-        fast.seal(txKey, txDir, seq, out, AD_BYTES)
+        tx.seal(txDir, seq, out, AD_BYTES)
       } else {
         out.set(s.crypto_aead_chacha20poly1305_ietf_encrypt(plain.subarray(HEADER_BYTES), out.subarray(0, AD_BYTES), null, nonce(txDir, seq), txKey), AD_BYTES)
       }
@@ -173,8 +231,8 @@ export function createSleeveCipher(secret: Uint8Array, dialer: boolean, opts: { 
       const verdict = window.check(seq)
       if (verdict !== 'ok') return { ok: false, reason: verdict }
       let plain: Uint8Array
-      if (fast) {
-        if (!fast.open(rxKey, rxDir, seq, sealed, AD_BYTES)) return { ok: false, reason: 'bad-mac' }
+      if (rx) {
+        if (!rx.open(rxDir, seq, sealed, AD_BYTES)) return { ok: false, reason: 'bad-mac' }
         plain = sealed.subarray(AD_BYTES, sealed.length - TAG_BYTES)
       } else {
         try {

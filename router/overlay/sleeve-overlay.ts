@@ -4,8 +4,10 @@
  * UDP heartbeats that make the sleeve path `established`, and gives the forwarder its routes.
  *
  * Per connection, over the mesh connection itself (`{type:'overlay', payload}`, JSON):
- *   hello {t:'hello', port, pub?, got, fastdp?}  our sleeve UDP port and, with a password, an
+ *   hello {t:'hello', port, pub?, got, fastdp?, ciphers?}  our sleeve UDP port and, with a password, an
  *                                       ephemeral X25519 public key; `got`: we already hold theirs;
+ *                                       `ciphers`: the sleeve AEADs we can do (with a password; absent:
+ *                                       a peer that predates the choice, ChaCha20-Poly1305 only);
  *                                       `fastdp`: true when our OVS datapath can take this peer,
  *                                       else why not (absent: a peer that predates fastdp)
  *   ack   {t:'ack', uid}                "your UDP heartbeat for connection uid reached me"
@@ -33,7 +35,9 @@ import type { Clock, Logger } from '../deps'
 import type { PeerConnection, PeerName } from '../mesh'
 import type { Routes } from './forwarder'
 import { encodeHeartbeat, maxFrameBytes, type SleeveDatagram } from './sleeve-frame'
-import { createSleeveCipher, SEAL_OVERHEAD_BYTES, sleeveCryptoReady, type SleeveCipher } from './sleeve-crypto'
+import {
+  chooseSleeveCipher, createSleeveCipher, SEAL_OVERHEAD_BYTES, sleeveCiphers, sleeveCryptoReady, type SleeveCipher, type SleeveCipherName,
+} from './sleeve-crypto'
 import type { SleevePeer } from './sleeve'
 
 /** Weave sends sleeve heartbeats every second until the path is confirmed, then keeps them up. */
@@ -108,18 +112,20 @@ export class SleeveLink {
 export type FastdpOffer = true | string
 
 export type OverlayControl =
-  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer }
+  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer; ciphers?: string[] }
   | { t: 'ack'; uid: bigint }
   | { t: 'fdp'; ok: boolean }
 
 export function encodeOverlayControl(m: OverlayControl): Uint8Array {
   const obj = m.t === 'hello'
-    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp }
+    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp, ciphers: m.ciphers }
     : m.t === 'ack' ? { t: 'ack', uid: m.uid.toString() } : { t: 'fdp', ok: m.ok }
   return new TextEncoder().encode(JSON.stringify(obj))
 }
 
 /** Peer input: returns undefined for anything malformed (the caller counts and ignores it). */
+const KNOWN_CIPHERS = new Set<string>(['aes-256-gcm', 'chacha20-poly1305'] satisfies SleeveCipherName[])
+
 export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefined {
   let o: unknown
   try {
@@ -142,7 +148,11 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
     if (r.fastdp === true) fastdp = true
     else if (typeof r.fastdp === 'string') fastdp = r.fastdp.slice(0, 200).replace(/[^\x20-\x7e]/g, '?')
     else if (r.fastdp !== undefined) fastdp = 'unreadable fastdp offer'
-    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }) }
+    // ciphers: names we do not know are kept out (they can never be chosen); a few at most
+    let ciphers: string[] | undefined
+    if (Array.isArray(r.ciphers)) ciphers = r.ciphers.slice(0, 16).filter((c): c is string => typeof c === 'string' && KNOWN_CIPHERS.has(c))
+    else if (r.ciphers !== undefined) return undefined
+    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }), ...(ciphers === undefined ? {} : { ciphers }) }
   }
   if (r.t === 'ack') {
     if (typeof r.uid !== 'string' || !/^\d{1,20}$/.test(r.uid)) return undefined
@@ -281,6 +291,11 @@ export interface SleeveOverlayConfig {
   encrypt: boolean
   heartbeatIntervalMs?: number
   heartbeatTimeoutMs?: number
+  /**
+   * With `encrypt`: the sleeve ciphers we offer, preferred first; default sleeveCiphers() (what
+   * this host runs natively). Tests narrow it to play a peer without AES.
+   */
+  ciphers?: readonly SleeveCipherName[]
   /** What our hellos say about fastdp (asked per hello); none: the hello says nothing (sleeve only). */
   fastdp?: () => FastdpOffer
 }
@@ -319,6 +334,8 @@ export interface OverlayConnectionStatus {
   why?: string
   state: LinkState
   encrypted: boolean
+  /** The AEAD sealing this peer's sleeve traffic, when encrypted. */
+  cipher?: SleeveCipherName
   /** Largest IP packet a frame carries towards this peer (bytes), when known. */
   mtu: number | undefined
 }
@@ -329,6 +346,7 @@ interface Live {
   shortId: number
   keys: KxKeyPair | undefined
   cipherSet: boolean
+  cipherName: SleeveCipherName | undefined
   addr: string
   via: 'sleeve' | 'fastdp'
   why: string | undefined
@@ -365,6 +383,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
   let sleeve: SleeveHandle | undefined
   let cancelTimer: (() => void) | undefined
   let unsubscribe: (() => void) | undefined
+  // fixed for our lifetime, so both ends of a connection choose from the same two offers
+  const ourCiphers = config.encrypt ? (config.ciphers ?? sleeveCiphers()) : undefined
 
   const routes = new SleeveRoutes({
     selfName: () => mesh!.identity.name,
@@ -378,7 +398,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
 
   function sendHello(l: Live): void {
     const got = l.link.remote !== undefined
-    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.() }) })
+    const ciphers = ourCiphers && [...ourCiphers]
+    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.(), ciphers }) })
   }
 
   function shortIdOf(conn: PeerConnection): number {
@@ -406,6 +427,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       shortId: shortIdOf(conn),
       keys: config.encrypt ? kxKeyPair() : undefined,
       cipherSet: false,
+      cipherName: undefined,
       addr: conn.remoteAddr,
       via: 'sleeve',
       why: undefined,
@@ -454,12 +476,14 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       const ip = hostOf(l.conn.remoteAddr)
       let cipher: SleeveCipher | undefined
       if (config.encrypt && l.keys && m.pub) {
-        cipher = createSleeveCipher(deriveSleeveSecret(l.keys, m.pub, l.conn.outbound), l.conn.outbound)
+        const name = chooseSleeveCipher(ourCiphers ?? [], m.ciphers)
+        cipher = createSleeveCipher(deriveSleeveSecret(l.keys, m.pub, l.conn.outbound), l.conn.outbound, { cipher: name })
+        l.cipherName = name
       }
       l.addr = `${ip}:${m.port}`
       sleeve?.setPeer(l.shortId, { addr: ip, port: m.port, cipher })
       l.cipherSet = cipher !== undefined
-      log.info(`sleeve peer ${l.link.peer} (short ID ${l.shortId}) at ${l.addr}${cipher ? ', encrypted' : ''}`)
+      log.info(`sleeve peer ${l.link.peer} (short ID ${l.shortId}) at ${l.addr}${cipher ? `, encrypted with ${cipher.name}` : ''}`)
       deps.onPeerHello?.({ peer: l.link.peer, shortId: l.shortId, ip, fastdp: m.fastdp })
       routes.invalidate()
       heartbeat(l)
@@ -544,6 +568,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
           ...(l.why === undefined ? {} : { why: l.why }),
           state: l.link.state(now),
           encrypted: l.cipherSet,
+          ...(l.cipherName === undefined ? {} : { cipher: l.cipherName }),
           mtu: pmtu === undefined ? undefined : frameMtu(pmtu, l.cipherSet),
         }
       })
@@ -566,10 +591,11 @@ function hostOf(addr: string): string {
 
 /**
  * `weave status overlay` / connection lines: `-> 10.0.0.2:6783 established sleeve mtu=1448 name(nick)`,
+ * `… established sleeve mtu=1424 encrypted aes-256-gcm name(nick)`,
  * `… established fastdp name(nick)`, `… established sleeve mtu=1448 (not fastdp: why) name(nick)`.
  */
 export function overlayConnectionLine(c: OverlayConnectionStatus): string {
   const mtu = c.mtu === undefined || c.overlay === 'fastdp' ? '' : ` mtu=${c.mtu}`
   const why = c.why === undefined ? '' : ` (not fastdp: ${c.why})`
-  return `${c.outbound ? '->' : '<-'} ${c.addr} ${c.state} ${c.overlay}${mtu}${c.encrypted ? ' encrypted' : ''}${why} ${c.peer}(${c.nickname})`
+  return `${c.outbound ? '->' : '<-'} ${c.addr} ${c.state} ${c.overlay}${mtu}${c.encrypted ? ` encrypted${c.cipher ? ` ${c.cipher}` : ''}` : ''}${why} ${c.peer}(${c.nickname})`
 }

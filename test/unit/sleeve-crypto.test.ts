@@ -2,20 +2,43 @@ import { test as baseTest } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as fc from 'fast-check'
 import { encodeFrames, encodeHeartbeat, decodeDatagram } from '../../router/overlay/sleeve-frame'
-import { createSleeveCipher, sleeveCryptoReady, ReplayWindow, SEAL_OVERHEAD_BYTES } from '../../router/overlay/sleeve-crypto'
-import { nativeAead } from '../../router/native'
+import { createSleeveCipher, sleeveCryptoReady, ReplayWindow, SEAL_OVERHEAD_BYTES, type SleeveCipherName } from '../../router/overlay/sleeve-crypto'
+import { nativeAead, nativeCiphers } from '../../router/native'
 
 const secret = new Uint8Array(32).map((_, i) => i * 7)
 const frame = (tag: number, len = 60) => { const f = new Uint8Array(len); f.fill(tag & 255); return f }
 type Impl = 'native' | 'wasm'
 const impls: Impl[] = nativeAead() ? ['wasm', 'native'] : ['wasm']
 if (impls.length === 1) console.log('note: native AEAD unavailable (addon not built or no libsodium23); testing the wasm one only')
+const hasAes = nativeCiphers().includes('aes-256-gcm')
+if (!hasAes) console.log('note: native AES-256-GCM unavailable (no libcrypto or no AES-NI); not testing it')
+const variants: Array<{ impl: Impl; cipher: SleeveCipherName }> = [
+  ...impls.map((impl) => ({ impl, cipher: 'chacha20-poly1305' as const })),
+  ...(hasAes ? [{ impl: 'native' as const, cipher: 'aes-256-gcm' as const }] : []),
+]
 
 baseTest.before(async () => { await sleeveCryptoReady() })
 
-for (const impl of impls) {
-const pair = () => ({ dialer: createSleeveCipher(secret, true, { impl }), listener: createSleeveCipher(secret, false, { impl }) })
-const test = (name: string, fn: () => void | Promise<void>) => baseTest(`[${impl}] ${name}`, fn)
+for (const { impl, cipher } of variants) {
+const pair = () => ({ dialer: createSleeveCipher(secret, true, { impl, cipher }), listener: createSleeveCipher(secret, false, { impl, cipher }) })
+const test = (name: string, fn: () => void | Promise<void>) => baseTest(`[${impl} ${cipher}] ${name}`, fn)
+
+test('the cipher is the one asked for', () => {
+  const { dialer } = pair()
+  assert.is(dialer.name, cipher)
+  assert.is(dialer.impl, impl)
+})
+
+test('a datagram that fails to open leaves its bytes as they were (also in place)', () => {
+  const { dialer, listener } = pair()
+  const sealed = dialer.seal(encodeFrames({ src: 1, dst: 2 }, [frame(5, 3000)]))
+  sealed[sealed.length - 1] ^= 1
+  const before = Uint8Array.from(sealed)
+  assert.equal(listener.open(sealed), { ok: false, reason: 'bad-mac' })
+  assert.equal(sealed, before)
+  sealed[sealed.length - 1] ^= 1
+  assert.ok(listener.open(sealed).ok, 'the genuine datagram still opens after a forged copy failed')
+})
 
 test('frames and heartbeats round-trip in both directions; overhead is as advertised', () => {
   const { dialer, listener } = pair()
@@ -71,7 +94,7 @@ test('a datagram reflected back to its sender, or keyed with another secret, fai
   const { dialer } = pair()
   const sealed = dialer.seal(encodeFrames({ src: 1, dst: 2 }, [frame(1)]))
   assert.equal(dialer.open(sealed), { ok: false, reason: 'bad-mac' })
-  const stranger = createSleeveCipher(new Uint8Array(32).fill(9), false, { impl })
+  const stranger = createSleeveCipher(new Uint8Array(32).fill(9), false, { impl, cipher })
   assert.equal(stranger.open(sealed), { ok: false, reason: 'bad-mac' })
   assert.equal(stranger.open(encodeFrames({ src: 1, dst: 2 }, [frame(1)])), { ok: false, reason: 'not-sealed' })
 })
@@ -89,6 +112,20 @@ baseTest('native and wasm ciphers interoperate byte for byte', () => {
     assert.equal(createSleeveCipher(secret, false, { impl: 'wasm' }).open(Uint8Array.from(a)), decodeDatagram(plain))
     assert.equal(createSleeveCipher(secret, false, { impl: 'native' }).open(a), decodeDatagram(plain))
   }), { numRuns: 50 })
+})
+
+baseTest('AES-256-GCM and ChaCha20-Poly1305 keys differ: neither opens the other\'s datagrams', () => {
+  if (!hasAes) return
+  const plain = encodeFrames({ src: 1, dst: 2 }, [frame(8, 500)])
+  const aes = createSleeveCipher(secret, true, { cipher: 'aes-256-gcm' })
+  const chacha = createSleeveCipher(secret, true, { cipher: 'chacha20-poly1305' })
+  assert.equal(createSleeveCipher(secret, false, { cipher: 'chacha20-poly1305' }).open(aes.seal(plain)), { ok: false, reason: 'bad-mac' })
+  assert.equal(createSleeveCipher(secret, false, { cipher: 'aes-256-gcm' }).open(chacha.seal(plain)), { ok: false, reason: 'bad-mac' })
+  assert.equal(createSleeveCipher(secret, false, { cipher: 'aes-256-gcm' }).open(aes.seal(plain)), decodeDatagram(plain))
+})
+
+baseTest('AES-256-GCM has no wasm fallback: asking for it there throws', () => {
+  assert.throws(() => createSleeveCipher(secret, true, { impl: 'wasm', cipher: 'aes-256-gcm' }))
 })
 
 baseTest('replay window: each number accepted once, too-old below the window, matches a model', () => {
