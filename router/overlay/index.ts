@@ -15,8 +15,9 @@ export { Forwarder } from './forwarder'
 export type { Routes, ForwardEffect, ForwardResult, DropReason } from './forwarder'
 export {
   createSleeveCipher, sleeveCryptoReady, ReplayWindow, SEAL_OVERHEAD_BYTES, SEQ_BYTES, TAG_BYTES, REPLAY_WINDOW,
+  sleeveCiphers, chooseSleeveCipher, DEFAULT_SLEEVE_CIPHER,
 } from './sleeve-crypto'
-export type { SleeveCipher, OpenResult, OpenFailure, ReplayVerdict } from './sleeve-crypto'
+export type { SleeveCipher, SleeveCipherName, OpenResult, OpenFailure, ReplayVerdict } from './sleeve-crypto'
 export { Sleeve } from './sleeve'
 export type { SleeveConfig, SleeveDeps, SleevePeer, SleeveStats } from './sleeve'
 export { handleTooBig, ipChecksum } from './too-big'

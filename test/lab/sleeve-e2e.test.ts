@@ -17,6 +17,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
 import { ExtraNamespaces } from './namespaces'
+import { sleeveCiphers } from '../../router/overlay'
 
 const run = promisify(execFile)
 const reason = labUnavailableReason({ docker: true })
@@ -205,6 +206,9 @@ if (reason) {
         assert.ok(await ping(a, b.ip, 5), 'encrypted sleeve carries traffic')
         const st = await h3.api('/status/overlay')
         assert.match(st.text, /established sleeve mtu=\d+ encrypted/)
+        // the daemons run this same build on this CPU: AES-256-GCM when it runs natively here
+        const want = sleeveCiphers()[0]
+        assert.match(st.text, new RegExp(`encrypted ${want} `), `negotiated ${want}\n${st.text}`)
         assert.not.ok(await captureSees(h2, () => sendKnown(a, b.ip)), 'with a password no plaintext on the underlay')
       } finally {
         await stopAll(lab)

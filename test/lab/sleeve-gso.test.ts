@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert'
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { systemClock, nullLogger } from '../../router/deps'
-import { Sleeve, createSleeveCipher, sleeveCryptoReady } from '../../router/overlay'
+import { Sleeve, createSleeveCipher, sleeveCiphers, sleeveCryptoReady } from '../../router/overlay'
 
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
@@ -78,8 +78,8 @@ function sleeves(secret?: Uint8Array): [Sleeve, Sleeve] {
   })
   const s1 = new Sleeve({ self: 1, bridgeIf: 'pcap', bindAddr: u1, port: 6783, netns: nsPath(ns.h1) }, deps(1, 2))
   const s2 = new Sleeve({ self: 2, bridgeIf: 'pcap', bindAddr: u2, port: 6783, netns: nsPath(ns.h2) }, deps(2, 1))
-  s1.setPeer(2, { addr: u2, port: 6783, cipher: secret && createSleeveCipher(secret, true) })
-  s2.setPeer(1, { addr: u1, port: 6783, cipher: secret && createSleeveCipher(secret, false) })
+  s1.setPeer(2, { addr: u2, port: 6783, cipher: secret && createSleeveCipher(secret, true, { cipher: sleeveCiphers()[0] }) })
+  s2.setPeer(1, { addr: u1, port: 6783, cipher: secret && createSleeveCipher(secret, false, { cipher: sleeveCiphers()[0] }) })
   s1.start()
   s2.start()
   return [s1, s2]
@@ -159,11 +159,12 @@ if (!isRoot) {
     const hosts = [ns.h1, ns.h2, ns.h3]
     const s = [1, 2, 3].map((i) => new Sleeve({ self: i, bridgeIf: 'pcap', bindAddr: '0.0.0.0', port: 6783, netns: nsPath(hosts[i - 1]) }, line(i)))
     const key = new Uint8Array(32).fill(5)
-    // encrypted hop by hop: the relay opens, and seals again for the next hop
-    s[0].setPeer(2, { addr: `${under}.2`, port: 6783, cipher: createSleeveCipher(key, true) })
-    s[1].setPeer(1, { addr: `${under}.1`, port: 6783, cipher: createSleeveCipher(key, false) })
-    s[1].setPeer(3, { addr: `${underB}.3`, port: 6783, cipher: createSleeveCipher(key, true) })
-    s[2].setPeer(2, { addr: `${underB}.2`, port: 6783, cipher: createSleeveCipher(key, false) })
+    // encrypted hop by hop: the relay opens, and seals again for the next hop (here with the
+    // other cipher: AES-256-GCM where available on the first hop, ChaCha20-Poly1305 on the second)
+    s[0].setPeer(2, { addr: `${under}.2`, port: 6783, cipher: createSleeveCipher(key, true, { cipher: sleeveCiphers()[0] }) })
+    s[1].setPeer(1, { addr: `${under}.1`, port: 6783, cipher: createSleeveCipher(key, false, { cipher: sleeveCiphers()[0] }) })
+    s[1].setPeer(3, { addr: `${underB}.3`, port: 6783, cipher: createSleeveCipher(key, true, { cipher: 'chacha20-poly1305' }) })
+    s[2].setPeer(2, { addr: `${underB}.2`, port: 6783, cipher: createSleeveCipher(key, false, { cipher: 'chacha20-poly1305' }) })
     try {
       for (const x of s) x.start()
       const p = await run('ip', ['netns', 'exec', ns.c1, 'busybox', 'ping', '-c', '2', '-i', '0.2', '-w', '10', '10.41.0.3'])

@@ -11,7 +11,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { systemClock, nullLogger } from '../../router/deps'
 import { openPacketSocket } from '../../router/native'
-import { Sleeve, type Routes, createSleeveCipher, sleeveCryptoReady } from '../../router/overlay'
+import { Sleeve, type Routes, createSleeveCipher, sleeveCiphers, sleeveCryptoReady } from '../../router/overlay'
 
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
@@ -64,8 +64,8 @@ function sleeves(secret?: Uint8Array, pathMtu?: number): [Sleeve, Sleeve] {
   const deps = (self: number, other: number) => ({ clock: systemClock(), logger: nullLogger, routes: routes(self, other) })
   const s1 = new Sleeve({ self: 1, bridgeIf: 'pcap', bindAddr: u1, port: 6783, netns: path(ns.h1) }, deps(1, 2))
   const s2 = new Sleeve({ self: 2, bridgeIf: 'pcap', bindAddr: u2, port: 6783, netns: path(ns.h2) }, deps(2, 1))
-  s1.setPeer(2, { addr: u2, port: 6783, pathMtu, cipher: secret && createSleeveCipher(secret, true) })
-  s2.setPeer(1, { addr: u1, port: 6783, pathMtu, cipher: secret && createSleeveCipher(secret, false) })
+  s1.setPeer(2, { addr: u2, port: 6783, pathMtu, cipher: secret && createSleeveCipher(secret, true, { cipher: sleeveCiphers()[0] }) })
+  s2.setPeer(1, { addr: u1, port: 6783, pathMtu, cipher: secret && createSleeveCipher(secret, false, { cipher: sleeveCiphers()[0] }) })
   s1.start()
   s2.start()
   return [s1, s2]
