@@ -12,6 +12,9 @@
  *                                       else why not (absent: a peer that predates fastdp)
  *   ack   {t:'ack', uid}                "your UDP heartbeat for connection uid reached me"
  *   fdp   {t:'fdp', ok}                 "your fastdp heartbeats reach me" (or not); see fastdp-health
+ *   esp   {t:'esp', sending, accepting} encrypted fastdp's key epochs (see fastdp-ipsec)
+ * With a password, a hello also carries `esp`: a fresh 32-byte nonce of this connection when we
+ * can protect fastdp with kernel ESP; the keys come from it, the peer's and the shared secret.
  * Hello is repeated every heartbeat tick until the remote's arrives (messages that reach a
  * connection before anyone listens for overlay messages are lost, so one copy is not enough),
  * and answered at once when the remote says it lacks ours.
@@ -39,6 +42,7 @@ import {
   chooseSleeveCipher, createSleeveCipher, SEAL_OVERHEAD_BYTES, sleeveCiphers, sleeveCryptoReady, type SleeveCipher, type SleeveCipherName,
 } from './sleeve-crypto'
 import type { SleevePeer } from './sleeve'
+import { ESP_NONCE_BYTES, validateEspControl, type EspControl } from './fastdp-ipsec'
 
 /** Weave sends sleeve heartbeats every second until the path is confirmed, then keeps them up. */
 export const HEARTBEAT_INTERVAL_MS = 1_000
@@ -112,14 +116,15 @@ export class SleeveLink {
 export type FastdpOffer = true | string
 
 export type OverlayControl =
-  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer; ciphers?: string[] }
+  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer; ciphers?: string[]; esp?: Uint8Array }
   | { t: 'ack'; uid: bigint }
   | { t: 'fdp'; ok: boolean }
+  | EspControl
 
 export function encodeOverlayControl(m: OverlayControl): Uint8Array {
   const obj = m.t === 'hello'
-    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp, ciphers: m.ciphers }
-    : m.t === 'ack' ? { t: 'ack', uid: m.uid.toString() } : { t: 'fdp', ok: m.ok }
+    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp, ciphers: m.ciphers, esp: m.esp ? Buffer.from(m.esp).toString('base64') : undefined }
+    : m.t === 'ack' ? { t: 'ack', uid: m.uid.toString() } : m.t === 'esp' ? m : { t: 'fdp', ok: m.ok }
   return new TextEncoder().encode(JSON.stringify(obj))
 }
 
@@ -152,7 +157,13 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
     let ciphers: string[] | undefined
     if (Array.isArray(r.ciphers)) ciphers = r.ciphers.slice(0, 16).filter((c): c is string => typeof c === 'string' && KNOWN_CIPHERS.has(c))
     else if (r.ciphers !== undefined) return undefined
-    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }), ...(ciphers === undefined ? {} : { ciphers }) }
+    let esp: Uint8Array | undefined
+    if (r.esp !== undefined) {
+      if (typeof r.esp !== 'string') return undefined
+      esp = new Uint8Array(Buffer.from(r.esp, 'base64'))
+      if (esp.length !== ESP_NONCE_BYTES) return undefined
+    }
+    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }), ...(ciphers === undefined ? {} : { ciphers }), ...(esp === undefined ? {} : { esp }) }
   }
   if (r.t === 'ack') {
     if (typeof r.uid !== 'string' || !/^\d{1,20}$/.test(r.uid)) return undefined
@@ -162,6 +173,7 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
     if (typeof r.ok !== 'boolean') return undefined
     return { t: 'fdp', ok: r.ok }
   }
+  if (r.t === 'esp') return validateEspControl(r)
   return undefined
 }
 
@@ -298,6 +310,8 @@ export interface SleeveOverlayConfig {
   ciphers?: readonly SleeveCipherName[]
   /** What our hellos say about fastdp (asked per hello); none: the hello says nothing (sleeve only). */
   fastdp?: () => FastdpOffer
+  /** With `encrypt`: whether our hellos offer kernel ESP for fastdp (asked per hello). */
+  esp?: () => boolean
 }
 
 /** A peer's hello arrived for the first time on a connection: where it is and what it offers. */
@@ -308,6 +322,11 @@ export interface OverlayPeerHello {
   ip: string
   /** The peer's fastdp offer; undefined: a peer without fastdp. */
   fastdp: FastdpOffer | undefined
+  /**
+   * When both hellos offered ESP (encrypted mesh): the connection's overlay secret, both nonces
+   * and our address on the connection, for encrypted fastdp's keys (fastdp-ipsec).
+   */
+  esp?: { secret: Uint8Array; ours: Uint8Array; theirs: Uint8Array; localIp: string }
 }
 
 export interface SleeveOverlayDeps {
@@ -319,6 +338,8 @@ export interface SleeveOverlayDeps {
   onPeerGone?: (p: { peer: PeerName; shortId: number }) => void
   /** The peer says whether our fastdp heartbeats reach it. */
   onFastdpStatus?: (p: { peer: PeerName; shortId: number; ok: boolean }) => void
+  /** The peer's encrypted-fastdp key epochs. */
+  onEsp?: (p: { peer: PeerName; shortId: number; m: EspControl }) => void
 }
 
 /** One line of `weave status` for an overlay connection. */
@@ -345,6 +366,8 @@ interface Live {
   link: SleeveLink
   shortId: number
   keys: KxKeyPair | undefined
+  /** Our ESP nonce on this connection (encrypted mesh only). */
+  espNonce: Uint8Array | undefined
   cipherSet: boolean
   cipherName: SleeveCipherName | undefined
   addr: string
@@ -368,6 +391,8 @@ export interface SleeveOverlay {
   setVia(shortId: number, via: 'sleeve' | 'fastdp', why?: string): boolean
   /** Tell the peer whether its fastdp heartbeats reach us; false when no connection has that short ID. */
   sendFastdpStatus(shortId: number, ok: boolean): boolean
+  /** Send our encrypted-fastdp key epochs; false when no connection has that short ID. */
+  sendEsp(shortId: number, m: EspControl): boolean
   /** Counters: bad control messages, heartbeats in/out. */
   readonly stats: { badControl: number; heartbeatsSent: number; heartbeatsReceived: number; acksReceived: number }
 }
@@ -399,7 +424,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
   function sendHello(l: Live): void {
     const got = l.link.remote !== undefined
     const ciphers = ourCiphers && [...ourCiphers]
-    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.(), ciphers }) })
+    const esp = l.espNonce && config.esp?.() ? l.espNonce : undefined
+    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.(), ciphers, esp }) })
   }
 
   function shortIdOf(conn: PeerConnection): number {
@@ -426,6 +452,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       link: new SleeveLink(name, conn.connUid, timeoutMs),
       shortId: shortIdOf(conn),
       keys: config.encrypt ? kxKeyPair() : undefined,
+      espNonce: config.encrypt ? sodium.randombytes_buf(ESP_NONCE_BYTES) : undefined,
       cipherSet: false,
       cipherName: undefined,
       addr: conn.remoteAddr,
@@ -466,6 +493,10 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       deps.onFastdpStatus?.({ peer: l.link.peer, shortId: l.shortId, ok: m.ok })
       return
     }
+    if (m.t === 'esp') {
+      deps.onEsp?.({ peer: l.link.peer, shortId: l.shortId, m })
+      return
+    }
     if (config.encrypt && !m.pub) {
       stats.badControl++
       log.warn(`${l.link.peer} sent no sleeve key although the mesh is encrypted; not using sleeve with it`)
@@ -475,16 +506,20 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     if (r.first) {
       const ip = hostOf(l.conn.remoteAddr)
       let cipher: SleeveCipher | undefined
+      let esp: OverlayPeerHello['esp']
       if (config.encrypt && l.keys && m.pub) {
         const name = chooseSleeveCipher(ourCiphers ?? [], m.ciphers)
-        cipher = createSleeveCipher(deriveSleeveSecret(l.keys, m.pub, l.conn.outbound), l.conn.outbound, { cipher: name })
+        const secret = deriveSleeveSecret(l.keys, m.pub, l.conn.outbound)
+        cipher = createSleeveCipher(secret, l.conn.outbound, { cipher: name })
         l.cipherName = name
+        // encrypted fastdp: both offered ESP (its keys are HKDF'd apart from the sleeve's)
+        if (m.esp && l.espNonce && config.esp?.()) esp = { secret, ours: l.espNonce, theirs: m.esp, localIp: hostOf(l.conn.localAddr).replace(/^::ffff:/, '') }
       }
       l.addr = `${ip}:${m.port}`
       sleeve?.setPeer(l.shortId, { addr: ip, port: m.port, cipher })
       l.cipherSet = cipher !== undefined
       log.info(`sleeve peer ${l.link.peer} (short ID ${l.shortId}) at ${l.addr}${cipher ? `, encrypted with ${cipher.name}` : ''}`)
-      deps.onPeerHello?.({ peer: l.link.peer, shortId: l.shortId, ip, fastdp: m.fastdp })
+      deps.onPeerHello?.({ peer: l.link.peer, shortId: l.shortId, ip, fastdp: m.fastdp, ...(esp ? { esp } : {}) })
       routes.invalidate()
       heartbeat(l)
     }
@@ -535,6 +570,12 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       const l = byShort.get(shortId)
       if (!l) return false
       l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'fdp', ok }) })
+      return true
+    },
+    sendEsp(shortId, m) {
+      const l = byShort.get(shortId)
+      if (!l) return false
+      l.conn.send({ type: 'overlay', payload: encodeOverlayControl(m) })
       return true
     },
     async attach(m, s) {
