@@ -15,6 +15,7 @@ tests=(
   openvswitch-switch                                   # ovsdb-server + ovs-vswitchd per lab host
   iperf3 tcpdump busybox-static                        # benchmarks, captures, the test image
   make python3
+  qemu-system-x86 linux-image-amd64 xz-utils           # the stock-kernel VM lab (test/vm): kernel OVS datapath, ESP
 )
 packages=("${runtime[@]}")
 [ "${1:-all}" = runtime ] || packages+=("${tests[@]}")
