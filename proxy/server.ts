@@ -74,6 +74,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
   }
 
   async function dispatch(client: net.Socket, rawHead: Buffer, rest: Buffer) {
+    const t0 = deps.clock.now()
     let head = parseHead(rawHead)
     const line = head && parseRequestLine(head.startLine)
     if (!head || !line) throw new ProxyReply(400, 'malformed HTTP request')
@@ -81,6 +82,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     if ((getHeader(head, 'Host') ?? '').startsWith('/')) head = setHeader(head, 'Host', 'docker')
     head = setHeader(head, 'Connection', withConnectionClose(getHeader(head, 'Connection')))
     const route = routeRequest(line.method, line.target)
+    client.once('close', () => log.debug(`${line.method} ${line.target}: ${deps.clock.now() - t0} ms`))
     if (route.kind === 'create') {
       const body = await readBody(client, head, rest)
       const query = new URLSearchParams(line.target.split('?')[1] ?? '')
@@ -151,7 +153,9 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     // only time out.
     const inherits = weaveCidrFromEnv(reqEnv) === undefined
     if (!inherits && own.kind === 'skip') return skipCreate(body, name, own.reason)
+    const tImage = deps.clock.now()
     const image = inherits || needsImageCommand(req) ? await imageConfig(req.Image) : undefined
+    log.debug(`create: image config ${deps.clock.now() - tImage} ms`)
     const decision = inherits ? decideAttach({ env: [...(image?.Env ?? []), ...reqEnv], networkMode, defaultIpalloc: config.defaultIpalloc }) : own
     if (decision.kind === 'invalid') throw new ProxyReply(400, `weave: ${decision.error} (set in image ${String(req.Image)})`)
     if (decision.kind === 'skip') return skipCreate(body, name, decision.reason)
@@ -228,8 +232,11 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
   async function attachStarted(container: string) {
     const onStarted = deps.hooks.onStarted
     if (!onStarted) return
+    const t0 = deps.clock.now()
     const started = await inspectWeaveContainer(engine, container, config.defaultIpalloc)
+    const t1 = deps.clock.now()
     if (started) await withTimeout(onStarted(started), config.attachTimeoutMs ?? DEFAULT_ATTACH_TIMEOUT_MS)
+    log.debug(`start ${container.slice(0, 12)}: inspect ${t1 - t0} ms, attach ${deps.clock.now() - t1} ms`)
   }
 
   function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

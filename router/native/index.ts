@@ -124,7 +124,8 @@ export interface NativeNetlink {
   nlRoute(fd: number, index: number, dst: string, prefix: number): void
   /** Write /proc/sys/<key> (dots or slashes) as seen from `netns`. */
   nlSysctl(netns: string | null, key: string, value: string): void
-  nlGarp(netns: string | null, ifname: string, ip: string): void
+  /** Sends one gratuitous ARP; returns the packet socket's fd, for the caller to close with fs.close (its close is slow). */
+  nlGarp(netns: string | null, ifname: string, ip: string): number
 }
 
 /** The netlink calls, or undefined when the addon is not built (callers then spawn `ip`). */

@@ -971,6 +971,7 @@ static napi_value path_mtu(napi_env env, napi_callback_info info) {
 /* ---- module ---------------------------------------------------------------------------- */
 
 void weave_register_aead(napi_env env, napi_value exports); /* aead.c */
+void weave_register_netlink(napi_env env, napi_value exports); /* netlink.c */
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -991,6 +992,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value max;
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   weave_register_aead(env, exports);
+  weave_register_netlink(env, exports);
   napi_create_int32(env, MAX_BATCH, &max);
   napi_set_named_property(env, exports, "MAX_BATCH", max);
   return exports;

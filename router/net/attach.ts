@@ -6,9 +6,16 @@
 import { NetCommandError, Runner, inNetns } from './exec'
 import { NetContext, NetnsRef, bestEffort, isNetnsGone, netnsRefPath, runIn } from './context'
 import { Ipv4Cidr, formatCidr, networkOf, parseCidr, sameCidr } from './cidr'
-import { containerMulticastAccept, containerMulticastDrop, deleteRule, ensureRule, iptables } from './iptables'
-import { AddrInfo, CONTAINER_IFNAME, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, parseLinks, sysctl, txOffloadOff } from './ip-args'
+import { Rule, containerMulticastAccept, containerMulticastDrop, deleteRule, ensureRule, iptables } from './iptables'
+import { AddrInfo, CONTAINER_IFNAME, MULTICAST_ROUTE, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, parseLinks, sysctl, txOffloadOff } from './ip-args'
 import { DEFAULT_BRIDGE, getLink } from './bridge'
+import type { NativeNetlink } from '../native'
+import * as fs from 'node:fs'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/** Host plumbing, not a protocol core: a plain timer. Link watch runs within a few ms. */
+const ANNOUNCE_DELAY_MS = 20
 
 export interface AttachRequest {
   netns: NetnsRef
@@ -74,6 +81,12 @@ export async function attach(ctx: NetContext, req: AttachRequest): Promise<Attac
   const want = req.addresses.map(parseCidr)
   const bridge = req.bridge ?? DEFAULT_BRIDGE
   const hostEnd = hostVethName(req.containerId)
+  const nl = ctx.netlink?.()
+  if (nl) {
+    const r = await attachNewNative(ctx, nl, req, hostEnd, bridge, dedupe(want))
+    if (r) return r
+    // ethwe exists already: the rare re-attach goes the step-by-step way below.
+  }
   const current = await readEthwe(ctx, req.netns)
   if (!current) return attachNew(ctx, req, hostEnd, bridge, dedupe(want))
   // Already attached: add what is missing, step by step (rare, so no batching).
@@ -132,15 +145,7 @@ async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, b
     ['sysctl', '-q', '-e', '-w', ...sysctls],
     ...want.map((c) => ip.addAddr(E, c)),
   ]
-  if (req.isolateMulticast ?? true) {
-    inContainer.push(iptables.append(containerMulticastDrop(E)))
-    const nets = new Set<string>()
-    for (const c of want) {
-      if (nets.has(networkOf(c))) continue
-      nets.add(networkOf(c))
-      inContainer.push(iptables.insertFirst(containerMulticastAccept(E, c)))
-    }
-  }
+  if (req.isolateMulticast ?? true) inContainer.push(...addMulticastRulesArgv(want))
   const ns = netnsRefPath(req.netns)
   try {
     await ctx.run(inNetns(ns, script(inContainer)))
@@ -167,6 +172,111 @@ async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, b
   // run` waiting on us) should not wait for it.
   void announce(ctx, req.netns, want)
   return { mac: current.mac, addresses: current.addresses.map(formatCidr), added: want.map(formatCidr), created: true }
+}
+
+/** nsfs path of the namespace `ctx.hostNetns` names; null when it is our own. */
+function hostNetnsPath(ctx: NetContext): string | null {
+  const h = ctx.hostNetns
+  if (/^\d+$/.test(h)) return Number(h) === process.pid ? null : `/proc/${h}/ns/net`
+  return netnsRefPath({ name: h })
+}
+
+/**
+ * attachNew over netlink: the same steps and order without starting a process, except the
+ * multicast iptables rules (iptables has no small kernel interface), which run as one process
+ * in the container while the netlink steps go on, and are waited for before ethwe comes up.
+ * Undefined when the container already has ethwe (the caller takes the step-by-step path).
+ */
+async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRequest, hostEnd: string, bridge: string, want: Ipv4Cidr[]): Promise<AttachResult | undefined> {
+  const E = CONTAINER_IFNAME
+  const ns = netnsRefPath(req.netns)
+  const fds: number[] = []
+  const open = (path: string | null) => { const fd = nl.nlOpen(path); fds.push(fd); return fd }
+  let rules: Promise<unknown> | undefined
+  let created = false
+  const t0 = performance.now()
+  try {
+    const h = open(hostNetnsPath(ctx))
+    const c = open(ns)
+    if (nl.nlLink(c, E)) return undefined
+    const br = nl.nlLink(h, bridge)
+    if (!br) throw new Error(`bridge ${bridge} does not exist: launch weave first`)
+    if (nl.nlLink(h, hostEnd)) {
+      // A veth end lives exactly as long as its peer, so this one belongs to a live interface:
+      // another container whose id starts with the same 7 characters. Never take it over.
+      throw Object.assign(new Error(`${hostEnd} already exists (another container with the same id prefix?); not attaching`), { code: 'HOST_VETH_EXISTS' })
+    }
+    if (req.isolateMulticast ?? true) {
+      // Rules name ethwe, so they may go in before it exists; started first, awaited last.
+      rules = ctx.run(inNetns(ns, script(addMulticastRulesArgv(want))))
+      rules.catch(() => undefined) // awaited below; a failure before that must not go unhandled
+    }
+    nl.nlVethAdd(h, hostEnd, E, req.mtu ?? br.mtu, ns)
+    created = true
+    const [raKey, raVal] = noRouterAdvertsSysctl(E)
+    for (const [k, v] of [[raKey, raVal] as [string, number], ...bridgeArpSysctls(E)]) {
+      try { nl.nlSysctl(ns, k, String(v)) } catch (err) {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err // `sysctl -e`: IPv6 may be off
+      }
+    }
+    const e = nl.nlLink(c, E)
+    const hl = nl.nlLink(h, hostEnd)
+    if (!e || !hl) throw new Error(`${E} or ${hostEnd} vanished right after it was created`)
+    for (const a of want) nl.nlAddr(c, true, e.index, a.ip, a.prefix)
+    nl.nlLinkSet(h, hl.index, -1, br.index, 0)
+    try { nl.nlHairpin(h, hl.index, true) } catch { /* optional, as with `ip` */ }
+    nl.nlLinkSet(h, hl.index, 1, -1, 0)
+    const tNl = performance.now()
+    if (rules) await rules
+    ctx.log.debug(`attach ${hostEnd}: netlink ${(tNl - t0).toFixed(1)} ms, rules ${(performance.now() - t0).toFixed(1)} ms`)
+    if (req.txOffloadOff ?? false) await bestEffort(ctx, inNetns(ns, txOffloadOff(E)), 'tx offload off on ethwe')
+    // ethwe up last but for the route: weavewait lets the container's command run from here.
+    nl.nlLinkSet(c, e.index, 1, -1, 0)
+    if (req.multicastRoute ?? true) nl.nlRoute(c, e.index, MULTICAST_ROUTE.split('/')[0], Number(MULTICAST_ROUTE.split('/')[1]))
+    void announceNative(ctx, nl, ns, want)
+    return { mac: e.mac, addresses: want.map(formatCidr), added: want.map(formatCidr), created: true }
+  } catch (err) {
+    if (created) {
+      try { const l = nl.nlLink(fds[0], hostEnd); if (l) nl.nlLinkDel(fds[0], l.index) } catch (e2) { ctx.log.warn(`cleanup after failed attach: ${(e2 as Error).message}`) }
+      if (rules) await bestEffort(ctx, inNetns(ns, script(multicastRules(want).map((r) => ({ optional: iptables.delete(r) })))), 'cleanup after failed attach')
+    }
+    throw err
+  } finally {
+    for (const fd of fds) nl.nlClose(fd)
+  }
+}
+
+/**
+ * The gratuitous ARPs, a little after ethwe came up: the bridge port of the host end forwards
+ * only once the kernel's link watcher has seen the carrier (asynchronously), and an ARP sent
+ * before that is dropped. Not awaited by attach: neighbours learning the MAC a little later is
+ * harmless, a `docker run` waiting for it is not.
+ */
+async function announceNative(ctx: NetContext, nl: NativeNetlink, ns: string, addrs: Ipv4Cidr[]): Promise<void> {
+  await sleep(ANNOUNCE_DELAY_MS)
+  for (const a of addrs) {
+    try {
+      fs.close(nl.nlGarp(ns, CONTAINER_IFNAME, a.ip), () => undefined)
+    } catch (err) {
+      ctx.log.debug(`gratuitous ARP for ${formatCidr(a)}: ${(err as Error).message}`)
+    }
+  }
+}
+
+/** The drop for multicast on ethwe, then an accept per subnet of `want` (inserted in front of it). */
+function multicastRules(want: Ipv4Cidr[]): Rule[] {
+  const nets = new Set<string>()
+  const accepts: Rule[] = []
+  for (const c of want) {
+    if (nets.has(networkOf(c))) continue
+    nets.add(networkOf(c))
+    accepts.push(containerMulticastAccept(CONTAINER_IFNAME, c))
+  }
+  return [containerMulticastDrop(CONTAINER_IFNAME), ...accepts]
+}
+
+function addMulticastRulesArgv(want: Ipv4Cidr[]): string[][] {
+  return multicastRules(want).map((r, i) => (i === 0 ? iptables.append(r) : iptables.insertFirst(r)))
 }
 
 /** argv running `argv` inside `ref` (for bestEffort, which takes plain argv). */

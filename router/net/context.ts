@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from '../deps'
 import { NetCommandError, Runner, inNetns } from './exec'
+import type { NativeNetlink } from '../native'
 
 /** A network namespace: a process in it, a path to its nsfs file, or a name under /var/run/netns. */
 export type NetnsRef = { pid: number } | { path: string } | { name: string }
@@ -17,6 +18,8 @@ export interface NetContext {
   hostNetns: string
   /** Tool for gratuitous ARP; 'none' skips it. */
   arping: () => 'busybox' | 'arping' | 'none'
+  /** Netlink calls of the native addon for attach (no process starts), or undefined: spawn `ip`. */
+  netlink?: () => NativeNetlink | undefined
 }
 
 /** The nsfs path of a namespace reference. */

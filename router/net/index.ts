@@ -28,6 +28,7 @@ import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachReques
 import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide } from './expose'
 import { ResetResult, resetHost } from './reset'
 import { formatCidr } from './cidr'
+import { nativeNetlink, type NativeNetlink } from '../native'
 
 export { NetCommandError, createRunner, inNetns, netnsPath } from './exec'
 export type { Runner, RunResult, RunnerOptions } from './exec'
@@ -62,6 +63,11 @@ export interface NetHostOptions {
   hostNetns?: string
   /** Gratuitous ARP tool; default: `arping` if in a system bin directory, else busybox, else none. */
   arping?: 'busybox' | 'arping' | 'none'
+  /**
+   * Attach over netlink with the native addon when it is built (default true unless `run` is
+   * given: a recording runner must see every change as argv).
+   */
+  native?: boolean
   logger?: Logger
 }
 
@@ -103,11 +109,14 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
     return p
   }
   let arping = opts.arping
+  const useNative = opts.native ?? !opts.run
+  let netlink: NativeNetlink | undefined | null = useNative ? null : undefined // null: not loaded yet
   const ctx: NetContext = {
     run: opts.run ?? createRunner({ netns: opts.netns }),
     log: (opts.logger ?? nullLogger).child('net'),
     hostNetns: opts.hostNetns ?? opts.netns ?? String(process.pid),
     arping: () => (arping ??= detectArping()),
+    netlink: () => (netlink === null ? (netlink = nativeNetlink()) : netlink),
   }
   return {
     ensureBridge: (o) => serial(() => ensureBridge(ctx, o)),
