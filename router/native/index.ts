@@ -45,6 +45,7 @@ interface Addon {
   aeadContext?(alg: number, key: Uint8Array): AeadContext
   aeadCtxSeal?(ctx: AeadContext, dir: number, seq: number, buf: Uint8Array, adLen: number): void
   aeadCtxOpen?(ctx: AeadContext, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
+  aeadCtxSealv?(ctx: AeadContext, dir: number, seq: number, out: Uint8Array, adLen: number, parts: readonly Uint8Array[]): void
 }
 type AeadContext = { readonly __brand: 'AeadContext' }
 
@@ -143,6 +144,12 @@ export interface NativeAeadKey {
   seal(dir: number, seq: number, buf: Uint8Array, adLen: number): void
   /** false (buffer as it was) when it does not authenticate. */
   open(dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
+  /**
+   * Like seal, with the message gathered from `parts` (≤ 8, not overlapping `out`, lengths
+   * summing to out.length - adLen - 16) and encrypted straight into `out` after its adLen
+   * bytes of associated data: one pass instead of copy-then-seal.
+   */
+  sealv(dir: number, seq: number, out: Uint8Array, adLen: number, parts: readonly Uint8Array[]): void
 }
 
 const CIPHER_ALG: Record<NativeCipherName, number> = { 'chacha20-poly1305': 0, 'aes-256-gcm': 1 }
@@ -169,9 +176,11 @@ export function nativeAeadKey(cipher: NativeCipherName, key: Uint8Array): Native
   const ctx = a.aeadContext!(CIPHER_ALG[cipher], key)
   const seal = a.aeadCtxSeal!
   const open = a.aeadCtxOpen!
+  const sealv = a.aeadCtxSealv!
   return {
     seal: (dir, seq, buf, adLen) => seal(ctx, dir, seq, buf, adLen),
     open: (dir, seq, buf, adLen) => open(ctx, dir, seq, buf, adLen),
+    sealv: (dir, seq, out, adLen, parts) => sealv(ctx, dir, seq, out, adLen, parts),
   }
 }
 

@@ -455,7 +455,7 @@ export class Sleeve {
       const c = peer.cipher
       if (c) {
         const sealed = c.sealParts
-          ? c.sealParts(this.superHead, [this.superHead.subarray(HEADER_BYTES), f])
+          ? c.sealParts(this.superHead, [this.superHead.subarray(HEADER_BYTES), f], this.sealScratch())
           : c.seal(encodeSuper(h, f, g))
         r = udp.sendPieces(peer.addr, peer.port, this.pieceHead, id, [sealed], room)
       } else {
@@ -473,6 +473,11 @@ export class Sleeve {
     }
     return false
   }
+  /** Where super-frames are sealed: sendPieces hands them to the kernel (which copies) at once. */
+  private sealScratch(): Buffer {
+    return (this.sealBuf ??= Buffer.allocUnsafe(MAX_PIECED_BYTES))
+  }
+  private sealBuf: Buffer | undefined
   private readonly pieceHead = new Uint8Array(HEADER_BYTES)
   private readonly superHead = new Uint8Array(HEADER_BYTES + GSO_HEADER_BYTES)
 

@@ -14,11 +14,12 @@
  * The containers keep TSO/checksum offload on (the veth default), so sleeve carries GSO
  * super-frames; SLEEVE_BENCH_TX_OFF=1 turns tx offload off in them (frame by frame, the old
  * way), SLEEVE_BENCH_PROF=DIR writes the routers' --cpu-prof profiles there,
- * SLEEVE_BENCH_DEBUG=1 logs the routers to stderr. `npm run bench -- sleeve 10` runs 10 s each.
+ * SLEEVE_BENCH_DEBUG=1 logs the routers to stderr, SLEEVE_BENCH_CIPHER=chacha20-poly1305 seals
+ * with that cipher instead of the one daemons here would negotiate (AES-256-GCM with AES-NI). `npm run bench -- sleeve 10` runs 10 s each.
  * Traffic stays on the lab's underlay (192.168.250.x) and 10.40.0.0/24 inside the containers.
  *
  * Last line: {"bench":"sleeve","kernel_vxlan_gbps":…,"sleeve_gbps":…,"sleeve_encrypted_gbps":…,
- *             "sleeve_ratio":…,"sleeve_encrypted_ratio":…,"router_cpu_s_per_gbit":…}
+ *             "sleeve_ratio":…,"sleeve_encrypted_ratio":…,"sleeve_cipher":…,"router_cpu_s_per_gbit":…}
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
@@ -39,6 +40,7 @@ function arg(name: string): string | undefined {
 
 async function router(): Promise<void> {
   const { Sleeve, createSleeveCipher, sleeveCryptoReady } = await import('../../router/overlay')
+  type SleeveCipherName = import('../../router/overlay').SleeveCipherName
   const self = Number(arg('self'))
   const other = Number(arg('other'))
   const encrypted = arg('secret') !== undefined
@@ -53,7 +55,7 @@ async function router(): Promise<void> {
   })
   s.setPeer(other, {
     addr: arg('peer')!, port: PORT,
-    cipher: encrypted ? createSleeveCipher(Buffer.from(arg('secret')!, 'hex'), self < other) : undefined,
+    cipher: encrypted ? createSleeveCipher(Buffer.from(arg('secret')!, 'hex'), self < other, { cipher: arg('cipher') as SleeveCipherName }) : undefined,
   })
   s.start()
   console.log('ready')
@@ -157,13 +159,17 @@ async function main(): Promise<void> {
       await inC('ip', 'link', 'set', 'ethwe', 'up')
       if (process.env.SLEEVE_BENCH_TX_OFF) await inC('ethtool', '-K', 'ethwe', 'tx', 'off').catch(() => undefined)
     }
+    // as two daemons on this machine would negotiate it, unless SLEEVE_BENCH_CIPHER names one
+    const { sleeveCiphers } = await import('../../router/overlay')
+    const cipher = process.env.SLEEVE_BENCH_CIPHER ?? sleeveCiphers()[0]
+    console.log(`encrypted runs use ${cipher}`)
     const results: Record<string, { gbps: number; cpuS: number; retrans: number }> = {}
     for (const mode of ['plain', 'encrypted'] as const) {
       const procs = lab.hosts.map((h, i) => {
         const o = lab.hosts[1 - i]
         const argv = ['--enable-source-maps', __filename, '--role', 'router', '--self', String(i + 1), '--other', String(2 - i),
           '--bind', h.underlayIp, '--peer', o.underlayIp, '--netns', `/var/run/netns/${h.ns}`,
-          ...(mode === 'encrypted' ? ['--secret', SECRET_HEX] : [])]
+          ...(mode === 'encrypted' ? ['--secret', SECRET_HEX, '--cipher', cipher] : [])]
         const prof = process.env.SLEEVE_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SLEEVE_BENCH_PROF] : []
         return new RouterProc(h.name, spawn(process.execPath, [...prof, ...argv], { stdio: ['pipe', 'pipe', 'inherit'] }))
       })
@@ -217,6 +223,7 @@ async function main(): Promise<void> {
       sleeve_encrypted_gbps: round(e.gbps),
       sleeve_ratio: round(p.gbps / kernel),
       sleeve_encrypted_ratio: round(e.gbps / kernel),
+      sleeve_cipher: cipher,
       router_cpu_s_per_gbit: round(p.cpuS / (p.gbps * seconds)),
       router_cpu_s_per_gbit_encrypted: round(e.cpuS / (e.gbps * seconds)),
       retransmits: p.retrans,
