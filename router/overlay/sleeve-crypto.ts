@@ -112,8 +112,9 @@ export interface SleeveCipher {
   /**
    * seal(header ‖ body[0] ‖ body[1] ...) without building the plaintext first: `header` is the
    * 8-byte plaintext sleeve header. One copy of the body (a 64 KiB super-frame) instead of two;
-   * natively the body is encrypted straight from where it is. With `into` (large enough, not
-   * overlapping the body) the result is a view of it, valid until `into` is reused: a sender
+   * natively the body is encrypted straight from where it is. Natively with `into` (large
+   * enough, not overlapping the body) the result is a view of it, valid until `into` is reused
+   * (the wasm fallback ignores `into`): a sender
    * that hands the datagram to the kernel at once saves allocating (and faulting in) 64 KiB.
    */
   sealParts?(header: Uint8Array, body: readonly Uint8Array[], into?: Uint8Array): Uint8Array

@@ -29,6 +29,20 @@ test('the cipher is the one asked for', () => {
   assert.is(dialer.impl, impl)
 })
 
+test('sealParts (into a reused buffer or not) gives the bytes seal gives for the joined plaintext', () => {
+  const plain = encodeFrames({ src: 1, dst: 2 }, [frame(6, 9000), frame(7, 100)])
+  const head = plain.subarray(0, 8)
+  const parts = [plain.subarray(8, 11), plain.subarray(11, 5000), plain.subarray(5000)]
+  const want = Buffer.from(pair().dialer.seal(plain))
+  const into = new Uint8Array(20_000).fill(0xee)
+  const a = pair().dialer.sealParts!(head, parts, into)
+  assert.ok(Buffer.from(a).equals(want), 'into a buffer')
+  if (impl === 'native') assert.is(a.buffer, into.buffer, 'a view of it')
+  assert.ok(Buffer.from(pair().dialer.sealParts!(head, parts)).equals(want), 'allocated')
+  assert.ok(Buffer.from(pair().dialer.sealParts!(head, parts, new Uint8Array(10))).equals(want), 'too small a buffer is not used')
+  assert.equal(pair().listener.open(a), decodeDatagram(plain))
+})
+
 test('a datagram that fails to open leaves its bytes as they were (also in place)', () => {
   const { dialer, listener } = pair()
   const sealed = dialer.seal(encodeFrames({ src: 1, dst: 2 }, [frame(5, 3000)]))
