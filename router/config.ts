@@ -39,6 +39,8 @@ export interface WeaverConfig {
   readonly ovsdb: string
   /** Where ovs-vswitchd keeps its bridges' management sockets; undefined = next to the OVSDB socket. */
   readonly ovsRundir: string | undefined
+  /** Encrypted fastdp: a new ESP key epoch per direction this often (optional for hand-made configs). */
+  readonly espRotateMs?: number
 }
 
 export class ConfigError extends Error {}
@@ -66,6 +68,7 @@ const DEFAULTS = {
   dockerApi: 'unix:///var/run/docker.sock',
   attachTimeoutS: 60, // IPAM may be awaiting consensus while peers start; then `docker run` says so
   ovsdb: 'unix:/var/run/openvswitch/db.sock', // where Debian's openvswitch-switch serves it
+  espRotateS: 900, // short key lives without churn; tests shorten it to see a rotation
 } as const
 
 export const FLAGS: readonly Flag[] = [
@@ -92,6 +95,7 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--attach-timeout', key: 'attachTimeoutMs', kind: 'int', help: `seconds a docker start waits for an address and ethwe (default ${DEFAULTS.attachTimeoutS})` },
   { flag: '--no-fastdp', key: 'noFastdp', kind: 'bool', env: 'WEAVE_NO_FASTDP', help: 'use sleeve only, never Open vSwitch' },
   { flag: '--ovsdb', key: 'ovsdb', kind: 'string', env: 'WEAVE_OVSDB', help: `OVSDB server for fastdp (default ${DEFAULTS.ovsdb})` },
+  { flag: '--esp-rotate', key: 'espRotateMs', kind: 'int', env: 'WEAVE_ESP_ROTATE', help: `seconds between ESP key rotations of encrypted fastdp (default ${DEFAULTS.espRotateS})` },
   { flag: '--ovs-rundir', key: 'ovsRundir', kind: 'string', env: 'OVS_RUNDIR', help: 'run directory of ovs-vswitchd (default: the OVSDB socket\'s directory)' },
 ]
 
@@ -173,6 +177,7 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     noFastdp: raw.noFastdp === true || (typeof raw.noFastdp === 'string' && !/^(0|false|no)$/i.test(raw.noFastdp)),
     ovsdb: str('ovsdb') ?? DEFAULTS.ovsdb,
     ovsRundir: str('ovsRundir'),
+    espRotateMs: int('espRotateMs', DEFAULTS.espRotateS, 1, 86400) * 1000,
   }
   return Object.freeze(cfg)
 }

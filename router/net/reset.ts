@@ -4,6 +4,7 @@ import { NetContext } from './context'
 import { ip, isNoSuchDevice, parseLinks } from './ip-args'
 import { removeAllOurs } from './iptables'
 import { DEFAULT_BRIDGE } from './bridge'
+import { removeAllEsp } from './xfrm'
 
 /** Links of ours besides the bridge: vethwe-bridge/-pcap/-datapath, vethwedu, vethwepl<id>. */
 export const OUR_LINK_PREFIX = 'vethwe'
@@ -17,7 +18,8 @@ export function linksToRemove(names: string[], bridge: string): string[] {
 
 /**
  * Delete the bridge (its addresses and routes go with it), every vethwe* link (a container's
- * ethwe goes with its host end), then our iptables jumps and chains. Safe to run twice.
+ * ethwe goes with its host end), encrypted fastdp's xfrm SAs and policies, then our iptables jumps
+ * and chains. Safe to run twice.
  */
 export async function resetHost(ctx: NetContext, opts: { bridge?: string } = {}): Promise<ResetResult> {
   const bridge = opts.bridge ?? DEFAULT_BRIDGE
@@ -32,6 +34,8 @@ export async function resetHost(ctx: NetContext, opts: { bridge?: string } = {})
       if (!(err instanceof NetCommandError && isNoSuchDevice(err.stderr))) throw err
     }
   }
+  // encrypted fastdp's SAs and policies (found by our reqid and priority); its chain goes below
+  await removeAllEsp({ run: ctx.run, iptables: false })
   const filter = await removeAllOurs(ctx.run, 'filter')
   const nat = await removeAllOurs(ctx.run, 'nat')
   ctx.log.info(`reset: removed ${gone.length} links, ${filter.chains + nat.chains} chains`)

@@ -213,7 +213,7 @@ export async function probeEsp(deps: { run?: Runner; batch?: BatchRunner; module
  * `weave reset` / daemon stop: delete every SA with our reqid, every policy with our priority,
  * and the plaintext drop chain. Safe to run twice, and where xfrm is missing.
  */
-export async function removeAllEsp(deps: { run?: Runner } = {}): Promise<{ removed: boolean }> {
+export async function removeAllEsp(deps: { run?: Runner; iptables?: boolean } = {}): Promise<{ removed: boolean }> {
   const run = deps.run ?? createRunner({ timeoutMs: 15_000 })
   let removed = false
   for (const argv of [
@@ -222,7 +222,8 @@ export async function removeAllEsp(deps: { run?: Runner } = {}): Promise<{ remov
   ]) {
     try { await run(argv); removed = true } catch { /* no xfrm here, or nothing to delete */ }
   }
-  // The chain goes with the other WEAVE* chains in removeAllOurs; alone here for daemon stop.
+  // `weave reset` removes the chain with the other WEAVE* chains (iptables: false); daemon stop here.
+  if (deps.iptables === false) return { removed }
   try {
     await deleteRule(run, inputJump)
     await run(['iptables', '-w', '5', '-t', 'filter', '-F', ESP_CHAIN])

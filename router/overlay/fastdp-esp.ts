@@ -94,13 +94,19 @@ export class EspDriver {
     this.carryOut(shortId, e.esp.onControl(m, this.deps.clock.now()), 'peer state')
   }
 
-  /** Remove the pair's SAs, policies and drop rule (after the datapath stopped tunnelling to it). */
-  remove(shortId: number): Promise<void> {
+  /**
+   * Remove the pair's SAs, policies and drop rule, once `after` settled (the datapath stopped
+   * tunnelling to it). Queued at once, so a reconnect's add() of the same pair runs after it.
+   */
+  remove(shortId: number, after?: Promise<unknown>): Promise<void> {
     const e = this.peers.get(shortId)
     if (!e) return Promise.resolve()
     this.peers.delete(shortId)
     const step = e.esp.stop()
-    return this.enqueue(async () => { await this.deps.xfrm.apply(step.ops, { bestEffort: true }) })
+    return this.enqueue(async () => {
+      await after?.catch(() => undefined)
+      await this.deps.xfrm.apply(step.ops, { bestEffort: true })
+    })
   }
 
   status(shortId: number): EspStatus | undefined { return this.peers.get(shortId)?.esp.status() }
