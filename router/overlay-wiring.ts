@@ -40,6 +40,9 @@ import {
   FASTDP_HEARTBEAT_INTERVAL_MS, FastdpHealth, heartbeatCounts, ofctlHeartbeatSender, type HeartbeatSender,
 } from './overlay/fastdp-health'
 import { connectOvsdb } from './ovsdb'
+import { EspDriver } from './overlay/fastdp-esp'
+import { ESP_VXLAN_PORT } from './overlay/fastdp-ipsec'
+import { createXfrm, probeEsp as probeKernelEsp, removeAllEsp, type Xfrm } from './net/xfrm'
 import { createEngineClient, parseDockerHost, parseWeaveCidr, type CidrItem } from '../proxy'
 import { formatCidr, parseCidr, type Allocator } from '../ipam'
 
@@ -76,6 +79,12 @@ export interface OverlayWiringDeps {
   kernelDatapath?: () => boolean
   /** Default: connect to the OVSDB server and echo. */
   probeOvsdb?: (target: string) => Promise<void>
+  /** With a password: undefined when kernel ESP can protect fastdp here, else why not. Default: net/xfrm probeEsp. */
+  probeEsp?: () => Promise<string | undefined>
+  /** Encrypted fastdp's host changes. Default: net/xfrm createXfrm (ip xfrm + iptables). */
+  xfrm?: Xfrm
+  /** Remove every SA/policy of ours (start and stop with a password). Default: net/xfrm removeAllEsp. */
+  removeAllEsp?: () => Promise<unknown>
   /** Default: router/overlay's startFastdp. */
   startFastdp?: (cfg: FastdpConfig, deps: FastdpDeps) => ReturnType<typeof startFastdp>
   /** Default: packet-out through ovs-ofctl. */
@@ -99,11 +108,17 @@ interface FastdpState {
 }
 
 /** The overlay switch's choice for one peer: fastdp when both ends are ready, else sleeve and why. */
-export function chooseOverlay(here: { ready: boolean; why?: string }, h: Pick<OverlayPeerHello, 'ip' | 'fastdp'>): { via: 'fastdp' | 'sleeve'; why?: string } {
+export function chooseOverlay(
+  here: { ready: boolean; why?: string; encrypt?: boolean },
+  h: Pick<OverlayPeerHello, 'ip' | 'fastdp'> & { esp?: unknown },
+): { via: 'fastdp' | 'sleeve'; why?: string } {
   if (!here.ready) return { via: 'sleeve', why: `here: ${here.why ?? 'no fastdp'}` }
   if (h.fastdp === undefined) return { via: 'sleeve', why: 'peer without fastdp' }
   if (h.fastdp !== true) return { via: 'sleeve', why: `on the peer: ${h.fastdp}` }
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(h.ip)) return { via: 'sleeve', why: `peer address ${h.ip} is not IPv4` }
+  // With a password the tunnel must be encrypted: an offer without ESP keys is a peer that
+  // would send vxlan in clear (older version, or it lost ESP since its fastdp offer).
+  if (here.encrypt && h.esp === undefined) return { via: 'sleeve', why: 'the peer offers fastdp without ESP encryption' }
   return { via: 'fastdp' }
 }
 
@@ -165,11 +180,13 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     {
       udpPort: config.meshPort, encrypt: config.password !== undefined && config.password !== '',
       fastdp: () => fdp.driver ? true : fdp.why ?? 'no fastdp',
+      esp: () => esp !== undefined && fdp.driver !== undefined,
     },
     {
       clock: deps.clock, logger: log,
       onPeerHello(h) {
-        const c = chooseOverlay({ ready: fdp.driver !== undefined, why: fdp.why }, h)
+        if (!espFirst(h, () => this.onPeerHello?.(h))) return
+        const c = chooseOverlay({ ready: fdp.driver !== undefined, why: fdp.why, encrypt: esp !== undefined }, h)
         if (c.via === 'fastdp') {
           // Both ends can: sleeve until heartbeats prove the tunnel both ways (healthTick).
           health.remove(h.shortId)
@@ -188,16 +205,68 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       onPeerGone(p) {
         candidates.delete(p.shortId)
         health.remove(p.shortId)
-        fdp.driver?.removePeer(p.shortId).catch(fastdpLog(`removing peer ${p.peer}`))
+        const out = fdp.driver?.removePeer(p.shortId).catch(fastdpLog(`removing peer ${p.peer}`))
+        espGone(p.shortId, out) // after the datapath stopped tunnelling to it: else vxlan would leave in clear
       },
       onFastdpStatus(p) {
         health.onRemote(p.shortId, p.ok)
         reevaluate(p.shortId)
       },
+      onEsp(p) { esp?.onControl(p.shortId, p.m) },
     },
   )
   let mesh: OverlayMeshHost | undefined
   let sleeve: Sleeve | undefined
+
+  // ---- encrypted fastdp (with a password): kernel ESP on the vxlan tunnel, see fastdp-ipsec ----
+  const esp = config.password ? new EspDriver(
+    { rotation: config.espRotateMs ? { intervalMs: config.espRotateMs } : undefined },
+    { clock: deps.clock, logger: log, xfrm: deps.xfrm ?? createXfrm(), send: (id, m) => { overlay.sendEsp(id, m) } },
+  ) : undefined
+  /** The hello whose ESP setup is under way or done, per peer (a reconnect brings a new one). */
+  const espFor = new Map<number, { h: OverlayPeerHello; done: boolean }>()
+
+  /**
+   * Before a fastdp candidate gets any tunnel flow, its SAs, policies and plaintext drop must be
+   * in place: true when that is so (or no ESP is needed), else starts the setup, keeps the peer
+   * on sleeve meanwhile and calls `again` once it is done.
+   */
+  function espFirst(h: OverlayPeerHello, again: () => void): boolean {
+    if (!esp || !h.esp) return true // no password, or chooseOverlay refuses fastdp without ESP
+    if (chooseOverlay({ ready: fdp.driver !== undefined, why: fdp.why, encrypt: true }, h).via !== 'fastdp') return true
+    const cur = espFor.get(h.shortId)
+    if (cur?.h === h && cur.done) return true
+    if (cur?.h === h) return false
+    const local = h.esp.localIp
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(local)) return true // not IPv4: chooseOverlay's IPv4 rule applies to the peer only
+    const entry = { h, done: false }
+    espFor.set(h.shortId, entry)
+    overlay.setVia(h.shortId, 'sleeve', 'setting up ESP')
+    esp.add(h.shortId, {
+      self: { name: mesh?.identity.name ?? '', ip: local, nonce: h.esp.ours },
+      peer: { name: h.peer, ip: h.ip, nonce: h.esp.theirs },
+      secret: h.esp.secret, port: ESP_VXLAN_PORT,
+    }).then(() => {
+      if (espFor.get(h.shortId) !== entry) return // gone meanwhile (espGone removes it)
+      entry.done = true
+      log.info(`peer ${h.peer}: ESP in place for fastdp (${local} ⇄ ${h.ip})`)
+      again()
+    }, (err: Error) => {
+      if (espFor.get(h.shortId) !== entry) return
+      espFor.delete(h.shortId)
+      log.warn(`peer ${h.peer}: ESP setup failed, sleeve only: ${err.message}`)
+      overlay.setVia(h.shortId, 'sleeve', `ESP setup failed: ${err.message.slice(0, 120)}`)
+      fdp.driver?.setPeer(h.shortId, { via: 'sleeve', heartbeat: false }).catch(fastdpLog(`peer ${h.peer}`))
+    })
+    return false
+  }
+
+  /** The peer's connection is gone: its ESP goes once `datapathOut` (its flows' removal) settled. */
+  function espGone(shortId: number, datapathOut: Promise<unknown> | undefined): void {
+    if (!esp || !espFor.has(shortId)) return
+    espFor.delete(shortId)
+    esp.remove(shortId, datapathOut).catch(fastdpLog(`removing ESP of peer ${shortId}`))
+  }
   let unavailable: string | undefined = 'not started'
   const attachApi = createAttachApi(config, deps, {
     attached(mac) { fdp.driver?.learnLocal(mac).catch(fastdpLog(`local MAC ${mac}`)) },
@@ -261,6 +330,14 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
         fdp.why = `no OVS datapath (${kernel ? '' : 'no openvswitch kernel module, and '}no OVSDB server at ${config.ovsdb}: ${cause})`
         return 'pcap'
       }
+      if (config.password) {
+        // With a password fastdp must be encrypted (kernel ESP); without it, sleeve only.
+        const no = await (deps.probeEsp ?? (() => probeKernelEsp()))()
+        if (no !== undefined) {
+          fdp.why = `encrypted fastdp needs kernel ESP (${no})`
+          return 'pcap'
+        }
+      }
       // Without the kernel module, an OVSDB server that answers means a userspace switch (the lab).
       fdp.datapathType = kernel ? 'system' : 'netdev'
       fdp.why = 'not started'
@@ -268,6 +345,8 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     },
     async start() {
       if (!mesh) { unavailable = 'no mesh in this daemon'; return }
+      // what a killed daemon left: policies naming SAs that no longer exist would block the tunnel
+      if (esp && fdp.datapathType) await (deps.removeAllEsp ?? removeAllEsp)().catch(fastdpLog('removing old ESP state'))
       await startFastdpHere(mesh.identity.shortId())
       if (config.password) await sleeveCryptoReady()
       const s = new Sleeve(
@@ -297,6 +376,12 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       fdp.why = 'stopped'
       // flows go; the OVS bridge stays for the next launch (weave reset removes the links)
       await d?.stop().catch(fastdpLog('stop'))
+      if (esp) {
+        // only now: with the tunnel flows gone no vxlan can leave in clear without the policies
+        espFor.clear()
+        await esp.stop().catch(fastdpLog('ESP stop'))
+        if (fdp.datapathType) await (deps.removeAllEsp ?? removeAllEsp)().catch(fastdpLog('ESP cleanup'))
+      }
     },
     statusLines() {
       const conns = overlay.connections()
@@ -313,7 +398,10 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     connectionInfo(peer) {
       const c = overlay.connections().find((x) => x.peer === peer)
       if (!c) return undefined
-      if (c.overlay === 'fastdp') return c.state === 'established' ? 'fastdp' : `fastdp ${c.state}`
+      if (c.overlay === 'fastdp') {
+        const enc = esp && [...espFor.values()].some((e) => e.done && e.h.peer === peer) ? ' encrypted esp' : ''
+        return c.state === 'established' ? `fastdp${enc}` : `fastdp ${c.state}${enc}`
+      }
       const why = c.why === undefined ? '' : ` (not fastdp: ${c.why})`
       return (c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ' encrypted' : ''}` : `sleeve ${c.state}`) + why
     },
@@ -321,7 +409,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       return {
         Overlay: fdp.driver ? 'fastdp+sleeve' : 'sleeve',
         Unavailable: unavailable,
-        Fastdp: fdp.driver ? { ...fdp.driver.info(), Ovsdb: config.ovsdb } : { Unavailable: fdp.why },
+        Fastdp: fdp.driver ? { ...fdp.driver.info(), Ovsdb: config.ovsdb, ...(esp ? { Esp: esp.report() } : {}) } : { Unavailable: fdp.why },
         Connections: overlay.connections(),
         Control: overlay.stats,
         Sleeve: sleeve ? { ...sleeve.stats, MacTableSize: sleeve.macs.size } : undefined,
