@@ -107,7 +107,10 @@ export function wireMesh(
     return { text: '' }
   })
   router.route('GET', '/status/peers', () => ({ text: peersText(mesh.status()) }))
-  router.route('GET', '/status/connections', () => ({ text: connectionsText(mesh.status(), deps.overlayInfo) }))
+  router.route('GET', '/status/connections', () => {
+    const st = mesh.status()
+    return { text: connectionsText(st, deps.overlayInfo) + relayedText(st, deps.overlayInfo) }
+  })
   router.route('GET', '/status/targets', () => ({ text: targetsText(mesh.status()) }))
   status.addSection('router', { order: 10, lines: () => statusLines(mesh.status()) })
   status.addReport('Router', () => reportJson(mesh.status()))
@@ -121,6 +124,22 @@ export function wireMesh(
     },
     stop: () => mesh.stop(),
   }
+}
+
+/**
+ * Reachable peers we hold no connection to, whose data the overlay relays through another peer:
+ * `.. relayed  via NAME(nick) fastdp  NAME(nick)` (what `overlayInfo` says), one a line.
+ */
+function relayedText(st: ReturnType<Mesh['status']>, overlayInfo?: (peer: string) => string | undefined): string {
+  if (!overlayInfo) return ''
+  const connected = new Set(st.connections.filter((c) => c.state === 'established').map((c) => c.peer))
+  const rows: string[] = []
+  for (const p of st.peers) {
+    if (p.name === st.name || !p.reachable || connected.has(p.name)) continue
+    const info = overlayInfo(p.name)
+    if (info) rows.push(`.. relayed ${info} ${p.name}(${p.nickname})`)
+  }
+  return rows.map((r) => `${r}\n`).join('')
 }
 
 /** `peer` values and `replace` from the query string, a form body or a JSON body. */

@@ -9,8 +9,10 @@
  * Sleeve (on its veth peer `vethwe-pcap`) what the datapath does not tunnel itself — one egress.
  * Every hello over a mesh connection says whether fastdp is ready here, or why not; a peer is
  * reached by fastdp when both ends say ready and full-size heartbeats cross the tunnel both ways
- * (fastdp-health; checked every second, so a blocked vxlan port falls back to sleeve within a
- * few seconds and returns when they get through again), else by sleeve, and status says why.
+ * (fastdp-health; ten a second through one OpenFlow connection, so a blocked vxlan port falls
+ * back to sleeve within about half a second and returns when they get through again), else by
+ * sleeve, and status says why. Frames for peers we hold no connection to follow the mesh's
+ * unicast routes: to the next hop with their own key, and that hop's datapath relays them.
  *
  * API (bodies JSON):
  *   POST /attach {target, addresses?: string[]}  → {id, mac, addresses}
@@ -25,6 +27,7 @@
  */
 import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
+import * as path from 'node:path'
 import type { Clock, Logger } from './deps'
 import type { WeaverConfig } from './config'
 import type { ContainerNet } from './container-net'
@@ -36,8 +39,11 @@ import {
 } from './overlay'
 import type { OverlayPeerHello } from './overlay/sleeve-overlay'
 import { rundirFor } from './overlay/fastdp'
+import { createOpenFlowConn } from './overlay/fastdp-openflow'
+import { FLOW_COOKIE } from './overlay/fastdp-flows'
 import {
-  FASTDP_HEARTBEAT_INTERVAL_MS, FastdpHealth, heartbeatCounts, ofctlHeartbeatSender, type HeartbeatSender,
+  FASTDP_COUNTER_INTERVAL_MS, FASTDP_COUNTER_TIMEOUT_MS, FASTDP_HEARTBEAT_INTERVAL_MS, FASTDP_HEARTBEAT_TIMEOUT_MS,
+  FastdpHealth, heartbeatCounts, openflowHeartbeats, type HeartbeatSender,
 } from './overlay/fastdp-health'
 import { connectOvsdb } from './ovsdb'
 import { EspDriver } from './overlay/fastdp-esp'
@@ -128,10 +134,22 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
   let bridge: BridgeInfo | undefined
   let cancelVerify: (() => void) | undefined
   const fastdpLog = (what: string) => (err: Error) => log.warn(`fastdp: ${what}: ${err.message}`)
-  const health = new FastdpHealth()
+  let health = new FastdpHealth()
+  /** Heartbeat period: fast with packet-ins, slow when only flow counters tell (see fastdp-health). */
+  let healthIntervalMs = FASTDP_HEARTBEAT_INTERVAL_MS
+  /** When the next health tick is due (a late tick means our event loop stalled: no verdicts then). */
+  let healthDue = 0
+  let healthTicks = 0
+  /** What we last told each peer about its heartbeats (re-sent on change, and every ~second). */
+  const toldRx = new Map<number, boolean>()
   /** Peers that offered fastdp: their underlay IP and the switch's current choice. */
   const candidates = new Map<number, { peer: string; ip: string; via: 'fastdp' | 'sleeve'; why: string | undefined }>()
   let cancelHealth: (() => void) | undefined
+  /** Peers whose hello arrived on a live connection (the datapath's direct neighbours). */
+  const neighbours = new Set<number>()
+  /** Reachable peers without a connection of ours, told to the datapath so relayed frames reach them. */
+  const relayed = new Set<number>()
+  let unsubscribeRoutes: (() => void) | undefined
   let sender: HeartbeatSender | undefined
   let heartbeatErrors = 0
 
@@ -146,10 +164,18 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     if (via !== c.via) log.info(`peer ${c.peer}: ${c.via} → ${via}${why ? ` (${why})` : ''}`)
     c.via = via
     c.why = why
-    // Into the datapath first when moving to fastdp, out of the sleeve's routes after; the
-    // reverse when falling back: the sleeve takes the peer before the tunnel flows go.
-    overlay.setVia(id, via, why)
-    fdp.driver?.setPeer(id, { via }).catch(fastdpLog(`peer ${c.peer}`))
+    // Into the datapath first when moving to fastdp, out of the sleeve's routes after (the
+    // datapath hands the peer's frames to the sleeve until its flows change); the reverse when
+    // falling back: the sleeve takes the peer at once, before the tunnel flows go.
+    if (via === 'sleeve') {
+      overlay.setVia(id, via, why)
+      fdp.driver?.setPeer(id, { via }).catch(fastdpLog(`peer ${c.peer}`))
+    } else {
+      const d = fdp.driver
+      const done = () => { if (candidates.get(id) === c && c.via === 'fastdp') overlay.setVia(id, 'fastdp') }
+      if (!d) return
+      d.setPeer(id, { via }).then(done, (err: Error) => { fastdpLog(`peer ${c.peer}`)(err); done() })
+    }
   }
 
   /** Once a second: heartbeats out, counters in, tell each peer what reached us, re-decide. */
@@ -159,22 +185,86 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     await Promise.all([...candidates].map(([id, c]) => sender!.send({ shortId: id, ip: c.ip }).catch((err: Error) => {
       if (heartbeatErrors++ === 0) log.warn(`fastdp heartbeat to ${c.peer}: ${err.message}`)
     })))
-    const stats = await d.stats().catch((err: Error) => { fastdpLog('reading heartbeat counters')(err); return [] })
+    if (!sender.onReceive) {
+      const stats = await d.stats().catch((err: Error) => { fastdpLog('reading heartbeat counters')(err); return [] })
+      health.onCounters(heartbeatCounts(stats, self()), deps.clock.now())
+    }
     const now = deps.clock.now()
-    health.onCounters(heartbeatCounts(stats, self()), now)
+    // Late by more than a period: this process stalled, and heartbeats that arrived meanwhile
+    // are still unread behind this timer. Judge at the next tick instead of falling back now.
+    const stalled = now - healthDue > healthIntervalMs
+    const periodic = healthTicks++ % Math.max(1, Math.round(1_000 / healthIntervalMs)) === 0
     for (const id of candidates.keys()) {
-      overlay.sendFastdpStatus(id, health.rxOk(id, now))
-      reevaluate(id)
+      const rx = health.rxOk(id, now)
+      if (periodic || toldRx.get(id) !== rx) {
+        overlay.sendFastdpStatus(id, rx)
+        toldRx.set(id, rx)
+      }
+      if (!stalled) reevaluate(id)
     }
   }
 
   function scheduleHealth(): void {
-    cancelHealth = deps.clock.setTimer(FASTDP_HEARTBEAT_INTERVAL_MS, () => {
+    healthDue = deps.clock.now() + healthIntervalMs
+    cancelHealth = deps.clock.setTimer(healthIntervalMs, () => {
       healthTick().catch(fastdpLog('health')).finally(() => { if (fdp.driver) scheduleHealth() })
     })
   }
   let selfId = 0
   const self = () => selfId
+
+  /** Short ID ⇄ name of every peer in the topology with one. */
+  function shortIds(m: OverlayMeshHost): { idOf: Map<string, number>; nameOf: Map<number, string> } {
+    const idOf = new Map<string, number>(), nameOf = new Map<number, string>()
+    for (const r of m.topology.records()) {
+      if (r.shortId === undefined) continue
+      idOf.set(r.name, r.shortId)
+      nameOf.set(r.shortId, r.name)
+    }
+    return { idOf, nameOf }
+  }
+
+  /**
+   * The datapath follows the mesh's unicast routes: every reachable peer is in its table (peers
+   * we have no connection to as well, so frames for them go to their next hop with their own key
+   * and that hop's datapath relays them), and each peer's frames go to the next hop the mesh
+   * names. Whether that hop is reached by fastdp or by the sleeve is the overlay switch's choice
+   * per neighbour, as for direct traffic. Run on every topology change.
+   */
+  function syncRoutes(): void {
+    const d = fdp.driver
+    if (!d || !mesh) return
+    const m = mesh
+    const { idOf, nameOf } = shortIds(m)
+    const unicast = m.routes.unicast()
+    const hop = new Map<number, number>()
+    for (const [dst, via] of unicast) {
+      const dstId = idOf.get(dst), viaId = idOf.get(via)
+      if (dstId !== undefined && viaId !== undefined && dst !== m.identity.name && via !== m.identity.name) hop.set(dstId, viaId)
+    }
+    for (const id of hop.keys()) {
+      if (id === selfId || neighbours.has(id) || relayed.has(id)) continue
+      relayed.add(id)
+      log.info(`fastdp: peer ${nameOf.get(id)} (short ID ${id}) reached through ${nameOf.get(hop.get(id)!)}`)
+      d.setPeer(id, { via: 'sleeve', heartbeat: false }).catch(fastdpLog(`relayed peer ${nameOf.get(id)}`))
+    }
+    for (const id of [...relayed]) {
+      if (hop.has(id) && !neighbours.has(id)) continue
+      relayed.delete(id)
+      if (!neighbours.has(id)) d.removePeer(id).catch(fastdpLog(`relayed peer ${id}`))
+    }
+    d.setRoutes((dst) => hop.get(dst)).catch(fastdpLog('routes'))
+  }
+
+  /** For `weave status connections`: how frames reach a peer we hold no connection to. */
+  function relayInfo(peer: string): string | undefined {
+    if (!mesh) return undefined
+    const via = mesh.routes.unicast().get(peer as never)
+    if (via === undefined || via === peer) return undefined
+    const c = overlay.connections().find((x) => x.peer === via)
+    if (!c) return undefined
+    return `via ${c.peer}(${c.nickname}) ${c.overlay}`
+  }
 
   const overlay: SleeveOverlay = createSleeveOverlay(
     {
@@ -187,6 +277,9 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       onPeerHello(h) {
         if (!espFirst(h, () => this.onPeerHello?.(h))) return
         const c = chooseOverlay({ ready: fdp.driver !== undefined, why: fdp.why, encrypt: esp !== undefined }, h)
+        neighbours.add(h.shortId)
+        relayed.delete(h.shortId)
+        const local = localIpTo(h.peer)
         if (c.via === 'fastdp') {
           // Both ends can: sleeve until heartbeats prove the tunnel both ways (healthTick).
           health.remove(h.shortId)
@@ -194,19 +287,23 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
           const why = 'waiting for fastdp heartbeats'
           candidates.set(h.shortId, { peer: h.peer, ip: h.ip, via: 'sleeve', why })
           overlay.setVia(h.shortId, 'sleeve', why)
-          fdp.driver?.setPeer(h.shortId, { ip: h.ip, via: 'sleeve', heartbeat: true }).catch(fastdpLog(`peer ${h.peer}`))
+          fdp.driver?.setPeer(h.shortId, { ip: h.ip, via: 'sleeve', heartbeat: true, localIp: local }).catch(fastdpLog(`peer ${h.peer}`))
+          syncRoutes()
           return
         }
         candidates.delete(h.shortId)
         overlay.setVia(h.shortId, c.via, c.why)
         // Tell the datapath about sleeve peers too: they make floods go to the router port.
         fdp.driver?.setPeer(h.shortId, { via: 'sleeve', heartbeat: false }).catch(fastdpLog(`peer ${h.peer}`))
+        syncRoutes()
       },
       onPeerGone(p) {
         candidates.delete(p.shortId)
         health.remove(p.shortId)
+        neighbours.delete(p.shortId)
         const out = fdp.driver?.removePeer(p.shortId).catch(fastdpLog(`removing peer ${p.peer}`))
         espGone(p.shortId, out) // after the datapath stopped tunnelling to it: else vxlan would leave in clear
+        syncRoutes() // still reachable through another peer: back in as a relayed one
       },
       onFastdpStatus(p) {
         health.onRemote(p.shortId, p.ok)
@@ -267,6 +364,12 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     espFor.delete(shortId)
     esp.remove(shortId, datapathOut).catch(fastdpLog(`removing ESP of peer ${shortId}`))
   }
+  /** Our underlay address on the mesh connection to `peer` (IPv4 only; fastdp's tunnel is IPv4). */
+  function localIpTo(peer: string): string | undefined {
+    const conn = mesh?.connections().get(peer as never)
+    const ip = conn?.localAddr.replace(/:\d+$/, '').replace(/^::ffff:/, '')
+    return ip && /^\d{1,3}(\.\d{1,3}){3}$/.test(ip) ? ip : undefined
+  }
   let unavailable: string | undefined = 'not started'
   const attachApi = createAttachApi(config, deps, {
     attached(mac) { fdp.driver?.learnLocal(mac).catch(fastdpLog(`local MAC ${mac}`)) },
@@ -294,10 +397,14 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     fdp.driver = r.fastdp
     fdp.why = undefined
     selfId = self_
-    sender = deps.heartbeatSender ? deps.heartbeatSender(self_, r.fastdp) : ofctlHeartbeatSender({
-      bridge: r.info.bridge, rundir: config.ovsRundir ?? rundirFor(config.ovsdb), self: self_,
-      ports: () => r.fastdp.info()?.ports, frameBytes: config.mtu + 14, // a full-size frame: MTU problems show too
-    })
+    sender = deps.heartbeatSender ? deps.heartbeatSender(self_, r.fastdp) : openflowHeartbeats(
+      createOpenFlowConn(path.join(config.ovsRundir ?? rundirFor(config.ovsdb), `${r.info.bridge}.mgmt`), { clock: deps.clock, logger: log }),
+      { self: self_, ports: () => r.fastdp.info()?.ports, frameBytes: config.mtu + 14, cookie: FLOW_COOKIE }, // a full-size frame: MTU problems show too
+    )
+    const fast = sender.onReceive !== undefined
+    healthIntervalMs = fast ? FASTDP_HEARTBEAT_INTERVAL_MS : FASTDP_COUNTER_INTERVAL_MS
+    health = new FastdpHealth(fast ? FASTDP_HEARTBEAT_TIMEOUT_MS : FASTDP_COUNTER_TIMEOUT_MS)
+    sender.onReceive?.((src) => health.onHeartbeat(src, deps.clock.now()))
     scheduleHealth()
     if (bridge.mac) await r.fastdp.learnLocal(bridge.mac).catch(fastdpLog('bridge MAC'))
     const verify = () => {
@@ -348,6 +455,10 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       // what a killed daemon left: policies naming SAs that no longer exist would block the tunnel
       if (esp && fdp.datapathType) await (deps.removeAllEsp ?? removeAllEsp)().catch(fastdpLog('removing old ESP state'))
       await startFastdpHere(mesh.identity.shortId())
+      if (fdp.driver) {
+        unsubscribeRoutes = mesh.view.onPeersChanged(syncRoutes)
+        syncRoutes()
+      }
       if (config.password) await sleeveCryptoReady()
       const s = new Sleeve(
         { self: mesh.identity.shortId(), bridgeIf: SLEEVE_PCAP_END, bindAddr: config.meshHost, port: config.meshPort },
@@ -371,6 +482,13 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       sleeve = undefined
       cancelVerify?.()
       cancelHealth?.()
+      sender?.close?.()
+      sender = undefined
+      toldRx.clear()
+      unsubscribeRoutes?.()
+      unsubscribeRoutes = undefined
+      neighbours.clear()
+      relayed.clear()
       const d = fdp.driver
       fdp.driver = undefined
       fdp.why = 'stopped'
@@ -397,13 +515,13 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     },
     connectionInfo(peer) {
       const c = overlay.connections().find((x) => x.peer === peer)
-      if (!c) return undefined
+      if (!c) return relayInfo(peer)
       if (c.overlay === 'fastdp') {
         const enc = esp && [...espFor.values()].some((e) => e.done && e.h.peer === peer) ? ' encrypted esp' : ''
         return c.state === 'established' ? `fastdp${enc}` : `fastdp ${c.state}${enc}`
       }
       const why = c.why === undefined ? '' : ` (not fastdp: ${c.why})`
-      return (c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ' encrypted' : ''}` : `sleeve ${c.state}`) + why
+      return (c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ` encrypted${c.cipher ? ` ${c.cipher}` : ''}` : ''}` : `sleeve ${c.state}`) + why
     },
     report() {
       return {

@@ -17,8 +17,9 @@
  * - from the bridge, anything else (broadcast, multicast, unknown unicast) → one copy per
  *   reachable fastdp peer with its own key, plus one copy to the router port when any peer is
  *   reached by sleeve                                                                         [10]
- * - from the tunnel, key = P→self and ethertype HEARTBEAT_ETHERTYPE → drop, counted: fastdp's
- *   health check reads these counters, one flow per peer with `heartbeat` set              [120]
+ * - from the tunnel, key = P→self and ethertype HEARTBEAT_ETHERTYPE → to the router as an
+ *   OpenFlow packet-in (its first bytes), never to the bridge; counted too: fastdp's health
+ *   check, one flow per peer with `heartbeat` set                                          [120]
  * - from the tunnel, key's dst = self → the bridge                                          [100]
  * - from the tunnel, key's dst = another peer P → re-tunnel (same key) to P's next hop       [90]
  * - from the router port → the bridge                                                       [100]
@@ -36,6 +37,8 @@ export const VXLAN_OVERHEAD_BYTES = 50
 export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, toBridge: 100, relay: 90, flood: 10, drop: 0 } as const
 /** Ethertype of fastdp heartbeat frames (IEEE 802 local experimental 1). */
 export const HEARTBEAT_ETHERTYPE = 0x88b5
+/** How much of a heartbeat its packet-in carries: the Ethernet header is all the router reads. */
+export const HEARTBEAT_PACKET_IN_BYTES = 64
 
 /** One flow; `match` and `actions` in ovs-ofctl syntax. Its identity is (priority, match). */
 export interface Flow {
@@ -63,6 +66,11 @@ export interface FlowPeer {
   via?: 'fastdp' | 'sleeve'
   /** Count this peer's heartbeats through the tunnel (a flow of their own). */
   heartbeat?: boolean
+  /**
+   * Our underlay address as this peer sees us (the local end of our mesh connection to it): the
+   * outer source of frames we relay to it. Default: FlowState.selfIp.
+   */
+  localIp?: string
 }
 
 export interface FlowState {
@@ -144,6 +152,7 @@ export function computeFlows(state: FlowState): Flow[] {
     checkShortId(p.shortId)
     if (p.shortId === state.self) continue
     if (p.ip !== undefined) checkIp(p.ip)
+    if (p.localIp !== undefined) checkIp(p.localIp)
     peers.set(p.shortId, p)
   }
   const nextHop = state.nextHop ?? ((dst: number) => (peers.has(dst) ? dst : undefined))
@@ -196,7 +205,7 @@ export function computeFlows(state: FlowState): Flow[] {
   // heartbeats from the tunnel: counted per sender, never delivered
   for (const p of sorted) {
     if (!p.heartbeat) continue
-    flows.push({ priority: PRIORITY.heartbeat, match: `${inVxlan},tun_id=${hex(tunnelKey(p.shortId, state.self))},dl_type=${hex(HEARTBEAT_ETHERTYPE)}`, actions: 'drop' })
+    flows.push({ priority: PRIORITY.heartbeat, match: `${inVxlan},tun_id=${hex(tunnelKey(p.shortId, state.self))},dl_type=${hex(HEARTBEAT_ETHERTYPE)}`, actions: `controller(max_len=${HEARTBEAT_PACKET_IN_BYTES})` })
   }
 
   // from the tunnel: ours → the bridge (learning the sender's MACs if asked); others' → relay
@@ -207,8 +216,11 @@ export function computeFlows(state: FlowState): Flow[] {
     if (!hopPeer) continue
     let actions: string | undefined
     if ((hopPeer.via ?? 'fastdp') === 'fastdp' && hopPeer.ip !== undefined) {
-      // out the port it came in on: OpenFlow needs the in_port action for that
-      actions = `${selfIp ? `set_field:${selfIp}->tun_src,` : ''}set_field:${hopPeer.ip}->tun_dst,in_port`
+      // out the port it came in on: OpenFlow needs the in_port action for that. The frame still
+      // carries its sender's address as tun_src: replace it with ours, or the next hop would see
+      // a packet from an address that is not ours.
+      const src = hopPeer.localIp ?? selfIp
+      actions = `${src ? `set_field:${src}->tun_src,` : ''}set_field:${hopPeer.ip}->tun_dst,in_port`
     } else if (ports.router !== undefined) {
       actions = `output:${ports.router}`
     }

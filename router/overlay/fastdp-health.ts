@@ -4,23 +4,35 @@
  * Each tick the router sends every peer that offered fastdp one heartbeat frame through its own
  * datapath (OpenFlow packet-out: set tun_dst/tun_id, out the vxlan port), sized to the weave MTU
  * so that a path MTU too small for the encapsulation fails like a blocked port does. The peer's
- * datapath counts it in a flow of its own (fastdp-flows, priority `heartbeat`, ethertype
- * HEARTBEAT_ETHERTYPE, key sender→receiver) and drops it. A receiver whose counter for a peer
- * grew within `timeoutMs` says "rx ok" about it; it tells the peer so over the mesh connection,
- * and fastdp carries the peer's frames only when both directions are ok.
+ * datapath matches it with a flow of its own (fastdp-flows, priority `heartbeat`, ethertype
+ * HEARTBEAT_ETHERTYPE, key sender→receiver), which counts it and hands it to the router as an
+ * OpenFlow packet-in. A receiver that saw a heartbeat from a peer within `timeoutMs` says "rx ok"
+ * about it; it tells the peer so over the mesh connection, and fastdp carries the peer's frames
+ * only when both directions are ok.
  *
- * `FastdpHealth` is the pure part (counters and times in, verdicts out); `ofctlHeartbeatSender`
- * is the edge.
+ * Both directions go over one OpenFlow connection to the bridge (fastdp-openflow), so heartbeats
+ * can be frequent: every 100 ms, and 500 ms without one (four or five lost in a row) is a dead
+ * direction, so a blocked tunnel falls back to sleeve within about half a second. Reading the
+ * flow counters instead (`heartbeatCounts`, for a sender without packet-ins) needs the slow
+ * timings: ovs-vswitchd refreshes counters from the datapath only every ~0.5 s.
+ *
+ * `FastdpHealth` is the pure part (heartbeats or counters and times in, verdicts out);
+ * `openflowHeartbeats` and `ofctlHeartbeatSender` are edges.
  */
 import { spawn } from 'node:child_process'
 import { bridgeTarget } from './ofctl'
+import { OXM, type OpenFlowConn } from './fastdp-openflow'
 import { HEARTBEAT_ETHERTYPE, PRIORITY, parseTunnelKey, tunnelKey, type FlowPorts } from './fastdp-flows'
 import type { FlowStat } from './ofctl'
 
-/** One heartbeat a second, like the sleeve's. */
-export const FASTDP_HEARTBEAT_INTERVAL_MS = 1_000
-/** Without a new heartbeat for this long the direction is down (a few lost ones are tolerated). */
-export const FASTDP_HEARTBEAT_TIMEOUT_MS = 4_000
+/** Heartbeats through packet-out/packet-in: ten a second per peer (a few hundred bytes each way over a unix socket). */
+export const FASTDP_HEARTBEAT_INTERVAL_MS = 100
+/** Without a heartbeat for this long the direction is down: four lost in a row are tolerated. */
+export const FASTDP_HEARTBEAT_TIMEOUT_MS = 500
+/** With flow counters only (no packet-ins): one a second, like the sleeve's... */
+export const FASTDP_COUNTER_INTERVAL_MS = 1_000
+/** ...and 4 s: OVS updates counters lazily, so a shorter timeout flaps under load. */
+export const FASTDP_COUNTER_TIMEOUT_MS = 4_000
 
 export type FastdpVerdict = { ok: true } | { ok: false; why: string }
 
@@ -61,6 +73,12 @@ export class FastdpHealth {
       if (h.count !== undefined && c > h.count) h.lastRxAt = now
       h.count = c
     }
+  }
+
+  /** A heartbeat from `peer` arrived (a packet-in). */
+  onHeartbeat(peer: number, now: number): void {
+    const h = this.peers.get(peer)
+    if (h) h.lastRxAt = now
   }
 
   /** What the peer said about our heartbeats reaching it. */
@@ -113,6 +131,45 @@ export function heartbeatFrame(frameBytes: number, src: number, dst: number): Bu
 
 export interface HeartbeatSender {
   send(peer: { shortId: number; ip: string }): Promise<void>
+  /**
+   * Heartbeats that reached us, by sender short ID, as they arrive. A sender with this runs the
+   * fast timings (FASTDP_HEARTBEAT_*); without, the router reads flow counters (FASTDP_COUNTER_*).
+   */
+  onReceive?(fn: (src: number) => void): void
+  close?(): void
+}
+
+/**
+ * Heartbeats over one OpenFlow connection: packet-outs into the tunnel, packet-ins from our
+ * heartbeat flows (checked: our cookie, our ethertype, addressed to us, the key matching the
+ * sender it names).
+ */
+export function openflowHeartbeats(conn: OpenFlowConn, opts: { self: number; ports: () => FlowPorts | undefined; frameBytes: number; cookie: number }): HeartbeatSender {
+  const frames = new Map<number, Buffer>()
+  conn.start()
+  return {
+    send(peer) {
+      const ports = opts.ports()
+      if (!ports) return Promise.resolve()
+      let frame = frames.get(peer.shortId)
+      if (!frame) frames.set(peer.shortId, frame = heartbeatFrame(opts.frameBytes, opts.self, peer.shortId))
+      const sent = conn.packetOut(frame, [
+        { kind: 'set-tun-dst', ip: peer.ip }, { kind: 'set-tun-id', id: tunnelKey(opts.self, peer.shortId) }, { kind: 'output', port: ports.vxlan },
+      ])
+      return sent ? Promise.resolve() : Promise.reject(new Error('no OpenFlow connection to the bridge (yet)'))
+    },
+    onReceive(fn) {
+      conn.onPacketIn((p) => {
+        if (p.cookie !== BigInt(opts.cookie) || p.data.length < 14 || p.data.readUInt16BE(12) !== HEARTBEAT_ETHERTYPE) return
+        const src = p.data.readUInt16BE(8), dst = p.data.readUInt16BE(10)
+        if (dst !== opts.self || src > 0xfff) return
+        const key = p.fields.get(OXM.tunnelId)
+        if (key && key.length === 8 && key.readBigUInt64BE(0) !== BigInt(tunnelKey(src, opts.self))) return
+        fn(src)
+      })
+    },
+    close: () => conn.close(),
+  }
 }
 
 /** packet-out through `ovs-ofctl`: one process per heartbeat (a second apart per peer). */

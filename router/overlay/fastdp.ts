@@ -111,6 +111,8 @@ export interface FastdpPeerInfo {
   via?: 'fastdp' | 'sleeve'
   /** Count its heartbeats through the tunnel (see fastdp-health). Default: unchanged, initially off. */
   heartbeat?: boolean
+  /** Our address as this peer sees us (outer source of frames relayed to it); default: unchanged, else FastdpConfig.selfIp. */
+  localIp?: string
 }
 
 export interface FastdpInfo {
@@ -301,9 +303,13 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
         macs: p.macs ? p.macs.map(normalizeMac) : prev?.macs ?? [],
         via: p.via ?? prev?.via ?? 'fastdp',
         heartbeat: p.heartbeat ?? prev?.heartbeat ?? false,
+        localIp: p.localIp ?? prev?.localIp,
       })
-      const leftFastdp = (prev?.via ?? 'fastdp') === 'fastdp' && peers.get(shortId)!.via === 'sleeve' && prev !== undefined
-      return leftFastdp ? sync().then(forgetLearnt) : sync()
+      // Learnt flows go when a peer's path changes either way: leaving fastdp they would keep
+      // sending into a dead tunnel; entering it, they may still point through a relay (learnt
+      // while the direct path was down) that both ends would otherwise keep re-learning.
+      const changedPath = prev !== undefined && (prev.via ?? 'fastdp') !== peers.get(shortId)!.via
+      return changedPath ? sync().then(forgetLearnt) : sync()
     },
     removePeer(shortId) {
       const had = peers.get(shortId)
@@ -319,8 +325,13 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
       return sync()
     },
     setRoutes(fn) {
+      // A learnt flow sends a MAC's frames to the address they last came from: after a route
+      // changed that may be a hop no longer on the path (or the direct path just restored), so
+      // learnt flows go and the next frames flood until the replies are learnt again.
+      const hops = (f: typeof fn) => [...peers.keys()].map((id) => `${id}>${f ? f(id) : id}`).join(',')
+      const changed = hops(nextHop) !== hops(fn)
       nextHop = fn
-      return sync()
+      return changed ? sync().then(forgetLearnt) : sync()
     },
     refresh: () => sync(),
     verify() {

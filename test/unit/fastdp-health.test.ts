@@ -43,7 +43,7 @@ test('counting flows: one per heartbeat peer, keyed sender→us, read back by he
   const hb = flows.filter((f) => f.priority === PRIORITY.heartbeat)
   assert.is(hb.length, 1)
   assert.is(hb[0].match, `in_port=1,tun_id=0x${tunnelKey(2, 1).toString(16)},dl_type=0x${HEARTBEAT_ETHERTYPE.toString(16)}`)
-  assert.is(hb[0].actions, 'drop')
+  assert.is(hb[0].actions, 'controller(max_len=64)', 'to the router as a packet-in (and counted)')
   const stats = [
     { priority: PRIORITY.heartbeat, match: `tun_id=0x2001,in_port=1,dl_type=0x88b5`, packets: 7 },
     { priority: PRIORITY.heartbeat, match: `tun_id=0x3002,in_port=1,dl_type=0x88b5`, packets: 9 }, // not for us

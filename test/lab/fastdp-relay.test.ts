@@ -1,0 +1,126 @@
+/**
+ * fastdp relay with real daemons: three hosts with Open vSwitch (whatever datapath the daemon
+ * picks: userspace `netdev` here, the kernel's in the VM runner), full mesh. The underlay between
+ * h1 and h3 is cut entirely (the lab's partition: every IP packet and ARP, both ways, so TCP 6783
+ * and UDP 6783/6784 alike); the mesh connection h1–h3 dies, the mesh routes h1 ⇄ h3 through h2,
+ * and each datapath sends the other's frames to h2 with their own key, which h2's datapath
+ * re-tunnels (its relay flow counts them). `weave status connections` says so; after the cut
+ * heals, h1–h3 connect again and use fastdp directly (h2's relay counter stands still).
+ * Everything runs in lab namespaces and is removed after.
+ */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { withLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
+import { ExtraNamespaces } from './namespaces'
+
+const run = promisify(execFile)
+const reason = labUnavailableReason({ ovs: true })
+const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=3']
+const extraNs = new ExtraNamespaces()
+
+interface Endpoint { host: LabHost; ns: string; ip: string }
+
+async function ping(from: Endpoint, to: Endpoint, tries = 1): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    const ok = await run('ip', ['netns', 'exec', from.ns, 'busybox', 'ping', '-c', '1', '-W', '1', to.ip], { timeout: 10_000 })
+      .then(() => true, () => false)
+    if (ok) return true
+  }
+  return false
+}
+
+async function views(lab: Lab): Promise<string> {
+  const out = await Promise.all(lab.hosts.map(async (h) =>
+    `--- ${h.name}\n${(await h.api('/status').catch(() => ({ text: '?' }))).text}\n${(await h.api('/status/connections').catch(() => ({ text: '?' }))).text}\n${h.weaverLog(25)}`))
+  return out.join('\n')
+}
+
+/** Packets h's datapath relayed for other peers (the relay flows: priority 90, back out the tunnel). */
+async function relayedPackets(h: LabHost): Promise<number> {
+  const r = await h.ovsOfctl(['-O', 'OpenFlow14', 'dump-flows', 'datapath'], { allowFail: true })
+  let n = 0
+  for (const line of r.stdout.split('\n')) {
+    if (!/priority=90,/.test(line) || !/in_port/i.test(line.split(' actions=')[1] ?? '')) continue
+    n += Number(/n_packets=(\d+)/.exec(line)?.[1] ?? 0)
+  }
+  return n
+}
+
+const count = (text: string, re: RegExp) => (text.match(re) ?? []).length
+
+if (reason) {
+  test(`fastdp relay skipped: ${reason}`, () => { console.log(`skip: ${reason}`) })
+} else {
+  test('h1 ⇄ h3 cut: traffic flows through h2 on fastdp both hops, status says so; healed: direct fastdp again', async () => {
+    await withLab({ hosts: 3, ovs: true }, async (lab) => {
+      const [h1, h2, h3] = lab.hosts
+      try {
+        for (const h of lab.hosts) {
+          const peers = lab.hosts.filter((o) => o.index < h.index).map((o) => o.underlayIp)
+          const r = await h.launchWeave([...RANGE, ...peers])
+          if (r.code !== 0) throw new Error(`${h.name}: launch failed: ${r.stderr}\n${h.weaverLog()}`)
+        }
+        const allFastdp = async () => {
+          for (const h of lab.hosts) if (count((await h.api('/status/overlay')).text, / established fastdp /g) < 2) return false
+          return true
+        }
+        await waitFor('fastdp on every connection', allFastdp, 45_000, 250)
+          .catch(async (err) => { throw new Error(`${(err as Error).message}\n${await views(lab)}`) })
+        const eps: Endpoint[] = []
+        for (const h of [h1, h3]) {
+          const ns = await extraNs.add(`${h.ns}-c`)
+          const r = await h.weave(['attach', `/var/run/netns/${ns}`], { allowFail: true })
+          if (r.code !== 0) throw new Error(`${h.name}: weave attach: ${r.stderr}\n${h.weaverLog()}`)
+          eps.push({ host: h, ns, ip: r.stdout.trim().split(/\s+/)[0] })
+        }
+        const [e1, e3] = eps
+        assert.ok(await ping(e1, e3, 5), `h1 → h3 directly\n${await views(lab)}`)
+
+        await lab.partition([h1], [h3])
+        const t0 = Date.now()
+        try {
+          const relayedLine = /relayed via \S+ fastdp/
+          await waitFor('h1 and h3 relay through h2', async () =>
+            relayedLine.test((await h1.api('/status/connections')).text) && relayedLine.test((await h3.api('/status/connections')).text), 30_000, 250)
+            .catch(async (err) => { throw new Error(`${(err as Error).message}\n${await views(lab)}`) })
+          const c1 = (await h1.weave(['status', 'connections'])).stdout
+          console.log(`  relay in use after ${((Date.now() - t0) / 1000).toFixed(1)} s; h1 weave status connections:\n${c1.replace(/^/gm, '    ')}`)
+          assert.match(c1, /established unencrypted fastdp /, c1) // h1 → h2 itself still fastdp
+          assert.ok(await waitFor('h1 → h3 through h2', () => ping(e1, e3), 20_000, 100).catch(() => false), `ping through h2\n${await views(lab)}`)
+          const before = await relayedPackets(h2)
+          assert.ok(await ping(e1, e3, 3) && await ping(e3, e1, 3), 'both ways')
+          // ovs-vswitchd updates flow counters from the datapath every so often: poll
+          const after = await waitFor('h2 relay counters', async () => { const n = await relayedPackets(h2); return n >= before + 4 ? n : undefined }, 10_000, 200)
+            .catch(async () => relayedPackets(h2))
+          console.log(`  h2 relayed ${after - before} packets of four pings (relay flows: tunnel in, tunnel out)`)
+          assert.ok(after >= before + 4, `h2's datapath relayed the pings: ${before} → ${after}\n${(await h2.ovsOfctl(['-O', 'OpenFlow14', 'dump-flows', 'datapath'])).stdout}`)
+          // h2 did not take them through its router: its sleeve saw no frames for h1/h3
+          assert.is(count((await h2.api('/status/overlay')).text, / established fastdp /g), 2, 'h2 uses fastdp to both')
+        } finally {
+          await lab.heal()
+        }
+
+        // healed: h1–h3 reconnect (the connection maker's backoff) and go back to direct fastdp
+        const t1 = Date.now()
+        await waitFor('fastdp on every connection again', allFastdp, 60_000, 250)
+          .catch(async (err) => { throw new Error(`${(err as Error).message}\n${await views(lab)}`) })
+        console.log(`  direct fastdp again ${((Date.now() - t1) / 1000).toFixed(1)} s after the heal`)
+        assert.not.match((await h1.api('/status/connections')).text, /relayed/)
+        assert.ok(await waitFor('h1 → h3 direct', () => ping(e1, e3), 15_000, 100).catch(() => false), 'ping after the heal')
+        await ping(e1, e3, 2)
+        const r0 = await relayedPackets(h2)
+        assert.ok(await ping(e1, e3, 3), 'direct pings')
+        await new Promise((r) => setTimeout(r, 1500)) // counters catch up
+        const r1 = await relayedPackets(h2)
+        assert.ok(r1 - r0 <= 1, `h2 no longer relays h1 ⇄ h3: ${r0} → ${r1}`)
+      } finally {
+        for (const h of lab.hosts) await h.weave(['stop'], { allowFail: true })
+        await extraNs.removeAll()
+      }
+    })
+  })
+}
+
+test.run()
