@@ -131,3 +131,34 @@ export function splitResponse(answer: Buffer): { head: HttpHead; body: Buffer } 
   if (len === undefined) return { head, body: rest }
   return rest.length >= Number(len) ? { head, body: rest.subarray(0, Number(len)) } : undefined
 }
+
+export type ResponseFrame =
+  | { kind: 'more' }
+  /** The response is the first `length` bytes; `close` when the engine said it closes after it. */
+  | { kind: 'done'; length: number; close: boolean }
+  /** Not a response a kept-alive connection can carry on after (upgrade, close-delimited, bad). */
+  | { kind: 'unframed' }
+
+/**
+ * Where a complete response to a `method` request ends at the start of `buf`, for keeping the
+ * connection alive after it (RFC 9112 §6.3): no body for HEAD, 1xx, 204 and 304; else chunked or
+ * Content-Length framing. Anything else (101, close-delimited, malformed) is `unframed`.
+ */
+export function responseFrame(buf: Buffer, method: string): ResponseFrame {
+  const end = findHeadEnd(buf)
+  if (end < 0) return { kind: 'more' }
+  const head = parseHead(buf.subarray(0, end))
+  const status = head && statusOf(head)
+  if (!head || status === undefined || status === 101) return { kind: 'unframed' }
+  const close = /(^|,)\s*close\s*(,|$)/i.test(getHeader(head, 'Connection') ?? '')
+  if (method === 'HEAD' || (status >= 100 && status < 200) || status === 204 || status === 304) return { kind: 'done', length: end, close }
+  if (/chunked/i.test(getHeader(head, 'Transfer-Encoding') ?? '')) {
+    const r = decodeChunked(buf.subarray(end))
+    if (r.kind === 'error') return { kind: 'unframed' }
+    return r.kind === 'more' ? { kind: 'more' } : { kind: 'done', length: end + r.consumed, close }
+  }
+  const cl = getHeader(head, 'Content-Length')
+  if (cl === undefined || !/^\d+$/.test(cl)) return { kind: 'unframed' }
+  const length = end + Number(cl)
+  return buf.length >= length ? { kind: 'done', length, close } : { kind: 'more' }
+}

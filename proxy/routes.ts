@@ -36,3 +36,23 @@ export function routeRequest(method: string, target: string): Route {
 function safeDecode(s: string): string | undefined {
   try { return decodeURIComponent(s) } catch { return undefined }
 }
+
+/**
+ * Calls whose answer is one small framed response (never a stream, upgrade or hijack), so the
+ * proxy may keep the client's connection (and its own to the engine) open after them. The docker
+ * client sends `HEAD /_ping` and then its call on one connection: closing after each would cost
+ * it a reconnect per call. Everything else still gets `Connection: close`, so no request can
+ * follow on a connection the proxy no longer reads.
+ */
+const KEEP_ALIVE_PATHS = [
+  /^\/_ping$/, /^\/version$/, /^\/info$/, /^\/system\/df$/,
+  /^\/containers\/json$/, /^\/containers\/[^/]+\/json$/, /^\/containers\/[^/]+\/top$/,
+  /^\/images\/json$/, /^\/images\/.+\/json$/, /^\/images\/.+\/history$/,
+  /^\/networks$/, /^\/networks\/[^/]+$/, /^\/volumes$/, /^\/volumes\/[^/]+$/, /^\/exec\/[^/]+\/json$/,
+]
+
+export function keepAliveSafe(method: string, target: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false
+  const path = stripVersion(target)
+  return KEEP_ALIVE_PATHS.some((re) => re.test(path))
+}

@@ -15,11 +15,11 @@ import { rewriteCreate, needsImageCommand, strSlice, type ImageCommand } from '.
 import { createEngineClient, describeEndpoint, engineMessage, type EngineClient } from './engine-client'
 import { watchContainerEvents, type EventWatcher } from './events'
 import {
-  decodeChunked, findHeadEnd, splitResponse, getHeader, parseHead, parseRequestLine, serializeHead, setHeader, statusOf, withConnectionClose,
+  decodeChunked, findHeadEnd, responseFrame, splitResponse, getHeader, parseHead, parseRequestLine, serializeHead, setHeader, statusOf, withConnectionClose,
   type HttpHead,
 } from './http-head'
 import { decideAttach, networkModeSkipReason, weaveCidrFromEnv } from './qualify'
-import { routeRequest } from './routes'
+import { keepAliveSafe, routeRequest } from './routes'
 import type { Proxy, ProxyConfig, ProxyDeps } from './types'
 
 const MAX_HEAD = 64 * 1024 // Go's engine allows 1 MiB; Docker clients send a few hundred bytes
@@ -48,41 +48,70 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
   const upstreamTarget: net.NetConnectOpts = 'socketPath' in config.docker
     ? { path: config.docker.socketPath, allowHalfOpen: true }
     : { host: config.docker.host, port: config.docker.port, allowHalfOpen: true }
-  const connectUpstream = () => track(net.connect(upstreamTarget))
+  const connectUpstream = () => track(net.connect(upstreamTarget).setNoDelay(true))
 
   // ---- client connections ----
 
+  /** A client connection; `up` is its kept-alive engine connection between requests, if any. */
+  interface Conn { client: net.Socket; up?: net.Socket }
+
   function onConnection(client: net.Socket) {
     track(client)
+    client.setNoDelay(true) // TCP clients: answers are small writes a client waits on
     client.on('error', (err) => log.debug(`client connection: ${err.message}`))
-    let buf: Buffer = Buffer.alloc(0)
-    const onData = (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d
+    readHead({ client }, Buffer.alloc(0))
+  }
+
+  /** Wait for the next request head on `conn` (`buf`: bytes already read), then dispatch it. */
+  function readHead(conn: Conn, buf: Buffer) {
+    const { client } = conn
+    const tryDispatch = (): boolean => {
       const end = findHeadEnd(buf)
       if (end < 0) {
-        if (buf.length > MAX_HEAD) { client.off('data', onData); replyError(client, 431, 'request head too large') }
-        return
+        if (buf.length > MAX_HEAD) { stop(); replyError(client, 431, 'request head too large') }
+        return false
       }
-      client.off('data', onData)
+      stop()
       client.pause()
-      dispatch(client, buf.subarray(0, end), buf.subarray(end)).catch((err: Error) => {
+      dispatch(conn, buf.subarray(0, end), buf.subarray(end)).catch((err: Error) => {
         if (err instanceof ProxyReply) replyError(client, err.status, err.message)
         else { log.error(`proxy: ${err.stack ?? err.message}`); replyError(client, 500, `weave proxy: ${err.message}`) }
       })
+      return true
     }
+    const onData = (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d
+      tryDispatch()
+    }
+    // The client closed between requests (it keeps a connection only while it wants to).
+    const onEnd = () => { stop(); conn.up?.destroy(); client.end() }
+    const stop = () => { client.off('data', onData); client.off('end', onEnd) }
+    if (buf.length && tryDispatch()) return
+    if (client.readableEnded) { onEnd(); return } // half-closed while its last answer was on the way
     client.on('data', onData)
+    client.once('end', onEnd)
+    client.resume()
   }
 
-  async function dispatch(client: net.Socket, rawHead: Buffer, rest: Buffer) {
+  async function dispatch(conn: Conn, rawHead: Buffer, rest: Buffer) {
+    const { client } = conn
     const t0 = deps.clock.now()
     let head = parseHead(rawHead)
     const line = head && parseRequestLine(head.startLine)
     if (!head || !line) throw new ProxyReply(400, 'malformed HTTP request')
     // Old clients sent the socket path as Host ("Host: /var/run/docker.sock"), which Go rejects.
     if ((getHeader(head, 'Host') ?? '').startsWith('/')) head = setHeader(head, 'Host', 'docker')
-    head = setHeader(head, 'Connection', withConnectionClose(getHeader(head, 'Connection')))
     const route = routeRequest(line.method, line.target)
-    client.once('close', () => log.debug(`${line.method} ${line.target}: ${deps.clock.now() - t0} ms`))
+    const intercepted = route.kind === 'create' || route.kind === 'start' || (route.kind === 'inspect' && config.rewriteInspect && deps.hooks.inspectAddress)
+    if (!intercepted && line.version === 'HTTP/1.1' && keepAliveSafe(line.method, line.target) && !hasRequestBody(head) && !/close|upgrade/i.test(getHeader(head, 'Connection') ?? '')) {
+      forwardKeepAlive(conn, head, line.method, rest)
+      return
+    }
+    // From here on one request per connection (see withConnectionClose).
+    conn.up?.destroy()
+    conn.up = undefined
+    head = setHeader(head, 'Connection', withConnectionClose(getHeader(head, 'Connection')))
+    if (intercepted) client.once('close', () => log.debug(`${line.method} ${line.target}: ${deps.clock.now() - t0} ms`))
     if (route.kind === 'create') {
       const body = await readBody(client, head, rest)
       const query = new URLSearchParams(line.target.split('?')[1] ?? '')
@@ -97,6 +126,57 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     } else {
       forward(client, head, rest)
     }
+  }
+
+  /**
+   * A call with one small framed answer (keepAliveSafe) on a connection kept open both ways: the
+   * request goes up as it came, the answer is read whole (up to MAX_BODY) and sent back, then
+   * the next request head is read from the client. `rest` is what the client sent after the
+   * head (the start of a next request, as the call has no body).
+   */
+  function forwardKeepAlive(conn: Conn, head: HttpHead, method: string, rest: Buffer) {
+    const { client } = conn
+    const up = conn.up && !conn.up.destroyed ? conn.up : (conn.up = connectUpstream())
+    if (up.listenerCount('error') === 0) {
+      up.on('error', (err) => log.debug(`upstream connection: ${err.message}`))
+      // The engine closed an idle kept connection: the next request opens a new one.
+      up.on('close', () => { if (conn.up === up) conn.up = undefined })
+    }
+    let buf: Buffer = Buffer.alloc(0)
+    const done = () => { up.off('data', onData); up.off('end', onEnd); up.off('error', onError) }
+    const onData = (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d
+      const f = responseFrame(buf, method)
+      if (f.kind === 'more') {
+        if (buf.length > MAX_BODY) { done(); up.destroy(); client.destroy() }
+        return
+      }
+      done()
+      if (f.kind === 'unframed' || buf.length > f.length) {
+        // Not expected of these calls; hand over the bytes and let the stream end this connection.
+        client.write(buf)
+        splice(client, up)
+        conn.up = undefined
+        return
+      }
+      client.write(buf)
+      if (f.close) { up.destroy(); conn.up = undefined; finish(client, Buffer.alloc(0)); return }
+      readHead(conn, rest)
+    }
+    const onEnd = () => {
+      done()
+      if (buf.length) { client.end(buf); return } // closed mid-answer: pass what came
+      replyError(client, 502, 'weave proxy: the Docker engine closed the connection without answering')
+    }
+    const onError = (err: Error) => {
+      done()
+      if (!buf.length) replyError(client, 502, `weave proxy: cannot reach the Docker engine at ${describeEndpoint(config.docker)}: ${err.message}`)
+      else client.destroy()
+    }
+    up.on('data', onData)
+    up.once('end', onEnd)
+    up.once('error', onError)
+    up.write(serializeHead(head))
   }
 
   // ---- passthrough ----
@@ -351,6 +431,11 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
       })
     },
   }
+}
+
+/** Whether a request head announces a body (Content-Length above 0, or chunked). */
+function hasRequestBody(head: HttpHead): boolean {
+  return /chunked/i.test(getHeader(head, 'Transfer-Encoding') ?? '') || Number(getHeader(head, 'Content-Length') ?? 0) > 0
 }
 
 /** The head for a body we re-framed: exact length, no chunking. */
