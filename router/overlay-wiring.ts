@@ -415,11 +415,28 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     verify()
   }
 
+  /** `weave report`'s fastdp part: the datapath, its ports and flow counts, routes and heartbeats. */
+  function fastdpReport(d: Fastdp): Record<string, unknown> {
+    const i = d.info()
+    const now = deps.clock.now()
+    return {
+      ...i,
+      Ovsdb: config.ovsdb,
+      Datapath: i ? { Bridge: i.bridge, Type: i.datapathType, Ports: i.portNames, Flows: i.flows, LearntFlows: i.learntFlows } : undefined,
+      RelayedPeers: [...relayed],
+      Heartbeats: {
+        IntervalMs: healthIntervalMs,
+        Via: sender?.onReceive ? 'openflow packet-out/packet-in' : 'flow counters',
+        Peers: Object.fromEntries([...candidates].map(([id, c]) => [c.peer, { ShortId: id, Via: c.via, RxOk: health.rxOk(id, now), Why: c.why }])),
+      },
+    }
+  }
+
   /** `weave status`: `datapath (netdev) 12 flows, ovsdb unix:…` or `off: why`. */
   function fastdpLine(): string {
     const i = fdp.driver?.info()
     if (!i) return `off: ${fdp.why ?? 'not started'}`
-    return `${i.bridge} (${i.datapathType}) ${i.flows} flows, ${i.peers} peers, ovsdb ${config.ovsdb}`
+    return `${i.bridge} (${i.datapathType}) ${i.flows} flows, ${i.peers} peers${relayed.size ? ` (${relayed.size} relayed)` : ''}, ovsdb ${config.ovsdb}`
   }
   attachApi.register(deps.router)
   deps.router.route('GET', '/status/overlay', () => ({ text: overlay.connections().map(overlayConnectionLine).join('\n') }))
@@ -527,7 +544,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       return {
         Overlay: fdp.driver ? 'fastdp+sleeve' : 'sleeve',
         Unavailable: unavailable,
-        Fastdp: fdp.driver ? { ...fdp.driver.info(), Ovsdb: config.ovsdb, ...(esp ? { Esp: esp.report() } : {}) } : { Unavailable: fdp.why },
+        Fastdp: fdp.driver ? { ...fastdpReport(fdp.driver), ...(esp ? { Esp: esp.report() } : {}) } : { Unavailable: fdp.why },
         Connections: overlay.connections(),
         Control: overlay.stats,
         Sleeve: sleeve ? { ...sleeve.stats, MacTableSize: sleeve.macs.size } : undefined,

@@ -262,6 +262,8 @@ export interface FlowChange {
   /** Same (priority, match), new actions: a modify keeps the flow's packet counters. */
   modify: Flow[]
   delete: Flow[]
+  /** Also delete every flow the datapath learnt (LEARNT_COOKIE), in the same bundle. */
+  forgetLearnt?: boolean
 }
 
 export function diffFlows(oldFlows: readonly Flow[], newFlows: readonly Flow[]): FlowChange {
@@ -278,7 +280,7 @@ export function diffFlows(oldFlows: readonly Flow[], newFlows: readonly Flow[]):
 }
 
 export function isEmptyChange(c: FlowChange): boolean {
-  return !c.add.length && !c.modify.length && !c.delete.length
+  return !c.add.length && !c.modify.length && !c.delete.length && !c.forgetLearnt
 }
 
 /** Apply a change to a table (what the switch holds after `change`), sorted. */
@@ -295,6 +297,7 @@ export function applyChange(flows: readonly Flow[], change: FlowChange): Flow[] 
  */
 export function changeScript(change: FlowChange, cookie = FLOW_COOKIE): string {
   const lines = [
+    ...(change.forgetLearnt ? [`delete cookie=${hex(LEARNT_COOKIE)}/-1`] : []),
     ...change.delete.map((f) => `delete_strict ${flowKey(f)}`),
     ...change.modify.map((f) => `modify_strict ${formatFlow(f, cookie)}`),
     ...change.add.map((f) => `add ${formatFlow(f, cookie)}`),

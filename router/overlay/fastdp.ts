@@ -69,11 +69,6 @@ export interface FastdpDeps {
   /** Default: ovs-ofctl bundles (createOfctlProgrammer). */
   programmer?: (opts: OfctlOptions) => FlowProgrammer
   /**
-   * Delete the flows the datapath learnt (they outlive a peer's move to sleeve: a learnt "MAC →
-   * tunnel to P" would keep sending into a tunnel that no longer works). Default: ovs-ofctl.
-   */
-  forgetLearnt?: (opts: OfctlOptions) => Promise<void>
-  /**
    * With the userspace datapath: make the frames that reach `datapathPort` whole. OVS reads the
    * port without virtio headers, so TSO super-frames and partial checksums from containers would
    * leave through the tunnel too big or unfinished; with tx offload off on the port's veth peer
@@ -95,13 +90,6 @@ function ethtoolWholeFrames(port: string): Promise<string | undefined> {
   })
 }
 
-function ofctlForgetLearnt(opts: OfctlOptions): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('ovs-ofctl', ['-O', 'OpenFlow14', 'del-flows', bridgeTarget(opts.bridge, opts.rundir), `cookie=0x${LEARNT_COOKIE.toString(16)}/-1`],
-      { timeout: 15_000 }, (err, _out, stderr) => err ? reject(new Error(`ovs-ofctl del-flows: ${String(stderr).trim() || err.message}`)) : resolve())
-  })
-}
-
 export interface FastdpPeerInfo {
   /** Underlay IPv4 address. */
   ip?: string
@@ -119,8 +107,12 @@ export interface FastdpInfo {
   bridge: string
   datapathType: string
   ports: FlowPorts
+  /** The bridge's ports by name → OpenFlow port number (for `weave report`). */
+  portNames: Record<string, number>
   /** Flows we installed. */
   flows: number
+  /** Flows the datapath learnt (MAC learning), as of the last verify(); undefined before one. */
+  learntFlows?: number
   peers: number
   localMacs: number
   mtu?: number
@@ -175,17 +167,6 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
   const connect = deps.connect ?? ((t: string) => connectOvsdb(t))
   const ofOpts: OfctlOptions = { bridge, rundir: cfg.ovsRundir ?? rundirFor(cfg.ovsdbTarget) }
   const prog = (deps.programmer ?? createOfctlProgrammer)(ofOpts)
-  /** After the table changed: drop learnt flows when a peer left fastdp (see FastdpDeps.forgetLearnt). */
-  const forgetLearnt = (): Promise<void> => {
-    if (!cfg.learn) return Promise.resolve()
-    const p = chain.then(async () => {
-      if (!ports || stopped) return
-      await (deps.forgetLearnt ?? ofctlForgetLearnt)(ofOpts)
-      log.debug('forgot learnt flows (a peer left fastdp)')
-    })
-    chain = p.catch(() => undefined)
-    return p
-  }
   if (cfg.mtu !== undefined && (!Number.isInteger(cfg.mtu) || cfg.mtu < 576 || cfg.mtu > 65535 - VXLAN_OVERHEAD_BYTES)) throw new RangeError(`bad MTU ${cfg.mtu}`)
 
   const peers = new Map<number, FlowPeer>()
@@ -204,8 +185,13 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
     nextHop, learn: cfg.learn,
   })
 
-  /** Bring the switch to the current state; one at a time, each a single atomic bundle. */
-  const sync = (): Promise<void> => {
+  /**
+   * Bring the switch to the current state; one at a time, each a single atomic bundle. With
+   * `forget`, the same bundle deletes the flows the datapath learnt: a learnt "MAC → tunnel to
+   * P" outlives P's move to sleeve (it would keep sending into a dead tunnel) or a route change;
+   * in one bundle, the frames switch paths at one instant.
+   */
+  const sync = (forget = false): Promise<void> => {
     const p = chain.then(async () => {
       if (!ports || stopped) return
       const want = computeFlows(state())
@@ -215,6 +201,7 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
         return
       }
       const change = diffFlows(installed, want)
+      if (forget && cfg.learn) change.forgetLearnt = true
       if (isEmptyChange(change)) return
       await prog.apply(change) // a bundle: on failure nothing changed and `installed` still holds
       installed = want
@@ -243,8 +230,11 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
     }
   }
 
+  let learntFlows: number | undefined
   const info = (): FastdpInfo | undefined => ports && {
-    bridge, datapathType: dpInfo?.datapathType ?? cfg.datapathType, ports, flows: installed?.length ?? 0,
+    bridge, datapathType: dpInfo?.datapathType ?? cfg.datapathType, ports,
+    portNames: { [dpPort]: ports.bridge, [vxlanName]: ports.vxlan, ...(cfg.routerPort && ports.router ? { [cfg.routerPort]: ports.router } : {}) },
+    flows: installed?.length ?? 0, ...(learntFlows === undefined ? {} : { learntFlows }),
     peers: peers.size, localMacs: localMacs.size, ...(cfg.mtu === undefined ? {} : { mtu: cfg.mtu }),
   }
 
@@ -309,12 +299,12 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
       // sending into a dead tunnel; entering it, they may still point through a relay (learnt
       // while the direct path was down) that both ends would otherwise keep re-learning.
       const changedPath = prev !== undefined && (prev.via ?? 'fastdp') !== peers.get(shortId)!.via
-      return changedPath ? sync().then(forgetLearnt) : sync()
+      return sync(changedPath)
     },
     removePeer(shortId) {
       const had = peers.get(shortId)
       peers.delete(shortId)
-      return had && (had.via ?? 'fastdp') === 'fastdp' ? sync().then(forgetLearnt) : sync()
+      return sync(had !== undefined && (had.via ?? 'fastdp') === 'fastdp')
     },
     learnLocal(mac) {
       localMacs.add(normalizeMac(mac))
@@ -327,17 +317,19 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
     setRoutes(fn) {
       // A learnt flow sends a MAC's frames to the address they last came from: after a route
       // changed that may be a hop no longer on the path (or the direct path just restored), so
-      // learnt flows go and the next frames flood until the replies are learnt again.
+      // learnt flows go (sync's `forget`) and the next frames flood until replies are learnt again.
       const hops = (f: typeof fn) => [...peers.keys()].map((id) => `${id}>${f ? f(id) : id}`).join(',')
       const changed = hops(nextHop) !== hops(fn)
       nextHop = fn
-      return changed ? sync().then(forgetLearnt) : sync()
+      return sync(changed)
     },
     refresh: () => sync(),
     verify() {
       const p = chain.then(async () => {
         if (!ports || stopped || !installed) return false
-        const ours = (await prog.dump()).filter((f) => f.cookie === FLOW_COOKIE).length
+        const dump = await prog.dump()
+        learntFlows = dump.filter((f) => f.cookie === LEARNT_COOKIE).length
+        const ours = dump.filter((f) => f.cookie === FLOW_COOKIE).length
         if (ours === installed.length) return false
         log.warn(`datapath ${bridge} holds ${ours} of our ${installed.length} flows: reinstalling them`)
         const want = computeFlows(state())

@@ -96,7 +96,14 @@ if (reason) {
             .catch(async () => relayedPackets(h2))
           console.log(`  h2 relayed ${after - before} packets of four pings (relay flows: tunnel in, tunnel out)`)
           assert.ok(after >= before + 4, `h2's datapath relayed the pings: ${before} → ${after}\n${(await h2.ovsOfctl(['-O', 'OpenFlow14', 'dump-flows', 'datapath'])).stdout}`)
-          // h2 did not take them through its router: its sleeve saw no frames for h1/h3
+          // weave report: the datapath, its ports and flow counts, the relayed peer, the heartbeats
+          const rep = JSON.parse((await h1.weave(['report'])).stdout) as { Overlay?: { Fastdp?: Record<string, any> } }
+          const f = rep.Overlay?.Fastdp ?? {}
+          assert.ok(f.Datapath?.Ports?.['vxlan-6784'] > 0 && f.Datapath?.Ports?.['vethwe-datapath'] > 0, JSON.stringify(f))
+          assert.ok(f.Datapath?.Flows > 5 && typeof f.Datapath?.Type === 'string', JSON.stringify(f.Datapath))
+          assert.is(f.RelayedPeers?.length, 1, JSON.stringify(f.RelayedPeers))
+          assert.match(f.Heartbeats?.Via ?? '', /packet-in/)
+          console.log(`  h1 weave report, fastdp: ${JSON.stringify(f.Datapath)}`)
           assert.is(count((await h2.api('/status/overlay')).text, / established fastdp /g), 2, 'h2 uses fastdp to both')
         } finally {
           await lab.heal()

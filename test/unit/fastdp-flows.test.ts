@@ -290,6 +290,31 @@ test('driver: one full sync at start, then only the diff of each change; a faile
   assert.is(db.closedCount, 1)
 })
 
+test('driver with learning: learnt flows go in the same bundle as a path change (via either way, a route), never otherwise', async () => {
+  const prog = recordingProgrammer()
+  const fdp = createFastdp({ ovsdbTarget: 'unix:/x/db.sock', datapathType: 'netdev', self: A, learn: true }, {
+    clock: new FakeClock(), connect: async () => fakeOvsdb(), programmer: () => prog,
+  })
+  await fdp.start()
+  await fdp.setPeer(B, { ip: '10.0.0.2' })
+  await fdp.setPeer(C, { ip: '10.0.0.3' })
+  const forgets = () => prog.changes.map((c) => c.forgetLearnt === true)
+  prog.changes.length = 0
+  await fdp.setPeer(C, { via: 'sleeve' })
+  await fdp.setPeer(C, { via: 'sleeve' }) // no change: no bundle at all
+  await fdp.setPeer(C, { via: 'fastdp' })
+  assert.equal(forgets(), [true, true], 'leaving and entering fastdp')
+  assert.match(changeScript(prog.changes[0]), /^delete cookie=0x7765616c\/-1\n/, 'first line of the bundle')
+  prog.changes.length = 0
+  await fdp.setRoutes((d) => d) // same answers as no routes: nothing changes
+  assert.equal(forgets(), [])
+  await fdp.setRoutes((d) => (d === C ? B : d)) // C now through B: its relay flow and MAC routes change
+  assert.equal(forgets(), [true])
+  const relay = fdp.installed().find((f) => f.match === 'in_port=2,tun_id=0x3/0xfff')
+  assert.ok(relay && relay.actions.includes('set_field:10.0.0.2->tun_dst'), JSON.stringify(relay))
+  await fdp.stop()
+})
+
 test('driver: a port ovs-vswitchd never attaches makes start() refuse with the reason', async () => {
   const clock = new FakeClock()
   const db = fakeOvsdb({ vxlanOfport: -1 })
