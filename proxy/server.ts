@@ -59,7 +59,9 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     track(client)
     client.setNoDelay(true) // TCP clients: answers are small writes a client waits on
     client.on('error', (err) => log.debug(`client connection: ${err.message}`))
-    readHead({ client }, Buffer.alloc(0))
+    const conn: Conn = { client }
+    client.on('close', () => conn.up?.destroy())
+    readHead(conn, Buffer.alloc(0))
   }
 
   /** Wait for the next request head on `conn` (`buf`: bytes already read), then dispatch it. */
@@ -128,6 +130,16 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     }
   }
 
+  /** A new engine connection kept for `conn` across calls. */
+  function keptUpstream(conn: Conn): net.Socket {
+    const up = connectUpstream()
+    conn.up = up
+    up.on('error', (err) => log.debug(`upstream connection: ${err.message}`))
+    // The engine closed an idle kept connection: the next request opens a new one.
+    up.on('close', () => { if (conn.up === up) conn.up = undefined })
+    return up
+  }
+
   /**
    * A call with one small framed answer (keepAliveSafe) on a connection kept open both ways: the
    * request goes up as it came, the answer is read whole (up to MAX_BODY) and sent back, then
@@ -136,12 +148,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
    */
   function forwardKeepAlive(conn: Conn, head: HttpHead, method: string, rest: Buffer) {
     const { client } = conn
-    const up = conn.up && !conn.up.destroyed ? conn.up : (conn.up = connectUpstream())
-    if (up.listenerCount('error') === 0) {
-      up.on('error', (err) => log.debug(`upstream connection: ${err.message}`))
-      // The engine closed an idle kept connection: the next request opens a new one.
-      up.on('close', () => { if (conn.up === up) conn.up = undefined })
-    }
+    const up = conn.up && !conn.up.destroyed ? conn.up : keptUpstream(conn)
     let buf: Buffer = Buffer.alloc(0)
     const done = () => { up.off('data', onData); up.off('end', onEnd); up.off('error', onError) }
     const onData = (d: Buffer) => {
