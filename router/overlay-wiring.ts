@@ -279,6 +279,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
         const c = chooseOverlay({ ready: fdp.driver !== undefined, why: fdp.why, encrypt: esp !== undefined }, h)
         neighbours.add(h.shortId)
         relayed.delete(h.shortId)
+        toldRx.delete(h.shortId) // a new connection: tell it about its heartbeats at the next tick
         const local = localIpTo(h.peer)
         if (c.via === 'fastdp') {
           // Both ends can: sleeve until heartbeats prove the tunnel both ways (healthTick).
