@@ -120,12 +120,13 @@ function script(steps: ReadonlyArray<Step>): string[] {
 }
 
 /**
- * The common case, a container without ethwe, in four process runs instead of one per step (each
- * `nsenter`/`ip` start costs milliseconds, and `docker run` through the proxy waits for all of
- * them): (1) in the container, create the pair with the host end sent to us, set sysctls,
- * addresses and multicast rules on the still-down ethwe; (2) on the host, enslave and up the host
- * end; (3) in the container, ethwe up and the multicast route, last, because weavewait lets the
- * container's command run once ethwe is up with an address; (4) the gratuitous ARP.
+ * The common case without the native addon (attachNewNative does the same over netlink), in four
+ * process runs instead of one per step (each `nsenter`/`ip` start costs milliseconds, and `docker
+ * run` through the proxy waits for all of them): (1) in the container, create the pair with the
+ * host end sent to us, set sysctls and multicast rules on the still-down ethwe; (2) on the host,
+ * enslave and up the host end; (3) in the container, ethwe up, the multicast route and the
+ * addresses, last, because weavewait lets the container's command run once ethwe is up with an
+ * address; (4) the gratuitous ARP.
  */
 async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, bridge: string, want: Ipv4Cidr[]): Promise<AttachResult> {
   const links = parseLinks((await ctx.run(ip.linkShow())).stdout)
@@ -143,7 +144,6 @@ async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, b
   const inContainer: string[][] = [
     ip.addVethPeerIn(E, hostEnd, mtu, ctx.hostNetns),
     ['sysctl', '-q', '-e', '-w', ...sysctls],
-    ...want.map((c) => ip.addAddr(E, c)),
   ]
   if (req.isolateMulticast ?? true) inContainer.push(...addMulticastRulesArgv(want))
   const ns = netnsRefPath(req.netns)
@@ -160,6 +160,7 @@ async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, b
       ...((req.txOffloadOff ?? false) ? [{ optional: txOffloadOff(E) }] : []),
       ip.setUp(E),
       ...((req.multicastRoute ?? true) ? [ip.multicastRoute(E)] : []),
+      ...want.map((c) => ip.addAddr(E, c)),
       ip.addrShow(E), // its JSON is the script's only output: the MAC and addresses we report
     ])))
     current = parseAddrs(up.stdout)[0]
@@ -222,7 +223,6 @@ async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRe
     const e = nl.nlLink(c, E)
     const hl = nl.nlLink(h, hostEnd)
     if (!e || !hl) throw new Error(`${E} or ${hostEnd} vanished right after it was created`)
-    for (const a of want) nl.nlAddr(c, true, e.index, a.ip, a.prefix)
     nl.nlLinkSet(h, hl.index, -1, br.index, 0)
     try { nl.nlHairpin(h, hl.index, true) } catch { /* optional, as with `ip` */ }
     nl.nlLinkSet(h, hl.index, 1, -1, 0)
@@ -230,9 +230,11 @@ async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRe
     if (rules) await rules
     ctx.log.debug(`attach ${hostEnd}: netlink ${(tNl - t0).toFixed(1)} ms, rules ${(performance.now() - t0).toFixed(1)} ms`)
     if (req.txOffloadOff ?? false) await bestEffort(ctx, inNetns(ns, txOffloadOff(E)), 'tx offload off on ethwe')
-    // ethwe up last but for the route: weavewait lets the container's command run from here.
+    // Up, the route, the addresses last: weavewait lets the command run once ethwe is up with
+    // an address, and by then everything else is in place.
     nl.nlLinkSet(c, e.index, 1, -1, 0)
     if (req.multicastRoute ?? true) nl.nlRoute(c, e.index, MULTICAST_ROUTE.split('/')[0], Number(MULTICAST_ROUTE.split('/')[1]))
+    for (const a of want) nl.nlAddr(c, true, e.index, a.ip, a.prefix)
     void announceNative(ctx, nl, ns, want)
     return { mac: e.mac, addresses: want.map(formatCidr), added: want.map(formatCidr), created: true }
   } catch (err) {

@@ -201,6 +201,23 @@ if (why) {
     assert.equal(await snapshot(H), beforeExpose)
   })
 
+  lab('without the native addon (the process path) attach makes the same ethwe', async () => {
+    const viaIp = createNetHost({ netns: H.ns, native: false })
+    const r = await viaIp.attach({ netns: { name: C2.ns }, containerId: 'c2proc', addresses: ['10.32.0.5/12'] })
+    try {
+      assert.is(r.created, true)
+      assert.equal(await ethwe(C2), { mac: r.mac, addrs: ['10.32.0.5/12'] })
+      assert.is((await hostLink(hostVethName('c2proc')))?.master, 'weave')
+      assert.match(await out(C2, ['ip', 'route', 'show', '224.0.0.0/4']), 'dev ethwe')
+      const mc = (await out(C2, ['iptables', '-S', 'INPUT'])).split('\n').filter((l) => l.includes('224.0.0.0/4'))
+      assert.equal(mc, ['-A INPUT -s 10.32.0.0/12 -d 224.0.0.0/4 -i ethwe -j ACCEPT', '-A INPUT -d 224.0.0.0/4 -i ethwe -j DROP'])
+      assert.ok(await ping(C2, '10.32.0.3'), 'reaches the natively attached C3')
+    } finally {
+      await viaIp.detach({ netns: { name: C2.ns }, containerId: 'c2proc' })
+    }
+    assert.is(await ethwe(C2), undefined)
+  })
+
   lab('resetHost leaves nothing of ours (and keeps other rules)', async () => {
     await net.expose('10.32.0.254/12')
     assert.ok(await ethwe(C3), 'C3 still attached before reset')

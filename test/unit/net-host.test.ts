@@ -109,7 +109,7 @@ test('ensureRules counts what it had to put back', async () => {
 
 const ETHWE = (addrs: string[]) => link({ ifname: 'ethwe', address: '5e:00:00:00:00:07', addr_info: addrs.map((a) => ({ family: 'inet', local: a.split('/')[0], prefixlen: Number(a.split('/')[1]) })) })
 
-test('attach of a new container: pair, sysctls, addresses, rules in one go; ethwe up and route last; then ARP', async () => {
+test('attach of a new container: pair, sysctls, rules in one go; ethwe up, route and addresses last; then ARP', async () => {
   let made = false
   const run = fakeRunner([
     [/nsenter --net=\/proc\/4242\/ns\/net -- ip -j addr show dev ethwe/, NODEV],
@@ -124,19 +124,19 @@ test('attach of a new container: pair, sysctls, addresses, rules in one go; ethw
   const setup = run.calls.find((c) => c.startsWith(`${ns}sh -c 'ip' 'link' 'add'`))
   assert.ok(setup, run.calls.join('\n'))
   // One container-side script: the pair (host end straight into our namespace), then, in order,
-  // sysctls, the address once, the multicast drop and the accept above it.
+  // sysctls, the multicast drop and the accept above it.
   const steps = setup!.slice(`${ns}sh -c `.length).split(' && ')
   assert.equal(steps, [
     "'ip' 'link' 'add' 'name' 'ethwe' 'mtu' '1376' 'type' 'veth' 'peer' 'name' 'vethwepl4242' 'mtu' '1376' 'netns' 'hostns'",
     "'sysctl' '-q' '-e' '-w' 'net.ipv6.conf.ethwe.accept_ra=0' 'net.ipv4.neigh.ethwe.base_reachable_time=5' 'net.ipv4.neigh.ethwe.delay_first_probe_time=2' 'net.ipv4.neigh.ethwe.ucast_solicit=1'",
-    "'ip' 'addr' 'add' '10.32.0.7/12' 'dev' 'ethwe'",
     "'iptables' '-w' '5' '-t' 'filter' '-A' 'INPUT' '-i' 'ethwe' '-d' '224.0.0.0/4' '-j' 'DROP'",
     "'iptables' '-w' '5' '-t' 'filter' '-I' 'INPUT' '1' '-i' 'ethwe' '-s' '10.32.0.0/12' '-d' '224.0.0.0/4' '-j' 'ACCEPT'",
   ])
   const want = [
     setup!,
     "sh -c 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'master' 'weave' && { 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'type' 'bridge_slave' 'hairpin' 'on' >/dev/null 2>&1 || true; } && 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'up'",
-    `${ns}sh -c 'ip' 'link' 'set' 'dev' 'ethwe' 'up' && 'ip' 'route' 'replace' '224.0.0.0/4' 'dev' 'ethwe' 'scope' 'link' && 'ip' '-j' 'addr' 'show' 'dev' 'ethwe'`,
+    // The address (once) last: weavewait starts the command once ethwe is up with an address.
+    `${ns}sh -c 'ip' 'link' 'set' 'dev' 'ethwe' 'up' && 'ip' 'route' 'replace' '224.0.0.0/4' 'dev' 'ethwe' 'scope' 'link' && 'ip' 'addr' 'add' '10.32.0.7/12' 'dev' 'ethwe' && 'ip' '-j' 'addr' 'show' 'dev' 'ethwe'`,
     `${ns}busybox arping -U -c 1 -w 1 -I ethwe -s 10.32.0.7 10.32.0.7`,
   ]
   await new Promise((r) => setTimeout(r, 10)) // the ARP is sent without holding up the caller
@@ -173,7 +173,7 @@ test('a failure after creating the pair removes it and reports the failing comma
     assert.match(String((e as Error).message), "'ip' 'addr' 'add' '10.32.0.9/12' 'dev' 'ethwe'")
     assert.match(String((e as Error).message), 'Permission denied')
   }
-  assert.ok(run.calls.includes('nsenter --net=/var/run/netns/c -- ip link del dev ethwe'))
+  assert.ok(run.calls.includes('ip link del dev vethweplx1'), 'the pair goes (by its host end)')
 })
 
 test('detach of a vanished container touches nothing; attach refuses a host end that is taken', async () => {
