@@ -184,7 +184,11 @@ static int cpu_has_aes(void) {
 typedef struct {
   int alg;
   unsigned char key[KEY_BYTES];
-  EVP_CTX *enc, *dec; /* OpenSSL contexts, made on first use; NULL without libcrypto */
+  EVP_CTX *enc, *dec; /* OpenSSL contexts; NULL without libcrypto */
+  /* a datagram being opened piece by piece (see weave_aead_piece): its length, the next offset
+   * expected, whether the AEAD was started (its associated data seen) */
+  uint32_t st_total, st_next;
+  int st_started;
 } aead_ctx;
 
 static const EVP_CIPH *cipher_of(int alg) { return alg == ALG_AES_GCM ? ossl.aes_256_gcm() : ossl.chacha20_poly1305(); }
@@ -339,6 +343,89 @@ bad:
   return NULL;
 }
 
+/*
+ * Opening a sealed datagram as its pieces arrive: each piece, bytes [off, off+len) of a datagram
+ * of `total` bytes laid out as associated data (AD_LEN) ‖ ciphertext ‖ tag, is decrypted from
+ * where it was received straight into its place in `dest` (associated data and tag copied), so
+ * the datagram is put together and decrypted in one pass instead of a copy and an in-place pass.
+ * Pieces must come in order from offset 0 (a new offset 0 restarts). Nothing is trusted until
+ * weave_aead_piece_done checks the tag over the whole: the caller keeps `dest` private till then.
+ * Returns 0, or -1 when this context cannot stream (no libcrypto) or the piece does not follow.
+ */
+#define AD_LEN 16
+int weave_aead_piece(void *ctxp, int dir, uint8_t *dest, const uint8_t *src, uint32_t off, uint32_t len, uint32_t total) {
+  aead_ctx *c = ctxp;
+  if (!c || !c->dec || total < AD_LEN + TAG_BYTES) return -1;
+  if (off == 0) { c->st_total = total; c->st_next = 0; c->st_started = 0; }
+  if (off != c->st_next || total != c->st_total || (uint64_t)off + len > total) { c->st_next = UINT32_MAX; return -1; }
+  uint32_t end = off + len, ct_end = total - TAG_BYTES;
+  /* associated data and tag: copied */
+  if (off < AD_LEN) memcpy(dest + off, src, (end < AD_LEN ? end : AD_LEN) - off);
+  if (end > ct_end) { uint32_t a = off > ct_end ? off : ct_end; memcpy(dest + a, src + (a - off), end - a); }
+  if (!c->st_started && end >= AD_LEN) {
+    unsigned char nonce[NONCE_BYTES];
+    uint64_t seq = 0;
+    for (int i = 0; i < 8; i++) seq = seq << 8 | dest[8 + i];
+    make_nonce(nonce, dir, (double)seq);
+    int l;
+    if (ossl.dec_init(c->dec, NULL, NULL, NULL, nonce) != 1 || ossl.dec_update(c->dec, NULL, &l, dest, AD_LEN) != 1) { c->st_next = UINT32_MAX; return -1; }
+    c->st_started = 1;
+  }
+  uint32_t a = off > AD_LEN ? off : AD_LEN, b = end < ct_end ? end : ct_end;
+  if (a < b) {
+    int l;
+    if (ossl.dec_update(c->dec, dest + a, &l, src + (a - off), (int)(b - a)) != 1 || (uint32_t)l != b - a) { c->st_next = UINT32_MAX; return -1; }
+  }
+  c->st_next = end;
+  return 0;
+}
+
+/* aeadCtxPiece(ctx, dir, dest, src, off, total): weave_aead_piece for one piece (`src` = its bytes); false if it did not follow. */
+static napi_value aead_ctx_piece(napi_env env, napi_callback_info info) {
+  size_t argc = 6, dlen, slen;
+  napi_value argv[6], out;
+  napi_valuetype t;
+  void *c = NULL;
+  int32_t dir = 0;
+  uint32_t off = 0, total = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) goto bad;
+  if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], &c) != napi_ok || !c) goto bad;
+  uint8_t *dest = bytes_of(env, argv[2], &dlen);
+  uint8_t *src = bytes_of(env, argv[3], &slen);
+  if (!dest || !src || napi_get_value_int32(env, argv[1], &dir) != napi_ok) goto bad;
+  if (napi_get_value_uint32(env, argv[4], &off) != napi_ok || napi_get_value_uint32(env, argv[5], &total) != napi_ok) goto bad;
+  if (total > dlen || slen > UINT32_MAX) goto bad;
+  napi_get_boolean(env, weave_aead_piece(c, dir, dest, src, off, (uint32_t)slen, total) == 0, &out);
+  return out;
+bad:
+  napi_throw_type_error(env, "ERR_INVALID_ARG", "aeadCtxPiece(ctx, dir, dest, src, off, total ≤ dest.length)");
+  return NULL;
+}
+
+/* aeadCtxPiecesDone(ctx, buf) -> bool: buf (the whole datagram) was streamed in full and its tag is right. */
+static napi_value aead_ctx_pieces_done(napi_env env, napi_callback_info info) {
+  size_t argc = 2, len;
+  napi_value argv[2], out;
+  napi_valuetype t;
+  void *cp = NULL;
+  int ok = 0, l;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], &cp) != napi_ok || !cp) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "aeadCtxPiecesDone(ctx, buf)");
+    return NULL;
+  }
+  aead_ctx *c = cp;
+  uint8_t *buf = bytes_of(env, argv[1], &len);
+  if (buf && c->dec && c->st_started && c->st_next == c->st_total && len == c->st_total) {
+    unsigned char tag[TAG_BYTES];
+    memcpy(tag, buf + len - TAG_BYTES, TAG_BYTES);
+    ok = ossl.ctrl(c->dec, EVP_CTRL_AEAD_SET_TAG_, TAG_BYTES, tag) == 1 && ossl.dec_final(c->dec, buf + len - TAG_BYTES, &l) > 0;
+  }
+  c->st_next = UINT32_MAX; /* one verdict per datagram */
+  napi_get_boolean(env, ok, &out);
+  return out;
+}
+
 /* aeadCtxOpen(ctx, dir, seq, buf, adLen) -> bool: decrypts in place when authentic; else false, buf as it was. */
 static napi_value aead_ctx_open(napi_env env, napi_callback_info info) {
   unsigned char *buf, nonce[NONCE_BYTES], tag[TAG_BYTES];
@@ -374,6 +461,8 @@ void weave_register_aead(napi_env env, napi_value exports) {
     { "aeadCtxSeal", NULL, aead_ctx_seal, NULL, NULL, NULL, napi_default, NULL },
     { "aeadCtxOpen", NULL, aead_ctx_open, NULL, NULL, NULL, napi_default, NULL },
     { "aeadCtxSealv", NULL, aead_ctx_sealv, NULL, NULL, NULL, napi_default, NULL },
+    { "aeadCtxPiece", NULL, aead_ctx_piece, NULL, NULL, NULL, napi_default, NULL },
+    { "aeadCtxPiecesDone", NULL, aead_ctx_pieces_done, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

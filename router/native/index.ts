@@ -32,7 +32,8 @@ interface Addon {
   recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
   sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array, vnet?: Uint8Array | null, segs?: Uint16Array | null): number
   sendPieces(h: Handle, addr: number, port: number, head: Uint8Array, id: number, parts: readonly Uint8Array[], room: number): number
-  collectPieces(buf: Buffer, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, start: number, end: number, state: Uint32Array, dest: Buffer): number
+  collectPieces(buf: Buffer, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, start: number, end: number, state: Uint32Array, dest: Buffer,
+    aead?: AeadContext, dir?: number): number
   pollStart(h: Handle, events: number, fn: (status: number, events: number) => void): void
   pollStop(h: Handle): void
   close(h: Handle): void
@@ -46,8 +47,11 @@ interface Addon {
   aeadCtxSeal?(ctx: AeadContext, dir: number, seq: number, buf: Uint8Array, adLen: number): void
   aeadCtxOpen?(ctx: AeadContext, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
   aeadCtxSealv?(ctx: AeadContext, dir: number, seq: number, out: Uint8Array, adLen: number, parts: readonly Uint8Array[]): void
+  aeadCtxPiece?(ctx: AeadContext, dir: number, dest: Uint8Array, src: Uint8Array, off: number, total: number): boolean
+  aeadCtxPiecesDone?(ctx: AeadContext, buf: Uint8Array): boolean
 }
-type AeadContext = { readonly __brand: 'AeadContext' }
+/** A native AEAD key (opaque); UdpSocket.collectPieces can open pieces with it. */
+export type AeadContext = { readonly __brand: 'AeadContext' }
 
 /** Thrown when the addon was not built or cannot load; `code` is stable for callers. */
 export class NativeUnavailableError extends Error {
@@ -150,6 +154,17 @@ export interface NativeAeadKey {
    * bytes of associated data: one pass instead of copy-then-seal.
    */
   sealv(dir: number, seq: number, out: Uint8Array, adLen: number, parts: readonly Uint8Array[]): void
+  /**
+   * Opening a datagram (16 bytes of associated data ‖ ciphertext ‖ tag, `total` bytes) as its
+   * pieces arrive, in order from offset 0: `src` holds bytes [off, off + src.length), decrypted
+   * (or, for associated data and tag, copied) into the same place in `dest`. False when the
+   * piece does not follow the previous one. UdpSocket.collectPieces does the same given `context`.
+   * Nothing in `dest` is authentic until piecesDone(dest.subarray(0, total)) says so.
+   */
+  piece(dir: number, dest: Uint8Array, src: Uint8Array, off: number, total: number): boolean
+  /** The datagram streamed through `piece` arrived whole and its tag is right (one verdict per datagram). */
+  piecesDone(buf: Uint8Array): boolean
+  readonly context: AeadContext
 }
 
 const CIPHER_ALG: Record<NativeCipherName, number> = { 'chacha20-poly1305': 0, 'aes-256-gcm': 1 }
@@ -177,7 +192,12 @@ export function nativeAeadKey(cipher: NativeCipherName, key: Uint8Array): Native
   const seal = a.aeadCtxSeal!
   const open = a.aeadCtxOpen!
   const sealv = a.aeadCtxSealv!
+  const piece = a.aeadCtxPiece!
+  const done = a.aeadCtxPiecesDone!
   return {
+    context: ctx,
+    piece: (dir, dest, src, off, total) => piece(ctx, dir, dest, src, off, total),
+    piecesDone: (buf) => done(ctx, buf),
     seal: (dir, seq, buf, adLen) => seal(ctx, dir, seq, buf, adLen),
     open: (dir, seq, buf, adLen) => open(ctx, dir, seq, buf, adLen),
     sealv: (dir, seq, out, adLen, parts) => sealv(ctx, dir, seq, out, adLen, parts),
@@ -510,8 +530,10 @@ export class UdpSocket extends BatchSocket {
    * they continue the datagram described by `state` = [source addr, port, id, total, got];
    * advances state[4] and returns how many entries it took (0: entry `start` is not the next
    * piece). Checks each piece's header; stops at the first that does not follow.
+   * With `open` the pieces are decrypted into place instead of copied (NativeAeadKey.piece).
    */
-  collectPieces(start: number, end: number, state: Uint32Array, dest: Buffer): number {
+  collectPieces(start: number, end: number, state: Uint32Array, dest: Buffer, open?: { context: AeadContext; dir: number }): number {
+    if (open) return this.a.collectPieces(this.rbuf, this.offs, this.lens, this.raddrs, this.rports, start, end, state, dest, open.context, open.dir)
     return this.a.collectPieces(this.rbuf, this.offs, this.lens, this.raddrs, this.rports, start, end, state, dest)
   }
   get buffer(): Buffer { return this.rbuf }

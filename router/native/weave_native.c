@@ -797,10 +797,13 @@ static napi_value udp_send_pieces(napi_env env, napi_callback_info info) {
  * count 0, same id and total, offset == got, within total) of the datagram being rebuilt in
  * `dest`, copy their bytes into place and advance state[4]. Stops at the first entry that is
  * not (the caller handles it), or when the datagram is complete. Returns how many it took.
+ * With an AEAD context and direction (arguments 10, 11; aead.c), each piece is decrypted into
+ * place instead of copied (weave_aead_piece); a piece it refuses ends the run like a bad header.
  */
+int weave_aead_piece(void *ctx, int dir, uint8_t *dest, const uint8_t *src, uint32_t off, uint32_t len, uint32_t total);
 static napi_value collect_pieces(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9], out;
+  size_t argc = 11;
+  napi_value argv[11], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 9) return throw_type(env, "collectPieces: 9 arguments");
   void *bufp, *destp;
@@ -816,6 +819,13 @@ static napi_value collect_pieces(napi_env env, napi_callback_info info) {
   uint32_t *st = get_typed(env, argv[7], napi_uint32_array, &nst);
   CHECK(napi_get_buffer_info(env, argv[8], &destp, &destlen));
   if (!offs || !lens || !addrs || !ports || !st || nst < 5) return throw_type(env, "collectPieces: bad arguments");
+  void *aead = NULL;
+  int32_t dir = 0;
+  napi_valuetype at;
+  if (argc >= 11 && napi_typeof(env, argv[9], &at) == napi_ok && at == napi_external) {
+    CHECK(napi_get_value_external(env, argv[9], &aead));
+    CHECK(napi_get_value_int32(env, argv[10], &dir));
+  }
   size_t cap = noffs < nlens ? noffs : nlens;
   if (cap > naddrs) cap = naddrs;
   if (cap > nports) cap = nports;
@@ -833,7 +843,8 @@ static napi_value collect_pieces(napi_env env, napi_callback_info info) {
     uint32_t off = (uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19];
     uint32_t dlen = (uint32_t)len - PIECE_HDR;
     if (id != st[2] || total != st[3] || off != got || (size_t)off + dlen > total || (size_t)off + dlen > destlen) break;
-    memcpy((uint8_t *)destp + off, p + PIECE_HDR, dlen);
+    if (aead) { if (weave_aead_piece(aead, dir, destp, p + PIECE_HDR, off, dlen, total) != 0) break; }
+    else memcpy((uint8_t *)destp + off, p + PIECE_HDR, dlen);
     got += dlen;
   }
   st[4] = got;

@@ -21,7 +21,7 @@
  * when available, else (ChaCha only) in libsodium-wrappers; all produce the same bytes.
  */
 import sodium from 'libsodium-wrappers-sumo'
-import { nativeAead, nativeAeadKey, nativeCiphers, type NativeAead } from '../native'
+import { nativeAead, nativeAeadKey, nativeCiphers, type AeadContext, type NativeAead } from '../native'
 import { decodeBody, decodeDatagram, HEADER_BYTES, type DecodeFailure, type SleeveDatagram } from './sleeve-frame'
 
 export const SEQ_BYTES = 8
@@ -128,6 +128,23 @@ export interface SleeveCipher {
   readonly impl: 'native' | 'wasm'
   /** Which AEAD. */
   readonly name: SleeveCipherName
+  /** Natively with libcrypto: opening a sealed datagram while its pieces are put together. */
+  readonly pieces?: PieceOpener
+}
+
+/**
+ * Opens a sealed datagram that arrives as pieces, decrypting each piece straight into its place
+ * in the reassembly buffer (no separate copy, then in-place pass). Pieces in order from offset
+ * 0; a new offset 0 starts over. The buffer is not trustworthy until `done` says ok.
+ */
+export interface PieceOpener {
+  /** For UdpSocket.collectPieces, which does `piece` for runs of pieces in C. */
+  readonly context: AeadContext
+  readonly dir: number
+  /** Bytes [off, off + src.length) of a sealed datagram of `total` bytes into place in `dest`; false: did not follow. */
+  piece(dest: Uint8Array, src: Uint8Array, off: number, total: number): boolean
+  /** After the last piece, with the whole datagram: header, replay window and tag checked, then decoded like open(). */
+  done(buf: Uint8Array): OpenResult
 }
 
 /** In-place AEAD with one key: buf = associated data (adLen) ‖ message ‖ tag. */
@@ -135,6 +152,9 @@ interface KeyedAead {
   seal(dir: number, seq: number, buf: Uint8Array, adLen: number): void
   open(dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
   sealv?(dir: number, seq: number, out: Uint8Array, adLen: number, parts: readonly Uint8Array[]): void
+  piece?(dir: number, dest: Uint8Array, src: Uint8Array, off: number, total: number): boolean
+  piecesDone?(buf: Uint8Array): boolean
+  context?: AeadContext
 }
 
 /** The native AEAD for one key: libcrypto context when there is one, else libsodium (ChaCha only). */
@@ -180,9 +200,43 @@ export function createSleeveCipher(secret: Uint8Array, dialer: boolean,
   const window = new ReplayWindow()
   let nextSeq = 0
 
+  /**
+   * The checks open() makes around the AEAD: header, then the replay window, then `decrypt`
+   * (the plaintext body, or undefined when the tag is wrong), and only then the window moves.
+   */
+  function finishOpen(sealed: Uint8Array, decrypt: (seq: number) => Uint8Array | undefined): OpenResult {
+    const d = decodeDatagram(sealed)
+    if (!d.ok) return d
+    if (d.datagram.kind !== 'sealed') return { ok: false, reason: 'not-sealed' }
+    const { src, dst, inner, count, body } = d.datagram
+    if (body.length < SEQ_BYTES + TAG_BYTES) return { ok: false, reason: 'truncated' }
+    const seq = readSeq(body, 0)
+    if (seq > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'too-old' }
+    const verdict = window.check(seq)
+    if (verdict !== 'ok') return { ok: false, reason: verdict }
+    const plain = decrypt(seq)
+    if (!plain) return { ok: false, reason: 'bad-mac' }
+    window.accept(seq)
+    return decodeBody(inner, src, dst, count, plain) as OpenResult
+  }
+  const inPlace = (sealed: Uint8Array) => sealed.subarray(AD_BYTES, sealed.length - TAG_BYTES)
+
+  const streamRx = rx && rx.piece && rx.piecesDone && rx.context ? rx : undefined
+  const pieces: PieceOpener | undefined = streamRx && {
+    context: streamRx.context!,
+    dir: rxDir,
+    piece: (dest, src, off, total) => streamRx.piece!(rxDir, dest, src, off, total),
+    done(buf) {
+      // the verdict first, whatever else is wrong: it also ends this datagram's stream
+      const tagOk = streamRx.piecesDone!(buf)
+      return finishOpen(buf, () => (tagOk ? inPlace(buf) : undefined))
+    },
+  }
+
   return {
     impl: tx ? 'native' : 'wasm',
     name,
+    ...(pieces ? { pieces } : {}),
 
     sealParts(header, body, into) {
       if (header.length < HEADER_BYTES) throw new RangeError('not a sleeve header')
@@ -231,28 +285,14 @@ export function createSleeveCipher(secret: Uint8Array, dialer: boolean,
     },
 
     open(sealed) {
-      const d = decodeDatagram(sealed)
-      if (!d.ok) return d
-      if (d.datagram.kind !== 'sealed') return { ok: false, reason: 'not-sealed' }
-      const { src, dst, inner, count, body } = d.datagram
-      if (body.length < SEQ_BYTES + TAG_BYTES) return { ok: false, reason: 'truncated' }
-      const seq = readSeq(body, 0)
-      if (seq > Number.MAX_SAFE_INTEGER) return { ok: false, reason: 'too-old' }
-      const verdict = window.check(seq)
-      if (verdict !== 'ok') return { ok: false, reason: verdict }
-      let plain: Uint8Array
-      if (rx) {
-        if (!rx.open(rxDir, seq, sealed, AD_BYTES)) return { ok: false, reason: 'bad-mac' }
-        plain = sealed.subarray(AD_BYTES, sealed.length - TAG_BYTES)
-      } else {
+      if (rx) return finishOpen(sealed, (seq) => (rx.open(rxDir, seq, sealed, AD_BYTES) ? inPlace(sealed) : undefined))
+      return finishOpen(sealed, (seq) => {
         try {
-          plain = s.crypto_aead_chacha20poly1305_ietf_decrypt(null, body.subarray(SEQ_BYTES), sealed.subarray(0, AD_BYTES), nonce(rxDir, seq), rxKey)
+          return s.crypto_aead_chacha20poly1305_ietf_decrypt(null, sealed.subarray(AD_BYTES), sealed.subarray(0, AD_BYTES), nonce(rxDir, seq), rxKey)
         } catch {
-          return { ok: false, reason: 'bad-mac' }
+          return undefined
         }
-      }
-      window.accept(seq)
-      return decodeBody(inner, src, dst, count, plain) as OpenResult
+      })
     },
   }
 }

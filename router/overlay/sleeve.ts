@@ -29,7 +29,7 @@ import {
   PIECE_HEADER_BYTES, MAX_PIECED_BYTES, MAX_SHORT_ID, SLEEVE_VERSION, type SleeveDatagram, type DecodeResult,
 } from './sleeve-frame'
 import { handleTooBig } from './too-big'
-import { SEAL_OVERHEAD_BYTES, type SleeveCipher, type OpenResult } from './sleeve-crypto'
+import { SEAL_OVERHEAD_BYTES, type SleeveCipher, type OpenResult, type PieceOpener } from './sleeve-crypto'
 
 /** Weave sweeps its MAC cache every minute. */
 const MAC_SWEEP_INTERVAL_MS = 60_000
@@ -42,8 +42,11 @@ const MIN_PATH_MTU = 552
 /** Packet-socket receive slot: a 64 KiB super-frame, its Ethernet/VLAN header and virtio_net_hdr. */
 const PACKET_SLOT_BYTES = 65_536 + 512
 
-/** A super-frame being put back together from its pieces (one per sending peer). */
-interface Reassembly { id: number; total: number; got: number; buf: Buffer }
+/**
+ * A super-frame being put back together from its pieces (one per sending peer); with `open`
+ * (an encrypting peer, natively) each piece is decrypted into place as it arrives.
+ */
+interface Reassembly { id: number; total: number; got: number; buf: Buffer; open: PieceOpener | undefined }
 /** Reassembly buffers kept for reuse. */
 const POOLED_BUFFERS = 16
 /** What one batch of received datagrams produced. */
@@ -291,7 +294,7 @@ export class Sleeve {
             // and the pieces right behind it, in one native call
             const st = this.collectState
             st[0] = addrs[k]; st[1] = ports[k]; st[2] = r.id; st[3] = r.total; st[4] = r.got
-            const took = udp.collectPieces(k + 1, n, st, r.buf)
+            const took = udp.collectPieces(k + 1, n, st, r.buf, r.open)
             if (took) {
               k += took
               this.stats.datagramsReceived += took
@@ -300,10 +303,11 @@ export class Sleeve {
                 this.reassembly.delete(from)
                 this.doneBufs.push(r.buf)
                 whole = r.buf.subarray(0, r.total)
+                this.wholeOpened = r.open
               }
             }
           }
-          if (whole) this.onDatagram(from, whole, true, b)
+          if (whole) this.onDatagram(from, whole, true, b, this.wholeOpened)
         } else this.onDatagram(from, buf.subarray(off, off + len), false, b)
       }
       this.gso.clear()
@@ -315,10 +319,13 @@ export class Sleeve {
     }
   }
 
-  /** One received datagram (or one put back together from pieces) from neighbour `from`. */
-  private onDatagram(from: number, data: Uint8Array, pieced: boolean, b: RxBatch): void {
+  /**
+   * One received datagram (or one put back together from pieces) from neighbour `from`;
+   * `opened`: the pieces were decrypted on the way in, and this finishes opening it.
+   */
+  private onDatagram(from: number, data: Uint8Array, pieced: boolean, b: RxBatch, opened?: PieceOpener): void {
     const cipher = this.peers.get(from)!.cipher
-    const r: DecodeResult | OpenResult = cipher ? cipher.open(data) : decodeDatagram(data)
+    const r: DecodeResult | OpenResult = opened ? opened.done(data) : cipher ? cipher.open(data) : decodeDatagram(data)
     if (!r.ok) { this.drop(`bad-datagram:${r.reason}`); return }
     const dg = r.datagram
     if (pieced && dg.kind !== 'super') { this.drop('bad-datagram:pieced-not-super'); return }
@@ -379,11 +386,18 @@ export class Sleeve {
     }
     if (!r) {
       if (offset !== 0) { this.drop('piece-out-of-order'); return undefined }
-      r = { id, total, got: 0, buf: this.freeBufs.pop() ?? Buffer.allocUnsafe(MAX_PIECED_BYTES) }
+      r = { id, total, got: 0, buf: this.freeBufs.pop() ?? Buffer.allocUnsafe(MAX_PIECED_BYTES), open: this.peers.get(from)?.cipher?.pieces }
       this.reassembly.set(from, r)
     }
-    src.copy(r.buf, r.got, start, end)
+    if (!r.open) src.copy(r.buf, r.got, start, end)
+    else if (!r.open.piece(r.buf, src.subarray(start, end), r.got, r.total)) {
+      this.drop('pieces-incomplete')
+      this.reassembly.delete(from)
+      if (this.freeBufs.length < POOLED_BUFFERS) this.freeBufs.push(r.buf)
+      return undefined
+    }
     r.got += end - start
+    this.wholeOpened = r.open
     if (r.got < r.total) return undefined
     this.reassembly.delete(from)
     this.doneBufs.push(r.buf)
@@ -392,6 +406,8 @@ export class Sleeve {
   /** Reassembly buffers (MAX_PIECED_BYTES each): free, and handed out in the current batch. */
   private readonly freeBufs: Buffer[] = []
   private readonly collectState = new Uint32Array(5)
+  /** How the datagram `piece`/collectPieces just completed was opened on the way in, if it was. */
+  private wholeOpened: PieceOpener | undefined
   private readonly doneBufs: Buffer[] = []
 
   private inject(frames: Uint8Array[], gso?: Array<Uint8Array | undefined>): void {

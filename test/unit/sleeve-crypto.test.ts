@@ -43,6 +43,40 @@ test('sealParts (into a reused buffer or not) gives the bytes seal gives for the
   assert.equal(pair().listener.open(a), decodeDatagram(plain))
 })
 
+test('opening piece by piece: same result as open; tampering, a gap or a replay is refused', () => {
+  const { dialer, listener } = pair()
+  if (impl === 'wasm') { assert.is(listener.pieces, undefined, 'no streaming without the native AEAD'); return }
+  const op = listener.pieces!
+  assert.ok(op, 'native ciphers stream')
+  const plain = encodeFrames({ src: 1, dst: 2 }, [frame(9, 1400), frame(10, 7000)])
+  const feed = (sealed: Uint8Array, cut: number[], dest = new Uint8Array(sealed.length + 100)) => {
+    let at = 0
+    for (const to of [...cut, sealed.length]) {
+      if (!op.piece(dest, sealed.subarray(at, to), at, sealed.length)) return undefined
+      at = to
+    }
+    return dest.subarray(0, sealed.length)
+  }
+  // cuts inside the associated data, the ciphertext and the tag
+  const s1 = dialer.seal(plain)
+  const whole = feed(s1, [5, 16, 17, 1000, s1.length - 10])!
+  assert.equal(op.done(whole), decodeDatagram(plain))
+  assert.equal(op.done(whole), { ok: false, reason: 'replayed' })
+  // a datagram streamed whole, then another begun: the first no longer gets a verdict
+  const s3 = dialer.seal(plain), s4 = dialer.seal(plain)
+  const w3 = feed(s3, [900])!
+  assert.ok(op.piece(new Uint8Array(s4.length), s4.subarray(0, 50), 0, s4.length))
+  assert.equal(op.done(w3), { ok: false, reason: 'bad-mac' }, 'only a completed stream authenticates')
+  assert.equal(op.done(feed(Uint8Array.from(s1), [3000])!), { ok: false, reason: 'replayed' })
+  const s2 = dialer.seal(plain)
+  const t = Uint8Array.from(s2); t[2000] ^= 4
+  assert.equal(op.done(feed(t, [1500])!), { ok: false, reason: 'bad-mac' })
+  const d = new Uint8Array(s2.length)
+  assert.ok(op.piece(d, s2.subarray(0, 100), 0, s2.length))
+  assert.is(op.piece(d, s2.subarray(200, 300), 200, s2.length), false, 'a gap')
+  assert.equal(op.done(feed(s2, [700, 701])!), decodeDatagram(plain), 'offset 0 starts over; the forged copy did not move the window')
+})
+
 test('a datagram that fails to open leaves its bytes as they were (also in place)', () => {
   const { dialer, listener } = pair()
   const sealed = dialer.seal(encodeFrames({ src: 1, dst: 2 }, [frame(5, 3000)]))
