@@ -1,5 +1,8 @@
 /*
- * In-place ChaCha20-Poly1305 (IETF) for sleeve datagrams, through the system's libsodium.
+ * AEADs for sleeve datagrams: ChaCha20-Poly1305 (IETF) through the system's libsodium (keyed
+ * per call: aeadSeal/aeadOpen), and keyed contexts (aeadContext…) running AES-256-GCM or
+ * ChaCha20-Poly1305 through OpenSSL's libcrypto — faster, and able to seal from gathered parts
+ * and open a datagram piece by piece as it is put together (see the second half of this file).
  *
  * Why here: libsodium-wrappers (WebAssembly) costs ~15 µs per 1,400-byte datagram here, which
  * caps encrypted sleeve far below the unencrypted path; the C library does the same work in
