@@ -10,6 +10,7 @@ import { Rule, containerMulticastAccept, containerMulticastDrop, deleteRule, ens
 import { AddrInfo, CONTAINER_IFNAME, MULTICAST_ROUTE, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, parseLinks, sysctl, txOffloadOff } from './ip-args'
 import { DEFAULT_BRIDGE, getLink } from './bridge'
 import type { NativeNetlink } from '../native'
+import { execFile } from 'node:child_process'
 import * as fs from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -209,7 +210,7 @@ async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRe
     }
     if (req.isolateMulticast ?? true) {
       // Rules name ethwe, so they may go in before it exists; started first, awaited last.
-      rules = ctx.run(inNetns(ns, script(addMulticastRulesArgv(want))))
+      rules = restoreRules(inNetns(ns, ['iptables-restore', '--noflush', '-w', '5']), multicastRulesRestore(want))
       rules.catch(() => undefined) // awaited below; a failure before that must not go unhandled
     }
     nl.nlVethAdd(h, hostEnd, E, req.mtu ?? br.mtu, ns)
@@ -275,6 +276,30 @@ function multicastRules(want: Ipv4Cidr[]): Rule[] {
     accepts.push(containerMulticastAccept(CONTAINER_IFNAME, c))
   }
   return [containerMulticastDrop(CONTAINER_IFNAME), ...accepts]
+}
+
+/** multicastRules as one iptables-restore input: one process instead of a shell and one iptables per rule. */
+export function multicastRulesRestore(want: Ipv4Cidr[]): string {
+  const q = (w: string) => (/^[\w./:-]+$/.test(w) ? w : `"${w}"`)
+  const lines = multicastRules(want).map((r, i) => [i === 0 ? '-A' : '-I', r.chain, ...(i === 0 ? [] : ['1']), ...r.spec].map(q).join(' '))
+  return `*filter\n${lines.join('\n')}\nCOMMIT\n`
+}
+
+/**
+ * Run `argv` with `input` on its stdin (the native path only: the Runner abstraction carries no
+ * input, and this command names its namespace itself, so it needs no runner's namespace).
+ */
+function restoreRules(argv: string[], input: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(argv[0], argv.slice(1), { timeout: 30_000, encoding: 'utf8' }, (err, _stdout, stderr) => {
+      if (err) {
+        const e = err as NodeJS.ErrnoException
+        reject(new NetCommandError(argv, typeof e.code === 'number' ? e.code : null, stderr || e.message, { cause: err }))
+      } else resolve()
+    })
+    child.stdin?.on('error', () => undefined) // a child that died early: its exit status tells why
+    child.stdin?.end(input)
+  })
 }
 
 function addMulticastRulesArgv(want: Ipv4Cidr[]): string[][] {
