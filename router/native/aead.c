@@ -205,11 +205,12 @@ static void ctx_finalize(napi_env env, void *data, void *hint) {
   free(c);
 }
 
-/* aeadCiphers() -> number: bit 0 ChaCha20-Poly1305 natively, bit 1 AES-256-GCM natively (fast and constant time). */
+/* aeadCiphers() -> number: bit 0 ChaCha20-Poly1305 natively, bit 1 AES-256-GCM natively (fast and
+ * constant time), bit 2 contexts open piece by piece (libcrypto; not with libsodium alone). */
 static napi_value aead_ciphers(napi_env env, napi_callback_info info) {
   (void)info;
   int o = load_ossl();
-  int bits = (o || load() ? 1 : 0) | (o && cpu_has_aes() ? 2 : 0);
+  int bits = (o || load() ? 1 : 0) | (o && cpu_has_aes() ? 2 : 0) | (o ? 4 : 0);
   napi_value out;
   napi_create_int32(env, bits, &out);
   return out;

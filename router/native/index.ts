@@ -155,15 +155,15 @@ export interface NativeAeadKey {
    */
   sealv(dir: number, seq: number, out: Uint8Array, adLen: number, parts: readonly Uint8Array[]): void
   /**
-   * Opening a datagram (16 bytes of associated data ‖ ciphertext ‖ tag, `total` bytes) as its
+   * (With libcrypto only.) Opening a datagram (16 bytes of associated data ‖ ciphertext ‖ tag, `total` bytes) as its
    * pieces arrive, in order from offset 0: `src` holds bytes [off, off + src.length), decrypted
    * (or, for associated data and tag, copied) into the same place in `dest`. False when the
    * piece does not follow the previous one. UdpSocket.collectPieces does the same given `context`.
    * Nothing in `dest` is authentic until piecesDone(dest.subarray(0, total)) says so.
    */
-  piece(dir: number, dest: Uint8Array, src: Uint8Array, off: number, total: number): boolean
+  piece?(dir: number, dest: Uint8Array, src: Uint8Array, off: number, total: number): boolean
   /** The datagram streamed through `piece` arrived whole and its tag is right (one verdict per datagram). */
-  piecesDone(buf: Uint8Array): boolean
+  piecesDone?(buf: Uint8Array): boolean
   readonly context: AeadContext
 }
 
@@ -189,6 +189,7 @@ export function nativeAeadKey(cipher: NativeCipherName, key: Uint8Array): Native
   if (!nativeCiphers().includes(cipher)) return undefined
   const a = addon()
   const ctx = a.aeadContext!(CIPHER_ALG[cipher], key)
+  const streams = ((a.aeadCiphers?.() ?? 0) & 4) !== 0 // with libcrypto; libsodium alone cannot
   const seal = a.aeadCtxSeal!
   const open = a.aeadCtxOpen!
   const sealv = a.aeadCtxSealv!
@@ -196,8 +197,10 @@ export function nativeAeadKey(cipher: NativeCipherName, key: Uint8Array): Native
   const done = a.aeadCtxPiecesDone!
   return {
     context: ctx,
-    piece: (dir, dest, src, off, total) => piece(ctx, dir, dest, src, off, total),
-    piecesDone: (buf) => done(ctx, buf),
+    ...(streams ? {
+      piece: (dir: number, dest: Uint8Array, src: Uint8Array, off: number, total: number) => piece(ctx, dir, dest, src, off, total),
+      piecesDone: (buf: Uint8Array) => done(ctx, buf),
+    } : {}),
     seal: (dir, seq, buf, adLen) => seal(ctx, dir, seq, buf, adLen),
     open: (dir, seq, buf, adLen) => open(ctx, dir, seq, buf, adLen),
     sealv: (dir, seq, out, adLen, parts) => sealv(ctx, dir, seq, out, adLen, parts),
