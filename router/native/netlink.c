@@ -43,6 +43,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define NL_IFNAMSIZ 16
@@ -207,6 +208,10 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
   if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { e = errno; close(fd); return nl_throw(env, e, "netlink bind"); }
   int one = 1;
   setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  /* rtnetlink answers within the request's own system call; a bound wait keeps a kernel
+     surprise from hanging the JS thread forever (recv then fails with EAGAIN). */
+  struct timeval tv = { .tv_sec = 5 };
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   napi_value out;
   napi_create_int32(env, fd, &out);
   return out;
