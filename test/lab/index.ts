@@ -28,6 +28,8 @@
  * - Baseline: `measureUnderlay(a, b)`, `measureKernelVxlan(a, b)` (Gbit/s, iperf3 a → b),
  *   `setupKernelVxlan(a, b)`, `iperf(server, client, ip)`. Take the baseline on hosts without OVS
  *   (with OVS the underlay itself runs through the slow userspace br-phy).
+ * - `ovsDatapathType()`: `system` (kernel datapath, eth0 stays the underlay) when the openvswitch
+ *   module is loaded (the stock-kernel VM, test/vm), else `netdev` (userspace, via br-phy).
  * - `labUnavailableReason({docker, ovs})`: a test skips with this reason when it is set.
  * - Entering a host: `exec`/`spawn`/`weave` use `ip netns exec` (the command sees the host's own
  *   /sys/class/net); pass `{enter: 'nsenter'}` for `nsenter --net` (dockerd and OVS need it).
@@ -40,4 +42,5 @@ export { ExecError, delay, waitFor, type ExecOptions, type ExecResult } from './
 export { FaultUnavailable, type NetemOptions } from './faults'
 export { sweep, destroyLab, presentLabs, type SweepOptions, type DestroyReport } from './sweep'
 export { iperf, type IperfOptions, type IperfResult } from './iperf'
+export { ovsDatapathType } from './ovs'
 export { setupKernelVxlan, measureKernelVxlan, measureUnderlay, type KernelVxlan, type KernelVxlanOptions } from './kernel-vxlan'

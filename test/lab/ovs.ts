@@ -1,10 +1,12 @@
 /**
- * An Open vSwitch per lab host: ovsdb-server + ovs-vswitchd in the host's namespace, userspace
- * datapath (this kernel has no openvswitch module), with the underlay prepared for vxlan.
+ * An Open vSwitch per lab host: ovsdb-server + ovs-vswitchd in the host's namespace.
  *
- * Userspace vxlan needs the local tunnel endpoint address on an OVS bridge ("native tunnel
- * routing failed" otherwise, LAB-NOTES), so eth0 becomes a port of the netdev bridge `br-phy` and
- * the host's underlay address moves from eth0 to br-phy.
+ * The datapath follows the kernel (`ovsDatapathType`): with the openvswitch module loaded (the
+ * stock-kernel VM, test/vm) OVS uses the kernel datapath and the underlay stays on eth0, as on a
+ * real host. Without it (this machine's kernel) OVS runs the userspace datapath, and userspace
+ * vxlan needs the local tunnel endpoint address on an OVS bridge ("native tunnel routing failed"
+ * otherwise, LAB-NOTES), so eth0 becomes a port of the netdev bridge `br-phy` and the host's
+ * underlay address moves from eth0 to br-phy.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -17,6 +19,14 @@ const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema'
 export function ovsEnv(host: LabHost): Record<string, string> {
   const d = path.join(host.dir, 'ovs')
   return { OVS_RUNDIR: d, OVS_DBDIR: d, OVS_LOGDIR: d, OVS_SYSCONFDIR: d }
+}
+
+/**
+ * The datapath OVS uses in this lab: `system` (kernel) when the openvswitch module is loaded, as
+ * the daemon decides (router/overlay-wiring.ts), else `netdev` (userspace).
+ */
+export function ovsDatapathType(): 'system' | 'netdev' {
+  return fs.existsSync('/sys/module/openvswitch') ? 'system' : 'netdev'
 }
 
 export async function startOvs(host: LabHost): Promise<void> {
@@ -43,6 +53,7 @@ export async function startOvs(host: LabHost): Promise<void> {
   fs.closeSync(swOut)
   await waitFor(`ovs-vswitchd of ${host.name}`, () => fs.existsSync(ctl), 20_000, 50)
   host.ovsCtl = ctl
+  if (ovsDatapathType() === 'system') return // the kernel routes tunnel packets out of eth0 itself
   // without --no-wait, ovs-vsctl returns once ovs-vswitchd has applied the change
   await host.ovsVsctl(['add-br', 'br-phy', '--', 'set', 'bridge', 'br-phy', 'datapath_type=netdev',
     '--', 'add-port', 'br-phy', 'eth0'])

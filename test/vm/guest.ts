@@ -20,6 +20,8 @@ export interface Stage2Options {
   cwd: string
   env: Record<string, string>
   path: string
+  /** Copies to put over live directories: a tmpfs at `to`, filled from `from` (in the share). */
+  snapshots?: { from: string; to: string }[]
 }
 
 /**
@@ -29,6 +31,8 @@ export interface Stage2Options {
  * qemu's -no-reboot makes that the end of the qemu process.
  */
 export function stage2Script(o: Stage2Options): string {
+  const snapLines = (o.snapshots ?? []).map(({ from, to }) =>
+    `$bb mkdir -p ${shQuote(to)} && $bb mount -t tmpfs tmpfs ${shQuote(to)} && $bb cp -a ${shQuote(from)}/. ${shQuote(to)}/`).join('\n')
   const envLines = Object.entries(o.env).map(([k, v]) => `export ${k}=${shQuote(v)}`).join('\n')
   return `#!/bin/busybox sh
 bb=/bin/busybox
@@ -46,6 +50,7 @@ $bb ip link set lo up
 export PATH=${shQuote(o.path)}
 export HOME=/root TERM=dumb WEAVE_VM=1
 modprobe -a -q ${LAB_MODULES.join(' ')} || echo "weave-vm: some of these modules did not load: ${LAB_MODULES.join(' ')}"
+${snapLines}
 ${envLines}
 exec 3<>/dev/ttyS1
 $bb stty raw -echo <&3

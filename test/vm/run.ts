@@ -16,6 +16,8 @@ import { QEMU, qemuArgs } from './qemu'
 /** The repository root (this file compiles to dist/test/vm/run.js). */
 export const VM_REPO_ROOT = path.resolve(__dirname, '..', '..', '..')
 
+const DEFAULT_SNAPSHOT = ['dist', 'router/native/build']
+
 export interface VmRunOptions {
   /** Shell text run by /bin/sh inside the VM. One of script or argv. */
   script?: string
@@ -33,6 +35,12 @@ export interface VmRunOptions {
   env?: Record<string, string>
   /** Copy the command's output to this stream as it arrives (e.g. process.stdout). */
   stream?: NodeJS.WritableStream
+  /**
+   * Repository directories copied when the run starts and mounted (tmpfs) over the live ones inside
+   * the VM, so a build running on the machine meanwhile (tsc rewrites dist/ file by file) cannot
+   * hand the VM half-written files. Default: dist and router/native/build.
+   */
+  snapshot?: string[]
   /** Keep the run directory (stage2.sh, console.log, exit-code) and return its path. */
   keepDir?: boolean
 }
@@ -147,8 +155,11 @@ export async function runInVm(opts: VmRunOptions): Promise<VmResult> {
   try {
     const script = opts.script ?? `exec ${opts.argv!.map(shQuote).join(' ')}`
     fs.writeFileSync(path.join(dir, 'cmd.sh'), `${script}\n`)
+    const snapshots = (opts.snapshot ?? DEFAULT_SNAPSHOT).filter((rel) => fs.existsSync(path.join(VM_REPO_ROOT, rel)))
+    for (const rel of snapshots) fs.cpSync(path.join(VM_REPO_ROOT, rel), path.join(dir, 'snap', rel), { recursive: true })
     fs.writeFileSync(path.join(dir, 'stage2.sh'), stage2Script({
       script, cwd: opts.cwd ?? VM_REPO_ROOT, env: opts.env ?? {}, path: guestPath(),
+      snapshots: snapshots.map((rel) => ({ from: `/vm/snap/${rel}`, to: path.join(VM_REPO_ROOT, rel) })),
     }), { mode: 0o755 })
     const args = qemuArgs({
       vmlinux: images.vmlinux, initramfs: images.initramfs, shareDir: dir, consoleFile,
