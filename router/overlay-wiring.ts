@@ -39,8 +39,8 @@ import {
 } from './overlay'
 import type { OverlayPeerHello } from './overlay/sleeve-overlay'
 import { rundirFor } from './overlay/fastdp'
-import { createOpenFlowConn } from './overlay/fastdp-openflow'
-import { FLOW_COOKIE } from './overlay/fastdp-flows'
+import { createOpenFlowConn, type OpenFlowConn } from './overlay/fastdp-openflow'
+import { FLOW_COOKIE, LEARNT_COOKIE } from './overlay/fastdp-flows'
 import {
   FASTDP_COUNTER_INTERVAL_MS, FASTDP_COUNTER_TIMEOUT_MS, FASTDP_HEARTBEAT_INTERVAL_MS, FASTDP_HEARTBEAT_TIMEOUT_MS,
   FastdpHealth, heartbeatCounts, openflowHeartbeats, type HeartbeatSender,
@@ -151,6 +151,8 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
   const relayed = new Set<number>()
   let unsubscribeRoutes: (() => void) | undefined
   let sender: HeartbeatSender | undefined
+  /** fastdp's OpenFlow connection to the bridge (heartbeats, and the instant part of a fallback). */
+  let ofConn: OpenFlowConn | undefined
   let heartbeatErrors = 0
 
   /** Apply the health verdict for one candidate peer (only when the choice or its reason changed). */
@@ -169,6 +171,9 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     // falling back: the sleeve takes the peer at once, before the tunnel flows go.
     if (via === 'sleeve') {
       overlay.setVia(id, via, why)
+      // At once over our OpenFlow connection: without learnt flows the peer's frames flood, and
+      // the router's flood copy goes out by sleeve (floodToRouter) before the bundle lands.
+      ofConn?.deleteByCookie(LEARNT_COOKIE)
       fdp.driver?.setPeer(id, { via }).catch(fastdpLog(`peer ${c.peer}`))
     } else {
       const d = fdp.driver
@@ -383,7 +388,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     try {
       r = await start({
         ovsdbTarget: config.ovsdb, datapathType: fdp.datapathType, self: self_, mtu: config.mtu,
-        routerPort: bridge.routerPort, routerPortType: 'system', ovsRundir: config.ovsRundir, learn: true,
+        routerPort: bridge.routerPort, routerPortType: 'system', ovsRundir: config.ovsRundir, learn: true, floodToRouter: true,
       }, { clock: deps.clock, logger: log })
     } catch (err) {
       r = { ok: false, reason: (err as Error).message } // e.g. a short ID fastdp's 12-bit key cannot carry
@@ -398,8 +403,9 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     fdp.driver = r.fastdp
     fdp.why = undefined
     selfId = self_
-    sender = deps.heartbeatSender ? deps.heartbeatSender(self_, r.fastdp) : openflowHeartbeats(
-      createOpenFlowConn(path.join(config.ovsRundir ?? rundirFor(config.ovsdb), `${r.info.bridge}.mgmt`), { clock: deps.clock, logger: log }),
+    ofConn = deps.heartbeatSender ? undefined
+      : createOpenFlowConn(path.join(config.ovsRundir ?? rundirFor(config.ovsdb), `${r.info.bridge}.mgmt`), { clock: deps.clock, logger: log })
+    sender = deps.heartbeatSender ? deps.heartbeatSender(self_, r.fastdp) : openflowHeartbeats(ofConn!,
       { self: self_, ports: () => r.fastdp.info()?.ports, frameBytes: config.mtu + 14, cookie: FLOW_COOKIE }, // a full-size frame: MTU problems show too
     )
     const fast = sender.onReceive !== undefined
@@ -502,6 +508,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       cancelHealth?.()
       sender?.close?.()
       sender = undefined
+      ofConn = undefined
       toldRx.clear()
       unsubscribeRoutes?.()
       unsubscribeRoutes = undefined

@@ -94,6 +94,13 @@ export interface FlowState {
    */
   learn?: boolean
   learnIdleSeconds?: number
+  /**
+   * The router port gets a flood copy even while no peer is reached by sleeve. Then a peer that
+   * falls back is served the moment its learnt flows go (its frames flood, the router's copy goes
+   * out by sleeve), before the rest of the table catches up. The router drops copies it has no
+   * sleeve peer for. Default off.
+   */
+  floodToRouter?: boolean
 }
 
 /** The vxlan key for a frame from `src` to `dst`. */
@@ -199,7 +206,7 @@ export function computeFlows(state: FlowState): Flow[] {
     if (r.kind === 'router') toRouter = true
     else copies.push(r.actions)
   }
-  if (toRouter) copies.push(`output:${ports.router}`)
+  if (ports.router !== undefined && (toRouter || state.floodToRouter)) copies.push(`output:${ports.router}`)
   flows.push({ priority: PRIORITY.flood, match: inBridge, actions: copies.length ? copies.join(',') : 'drop' })
 
   // heartbeats from the tunnel: counted per sender, never delivered

@@ -8,7 +8,9 @@
  *   header      version(1)=0x05 type(1) length(2) xid(4)
  *   HELLO(0), ERROR(1), ECHO_REQUEST(2)/REPLY(3), SET_CONFIG(9) flags(2) miss_send_len(2),
  *   PACKET_IN(10) buffer_id(4) total_len(2) reason(1) table_id(1) cookie(8) match pad(2) data,
- *   PACKET_OUT(13) buffer_id(4) in_port(4) actions_len(2) pad(6) actions data.
+ *   PACKET_OUT(13) buffer_id(4) in_port(4) actions_len(2) pad(6) actions data,
+ *   FLOW_MOD(14) cookie(8) cookie_mask(8) table_id(1) command(1) idle(2) hard(2) priority(2)
+ *               buffer_id(4) out_port(4) out_group(4) flags(2) importance(2) match [instructions].
  *   match       type(2)=1 (OXM) length(2) OXM TLVs, padded to 8 bytes
  *   OXM TLV     class(2) field(7 bits) hasmask(1 bit) length(1) value [mask]
  *   actions     OUTPUT(0) len=16 port(4) max_len(2) pad(6); SET_FIELD(25) len OXM TLV, padded to 8
@@ -21,7 +23,7 @@ import type { Clock, Logger } from '../deps'
 import { nullLogger } from '../deps'
 
 export const OFP_VERSION = 0x05
-export const OFPT = { hello: 0, error: 1, echoRequest: 2, echoReply: 3, setConfig: 9, packetIn: 10, packetOut: 13 } as const
+export const OFPT = { hello: 0, error: 1, echoRequest: 2, echoReply: 3, setConfig: 9, packetIn: 10, flowMod: 14, packetOut: 13 } as const
 export const OFPP_CONTROLLER = 0xfffffffd
 export const OFPP_ANY = 0xffffffff
 const OFP_NO_BUFFER = 0xffffffff
@@ -62,6 +64,22 @@ export function encodeEchoReply(xid: number, payload: Buffer): Buffer {
 export function encodeSetConfig(xid: number, missSendLen = 0xffff): Buffer {
   const b = Buffer.concat([header(OFPT.setConfig, 12, xid), Buffer.alloc(4)])
   b.writeUInt16BE(missSendLen, 10)
+  return b
+}
+
+/** FLOW_MOD DELETE (non-strict) of every flow in every table whose cookie is `cookie`. */
+export function encodeDeleteByCookie(xid: number, cookie: number): Buffer {
+  const b = Buffer.alloc(48 + 8)
+  header(OFPT.flowMod, b.length, xid).copy(b, 0)
+  b.writeBigUInt64BE(BigInt(cookie), 8)
+  b.writeBigUInt64BE(0xffffffffffffffffn, 16) // cookie mask: all bits
+  b.writeUInt8(0xff, 24) // OFPTT_ALL
+  b.writeUInt8(3, 25) // OFPFC_DELETE
+  b.writeUInt32BE(OFP_NO_BUFFER, 32)
+  b.writeUInt32BE(OFPP_ANY, 36)
+  b.writeUInt32BE(0xffffffff, 40) // OFPG_ANY
+  b.writeUInt16BE(1, 48) // match: OXM, no fields
+  b.writeUInt16BE(4, 50)
   return b
 }
 
@@ -186,6 +204,8 @@ export interface OpenFlowConn {
   /** False while not connected (the message is dropped: heartbeats are best effort). */
   packetOut(frame: Buffer, actions: readonly OfAction[]): boolean
   onPacketIn(fn: (p: PacketIn) => void): void
+  /** Delete every flow with this cookie, at once (false while not connected). */
+  deleteByCookie(cookie: number): boolean
   connected(): boolean
   close(): void
 }
@@ -255,6 +275,11 @@ export function createOpenFlowConn(socketPath: string, deps: OpenFlowDeps): Open
       return true
     },
     onPacketIn(fn) { listeners.push(fn) },
+    deleteByCookie(cookie) {
+      if (!sock || !ready) return false
+      sock.write(encodeDeleteByCookie(xid++, cookie))
+      return true
+    },
     connected: () => ready,
     close() {
       closed = true

@@ -57,6 +57,8 @@ export interface FastdpConfig {
   ovsRundir?: string
   /** Learn remote MACs from tunnel frames in the datapath (see FlowState.learn). Default false. */
   learn?: boolean
+  /** The router port gets every flood copy (see FlowState.floodToRouter). Default false. */
+  floodToRouter?: boolean
   /** How long start() waits for ovs-vswitchd to attach the ports. Default 10 s. */
   attachTimeoutMs?: number
 }
@@ -182,7 +184,7 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
 
   const state = (): FlowState => ({
     self: cfg.self, selfIp: cfg.selfIp, ports: ports!, peers: [...peers.values()], localMacs: [...localMacs],
-    nextHop, learn: cfg.learn,
+    nextHop, learn: cfg.learn, floodToRouter: cfg.floodToRouter,
   })
 
   /**

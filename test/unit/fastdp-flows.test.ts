@@ -87,6 +87,15 @@ test('sleeve peer: to the router port when there is one (flooded once), else dro
   assert.is(find(without, 'in_port=7'), undefined)
 })
 
+test('floodToRouter: the router port gets a flood copy with every peer on fastdp (once, last)', () => {
+  const on = computeFlows(base({ ports: { ...ports, router: 7 }, floodToRouter: true }))
+  assert.is(find(on, 'in_port=1')?.actions, `${tunnel('10.0.0.2', 0x1002)},${tunnel('10.0.0.3', 0x1003)},output:7`)
+  const off = computeFlows(base({ ports: { ...ports, router: 7 } }))
+  assert.not.match(find(off, 'in_port=1')!.actions, 'output:7')
+  const noPort = computeFlows(base({ floodToRouter: true }))
+  assert.is(find(noPort, 'in_port=1')?.actions, `${tunnel('10.0.0.2', 0x1002)},${tunnel('10.0.0.3', 0x1003)}`, 'no router port: tunnels only')
+})
+
 test('MAC claims: local wins, then the lowest peer ID; group MACs never get a unicast flow; MACs normalised', () => {
   const flows = computeFlows(base({
     localMacs: [macA.toUpperCase()],

@@ -6,7 +6,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import {
-  OFPT, OXM, OfFramer, encodePacketOut, encodeSetConfig, encodeHello, oxmHeader, parsePacketIn, type OfAction, type OpenFlowConn, type PacketIn,
+  OFPT, OXM, OfFramer, encodeDeleteByCookie, encodePacketOut, encodeSetConfig, encodeHello, oxmHeader, parsePacketIn, type OfAction, type OpenFlowConn, type PacketIn,
 } from '../../router/overlay/fastdp-openflow'
 import { FastdpHealth, heartbeatFrame, openflowHeartbeats, FASTDP_HEARTBEAT_INTERVAL_MS, FASTDP_HEARTBEAT_TIMEOUT_MS } from '../../router/overlay/fastdp-health'
 import { FLOW_COOKIE, tunnelKey } from '../../router/overlay/fastdp-flows'
@@ -24,6 +24,9 @@ test('PACKET_OUT: set tun_dst (NXM), set tun_id (OXM), output — as ovs-ofctl o
   assert.ok(m.subarray(head.length / 2).equals(frame))
   assert.is(encodeSetConfig(3).toString('hex'), '0509000c000000030000ffff') // frags=normal miss_send_len=65535
   assert.is(encodeHello(1).toString('hex'), '0500000800000001')
+  // OFPT_FLOW_MOD (OF1.4) (xid=0x9): DEL table:255 priority=0 cookie:0x7765616c/0xffffffffffffffff
+  assert.is(encodeDeleteByCookie(9, 0x7765616c).toString('hex'),
+    '050e003800000009000000007765616cffffffffffffffffff03000000000000ffffffffffffffffffffffff000000000001000400000000')
   assert.throws(() => encodePacketOut(1, frame, [{ kind: 'set-tun-dst', ip: '300.1.1.1' }]))
 })
 
@@ -78,6 +81,7 @@ function fakeConn(): OpenFlowConn & { sent: Array<{ frame: Buffer; actions: read
     start() {},
     packetOut(frame: Buffer, actions: readonly OfAction[]) { if (!c.up) return false; c.sent.push({ frame, actions }); return true },
     onPacketIn(fn: (p: PacketIn) => void) { fns.push(fn) },
+    deleteByCookie: () => c.up,
     connected: () => c.up,
     close() { c.up = false },
     emit(p: PacketIn) { for (const fn of fns) fn(p) },
