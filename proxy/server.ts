@@ -135,7 +135,9 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     const up = connectUpstream()
     conn.up = up
     up.on('error', (err) => log.debug(`upstream connection: ${err.message}`))
-    // The engine closed an idle kept connection: the next request opens a new one.
+    // The engine closed an idle kept connection: the next request opens a new one. (During a
+    // call, forwardKeepAlive's own 'end' handler decides.)
+    up.on('end', () => { if (up.listenerCount('end') === 1) up.destroy() })
     up.on('close', () => { if (conn.up === up) conn.up = undefined })
     return up
   }
@@ -146,9 +148,19 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
    * the next request head is read from the client. `rest` is what the client sent after the
    * head (the start of a next request, as the call has no body).
    */
-  function forwardKeepAlive(conn: Conn, head: HttpHead, method: string, rest: Buffer) {
+  function forwardKeepAlive(conn: Conn, head: HttpHead, method: string, rest: Buffer, retry = true) {
     const { client } = conn
-    const up = conn.up && !conn.up.destroyed ? conn.up : keptUpstream(conn)
+    const reused = !!conn.up && !conn.up.destroyed
+    const up = reused ? conn.up! : keptUpstream(conn)
+    // A kept connection the engine closed just as we sent on it: these calls are idempotent, so
+    // once more on a fresh connection, as HTTP clients do (RFC 9110 §9.2.2).
+    const again = (): boolean => {
+      if (!reused || !retry || buf.length) return false
+      up.destroy()
+      conn.up = undefined
+      forwardKeepAlive(conn, head, method, rest, false)
+      return true
+    }
     let buf: Buffer = Buffer.alloc(0)
     const done = () => { up.off('data', onData); up.off('end', onEnd); up.off('error', onError) }
     const onData = (d: Buffer) => {
@@ -172,11 +184,13 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     }
     const onEnd = () => {
       done()
+      if (again()) return
       if (buf.length) { client.end(buf); return } // closed mid-answer: pass what came
       replyError(client, 502, 'weave proxy: the Docker engine closed the connection without answering')
     }
     const onError = (err: Error) => {
       done()
+      if (again()) return
       if (!buf.length) replyError(client, 502, `weave proxy: cannot reach the Docker engine at ${describeEndpoint(config.docker)}: ${err.message}`)
       else client.destroy()
     }

@@ -173,4 +173,41 @@ it('a client closing between calls frees both connections', async () => {
   } finally { await teardown(e) }
 })
 
+it('a kept engine connection closed as the next call goes out: the call is sent again on a fresh one', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wproxy-ka-'))
+  const engineSock = path.join(dir, 'docker.sock')
+  let conns = 0
+  let requests = 0
+  // Answers the first request on each connection; drops the connection at the second, unanswered.
+  const raw = net.createServer((s) => {
+    conns++
+    let n = 0
+    let head = ''
+    s.on('data', (d) => {
+      head += d.toString()
+      while (head.includes('\r\n\r\n')) {
+        head = head.slice(head.indexOf('\r\n\r\n') + 4)
+        requests++
+        if (++n > 1) { s.destroy(); return }
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK')
+      }
+    })
+  })
+  await new Promise<void>((r) => raw.listen(engineSock, r))
+  const sock = path.join(dir, 'weave.sock')
+  const proxy = createProxy({ socketPath: sock, docker: { socketPath: engineSock }, weavewaitDir: '/w', defaultIpalloc: true }, { clock: systemClock(), logger: memoryLogger(), hooks: {} })
+  await proxy.start()
+  try {
+    const r = await session(sock, [get('GET', '/version'), get('GET', '/version')])
+    assert.is(r.answers.length, 2)
+    for (const a of r.answers) assert.match(a, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nOK$/)
+    assert.is(requests, 3, 'the second call twice: lost once, then answered')
+    assert.is(conns, 2)
+  } finally {
+    await proxy.stop()
+    await new Promise<void>((r) => raw.close(() => r()))
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 it.run()
