@@ -1,9 +1,12 @@
 /**
  * The Docker API proxy: listens like a Docker engine and forwards to the real one.
  *
- * Every client connection carries one request: the proxy reads its head, forwards it upstream on
- * a fresh connection with `Connection: close` added, and from then on copies bytes both ways,
- * relaying half-closes. Nothing of a passed-through body is parsed, so chunked streams (logs -f,
+ * Small framed calls (routes.ts keepAliveSafe: `HEAD /_ping`, version, lists, inspects) keep the
+ * client's connection and the proxy's engine connection open: the answer is read whole by its
+ * framing and the next request head is read after it, so the docker client's ping + call costs
+ * one connection each way. Any other request is the last on its connection: the proxy forwards
+ * it on a fresh engine connection with `Connection: close` added, and from then on copies bytes
+ * both ways, relaying half-closes. Nothing of such a body is parsed, so chunked streams (logs -f,
  * events, stats), 101 upgrades and Docker's classic raw-stream hijack all pass unchanged, in any
  * API version. Only create (rewritten) and start/restart (held until `ethwe` is attached) are read.
  */
