@@ -32,8 +32,9 @@ interface Addon {
   recvBatch(h: Handle, buf: Buffer, slotSize: number, max: number, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array | null, ports: Uint16Array | null): number
   sendBatch(h: Handle, bufs: readonly Uint8Array[], addrs: Uint32Array | null, ports: Uint16Array | null, status: Int32Array, vnet?: Uint8Array | null, segs?: Uint16Array | null): number
   sendPieces(h: Handle, addr: number, port: number, head: Uint8Array, id: number, parts: readonly Uint8Array[], room: number): number
-  collectPieces(buf: Buffer, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, start: number, end: number, state: Uint32Array, dest: Buffer,
+  collectPieces(buf: Buffer, offs: Uint32Array, lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, start: number, end: number, state: Uint32Array, dest: Buffer | null,
     aead?: AeadContext, dir?: number): number
+  injectPieces?(h: Handle, buf: Buffer, offs: Uint32Array, lens: Int32Array, start: number, count: number, skip: number, vnet: Uint8Array): number
   pollStart(h: Handle, events: number, fn: (status: number, events: number) => void): void
   pollStop(h: Handle): void
   close(h: Handle): void
@@ -430,6 +431,20 @@ export class PacketSocket extends BatchSocket {
    * `gso[i]` (a 10-byte virtio_net_hdr, see gsoHeader) makes frame i a super-frame the kernel
    * segments (or passes on whole where the next device takes GSO); other frames go as they are.
    */
+  /**
+   * Sends one frame gathered from received UDP entries `start`..`start + count - 1` of `from`'s
+   * last read: each entry's bytes past its 20-byte piece header (the first also past `skip`
+   * more), behind the virtio_net_hdr `vnet` — a super-frame injected straight from its pieces,
+   * never put together in userspace. `vnet` sockets only. 0 when sent, else an errno code
+   * ('EAGAIN': buffer full).
+   */
+  injectPieces(from: UdpSocket, start: number, count: number, skip: number, vnet: Uint8Array): 0 | string {
+    this.assertOpen()
+    if (!this.vnet || !this.a.injectPieces) return 'ENOTSUP'
+    const r = this.a.injectPieces(this.h, from.buffer, from.offsets, from.lengths, start, count, skip, vnet)
+    return r === 0 ? 0 : errnoName(r)
+  }
+
   writeBatch(frames: readonly Uint8Array[], gso?: ReadonlyArray<Uint8Array | undefined>): SendResult {
     if (!gso || !this.vnet) return this.sendRaw(frames, null, null)
     const need = frames.length * VNET_HDR_BYTES
@@ -538,6 +553,14 @@ export class UdpSocket extends BatchSocket {
   collectPieces(start: number, end: number, state: Uint32Array, dest: Buffer, open?: { context: AeadContext; dir: number }): number {
     if (open) return this.a.collectPieces(this.rbuf, this.offs, this.lens, this.raddrs, this.rports, start, end, state, dest, open.context, open.dir)
     return this.a.collectPieces(this.rbuf, this.offs, this.lens, this.raddrs, this.rports, start, end, state, dest)
+  }
+  /**
+   * Like collectPieces, copying nothing: how many entries from `start` continue the datagram
+   * described by `state` (advancing state[4]), so a caller can tell whether all its pieces are
+   * in this read (then PacketSocket.injectPieces can send the frame straight from them).
+   */
+  countPieces(start: number, end: number, state: Uint32Array): number {
+    return this.a.collectPieces(this.rbuf, this.offs, this.lens, this.raddrs, this.rports, start, end, state, null)
   }
   get buffer(): Buffer { return this.rbuf }
   get offsets(): Uint32Array { return this.offs }

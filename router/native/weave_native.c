@@ -817,7 +817,10 @@ static napi_value collect_pieces(napi_env env, napi_callback_info info) {
   napi_get_value_uint32(env, argv[5], &start);
   napi_get_value_uint32(env, argv[6], &end);
   uint32_t *st = get_typed(env, argv[7], napi_uint32_array, &nst);
-  CHECK(napi_get_buffer_info(env, argv[8], &destp, &destlen));
+  /* dest null: only check the run (how many entries continue the datagram), copy nothing */
+  int dry = is_nullish(env, argv[8]);
+  if (dry) { destp = NULL; destlen = SIZE_MAX; }
+  else CHECK(napi_get_buffer_info(env, argv[8], &destp, &destlen));
   if (!offs || !lens || !addrs || !ports || !st || nst < 5) return throw_type(env, "collectPieces: bad arguments");
   void *aead = NULL;
   int32_t dir = 0;
@@ -843,12 +846,52 @@ static napi_value collect_pieces(napi_env env, napi_callback_info info) {
     uint32_t off = (uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19];
     uint32_t dlen = (uint32_t)len - PIECE_HDR;
     if (id != st[2] || total != st[3] || off != got || (size_t)off + dlen > total || (size_t)off + dlen > destlen) break;
-    if (aead) { if (weave_aead_piece(aead, dir, destp, p + PIECE_HDR, off, dlen, total) != 0) break; }
+    if (dry) { /* checked only */ }
+    else if (aead) { if (weave_aead_piece(aead, dir, destp, p + PIECE_HDR, off, dlen, total) != 0) break; }
     else memcpy((uint8_t *)destp + off, p + PIECE_HDR, dlen);
     got += dlen;
   }
   st[4] = got;
   CHECK(napi_create_uint32(env, k - start, &out));
+  return out;
+}
+
+/*
+ * injectPieces(pkt, buf, offs, lens, start, count, skip, vnet) -> 0 | errno: sends one frame on
+ * a vnet packet socket, gathered by the kernel from the payloads of receive entries
+ * start..start+count-1 of `buf` (each past its piece header; the first also past `skip` more
+ * bytes: the super datagram's own header) behind the 10-byte virtio_net_hdr `vnet`. A
+ * super-frame whose pieces all arrived in one read is injected without being put together here.
+ */
+static napi_value inject_pieces(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc == 8 ? get_sock(env, argv[0]) : NULL;
+  if (!s || s->fd < 0 || s->kind == KIND_UDP || !s->vnet) return throw_type(env, "injectPieces: needs an open packet socket with vnet headers");
+  void *bufp;
+  size_t buflen, noffs = 0, nlens = 0, nvnet = 0;
+  CHECK(napi_get_buffer_info(env, argv[1], &bufp, &buflen));
+  uint32_t *offs = get_typed(env, argv[2], napi_uint32_array, &noffs);
+  int32_t *lens = get_typed(env, argv[3], napi_int32_array, &nlens);
+  uint32_t start = 0, count = 0, skip = 0;
+  napi_get_value_uint32(env, argv[4], &start);
+  napi_get_value_uint32(env, argv[5], &count);
+  napi_get_value_uint32(env, argv[6], &skip);
+  uint8_t *vnet = get_typed(env, argv[7], napi_uint8_array, &nvnet);
+  if (!offs || !lens || !vnet || nvnet < VNET_HDR_BYTES || count == 0 || count > 256 ||
+      (size_t)start + count > noffs || (size_t)start + count > nlens) return throw_type(env, "injectPieces: bad arguments");
+  struct iovec iov[257];
+  iov[0] = (struct iovec){ .iov_base = vnet, .iov_len = VNET_HDR_BYTES };
+  for (uint32_t i = 0; i < count; i++) {
+    int32_t len = lens[start + i];
+    size_t cut = PIECE_HDR + (i == 0 ? skip : 0);
+    if (len < 0 || (size_t)len <= cut || (size_t)offs[start + i] + (size_t)len > buflen) return throw_type(env, "injectPieces: entry out of range");
+    iov[i + 1] = (struct iovec){ .iov_base = (uint8_t *)bufp + offs[start + i] + cut, .iov_len = (size_t)len - cut };
+  }
+  struct msghdr m = { .msg_iov = iov, .msg_iovlen = count + 1 };
+  int r = sendmsg(s->fd, &m, MSG_DONTWAIT) < 0 ? errno : 0;
+  CHECK(napi_create_int32(env, r, &out));
   return out;
 }
 
@@ -993,6 +1036,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "sendBatch", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL },
     { "sendPieces", NULL, udp_send_pieces, NULL, NULL, NULL, napi_default, NULL },
     { "collectPieces", NULL, collect_pieces, NULL, NULL, NULL, napi_default, NULL },
+    { "injectPieces", NULL, inject_pieces, NULL, NULL, NULL, napi_default, NULL },
     { "pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL },
     { "pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, sock_close, NULL, NULL, NULL, napi_default, NULL },

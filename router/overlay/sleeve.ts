@@ -23,10 +23,10 @@
 import type { Clock, Logger } from '../deps'
 import { openPacketSocket, openUdpSocket, parseIpv4, type PacketSocket, type UdpSocket, type OutDatagram } from '../native'
 import { Forwarder, type ForwardEffect, type Routes } from './forwarder'
-import { MacTable, DEFAULT_MAC_MAX_AGE_MS } from './mac-table'
+import { MacTable, DEFAULT_MAC_MAX_AGE_MS, macAt, isGroupMac } from './mac-table'
 import {
   decodeDatagram, encodeFrames, encodeSuper, writeHeader, packFrames, GSO_HEADER_BYTES, Kind, UNDERLAY_HEADER_BYTES, HEADER_BYTES, PER_FRAME_BYTES,
-  PIECE_HEADER_BYTES, MAX_PIECED_BYTES, MAX_SHORT_ID, SLEEVE_VERSION, type SleeveDatagram, type DecodeResult,
+  PIECE_HEADER_BYTES, MAX_PIECED_BYTES, MAX_SHORT_ID, SLEEVE_VERSION, MIN_FRAME_BYTES, type SleeveDatagram, type DecodeResult,
 } from './sleeve-frame'
 import { handleTooBig } from './too-big'
 import { SEAL_OVERHEAD_BYTES, type SleeveCipher, type OpenResult, type PieceOpener } from './sleeve-crypto'
@@ -102,6 +102,8 @@ export interface SleeveStats {
   superFramesSent: number
   /** Super-frames put back together from pieces and injected (or relayed). */
   superFramesReceived: number
+  /** Of those, injected straight from their pieces (never put together here). */
+  superFramesGathered: number
   /** Captured frames or received datagrams larger than a receive slot (dropped). */
   truncated: number
   drops: Record<string, number>
@@ -120,7 +122,7 @@ export class Sleeve {
   private udp: UdpSocket | undefined
   private cancelSweep: (() => void) | undefined
   private readonly log: Logger
-  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, relayed: 0, fragmented: 0, icmpSent: 0, superFramesSent: 0, superFramesReceived: 0, truncated: 0, drops: {} }
+  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, relayed: 0, fragmented: 0, icmpSent: 0, superFramesSent: 0, superFramesReceived: 0, superFramesGathered: 0, truncated: 0, drops: {} }
   /** GSO headers of the super-frames in the batch being handled (frame → virtio_net_hdr). */
   private readonly gso = new Map<Uint8Array, Uint8Array>()
   private readonly reassembly = new Map<number, Reassembly>()
@@ -287,6 +289,9 @@ export class Sleeve {
         const from = this.byNum.get(addrs[k] * 65536 + ports[k])
         if (from === undefined) { this.drop('unknown-sender'); continue }
         if (len > HEADER_BYTES + PIECE_HEADER_BYTES && buf[off + 1] === Kind.Piece) {
+          // a whole plain super-frame for our bridge in this read: injected from its pieces
+          const gathered = this.injectFromPieces(from, udp, k, n, b)
+          if (gathered) { k += gathered - 1; continue }
           // the bulk of a super-frame: read the piece in place, no objects per datagram
           let whole = this.piece(from, buf, off, len)
           const r = whole ? undefined : this.reassembly.get(from)
@@ -351,6 +356,58 @@ export class Sleeve {
         }
       } else this.encode(e, b.out, undefined)
     }
+  }
+
+  /**
+   * The commonest case without a copy: entry k of the last read is the first piece of an
+   * unsealed super-frame for a container on our bridge (a known unicast MAC here), and all its
+   * pieces are in this read. Then the kernel gathers the frame from the pieces as it injects it
+   * (PacketSocket.injectPieces), instead of our putting it together first. Returns how many
+   * entries it took, or 0 to leave the pieces to the general path (relay, flood, sealed, a
+   * super-frame spread over two reads, anything odd), which checks them fully.
+   */
+  private injectFromPieces(from: number, udp: UdpSocket, k: number, n: number, b: RxBatch): number {
+    const pkt = this.pkt
+    if (!pkt || !pkt.vnet || this.peers.get(from)?.cipher || this.reassembly.has(from)) return 0
+    const buf = udp.buffer
+    const off = udp.offsets[k]
+    const len = udp.lengths[k]
+    if (buf[off] !== SLEEVE_VERSION || buf[off + 6] !== 0 || buf[off + 7] !== 0) return 0
+    const p = off + HEADER_BYTES
+    const id = buf.readUInt32BE(p)
+    const total = buf.readUInt32BE(p + 4)
+    const first = len - HEADER_BYTES - PIECE_HEADER_BYTES
+    const skip = HEADER_BYTES + GSO_HEADER_BYTES
+    if (buf.readUInt32BE(p + 8) !== 0 || total > MAX_PIECED_BYTES || first >= total || first < skip + MIN_FRAME_BYTES) return 0
+    // the super datagram's own header, at the start of the first piece's data
+    const q = p + PIECE_HEADER_BYTES
+    if (buf[q] !== SLEEVE_VERSION || buf[q + 1] !== Kind.Super || buf[q + 6] !== 0 || buf[q + 7] !== 0) return 0
+    const src = (buf[q + 2] << 8) | buf[q + 3]
+    const dst = (buf[q + 4] << 8) | buf[q + 5]
+    const self = this.config.self
+    if (dst !== self || src === self || src > MAX_SHORT_ID) return 0
+    const head = buf.subarray(q + skip, off + len) // the frame's start: its Ethernet header
+    const dstMac = macAt(head, 0)
+    if (isGroupMac(dstMac) || this.forwarder.macs.lookup(dstMac) !== self) return 0
+    const st = this.collectState
+    st[0] = udp.sourceAddrs[k]; st[1] = udp.sourcePorts[k]; st[2] = id; st[3] = total; st[4] = first
+    const more = udp.countPieces(k + 1, n, st)
+    if (st[4] !== total) return 0
+    // learns the source MAC; for a local unicast destination the only effect is the inject
+    const fr = this.forwarder.fromPeer(src, dst, [head])
+    if (fr.effects.length !== 1 || fr.effects[0].kind !== 'inject' || fr.effects[0].frames.length !== 1) return 0
+    // after the frames this read gave so far, to keep their order
+    if (b.inject.length) {
+      this.inject(b.inject, b.anyGso ? b.injectGso : undefined)
+      b.inject = []; b.injectGso = []; b.anyGso = false
+    }
+    this.stats.datagramsReceived += more
+    this.stats.superFramesReceived++
+    this.stats.superFramesGathered++
+    const r = pkt.injectPieces(udp, k, 1 + more, skip, buf.subarray(q + HEADER_BYTES, q + skip))
+    if (r === 0) this.stats.injected++
+    else this.drop('inject-failed')
+    return 1 + more
   }
 
   /**

@@ -140,6 +140,9 @@ if (!isRoot) {
           `${kind}: every super-frame sent was put back together`)
         assert.is(s2.stats.drops['bad-datagram:bad-mac'], undefined)
         assert.ok(s2.stats.datagramsReceived > s2.stats.superFramesReceived * 10, `${kind}: each super-frame took many datagrams`)
+        // plain: most are injected straight from their pieces; sealed ones are put together (and opened) first
+        if (secret) assert.is(s2.stats.superFramesGathered, 0, 'sealed super-frames are never injected from pieces')
+        else assert.ok(s2.stats.superFramesGathered > s2.stats.superFramesReceived / 2, `plain: injected from pieces (${JSON.stringify(s2.stats)})`)
       } finally {
         s1.stop(); s2.stop(); removeLab()
       }
