@@ -11,8 +11,10 @@
  * only when both directions are ok.
  *
  * Both directions go over one OpenFlow connection to the bridge (fastdp-openflow), so heartbeats
- * can be frequent: every 100 ms, and 500 ms without one (four or five lost in a row) is a dead
- * direction, so a blocked tunnel falls back to sleeve within about half a second. Reading the
+ * can be frequent: every 100 ms, and 400 ms without one (four lost in a row) is a dead
+ * direction, so a blocked tunnel falls back to sleeve within about half a second. A peer whose
+ * heartbeats arrive unevenly (a loaded host) gets a longer timeout, 2.5× its recent longest gap,
+ * so a busy machine does not flap between fastdp and sleeve. Reading the
  * flow counters instead (`heartbeatCounts`, for a sender without packet-ins) needs the slow
  * timings: ovs-vswitchd refreshes counters from the datapath only every ~0.5 s.
  *
@@ -27,8 +29,8 @@ import type { FlowStat } from './ofctl'
 
 /** Heartbeats through packet-out/packet-in: ten a second per peer (a few hundred bytes each way over a unix socket). */
 export const FASTDP_HEARTBEAT_INTERVAL_MS = 100
-/** Without a heartbeat for this long the direction is down: four lost in a row are tolerated. */
-export const FASTDP_HEARTBEAT_TIMEOUT_MS = 500
+/** Without a heartbeat for this long the direction is down: three lost in a row are tolerated. */
+export const FASTDP_HEARTBEAT_TIMEOUT_MS = 400
 /** With flow counters only (no packet-ins): one a second, like the sleeve's... */
 export const FASTDP_COUNTER_INTERVAL_MS = 1_000
 /** ...and 4 s: OVS updates counters lazily, so a shorter timeout flaps under load. */
@@ -39,6 +41,8 @@ export type FastdpVerdict = { ok: true } | { ok: false; why: string }
 interface PeerHealth {
   count: number | undefined
   lastRxAt: number | undefined
+  /** The longest recent gap between two heartbeats (decays): this peer's jitter. */
+  slowGapMs: number
   remoteOk: boolean | undefined
   since: number
 }
@@ -49,7 +53,7 @@ export class FastdpHealth {
   constructor(private readonly timeoutMs = FASTDP_HEARTBEAT_TIMEOUT_MS) {}
 
   add(peer: number, now: number): void {
-    if (!this.peers.has(peer)) this.peers.set(peer, { count: undefined, lastRxAt: undefined, remoteOk: undefined, since: now })
+    if (!this.peers.has(peer)) this.peers.set(peer, { count: undefined, lastRxAt: undefined, slowGapMs: 0, remoteOk: undefined, since: now })
   }
 
   remove(peer: number): void {
@@ -75,10 +79,28 @@ export class FastdpHealth {
     }
   }
 
-  /** A heartbeat from `peer` arrived (a packet-in). */
+  /**
+   * A heartbeat from `peer` arrived (a packet-in). Gaps between heartbeats that were not outages
+   * (shorter than the timeout in force) feed the peer's jitter, which stretches its timeout.
+   */
   onHeartbeat(peer: number, now: number): void {
     const h = this.peers.get(peer)
-    if (h) h.lastRxAt = now
+    if (!h) return
+    if (h.lastRxAt !== undefined) {
+      const gap = now - h.lastRxAt
+      h.slowGapMs *= 0.98 // forgets a stall within ~10 s of steady heartbeats
+      if (gap <= this.timeoutFor(h) && gap > h.slowGapMs) h.slowGapMs = gap
+    }
+    h.lastRxAt = now
+  }
+
+  /**
+   * The timeout for one peer: the configured one, or 2.5 of its recent longest gaps when its
+   * heartbeats come that unevenly (a loaded host: busy event loops send and read late), capped
+   * at 8× the configured one. Like TCP's RTO, it follows what the path (and the peer) can do.
+   */
+  private timeoutFor(h: PeerHealth): number {
+    return Math.min(this.timeoutMs * 8, Math.max(this.timeoutMs, 2.5 * h.slowGapMs))
   }
 
   /** What the peer said about our heartbeats reaching it. */
@@ -90,7 +112,7 @@ export class FastdpHealth {
   /** Whether the peer's heartbeats reach us (what we tell the peer). */
   rxOk(peer: number, now: number): boolean {
     const h = this.peers.get(peer)
-    return h?.lastRxAt !== undefined && now - h.lastRxAt <= this.timeoutMs
+    return h?.lastRxAt !== undefined && now - h.lastRxAt <= this.timeoutFor(h)
   }
 
   verdict(peer: number, now: number): FastdpVerdict {

@@ -111,15 +111,16 @@ test('openflow heartbeats: full-size frames into the tunnel keyed us→peer; onl
   assert.equal(got, [2, 3])
 })
 
-test('fast timings: a direction is dead ~5 heartbeats after the last; one lost heartbeat is nothing', () => {
+test('fast timings: a direction is dead a few heartbeats after the last; one lost heartbeat is nothing', () => {
   const I = FASTDP_HEARTBEAT_INTERVAL_MS, T = FASTDP_HEARTBEAT_TIMEOUT_MS
-  assert.ok(I <= 250 && T <= 3 * 250, `fast enough to lose only a few packets (${I}/${T} ms)`)
+  assert.ok(I <= 250 && T <= 3 * 250 && T >= 3 * I, `fast enough to lose only a few packets, slow enough to tolerate a loss (${I}/${T} ms)`)
   const h = new FastdpHealth(T)
   h.add(2, 0)
   let now = 0
   for (; now <= 1000; now += I) if (now !== 500) h.onHeartbeat(2, now) // one lost at 500
   h.onRemote(2, true)
   assert.equal(h.verdict(2, now), { ok: true })
+  for (let i = 0; i < 60; i++, now += I) h.onHeartbeat(2, now) // steady again: the lost one is forgotten
   const last = now - I
   assert.equal(h.verdict(2, last + T), { ok: true })
   const v = h.verdict(2, last + T + 1)
@@ -127,6 +128,29 @@ test('fast timings: a direction is dead ~5 heartbeats after the last; one lost h
   assert.match((v as { why: string }).why, /do not get through from the peer/)
   h.onHeartbeat(2, last + T + 50)
   assert.equal(h.verdict(2, last + T + 50), { ok: true }, 'back at the first heartbeat')
+})
+
+test('jitter: a peer whose heartbeats come unevenly gets a longer timeout; an outage does not count as jitter', () => {
+  const T = FASTDP_HEARTBEAT_TIMEOUT_MS
+  const h = new FastdpHealth(T)
+  h.add(2, 0)
+  h.onRemote(2, true)
+  let now = 0
+  for (let i = 0; i < 20; i++, now += 100) h.onHeartbeat(2, now)
+  const last = now - 100
+  assert.is(h.rxOk(2, last + T + 1), false, 'steady 100 ms: the configured timeout')
+  // a loaded peer: heartbeats 400 ms apart now and then
+  now = last
+  for (let i = 0; i < 5; i++) { now += 400; h.onHeartbeat(2, now) }
+  assert.ok(h.rxOk(2, now + 2.5 * 400 - 10), '2.5 of its gaps tolerated')
+  assert.is(h.rxOk(2, now + 2.5 * 400 + 10), false)
+  // a 5 s outage ends: not jitter, so the timeout does not grow to 15 s
+  const g = new FastdpHealth(T)
+  g.add(3, 0)
+  g.onHeartbeat(3, 0)
+  g.onHeartbeat(3, 100)
+  g.onHeartbeat(3, 5100)
+  assert.is(g.rxOk(3, 5100 + T + 1), false)
 })
 
 test.run()
