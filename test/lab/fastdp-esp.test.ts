@@ -71,8 +71,14 @@ async function lineTo(from: LabHost, to: LabHost): Promise<string> {
 async function launchBoth(lab: Lab, extra: string[] = []): Promise<void> {
   const [h1] = lab.hosts
   for (const h of lab.hosts) {
-    const r = await h.launchWeave([...RANGE, ...PASSWORD, ...extra, ...(h === h1 ? [] : [h1.underlayIp])])
-    if (r.code !== 0) throw new Error(`${h.name}: launch failed: ${r.stderr}\n${h.weaverLog()}`)
+    const r = await h.weave(['launch', ...RANGE, ...PASSWORD, ...extra, ...(h === h1 ? [] : [h1.underlayIp])], { allowFail: true, timeoutMs: 300_000 })
+    // Under emulation the password hash (Argon2id) and the OVS setup can outlast launch's 60 s
+    // wait; the daemon runs on detached, so wait for its API a while longer.
+    if (r.code !== 0 && /did not answer within/.test(r.stderr)) {
+      const up = await waitFor(`${h.name} API`, async () => (await h.api('/status').then((a) => a.status === 200, () => false)), SETTLE_MS, 500).then(() => true, () => false)
+      if (up) continue
+    }
+    if (r.code !== 0) throw new Error(`${h.name}: launch failed: ${r.stderr}\n${h.weaverLog(60)}`)
   }
 }
 
