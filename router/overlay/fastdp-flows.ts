@@ -22,6 +22,7 @@
  *   check, one flow per peer with `heartbeat` set                                          [120]
  * - from the tunnel, key's dst = self → the bridge                                          [100]
  * - from the tunnel, key's dst = another peer P → re-tunnel (same key) to P's next hop       [90]
+ *   unless it came from that next hop (a loop while routes converge) → drop                 [95]
  * - from the router port → the bridge                                                       [100]
  * - everything else → drop                                                                    [0]
  */
@@ -34,7 +35,7 @@ export const MAX_FASTDP_SHORT_ID = 0xfff
 /** Bytes the vxlan encapsulation adds on an IPv4 underlay: outer IP 20 + UDP 8 + vxlan 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD_BYTES = 50
 
-export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, toBridge: 100, relay: 90, flood: 10, drop: 0 } as const
+export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, toBridge: 100, relayBack: 95, relay: 90, flood: 10, drop: 0 } as const
 /** Ethertype of fastdp heartbeat frames (IEEE 802 local experimental 1). */
 export const HEARTBEAT_ETHERTYPE = 0x88b5
 /** How much of a heartbeat its packet-in carries: the Ethernet header is all the router reads. */
@@ -232,6 +233,11 @@ export function computeFlows(state: FlowState): Flow[] {
       actions = `output:${ports.router}`
     }
     if (actions) flows.push({ priority: PRIORITY.relay, match: `${inVxlan},tun_id=${hex(p.shortId)}/0xfff`, actions })
+    // Never relay a frame back to the hop it came from: while routes converge two peers may each
+    // name the other as the next hop, and vxlan has no TTL to end the ping-pong.
+    if (actions && hopPeer.ip !== undefined && (hopPeer.via ?? 'fastdp') === 'fastdp') {
+      flows.push({ priority: PRIORITY.relayBack, match: `${inVxlan},tun_id=${hex(p.shortId)}/0xfff,tun_src=${hopPeer.ip}`, actions: 'drop' })
+    }
   }
 
   if (ports.router !== undefined) flows.push({ priority: PRIORITY.toBridge, match: `in_port=${ports.router}`, actions: `output:${ports.bridge}` })

@@ -67,6 +67,14 @@ test('relay: C reached through B keeps key A→C but goes to B\'s address', () =
   assert.match(find(flows, 'in_port=1')!.actions, tunnel('10.0.0.2', 0x1003))
 })
 
+test('relay loop guard: a frame for C that came from C\'s next hop is dropped, not sent back', () => {
+  const flows = computeFlows(base({ nextHop: (d) => (d === C ? B : d === B ? B : undefined) }))
+  const guard = find(flows, 'in_port=2,tun_id=0x3/0xfff,tun_src=10.0.0.2')
+  assert.is(guard?.actions, 'drop')
+  assert.ok(guard!.priority > find(flows, 'in_port=2,tun_id=0x3/0xfff')!.priority, 'above the relay flow')
+  assert.is(find(flows, 'in_port=2,tun_id=0x3/0xfff,tun_src=10.0.0.3'), undefined)
+})
+
 test('unreachable peer: its MACs are dropped (not flooded) and it gets no flood copy', () => {
   const flows = computeFlows(base({ nextHop: (d) => (d === B ? B : undefined) }))
   assert.is(find(flows, `in_port=1,dl_dst=${macC}`)?.actions, 'drop')
@@ -133,8 +141,9 @@ test('diff: B moving to another address modifies only B\'s flows and the flood; 
   const before = computeFlows(base())
   const after = computeFlows(base({ peers: [{ shortId: B, ip: '10.0.0.22', macs: [macB, macB2] }, base().peers[1]] }))
   const d = diffFlows(before, after)
-  assert.equal(d.add, [])
-  assert.equal(d.delete, [])
+  // the loop guard names B's address in its match: a new flow replaces the old one
+  assert.equal(d.add.map((f) => f.match), ['in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.22'])
+  assert.equal(d.delete.map((f) => f.match), ['in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.2'])
   const touched = d.modify.map((f) => f.match).sort()
   assert.equal(touched, ['in_port=1', `in_port=1,dl_dst=${macB}`, `in_port=1,dl_dst=${macB2}`, 'in_port=2,tun_id=0x2/0xfff'].sort())
   assert.ok(!touched.some((m) => m.includes(macC) || m.includes('0x3/')))
@@ -144,10 +153,10 @@ test('diff: removing C deletes its flows and modifies the flood; the change scri
   const before = computeFlows(base())
   const after = computeFlows(base({ peers: [base().peers[0]] }))
   const d = diffFlows(before, after)
-  assert.equal(d.delete.map((f) => f.match).sort(), [`in_port=1,dl_dst=${macC}`, 'in_port=2,tun_id=0x3/0xfff'].sort())
+  assert.equal(d.delete.map((f) => f.match).sort(), [`in_port=1,dl_dst=${macC}`, 'in_port=2,tun_id=0x3/0xfff', 'in_port=2,tun_id=0x3/0xfff,tun_src=10.0.0.3'].sort())
   assert.equal(d.modify.map((f) => f.match), ['in_port=1'])
   const script = changeScript(d).trim().split('\n')
-  assert.equal(script.filter((l) => l.startsWith('delete_strict priority=')).length, 2)
+  assert.equal(script.filter((l) => l.startsWith('delete_strict priority=')).length, 3)
   assert.ok(script.includes(`modify_strict cookie=0x${FLOW_COOKIE.toString(16)},priority=10,in_port=1,actions=${tunnel('10.0.0.2', 0x1002)}`), script.join('\n'))
   assert.is(changeScript({ add: [], modify: [], delete: [] }), '')
 })
@@ -291,7 +300,7 @@ test('driver: one full sync at start, then only the diff of each change; a faile
   assert.match(String(err), 'bundle refused')
   await fdp.learnLocal(macA)
   const last = prog.changes[prog.changes.length - 1]
-  assert.equal(last.delete.map((f) => f.match).sort(), [`in_port=1,dl_dst=${macB}`, 'in_port=2,tun_id=0x2/0xfff'].sort(), 'B\'s removal went out with the next change')
+  assert.equal(last.delete.map((f) => f.match).sort(), [`in_port=1,dl_dst=${macB}`, 'in_port=2,tun_id=0x2/0xfff', 'in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.2'].sort(), 'B\'s removal went out with the next change')
   assert.equal(last.add.map((f) => f.match), [`in_port=1,dl_dst=${macA}`])
   assert.equal(fdp.installed(), computeFlows({ self: A, ports, peers: [{ shortId: C, ip: '10.0.0.3', macs: [macC, '02:00:00:00:01:0c'] }], localMacs: [macA] }))
   await fdp.stop()
