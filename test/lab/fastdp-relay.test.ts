@@ -78,6 +78,12 @@ if (reason) {
         const [e1, e3] = eps
         assert.ok(await ping(e1, e3, 5), `h1 → h3 directly\n${await views(lab)}`)
 
+        // a ping at 10/s across the cut: how long h1 ⇄ h3 is dark until the relay carries it
+        const pinger = execFile('ip', ['netns', 'exec', e1.ns, 'busybox', 'ping', '-i', '0.1', '-W', '1', e3.ip])
+        let pingOut = ''
+        pinger.stdout!.on('data', (d) => { pingOut += d })
+        const pingExit = new Promise((r) => pinger.on('exit', r))
+        await new Promise((r) => setTimeout(r, 500))
         await lab.partition([h1], [h3])
         const t0 = Date.now()
         try {
@@ -89,6 +95,13 @@ if (reason) {
           console.log(`  relay in use after ${((Date.now() - t0) / 1000).toFixed(1)} s; h1 weave status connections:\n${c1.replace(/^/gm, '    ')}`)
           assert.match(c1, /established unencrypted fastdp /, c1) // h1 → h2 itself still fastdp
           assert.ok(await waitFor('h1 → h3 through h2', () => ping(e1, e3), 20_000, 100).catch(() => false), `ping through h2\n${await views(lab)}`)
+          await new Promise((r) => setTimeout(r, 1000))
+          pinger.kill('SIGINT')
+          await pingExit
+          const sent = Number(/(\d+) packets transmitted/.exec(pingOut)?.[1] ?? 0), got = Number(/(\d+) packets received/.exec(pingOut)?.[1] ?? 0)
+          // the mesh notices the dead connection after its 4 s heartbeat timeout; then routes change
+          console.log(`  ping at 10/s across the cut: ${got}/${sent} replies (${((sent - got) / 10).toFixed(1)} s dark)`)
+          assert.ok(sent - got <= 120, `dark for at most ~12 s: ${got}/${sent}`)
           const before = await relayedPackets(h2)
           assert.ok(await ping(e1, e3, 3) && await ping(e3, e1, 3), 'both ways')
           // ovs-vswitchd updates flow counters from the datapath every so often: poll
@@ -106,6 +119,7 @@ if (reason) {
           console.log(`  h1 weave report, fastdp: ${JSON.stringify(f.Datapath)}`)
           assert.is(count((await h2.api('/status/overlay')).text, / established fastdp /g), 2, 'h2 uses fastdp to both')
         } finally {
+          pinger.kill('SIGKILL')
           await lab.heal()
         }
 
