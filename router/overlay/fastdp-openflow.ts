@@ -229,6 +229,7 @@ export function createOpenFlowConn(socketPath: string, deps: OpenFlowDeps): Open
   let xid = 1
   let cancelRetry: (() => void) | undefined
   let failures = 0
+  let switchErrors = 0
   const listeners: Array<(p: PacketIn) => void> = []
 
   function open(): void {
@@ -260,7 +261,12 @@ export function createOpenFlowConn(socketPath: string, deps: OpenFlowDeps): Open
 
   function handle(s: net.Socket, m: OfMessage): void {
     if (m.type === OFPT.echoRequest) s.write(encodeEchoReply(m.xid, m.body))
-    else if (m.type === OFPT.error) log.warn(`switch error (xid ${m.xid}): type ${m.body.length >= 4 ? `${m.body.readUInt16BE(0)} code ${m.body.readUInt16BE(2)}` : '?'}`)
+    else if (m.type === OFPT.error) {
+      // a refused heartbeat would repeat ten times a second: the first few, then every 1000th
+      if (switchErrors++ < 3 || switchErrors % 1000 === 0) {
+        log.warn(`switch error #${switchErrors} (xid ${m.xid}): type ${m.body.length >= 4 ? `${m.body.readUInt16BE(0)} code ${m.body.readUInt16BE(2)}` : '?'}`)
+      }
+    }
     else if (m.type === OFPT.packetIn) {
       const p = parsePacketIn(m.body)
       if (p) for (const fn of listeners) fn(p)
