@@ -14,7 +14,8 @@
  *
  * Last line: {"bench":"datapath","kernel_vxlan_gbps":…,"sleeve_gbps":…,"sleeve_encrypted_gbps":…,
  *             "sleeve_ratio":…,"sleeve_encrypted_ratio":…,"router_cpu_s_per_gbit":…,
- *             "fastdp_gbps":…,"fastdp_ratio":…,"fastdp_datapath":"netdev"|"system"}
+ *             "fastdp_gbps":…,"fastdp_ratio":…,"fastdp_datapath":"netdev"|"system",
+ *             "fastdp_encrypted_gbps":…,"fastdp_encrypted_ratio":… (kernel ESP; where esp4 exists)}
  */
 import { execFile, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -106,14 +107,14 @@ async function sleeveRun(lab: Lab, extra: string[], n1: string, n2: string): Pro
 }
 
 /** fastdp between two OVS hosts: Gbit/s and the datapath type the daemons report. */
-async function fastdpRun(): Promise<{ gbps: number; datapath: string }> {
+async function fastdpRun(extra: string[] = []): Promise<{ gbps: number; datapath: string }> {
   let res = { gbps: 0, datapath: '' }
   await withLab({ hosts: 2, ovs: true }, async (lab) => {
     const [h1, h2] = lab.hosts
     try {
       const n1 = await extraNs.add(`${h1.ns}-f1`)
       const n2 = await extraNs.add(`${h2.ns}-f2`)
-      await launch(lab, [], 'fastdp')
+      await launch(lab, extra, 'fastdp')
       const ip1 = await attach(h1, n1)
       await attach(h2, n2)
       await run('ip', ['netns', 'exec', n2, 'busybox', 'ping', '-c', '2', '-W', '2', ip1]).catch(() => undefined)
@@ -170,6 +171,20 @@ async function main(): Promise<void> {
     console.log(`fastdp (${f.datapath}): ${f.gbps.toFixed(2)} Gbit/s`)
     const r3 = (v: number) => Math.round(v * 1000) / 1000
     out = { ...out, fastdp_gbps: r3(f.gbps), fastdp_ratio: r3(f.gbps / out.kernel_vxlan_gbps), fastdp_datapath: f.datapath }
+    // Encrypted fastdp: the same with a password, so kernel ESP protects the tunnel (with a
+    // password the daemons use fastdp only under ESP). Needs esp4: the VM (--vm) has it.
+    if (!fs.existsSync('/sys/module/esp4')) {
+      out = { ...out, fastdp_encrypted_skipped: 'no esp4 kernel module here (npm run bench -- datapath --vm)' }
+    } else {
+      try {
+        const e = await fastdpRun(['--password', 'datapath-bench-secret'])
+        console.log(`fastdp encrypted (kernel ESP, ${e.datapath}): ${e.gbps.toFixed(2)} Gbit/s, ${(e.gbps / f.gbps).toFixed(2)}x unencrypted fastdp`)
+        out = { ...out, fastdp_encrypted_gbps: r3(e.gbps), fastdp_encrypted_ratio: r3(e.gbps / (out.kernel_vxlan_gbps as number)) }
+      } catch (err) {
+        console.log(`fastdp encrypted failed: ${(err as Error).message}`)
+        out = { ...out, fastdp_encrypted_failed: (err as Error).message.split('\n')[0] }
+      }
+    }
   }
   console.log(JSON.stringify(out))
 }
