@@ -30,6 +30,11 @@ export const ESP_AEAD = 'rfc4106(gcm(aes))'
 export const ESP_ICV_BITS = 128
 /** AES-256 key plus the 4-byte salt rfc4106 takes after it. */
 export const ESP_KEY_BYTES = 36
+/**
+ * Inbound replay protection (packets; 0 would turn the check off). 32 is the most the kernel's
+ * non-ESN bitmap takes; vxlan from one sender arrives nearly in order.
+ */
+export const ESP_REPLAY_WINDOW = 32
 /** Our iptables chain for the plaintext drop (filter table, jumped to from INPUT). */
 export const ESP_CHAIN = 'WEAVE-ESP'
 
@@ -61,7 +66,7 @@ export function xfrmLine(o: XfrmOp): string | undefined {
       const key = '0x' + Buffer.from(o.sa.key).toString('hex')
       // `update` would not create; `add` fails on a leftover with the same SPI, which the caller
       // avoids by deleting first (see applyXfrm).
-      return `xfrm state add src ${o.sa.src} dst ${o.sa.dst} proto esp spi ${hex(o.sa.spi)} reqid ${ESP_REQID} mode transport aead ${ESP_AEAD} ${key} ${ESP_ICV_BITS}`
+      return `xfrm state add src ${o.sa.src} dst ${o.sa.dst} proto esp spi ${hex(o.sa.spi)} reqid ${ESP_REQID} mode transport replay-window ${ESP_REPLAY_WINDOW} aead ${ESP_AEAD} ${key} ${ESP_ICV_BITS}`
     }
     case 'del-sa':
       return `xfrm state delete src ${o.src} dst ${o.dst} proto esp spi ${hex(o.spi)}`

@@ -222,7 +222,7 @@ test('plan (property): any timing and message delay keeps the sender\'s SA insta
 test('xfrm lines: transport ESP with our reqid, the policy pins the SPI, keys redacted', () => {
   const sa = deriveSa(secret, A, B, 0)
   const line = xfrmLine({ op: 'add-sa', sa })!
-  assert.match(line, /^xfrm state add src 192\.168\.250\.1 dst 192\.168\.250\.2 proto esp spi 0x[0-9a-f]{8} reqid 22506 mode transport aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{72} 128$/)
+  assert.match(line, /^xfrm state add src 192\.168\.250\.1 dst 192\.168\.250\.2 proto esp spi 0x[0-9a-f]{8} reqid 22506 mode transport replay-window 32 aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{72} 128$/)
   assert.not.match(redact(line), /[0-9a-f]{72}/)
   assert.is(xfrmLine({ op: 'policy', dir: 'out', src: A.ip, dst: B.ip, port: 6784, spi: 0x1234 }),
     'xfrm policy update src 192.168.250.1/32 dst 192.168.250.2/32 proto udp dport 6784 dir out priority 2975 tmpl src 192.168.250.1 dst 192.168.250.2 proto esp spi 0x00001234 reqid 22506 mode transport')
