@@ -132,6 +132,11 @@ export interface NativeNetlink {
   nlSysctl(netns: string | null, key: string, value: string): void
   /** Sends one gratuitous ARP; returns the packet socket's fd, for the caller to close with fs.close (its close is slow). */
   nlGarp(netns: string | null, ifname: string, ip: string): number
+  /**
+   * Run argv (argv[0] on PATH) inside `netns` with `input` (< 64 KiB) on stdin, without forking
+   * node (vfork + setns); `fn` gets the exit code and the output (stdout and stderr, a few KiB).
+   */
+  nsExec?(netns: string | null, argv: readonly string[], input: string, fn: (code: number, output: string) => void): void
 }
 
 /** The netlink calls, or undefined when the addon is not built (callers then spawn `ip`). */

@@ -210,7 +210,7 @@ async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRe
     }
     if (req.isolateMulticast ?? true) {
       // Rules name ethwe, so they may go in before it exists; started first, awaited last.
-      rules = restoreRules(inNetns(ns, ['iptables-restore', '--noflush', '-w', '5']), multicastRulesRestore(want))
+      rules = restoreRules(nl, ns, ['iptables-restore', '--noflush', '-w', '5'], multicastRulesRestore(want))
       rules.catch(() => undefined) // awaited below; a failure before that must not go unhandled
     }
     nl.nlVethAdd(h, hostEnd, E, req.mtu ?? br.mtu, ns)
@@ -286,16 +286,23 @@ export function multicastRulesRestore(want: Ipv4Cidr[]): string {
 }
 
 /**
- * Run `argv` with `input` on its stdin (the native path only: the Runner abstraction carries no
- * input, and this command names its namespace itself, so it needs no runner's namespace).
+ * Run `argv` inside the namespace at `ns` with `input` on its stdin (the native path only: the
+ * Runner abstraction carries no input, and the namespace is named here, so no runner's namespace
+ * applies). With the addon's nsExec the daemon is not forked (see netlink.c), else nsenter.
  */
-function restoreRules(argv: string[], input: string): Promise<void> {
+function restoreRules(nl: NativeNetlink, ns: string, argv: string[], input: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = execFile(argv[0], argv.slice(1), { timeout: 30_000, encoding: 'utf8' }, (err, _stdout, stderr) => {
-      if (err) {
-        const e = err as NodeJS.ErrnoException
-        reject(new NetCommandError(argv, typeof e.code === 'number' ? e.code : null, stderr || e.message, { cause: err }))
-      } else resolve()
+    const failed = (code: number | null, output: string, cause?: unknown) =>
+      reject(new NetCommandError(inNetns(ns, argv), code, output, { cause }))
+    if (nl.nsExec) {
+      nl.nsExec(ns, argv, input, (code, output) => (code === 0 ? resolve() : failed(code, output || (code === 127 ? `${argv[0]}: not found` : ''))))
+      return
+    }
+    const full = inNetns(ns, argv)
+    const child = execFile(full[0], full.slice(1), { timeout: 30_000, encoding: 'utf8' }, (err, _stdout, stderr) => {
+      if (!err) { resolve(); return }
+      const e = err as NodeJS.ErrnoException
+      failed(typeof e.code === 'number' ? e.code : null, stderr || e.message, err)
     })
     child.stdin?.on('error', () => undefined) // a child that died early: its exit status tells why
     child.stdin?.end(input)
