@@ -193,8 +193,18 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
    * P" outlives P's move to sleeve (it would keep sending into a dead tunnel) or a route change;
    * in one bundle, the frames switch paths at one instant.
    */
+  /** A sync queued behind the one running: later changes join it instead of queueing their own. */
+  let queued: { p: Promise<void>; forget: boolean } | undefined
   const sync = (forget = false): Promise<void> => {
-    const p = chain.then(async () => {
+    // A burst of changes (a topology update naming many peers) becomes one bundle: the queued
+    // sync reads the state when it runs, so it carries every change made until then.
+    if (queued) {
+      queued.forget ||= forget
+      return queued.p
+    }
+    const q: { p: Promise<void>; forget: boolean } = { p: Promise.resolve(), forget }
+    q.p = chain.then(async () => {
+      if (queued === q) queued = undefined
       if (!ports || stopped) return
       const want = computeFlows(state())
       if (!installed) {
@@ -203,15 +213,17 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
         return
       }
       const change = diffFlows(installed, want)
-      if (forget && cfg.learn) change.forgetLearnt = true
+      if (q.forget && cfg.learn) change.forgetLearnt = true
       if (isEmptyChange(change)) return
       await prog.apply(change) // a bundle: on failure nothing changed and `installed` still holds
       installed = want
       log.debug(`flows: +${change.add.length} ~${change.modify.length} -${change.delete.length}`)
     })
-    chain = p.catch(() => undefined)
-    return p
+    queued = q
+    chain = q.p.catch(() => undefined)
+    return q.p
   }
+
 
   const sleep = (ms: number) => new Promise<void>((res) => { deps.clock.setTimer(ms, res) })
 

@@ -333,6 +333,25 @@ test('driver with learning: learnt flows go in the same bundle as a path change 
   await fdp.stop()
 })
 
+test('driver: a burst of changes becomes one bundle; a change during a running bundle gets the next one', async () => {
+  const prog = recordingProgrammer()
+  const fdp = createFastdp({ ovsdbTarget: 'unix:/x/db.sock', datapathType: 'netdev', self: A }, {
+    clock: new FakeClock(), connect: async () => fakeOvsdb(), programmer: () => prog,
+  })
+  await fdp.start()
+  await Promise.all([B, C, D].map((id) => fdp.setPeer(id, { ip: `10.0.0.${id}` })))
+  assert.is(prog.changes.length, 1, 'three peers, one bundle')
+  assert.ok(fdp.installed().some((f) => f.match === 'in_port=2,tun_id=0x4/0xfff'))
+  const first = fdp.setPeer(B, { ip: '10.0.0.22' })
+  await Promise.resolve(); await Promise.resolve() // the first bundle is under way
+  const second = fdp.setPeer(C, { ip: '10.0.0.33' })
+  const third = fdp.setPeer(D, { ip: '10.0.0.44' })
+  await Promise.all([first, second, third])
+  assert.ok(prog.changes.length <= 3 && prog.changes.length >= 2, `${prog.changes.length} bundles`)
+  assert.ok(fdp.installed().some((f) => f.actions.includes('10.0.0.44->tun_dst')), 'the last change is in')
+  await fdp.stop()
+})
+
 test('driver: a port ovs-vswitchd never attaches makes start() refuse with the reason', async () => {
   const clock = new FakeClock()
   const db = fakeOvsdb({ vxlanOfport: -1 })
