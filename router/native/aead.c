@@ -1,7 +1,7 @@
 /*
  * AEADs for sleeve datagrams: ChaCha20-Poly1305 (IETF) through the system's libsodium (keyed
  * per call: aeadSeal/aeadOpen), and keyed contexts (aeadContext…) running AES-256-GCM or
- * ChaCha20-Poly1305 through OpenSSL's libcrypto — faster, and able to seal from gathered parts
+ * ChaCha20-Poly1305 through OpenSSL's libcrypto (node's own) — faster, and able to seal from gathered parts
  * and open a datagram piece by piece as it is put together (see the second half of this file).
  *
  * Why here: libsodium-wrappers (WebAssembly) costs ~15 µs per 1,400-byte datagram here, which
@@ -156,13 +156,20 @@ static struct {
   int (*ctrl)(EVP_CTX *, int, int, void *);
 } ossl;
 
+/*
+ * Node's own OpenSSL first: node exports its statically linked libcrypto's symbols (for addons),
+ * or has the shared one loaded. Loading a second libcrypto beside it would be worse than
+ * redundant: that copy's internal calls bind to node's exported functions of the same names
+ * (ELF interposition), mixing two builds' internals. Only a node without OpenSSL gets dlopen.
+ */
 static int load_ossl(void) {
   if (ossl.tried) return ossl.ok;
   ossl.tried = 1;
+  void *h = RTLD_DEFAULT; /* (a null pointer in glibc: `found` says whether we have a handle) */
+  int found = dlsym(RTLD_DEFAULT, "EVP_aes_256_gcm") && dlsym(RTLD_DEFAULT, "EVP_chacha20_poly1305");
   const char *names[] = { "libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.so" };
-  void *h = NULL;
-  for (unsigned i = 0; i < sizeof names / sizeof names[0] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-  if (!h) return 0;
+  for (unsigned i = 0; i < sizeof names / sizeof names[0] && !found; i++) found = (h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL)) != NULL;
+  if (!found) return 0;
 #define SYM(field, name) if (!(*(void **)&ossl.field = dlsym(h, name))) return 0
   SYM(ctx_new, "EVP_CIPHER_CTX_new"); SYM(ctx_free, "EVP_CIPHER_CTX_free");
   SYM(aes_256_gcm, "EVP_aes_256_gcm"); SYM(chacha20_poly1305, "EVP_chacha20_poly1305");

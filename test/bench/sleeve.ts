@@ -14,6 +14,7 @@
  * The containers keep TSO/checksum offload on (the veth default), so sleeve carries GSO
  * super-frames; SLEEVE_BENCH_TX_OFF=1 turns tx offload off in them (frame by frame, the old
  * way), SLEEVE_BENCH_PROF=DIR writes the routers' --cpu-prof profiles there,
+ * SLEEVE_BENCH_NODE_FLAGS='--log-deopt --logfile=…' passes node/V8 flags to the routers,
  * SLEEVE_BENCH_DEBUG=1 logs the routers to stderr, SLEEVE_BENCH_CIPHER=chacha20-poly1305 seals
  * with that cipher instead of the one daemons here would negotiate (AES-256-GCM with AES-NI). `npm run bench -- sleeve 10` runs 10 s each.
  * Traffic stays on the lab's underlay (192.168.250.x) and 10.40.0.0/24 inside the containers.
@@ -106,7 +107,8 @@ class RouterProc {
       buf += d.toString()
       const parts = buf.split('\n')
       buf = parts.pop()!
-      this.lines.push(...parts)
+      // V8 traces asked for with SLEEVE_BENCH_NODE_FLAGS ('[…' lines) go to stderr, not the protocol
+      for (const l of parts) { if (l.startsWith('[')) process.stderr.write(`${this.name}: ${l}\n`); else this.lines.push(l) }
       for (const w of this.waiters.splice(0)) w()
     })
     p.on('exit', () => { for (const w of this.waiters.splice(0)) w() })
@@ -170,7 +172,10 @@ async function main(): Promise<void> {
         const argv = ['--enable-source-maps', __filename, '--role', 'router', '--self', String(i + 1), '--other', String(2 - i),
           '--bind', h.underlayIp, '--peer', o.underlayIp, '--netns', `/var/run/netns/${h.ns}`,
           ...(mode === 'encrypted' ? ['--secret', SECRET_HEX, '--cipher', cipher] : [])]
-        const prof = process.env.SLEEVE_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SLEEVE_BENCH_PROF] : []
+        const prof = [
+          ...(process.env.SLEEVE_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SLEEVE_BENCH_PROF] : []),
+          ...(process.env.SLEEVE_BENCH_NODE_FLAGS ? process.env.SLEEVE_BENCH_NODE_FLAGS.split(' ').filter(Boolean) : []),
+        ]
         return new RouterProc(h.name, spawn(process.execPath, [...prof, ...argv], { stdio: ['pipe', 'pipe', 'inherit'] }))
       })
       routers.push(...procs)
