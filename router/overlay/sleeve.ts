@@ -16,6 +16,10 @@
  * send); the neighbour puts the datagram back together, opens it and injects the frame whole
  * with its header; the kernel there cuts it into MTU-sized frames (or hands it whole to the
  * container). Per 64 KiB of TCP that is one frame and one AEAD through each router instead of ~45.
+ * Copies kept out of userspace: pieces leave straight from the captured frame (plain) or are
+ * sealed from it into one reused buffer; at the receiver a plain super-frame whose pieces came
+ * in one read is injected straight from them (the kernel gathers it), and a sealed one is
+ * decrypted piece by piece into the reassembly buffer (no separate copy), then authenticated.
  *
  * Neighbours (which peer is at which UDP address, with which cipher and MTU) are told to it by
  * the layer that runs overlay connections (heartbeats, PMTU), via setPeer/removePeer.
