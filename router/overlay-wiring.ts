@@ -250,8 +250,10 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     for (const id of hop.keys()) {
       if (id === selfId || neighbours.has(id) || relayed.has(id)) continue
       relayed.add(id)
-      log.info(`fastdp: peer ${nameOf.get(id)} (short ID ${id}) reached through ${nameOf.get(hop.get(id)!)}`)
-      d.setPeer(id, { via: 'sleeve', heartbeat: false }).catch(fastdpLog(`relayed peer ${nameOf.get(id)}`))
+      if (hop.get(id) !== id) log.info(`fastdp: peer ${nameOf.get(id)} (short ID ${id}) reached through ${nameOf.get(hop.get(id)!)}`)
+      // `fastdp`: its frames (relayed to us by a fastdp hop) teach the datapath its MACs; as a
+      // hop it has no address, so it is never tunnelled to directly
+      d.setPeer(id, { via: 'fastdp', heartbeat: false }).catch(fastdpLog(`relayed peer ${nameOf.get(id)}`))
     }
     for (const id of [...relayed]) {
       if (hop.has(id) && !neighbours.has(id)) continue

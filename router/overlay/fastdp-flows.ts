@@ -20,6 +20,8 @@
  * - from the tunnel, key = P→self and ethertype HEARTBEAT_ETHERTYPE → to the router as an
  *   OpenFlow packet-in (its first bytes), never to the bridge; counted too: fastdp's health
  *   check, one flow per peer with `heartbeat` set                                          [120]
+ * - from the tunnel, key = P→self where P is reached by sleeve → the bridge, learning nothing
+ *   (with `learn`: a late tunnel frame must not point a MAC back into a tunnel P left)     [110]
  * - from the tunnel, key's dst = self → the bridge                                          [100]
  * - from the tunnel, key's dst = another peer P → re-tunnel (same key) to P's next hop       [90]
  *   unless it came from that next hop (a loop while routes converge) → drop                 [95]
@@ -35,7 +37,7 @@ export const MAX_FASTDP_SHORT_ID = 0xfff
 /** Bytes the vxlan encapsulation adds on an IPv4 underlay: outer IP 20 + UDP 8 + vxlan 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD_BYTES = 50
 
-export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, toBridge: 100, relayBack: 95, relay: 90, flood: 10, drop: 0 } as const
+export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, noLearn: 110, toBridge: 100, relayBack: 95, relay: 90, flood: 10, drop: 0 } as const
 /** Ethertype of fastdp heartbeat frames (IEEE 802 local experimental 1). */
 export const HEARTBEAT_ETHERTYPE = 0x88b5
 /** How much of a heartbeat its packet-in carries: the Ethernet header is all the router reads. */
@@ -214,6 +216,14 @@ export function computeFlows(state: FlowState): Flow[] {
   for (const p of sorted) {
     if (!p.heartbeat) continue
     flows.push({ priority: PRIORITY.heartbeat, match: `${inVxlan},tun_id=${hex(tunnelKey(p.shortId, state.self))},dl_type=${hex(HEARTBEAT_ETHERTYPE)}`, actions: `controller(max_len=${HEARTBEAT_PACKET_IN_BYTES})` })
+  }
+
+  // from a peer reached by sleeve: delivered, not learnt
+  if (state.learn) {
+    for (const p of sorted) {
+      if ((p.via ?? 'fastdp') !== 'sleeve') continue
+      flows.push({ priority: PRIORITY.noLearn, match: `${inVxlan},tun_id=${hex(tunnelKey(p.shortId, state.self))}`, actions: `output:${ports.bridge}` })
+    }
   }
 
   // from the tunnel: ours → the bridge (learning the sender's MACs if asked); others' → relay

@@ -148,7 +148,7 @@ if (reason) {
           // Both ends switch on their own heartbeat verdicts, up to a second apart, and a flow
           // learnt towards the tunnel may outlive the switch by a moment: give it ~10 s of pings.
           const t2 = Date.now()
-          assert.ok(await ping(e1, e2.ip, 10), 'traffic continues over sleeve')
+          assert.ok(await ping(e1, e2.ip, 10), `traffic continues over sleeve\n${await views(lab)}\n${(await h1.ovsOfctl(['dump-flows', 'datapath'])).stdout}`)
           console.log(`  ping over sleeve after the fallback within ${((Date.now() - t2) / 1000).toFixed(1)} s`)
           assert.match(await lineTo(h1, h3), /established fastdp/, 'h1 keeps fastdp to h3')
           await delay(1500) // a steady stretch on sleeve, in the same count

@@ -104,6 +104,15 @@ test('floodToRouter: the router port gets a flood copy with every peer on fastdp
   assert.is(find(noPort, 'in_port=1')?.actions, `${tunnel('10.0.0.2', 0x1002)},${tunnel('10.0.0.3', 0x1003)}`, 'no router port: tunnels only')
 })
 
+test('learning: a peer reached by sleeve has its tunnel frames delivered but never learnt from', () => {
+  const peers = [...base().peers, { shortId: D, ip: '10.0.0.4', macs: [], via: 'sleeve' as const }]
+  const flows = computeFlows(base({ peers, ports: { ...ports, router: 7 }, learn: true }))
+  const noLearn = flows.filter((f) => f.priority === 110)
+  assert.equal(noLearn.map((f) => [f.match, f.actions]), [[`in_port=2,tun_id=0x${tunnelKey(D, A).toString(16)}`, 'output:1']])
+  assert.match(find(flows, 'in_port=2,tun_id=0x1/0xfff')!.actions, /^learn\(/, 'fastdp peers still teach')
+  assert.is(computeFlows(base({ peers, ports: { ...ports, router: 7 } })).filter((f) => f.priority === 110).length, 0, 'nothing to guard without learning')
+})
+
 test('MAC claims: local wins, then the lowest peer ID; group MACs never get a unicast flow; MACs normalised', () => {
   const flows = computeFlows(base({
     localMacs: [macA.toUpperCase()],
