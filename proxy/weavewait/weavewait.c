@@ -1,7 +1,7 @@
 /*
  * weavewait: the entrypoint weave puts in front of a container's command (/w/w).
  *
- * It waits until the interface `ethwe` is up and has an IPv4 address (the weave daemon moves it
+ * It waits until the interface `ethwe` is up, running and has an IPv4 address (the weave daemon moves it
  * into the container right after Docker starts it), then execs its arguments with the same
  * environment, looking argv[1] up on PATH. Unlike Weave's, it gives up after a timeout and says
  * why, so a container started without the proxy fails loudly instead of hanging forever.
@@ -11,7 +11,7 @@
  *
  * Exit codes (only when the command is not exec'd):
  *   2    usage: no command given, or WEAVEWAIT_TIMEOUT is not a number
- *   3    ethwe was not up with an address before the timeout
+ *   3    ethwe was not up and running with an address before the timeout
  *   126  the command was found but could not be executed
  *   127  the command was not found
  */
@@ -42,13 +42,15 @@ static double monotonic_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* 1 when IFACE is up and carries an IPv4 address, else 0. */
+/* 1 when IFACE is up and running and carries an IPv4 address, else 0. */
 static int iface_ready(int fd) {
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   strncpy(ifr.ifr_name, IFACE, IFNAMSIZ - 1);
   if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) return 0; /* not there yet */
-  if (!(ifr.ifr_flags & IFF_UP)) return 0;
+  /* IFF_RUNNING too: the kernel marks a veth running a moment after it comes up (link watch);
+     before that the bridge drops its frames. */
+  if ((ifr.ifr_flags & (IFF_UP | IFF_RUNNING)) != (IFF_UP | IFF_RUNNING)) return 0;
   memset(&ifr.ifr_addr, 0, sizeof ifr.ifr_addr);
   ifr.ifr_addr.sa_family = AF_INET;
   if (ioctl(fd, SIOCGIFADDR, &ifr) < 0) return 0; /* EADDRNOTAVAIL until an address is added */
@@ -86,7 +88,7 @@ int main(int argc, char **argv) {
   while (!iface_ready(fd)) {
     if (timeout > 0 && monotonic_s() >= deadline) {
       fprintf(stderr,
-              "weavewait: interface " IFACE " was not up with an address after %g s; "
+              "weavewait: interface " IFACE " was not up and running with an address after %g s; "
               "was this container started through the weave proxy with weave running? "
               "(set WEAVEWAIT_TIMEOUT=SECONDS to wait longer, 0 to wait forever)\n", timeout);
       return 3;

@@ -119,7 +119,8 @@ export function nativeAead(): NativeAead | undefined {
 export interface NativeNetlink {
   nlOpen(netns: string | null): number
   nlClose(fd: number): void
-  nlLink(fd: number, name: string): { index: number; mtu: number; mac: string; up: boolean; master: number } | null
+  /** `running`: operstate up (IFF_RUNNING), which the kernel's link watcher sets after carrier on. */
+  nlLink(fd: number, name: string): { index: number; mtu: number; mac: string; up: boolean; running?: boolean; master: number } | null
   nlVethAdd(fd: number, name: string, peer: string, mtu: number, peerNetns: string | null): void
   /** up: -1 keep, 0 down, 1 up; master: -1 keep, 0 none, else an ifindex; mtu 0 keeps it. */
   nlLinkSet(fd: number, index: number, up: number, master: number, mtu: number): void

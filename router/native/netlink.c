@@ -12,7 +12,7 @@
  * Functions (all throw an Error whose `code` is the errno name on failure):
  *   nlOpen(netns|null) -> fd          NETLINK_ROUTE socket in that namespace (null: ours)
  *   nlClose(fd)
- *   nlLink(fd, name) -> {index, mtu, mac, up, master} | null
+ *   nlLink(fd, name) -> {index, mtu, mac, up, running, master} | null
  *   nlVethAdd(fd, name, peer, mtu, peerNetns|null)   pair; the peer end created in peerNetns
  *   nlLinkSet(fd, index, up (-1 keep, 0, 1), master (-1 keep, 0 none, >0 index), mtu (0 keep))
  *   nlHairpin(fd, index, on)          bridge port hairpin mode
@@ -257,9 +257,12 @@ static napi_value nl_link(napi_env env, napi_callback_info info) {
   napi_value obj;
   napi_create_object(env, &obj);
   set_num(env, obj, "index", ifi->ifi_index);
-  napi_value up;
+  napi_value up, running;
   napi_get_boolean(env, (ifi->ifi_flags & IFF_UP) != 0, &up);
   napi_set_named_property(env, obj, "up", up);
+  /* IFF_RUNNING: operstate up, set by the kernel's link watcher a moment after carrier on */
+  napi_get_boolean(env, (ifi->ifi_flags & IFF_RUNNING) != 0, &running);
+  napi_set_named_property(env, obj, "running", running);
   set_num(env, obj, "master", 0);
   int len = r->nlmsg_len - NLMSG_LENGTH(sizeof *ifi);
   for (struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {

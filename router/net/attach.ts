@@ -15,8 +15,12 @@ import * as fs from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-/** Host plumbing, not a protocol core: a plain timer. Link watch runs within a few ms. */
-const ANNOUNCE_DELAY_MS = 20
+/**
+ * Longest wait for the kernel's link watcher to mark both veth ends running (usually well under
+ * a millisecond; seconds only for a kernel far behind). Host plumbing, not a protocol core: a
+ * plain timer.
+ */
+const LINK_WATCH_WAIT_MS = 1000
 
 export interface AttachRequest {
   netns: NetnsRef
@@ -235,8 +239,9 @@ async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRe
     // an address, and by then everything else is in place.
     nl.nlLinkSet(c, e.index, 1, -1, 0)
     if (req.multicastRoute ?? true) nl.nlRoute(c, e.index, MULTICAST_ROUTE.split('/')[0], Number(MULTICAST_ROUTE.split('/')[1]))
+    await linkWatched(ctx, () => !!nl.nlLink(h, hostEnd)?.running && !!nl.nlLink(c, E)?.running, hostEnd)
     for (const a of want) nl.nlAddr(c, true, e.index, a.ip, a.prefix)
-    void announceNative(ctx, nl, ns, want)
+    announceNative(ctx, nl, ns, want)
     return { mac: e.mac, addresses: want.map(formatCidr), added: want.map(formatCidr), created: true }
   } catch (err) {
     if (created) {
@@ -250,13 +255,28 @@ async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRe
 }
 
 /**
- * The gratuitous ARPs, a little after ethwe came up: the bridge port of the host end forwards
- * only once the kernel's link watcher has seen the carrier (asynchronously), and an ARP sent
- * before that is dropped. Not awaited by attach: neighbours learning the MAC a little later is
- * harmless, a `docker run` waiting for it is not.
+ * Carrier comes on as ethwe goes up, but the kernel's link watcher (a work queue) only then marks
+ * the ends running, and the bridge enables the host end's port at that moment: a frame from the
+ * container before it is dropped. Addresses (weavewait's signal) go on after, so the container's
+ * first packets and our gratuitous ARPs get through. A slow watcher only costs a warning.
  */
-async function announceNative(ctx: NetContext, nl: NativeNetlink, ns: string, addrs: Ipv4Cidr[]): Promise<void> {
-  await sleep(ANNOUNCE_DELAY_MS)
+async function linkWatched(ctx: NetContext, running: () => boolean, hostEnd: string): Promise<void> {
+  const t0 = performance.now()
+  while (!running()) {
+    if (performance.now() - t0 > LINK_WATCH_WAIT_MS) {
+      ctx.log.warn(`${hostEnd}: veth not running after ${LINK_WATCH_WAIT_MS} ms; going on`)
+      return
+    }
+    await sleep(1)
+  }
+}
+
+/**
+ * One gratuitous ARP per address, so neighbours (and other hosts' bridges) learn the MAC now.
+ * Best effort, as with arping. The packet socket's close waits for an RCU grace period
+ * (milliseconds), so it is closed in libuv's pool, not here.
+ */
+function announceNative(ctx: NetContext, nl: NativeNetlink, ns: string, addrs: Ipv4Cidr[]): void {
   for (const a of addrs) {
     try {
       fs.close(nl.nlGarp(ns, CONTAINER_IFNAME, a.ip), () => undefined)

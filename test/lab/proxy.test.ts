@@ -217,7 +217,7 @@ if (why) {
   it('without an attach, weavewait times out with its message', async () => {
     const r = await docker(noAttachProxy, ['run', '--rm', '-e', 'WEAVEWAIT_TIMEOUT=1', 'busybox', 'echo', 'never'], { allowFail: true })
     assert.is(r.code, 3)
-    assert.match(r.stderr, 'interface ethwe was not up with an address after 1 s')
+    assert.match(r.stderr, 'interface ethwe was not up and running with an address after 1 s')
     assert.not.match(r.stdout, 'never')
   })
 
@@ -259,14 +259,15 @@ if (whyRoot) {
     const r = await inFreshNs('"$W" echo never', { WEAVEWAIT_TIMEOUT: '0.3' })
     assert.is(r.code, 3)
     assert.ok(Date.now() - t0 >= 300)
-    assert.match(r.stderr, 'interface ethwe was not up with an address after 0.3 s')
+    assert.match(r.stderr, 'interface ethwe was not up and running with an address after 0.3 s')
     assert.is(r.stdout, '')
     assert.is((await run([W, 'true'], { allowFail: true, env: { WEAVEWAIT_TIMEOUT: 'soon' } })).code, 2)
   })
 
   ww('ethwe up without an address is not enough; once addressed, the command runs with the same env', async () => {
     const r = await inFreshNs([
-      'ip link add ethwe type veth peer name peer0 && ip link set ethwe up',
+      // Running needs carrier: the peer end up too.
+      'ip link add ethwe type veth peer name peer0 && ip link set peer0 up && ip link set ethwe up',
       '(sleep 0.4; ip addr add 10.32.9.9/12 dev ethwe) &',
       'FOO=bar "$W" sh -c \'echo "$FOO"; ip -o -4 addr show ethwe\'',
     ].join('\n'), { WEAVEWAIT_TIMEOUT: '5' })
@@ -275,7 +276,7 @@ if (whyRoot) {
   })
 
   ww('a missing command exits 127', async () => {
-    const r = await inFreshNs('ip link add ethwe type veth peer name peer0 && ip addr add 10.32.9.9/12 dev ethwe && ip link set ethwe up && "$W" /nonexistent/cmd')
+    const r = await inFreshNs('ip link add ethwe type veth peer name peer0 && ip addr add 10.32.9.9/12 dev ethwe && ip link set peer0 up && ip link set ethwe up && "$W" /nonexistent/cmd')
     assert.is(r.code, 127)
     assert.match(r.stderr, 'cannot run /nonexistent/cmd')
   })
