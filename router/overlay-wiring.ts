@@ -183,7 +183,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     }
   }
 
-  /** Once a second: heartbeats out, counters in, tell each peer what reached us, re-decide. */
+  /** Every heartbeat interval: heartbeats out, (counters in), tell each peer what reached us, re-decide. */
   async function healthTick(): Promise<void> {
     const d = fdp.driver
     if (!d || !sender) return
