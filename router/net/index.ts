@@ -1,8 +1,11 @@
 /**
  * Public door of router/net: host plumbing for the data plane.
  *
- * Everything runs the host's own tools (`ip`, `sysctl`, `iptables`, `ethtool`, `nsenter`,
- * `arping`/busybox) through child_process.execFile, never a shell; a failed command throws a
+ * Attaching a new container goes over netlink with the native addon when it is built
+ * (router/native/netlink.c: no process but one iptables-restore, started by vfork so the daemon
+ * is not forked); everything else, and attach without the addon, runs the host's own tools
+ * (`ip`, `sysctl`, `iptables`, `ethtool`, `nsenter`, `arping`/busybox) through
+ * child_process.execFile, never a shell (`sh -c` only for quoted batches); a failed command throws a
  * NetCommandError (code NET_COMMAND_FAILED) naming the command and its stderr. All operations are
  * idempotent, and one NetHost runs them one at a time. Other error codes: BAD_CIDR (CidrError),
  * HOST_VETH_EXISTS (attach found `vethwepl<id>` taken by another container with the same id prefix).
