@@ -139,15 +139,25 @@ export function createXfrm(deps: XfrmDeps = {}): Xfrm {
   const batch = deps.batch ?? ipBatch
   let chainReady = false
 
+  /** Drop rules we added (by source>dest:port): each is added and deleted once, without probing (`-C` costs a process too). */
+  const drops = new Set<string>()
+
   async function iptablesOp(o: Extract<XfrmOp, { op: 'drop-plain' | 'allow-plain' }>): Promise<void> {
     const rule = plainDropRule(o)
-    if (o.op === 'allow-plain') { await deleteRule(run, rule); return }
+    const key = `${o.src}>${o.dst}:${o.port}`
+    if (o.op === 'allow-plain') {
+      if (!drops.delete(key)) return
+      await run(['iptables', '-w', '5', '-t', 'filter', '-D', rule.chain, ...rule.spec]).catch(() => undefined)
+      return
+    }
+    if (drops.has(key)) return
     if (!chainReady) {
       await ensureChain(run, 'filter', ESP_CHAIN)
       await ensureRule(run, inputJump, true)
       chainReady = true
     }
-    await ensureRule(run, rule)
+    await run(['iptables', '-w', '5', '-t', 'filter', '-A', rule.chain, ...rule.spec])
+    drops.add(key)
   }
 
   return {

@@ -161,19 +161,19 @@ export class EspPeer {
   }
 
   /**
-   * Everything for epoch 0: inbound SAs 0 and 1 and their policy, the plaintext drop, then the
-   * outbound SA and, last, the outbound policy. Call before any vxlan goes to the peer.
+   * Everything for epoch 0: the plaintext drop, inbound SAs 0 and 1 and their policy, then the
+   * outbound SA and, last, the outbound policy (the xfrm ops together: one `ip -batch`). Call
+   * before any vxlan goes to the peer.
    */
   start(now: number): EspStep {
     if (this.started) return { ops: [] }
     this.started = true
     this.rotatedAt = this.announcedAt = now
     const { self, peer } = this.pair
-    const ops: XfrmOp[] = []
+    const ops: XfrmOp[] = [{ op: 'drop-plain', src: peer.ip, dst: self.ip, port: this.port }]
     this.addInbound(0, ops)
     this.addInbound(1, ops)
     ops.push({ op: 'policy', dir: 'in', src: peer.ip, dst: self.ip, port: this.port })
-    ops.push({ op: 'drop-plain', src: peer.ip, dst: self.ip, port: this.port })
     const out = this.outSa()
     ops.push({ op: 'add-sa', sa: out })
     ops.push({ op: 'policy', dir: 'out', src: self.ip, dst: peer.ip, port: this.port, spi: out.spi })
@@ -252,8 +252,8 @@ export class EspPeer {
     ]
     for (const p of this.pending.splice(0)) ops.push(p.op)
     ops.push({ op: 'del-policy', dir: 'in', src: peer.ip, dst: self.ip, port: this.port })
-    ops.push({ op: 'allow-plain', src: peer.ip, dst: self.ip, port: this.port })
     for (const spi of this.inbound.values()) ops.push({ op: 'del-sa', src: peer.ip, dst: self.ip, spi })
+    ops.push({ op: 'allow-plain', src: peer.ip, dst: self.ip, port: this.port })
     this.inbound.clear()
     return { ops }
   }

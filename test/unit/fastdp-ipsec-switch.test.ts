@@ -133,7 +133,7 @@ test('driver: the state goes to the peer only after the SAs are in; a failed set
   const sent: EspControl[] = []
   const d = new EspDriver({}, { clock: new FakeClock(), logger: nullLogger, xfrm: fakeXfrm(log), send: (_id, m) => { log.push('send'); sent.push(m) } })
   await d.add(2, { self: A, peer: B, secret })
-  assert.equal(log, ['add-sa 192.168.250.2>192.168.250.1', 'add-sa 192.168.250.2>192.168.250.1', 'policy in', 'drop-plain', 'add-sa 192.168.250.1>192.168.250.2', 'policy out', 'send'])
+  assert.equal(log, ['drop-plain', 'add-sa 192.168.250.2>192.168.250.1', 'add-sa 192.168.250.2>192.168.250.1', 'policy in', 'add-sa 192.168.250.1>192.168.250.2', 'policy out', 'send'])
   assert.equal(sent, [{ t: 'esp', sending: 0, accepting: 1 }])
   await d.stop()
   assert.ok(log.includes('del-policy out') && log.includes('allow-plain'))

@@ -129,10 +129,10 @@ class Pair {
 
 const fast: EspRotation = { intervalMs: 60_000, maxBytes: Infinity, graceMs: 5_000, announceMs: 10_000 }
 
-test('plan: start installs inbound 0+1, policies, the plaintext drop; outbound policy last', () => {
+test('plan: start installs the plaintext drop, inbound 0+1 and policies; outbound policy last', () => {
   const p = new EspPeer({ self: A, peer: B, secret }, fast)
   const s = p.start(0)
-  assert.equal(s.ops.map((o) => o.op), ['add-sa', 'add-sa', 'policy', 'drop-plain', 'add-sa', 'policy'])
+  assert.equal(s.ops.map((o) => o.op), ['drop-plain', 'add-sa', 'add-sa', 'policy', 'add-sa', 'policy'])
   const last = s.ops[5] as Extract<XfrmOp, { op: 'policy' }>
   assert.is(last.dir, 'out')
   assert.is(last.spi, deriveSa(secret, A, B, 0).spi)
