@@ -121,6 +121,7 @@ export class EspDriver {
     this.cancelTick?.()
     this.cancelTick = undefined
     await Promise.all([...this.peers.keys()].map((id) => this.remove(id)))
+    await this.queue // removals queued earlier (peers gone just before) finish too
   }
 
   private ensureTick(): void {
