@@ -6,11 +6,17 @@
  *   - sleeve encrypted: the same daemons relaunched with --password;
  *   - the routers' CPU: utime+stime (/proc/PID/stat) of both weaver processes over the plain
  *     sleeve run, divided by the Gbit carried;
- *   - fastdp: a second lab of two hosts with Open vSwitch (the userspace `netdev` datapath here,
- *     no kernel module; its underlay runs through the OVS bridge br-phy, LAB-NOTES), the same
- *     daemons and namespaces; fastdp_ratio is against the kernel vxlan baseline above, and
+ *   - fastdp: a second lab of two hosts with Open vSwitch, the same daemons and namespaces: the
+ *     kernel datapath (`system`) where the openvswitch module is loaded (the VM, --vm), else the
+ *     userspace `netdev` datapath (this machine's kernel; its underlay then runs through the OVS
+ *     bridge br-phy, LAB-NOTES); fastdp_ratio is against the kernel vxlan baseline above, and
  *     fastdp_datapath says which datapath the daemons used.
  * Everything runs in lab namespaces (underlay 192.168.250.0/24, overlay 10.32.0.0/12).
+ *
+ * `npm run bench -- datapath --vm [seconds]` runs the same benchmark inside the stock-kernel VM
+ * (test/vm: qemu, software emulation, Debian's kernel), where OVS uses the KERNEL datapath
+ * (fastdp_datapath = system) and prints the VM's JSON line as its own last line (with "vm":
+ * the kernel version). Figures under emulation compare only with each other in the same run.
  *
  * Last line: {"bench":"datapath","kernel_vxlan_gbps":…,"sleeve_gbps":…,"sleeve_encrypted_gbps":…,
  *             "sleeve_ratio":…,"sleeve_encrypted_ratio":…,"router_cpu_s_per_gbit":…,
@@ -22,9 +28,14 @@ import * as fs from 'node:fs'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, measureKernelVxlan, waitFor, delay, type Lab, type LabHost } from '../lab'
 import { ExtraNamespaces } from '../lab/namespaces'
+import { runInVm, vmUnavailableReason } from '../vm'
 
 const run = promisify(execFile)
-const SECONDS = Number(process.argv[2] ?? 5)
+const ARGS = process.argv.slice(2)
+const IN_VM = ARGS.includes('--vm')
+const SECONDS = Number(ARGS.find((a) => !a.startsWith('--')) ?? 5)
+/** How long the daemons get to establish the overlay; under emulation (the VM) much longer. */
+const SETTLE_MS = process.env.WEAVE_VM ? 300_000 : 30_000
 const CLK_TCK = 100 // USER_HZ on Linux
 /** Plain namespaces used as containers, deleted in finally. */
 const extraNs = new ExtraNamespaces()
@@ -33,14 +44,13 @@ async function launch(lab: Lab, extra: string[], overlay: 'sleeve' | 'fastdp' = 
   const [h1, h2] = lab.hosts
   const base = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-init', 'consensus=2', ...extra]
   for (const [h, peers] of [[h1, []], [h2, [h1.underlayIp]]] as Array<[LabHost, string[]]>) {
-    const r = await h.launchWeave([...base, ...peers])
-    if (r.code !== 0) throw new Error(`${h.name}: launch failed: ${r.stderr}\n${h.weaverLog()}`)
+    await h.launchWeaveWait([...base, ...peers])
     if ((await h.api('/status')).text.includes('no mesh in this daemon')) throw new Error('the daemon has no mesh wired: sleeve cannot run')
   }
   await waitFor(`${overlay} established`, async () => {
     for (const h of lab.hosts) if (!(await h.api('/status/overlay')).text.includes(` established ${overlay}`)) return false
     return true
-  }, 30_000, 250).catch(async (err) => {
+  }, SETTLE_MS, 250).catch(async (err) => {
     const st = await Promise.all(lab.hosts.map(async (h) => `${h.name}: ${(await h.api('/status').catch(() => ({ text: '?' }))).text}`))
     throw new Error(`${(err as Error).message}\n${st.join('\n')}`)
   })
@@ -59,7 +69,7 @@ async function iperfNs(serverNs: string, clientNs: string, ip: string): Promise<
     await waitFor('iperf3 server', async () => {
       const r = await run('ip', ['netns', 'exec', serverNs, 'ss', '-Hltn', 'sport = :5201'])
       return r.stdout.trim().length > 0
-    }, 10_000, 50)
+    }, SETTLE_MS / 3, 50)
     const r = await run('ip', ['netns', 'exec', clientNs, 'iperf3', '-c', ip, '-p', '5201', '-t', String(SECONDS), '-J'],
       { timeout: (SECONDS + 30) * 1000, maxBuffer: 1 << 24 })
     const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number } }; error?: string }
@@ -130,6 +140,31 @@ async function fastdpRun(extra: string[] = []): Promise<{ gbps: number; datapath
   return res
 }
 
+/** --vm: run this benchmark inside the stock-kernel VM and print its last line as ours. */
+async function mainInVm(): Promise<void> {
+  const why = vmUnavailableReason()
+  if (why) {
+    console.log(`datapath bench --vm: VM unavailable: ${why}`)
+    console.log(JSON.stringify({ bench: 'datapath', skipped: `VM unavailable: ${why}` }))
+    return
+  }
+  const r = await runInVm({
+    argv: ['node', '--enable-source-maps', 'dist/test/bench/datapath.js', String(SECONDS)],
+    timeoutMs: 30 * 60_000, memMb: 2048, cpus: 2, stream: process.stdout,
+  })
+  console.log(`datapath bench --vm: exit ${r.exitCode} after ${r.seconds.toFixed(0)} s in the VM (kernel ${r.kernel})`)
+  const last = r.output.trimEnd().split('\n').pop() ?? ''
+  let inner: Record<string, unknown> | undefined
+  try { inner = JSON.parse(last) as Record<string, unknown> } catch { /* not JSON */ }
+  if (r.exitCode !== 0 || !inner) {
+    if (r.exitCode === 124 || r.exitCode === 125) console.log(r.console)
+    console.log(JSON.stringify({ bench: 'datapath', vm: r.kernel, failed: `exit ${r.exitCode}` }))
+    process.exitCode = 1
+    return
+  }
+  console.log(JSON.stringify({ ...inner, vm: r.kernel }))
+}
+
 async function main(): Promise<void> {
   const reason = labUnavailableReason()
   if (reason) {
@@ -189,7 +224,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(out))
 }
 
-main().catch((err) => {
+;(IN_VM ? mainInVm() : main()).catch((err) => {
   extraNs.removeAllSync()
   console.error(err)
   process.exit(1)

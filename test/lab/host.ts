@@ -146,6 +146,25 @@ export class LabHost {
     return this.weave(['launch', ...args], { env })
   }
 
+  /**
+   * `./weave launch ARGS` that outlasts the command's own 60 s readiness limit: under emulation
+   * (the stock-kernel VM, test/vm) on a loaded machine a daemon may need longer to answer, and it
+   * keeps starting after the command gave up. Resolves once the daemon answers; throws with its
+   * log when launch fails otherwise or the daemon does not answer within `readyMs`.
+   */
+  async launchWeaveWait(args: string[] = [], env: Record<string, string> = {}, readyMs = 300_000): Promise<void> {
+    const r = await this.launchWeave(args, env).catch((err: Error) => ({ code: 1, stdout: '', stderr: err.message }))
+    if (r.code === 0) return
+    if (!/did not answer|timed out|killed|SIGKILL/i.test(r.stderr)) throw new Error(`${this.name}: weave launch failed: ${r.stderr}\n${this.weaverLog()}`)
+    const deadline = Date.now() + readyMs
+    for (;;) {
+      const up = await this.api('/report').then((a) => a.status === 200, () => false)
+      if (up) return
+      if (Date.now() > deadline) throw new Error(`${this.name}: weaver did not answer within ${readyMs / 1000} s\n${this.weaverLog()}`)
+      await new Promise((res) => setTimeout(res, 1000))
+    }
+  }
+
   /** The last `lines` lines of this host's weaver log (for failure messages). */
   weaverLog(lines = 30): string {
     try { return fs.readFileSync(path.join(this.weaveRunDir, 'weaver.log'), 'utf8').trimEnd().split('\n').slice(-lines).join('\n') } catch { return '(no weaver log)' }

@@ -15,6 +15,8 @@ export interface QemuOptions {
   consoleFile: string
   memMb: number
   cpus: number
+  /** qemu -cpu model; default `max`. */
+  cpuModel?: string
 }
 
 export const QEMU = 'qemu-system-x86_64'
@@ -27,7 +29,7 @@ export const KERNEL_CMDLINE = 'console=ttyS0 quiet loglevel=3 panic=-1 mitigatio
 
 export function qemuArgs(o: QemuOptions): string[] {
   return [
-    '-accel', 'tcg,thread=multi', '-cpu', 'max', '-m', String(o.memMb), '-smp', String(o.cpus),
+    '-accel', 'tcg,thread=multi', '-cpu', o.cpuModel ?? 'max', '-m', String(o.memMb), '-smp', String(o.cpus),
     '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-nic', 'none', '-no-reboot',
     '-kernel', o.vmlinux, '-initrd', o.initramfs, '-append', KERNEL_CMDLINE,
     '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',

@@ -163,7 +163,7 @@ export async function runInVm(opts: VmRunOptions): Promise<VmResult> {
     }), { mode: 0o755 })
     const args = qemuArgs({
       vmlinux: images.vmlinux, initramfs: images.initramfs, shareDir: dir, consoleFile,
-      memMb: opts.memMb ?? 2048, cpus: opts.cpus ?? 2,
+      memMb: opts.memMb ?? 2048, cpus: opts.cpus ?? 2, cpuModel: process.env.WEAVE_VM_CPU,
     })
     const { output, timedOut, stderr } = await boot(args, opts.timeoutMs ?? 15 * 60_000, opts.stream)
     const codeFile = path.join(dir, 'exit-code')
