@@ -223,15 +223,20 @@ static napi_value aead_ciphers(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* aeadContext(alg, key) -> external: a key set up for sealing and opening with alg (0 ChaCha, 1 AES-GCM). */
+/*
+ * aeadContext(alg, key[, sodiumOnly]) -> external: a key set up for sealing and opening with alg
+ * (0 ChaCha, 1 AES-GCM). sodiumOnly (tests): ChaCha through libsodium as if libcrypto were absent.
+ */
 static napi_value aead_context(napi_env env, napi_callback_info info) {
-  size_t argc = 2, klen;
-  napi_value argv[2], out;
+  size_t argc = 3, klen;
+  napi_value argv[3], out;
   int32_t alg = -1;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) goto bad;
+  bool sodium_only = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) goto bad;
+  if (argc >= 3 && napi_get_value_bool(env, argv[2], &sodium_only) != napi_ok) sodium_only = false;
   unsigned char *key = bytes_of(env, argv[1], &klen);
   if (napi_get_value_int32(env, argv[0], &alg) != napi_ok || (alg != ALG_CHACHA && alg != ALG_AES_GCM) || !key || klen != KEY_BYTES) goto bad;
-  int o = load_ossl();
+  int o = sodium_only ? 0 : load_ossl();
   if (alg == ALG_AES_GCM ? !(o && cpu_has_aes()) : !(o || load())) {
     napi_throw_error(env, "ERR_NATIVE_UNAVAILABLE", alg == ALG_AES_GCM ? "AES-GCM needs libcrypto and AES-NI" : "neither libcrypto nor libsodium loadable");
     return NULL;
@@ -437,7 +442,8 @@ static napi_value aead_ctx_pieces_done(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* aeadCtxOpen(ctx, dir, seq, buf, adLen) -> bool: decrypts in place when authentic; else false, buf as it was. */
+/* aeadCtxOpen(ctx, dir, seq, buf, adLen) -> bool: decrypts in place when authentic; else false,
+ * buf as it was with libcrypto (libsodium zeroes the message part). */
 static napi_value aead_ctx_open(napi_env env, napi_callback_info info) {
   unsigned char *buf, nonce[NONCE_BYTES], tag[TAG_BYTES];
   size_t len;

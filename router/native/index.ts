@@ -44,7 +44,7 @@ interface Addon {
   aeadSeal(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): void
   aeadOpen(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
   aeadCiphers?(): number
-  aeadContext?(alg: number, key: Uint8Array): AeadContext
+  aeadContext?(alg: number, key: Uint8Array, sodiumOnly?: boolean): AeadContext
   aeadCtxSeal?(ctx: AeadContext, dir: number, seq: number, buf: Uint8Array, adLen: number): void
   aeadCtxOpen?(ctx: AeadContext, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
   aeadCtxSealv?(ctx: AeadContext, dir: number, seq: number, out: Uint8Array, adLen: number, parts: readonly Uint8Array[]): void
@@ -100,7 +100,7 @@ export function nativeStatus(): { ok: true } | { ok: false; reason: string } {
 export interface NativeAead {
   /** Encrypts the message in place and writes the tag. */
   seal(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): void
-  /** Authenticates, then decrypts in place; false (buffer untouched) when it does not authenticate. */
+  /** Authenticates, then decrypts in place; false when it does not authenticate (libsodium then zeroes the message). */
   open(key: Uint8Array, dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
 }
 
@@ -153,7 +153,7 @@ export type NativeCipherName = 'chacha20-poly1305' | 'aes-256-gcm'
 /** One key of one cipher, set up once (AES key schedule, OpenSSL context); same buffer layout and nonce as NativeAead. */
 export interface NativeAeadKey {
   seal(dir: number, seq: number, buf: Uint8Array, adLen: number): void
-  /** false (buffer as it was) when it does not authenticate. */
+  /** false when it does not authenticate: the buffer as it was with libcrypto (libsodium zeroes the message). */
   open(dir: number, seq: number, buf: Uint8Array, adLen: number): boolean
   /**
    * Like seal, with the message gathered from `parts` (≤ 8, not overlapping `out`, lengths
@@ -191,12 +191,17 @@ export function nativeCiphers(): NativeCipherName[] {
   return out
 }
 
-/** A key for `cipher` (32 bytes, copied); undefined when nativeCiphers() lacks it. */
-export function nativeAeadKey(cipher: NativeCipherName, key: Uint8Array): NativeAeadKey | undefined {
+/**
+ * A key for `cipher` (32 bytes, copied); undefined when nativeCiphers() lacks it.
+ * `via: 'libsodium'` (tests): ChaCha20-Poly1305 as it runs where there is no libcrypto.
+ */
+export function nativeAeadKey(cipher: NativeCipherName, key: Uint8Array, opts: { via?: 'libsodium' } = {}): NativeAeadKey | undefined {
   if (!nativeCiphers().includes(cipher)) return undefined
   const a = addon()
-  const ctx = a.aeadContext!(CIPHER_ALG[cipher], key)
-  const streams = ((a.aeadCiphers?.() ?? 0) & 4) !== 0 // with libcrypto; libsodium alone cannot
+  const sodiumOnly = opts.via === 'libsodium'
+  if (sodiumOnly && (cipher !== 'chacha20-poly1305' || !a.aeadAvailable())) return undefined
+  const ctx = a.aeadContext!(CIPHER_ALG[cipher], key, sodiumOnly)
+  const streams = !sodiumOnly && ((a.aeadCiphers?.() ?? 0) & 4) !== 0 // with libcrypto; libsodium alone cannot
   const seal = a.aeadCtxSeal!
   const open = a.aeadCtxOpen!
   const sealv = a.aeadCtxSealv!
