@@ -14,7 +14,8 @@
  * The containers keep TSO/checksum offload on (the veth default), so sleeve carries GSO
  * super-frames; SLEEVE_BENCH_TX_OFF=1 turns tx offload off in them (frame by frame, the old
  * way), SLEEVE_BENCH_PROF=DIR writes the routers' --cpu-prof profiles there,
- * SLEEVE_BENCH_NODE_FLAGS='--log-deopt --logfile=…' passes node/V8 flags to the routers,
+ * SLEEVE_BENCH_NODE_FLAGS='--trace-deopt' passes node/V8 flags to the routers,
+ * SLEEVE_BENCH_WARMUP_S=2 runs traffic that long before each measured run (steady state),
  * SLEEVE_BENCH_DEBUG=1 logs the routers to stderr, SLEEVE_BENCH_CIPHER=chacha20-poly1305 seals
  * with that cipher instead of the one daemons here would negotiate (AES-256-GCM with AES-NI). `npm run bench -- sleeve 10` runs 10 s each.
  * Traffic stays on the lab's underlay (192.168.250.x) and 10.40.0.0/24 inside the containers.
@@ -182,6 +183,10 @@ async function main(): Promise<void> {
       try {
         for (const r of procs) { const l = await r.next(); if (l !== 'ready') throw new Error(`router ${r.name}: ${l}`) }
         await run('ip', ['netns', 'exec', ctrs[0], 'busybox', 'ping', '-c', '3', '-i', '0.2', '-w', '10', '10.40.0.2'])
+        // SLEEVE_BENCH_WARMUP_S: traffic before the measured run, so it sees JIT-compiled routers
+        // (a fresh router spends up to a fifth of its CPU in V8's compiler for its first seconds)
+        const warmup = Number(process.env.SLEEVE_BENCH_WARMUP_S ?? 0)
+        if (warmup > 0) await iperfOnce(ctrs, warmup).catch(() => 0)
         for (const r of procs) await r.ask('reset')
         const nstat0 = await nstat(ctrs[0])
         const srv = spawn('ip', ['netns', 'exec', ctrs[1], 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' })
@@ -238,6 +243,18 @@ async function main(): Promise<void> {
     for (const r of routers) r.p.kill('SIGKILL')
     cleanup()
     await lab.teardown()
+  }
+}
+
+/** A short untimed iperf3 run between the two containers; Gbit/s. */
+async function iperfOnce(ctrs: string[], seconds: number): Promise<number> {
+  const srv = spawn('ip', ['netns', 'exec', ctrs[1], 'iperf3', '-s', '-1', '-p', '5202'], { stdio: 'ignore' })
+  try {
+    await waitListen(ctrs[1], 5202)
+    const r = await run('ip', ['netns', 'exec', ctrs[0], 'iperf3', '-c', '10.40.0.2', '-p', '5202', '-t', String(seconds), '-J'], { timeout: (seconds + 30) * 1000 })
+    return ((JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number } } }).end?.sum_received?.bits_per_second ?? 0) / 1e9
+  } finally {
+    srv.kill('SIGKILL')
   }
 }
 
