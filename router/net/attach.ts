@@ -10,15 +10,11 @@ import { Rule, containerMulticastAccept, containerMulticastDrop, deleteRule, ens
 import { AddrInfo, CONTAINER_IFNAME, MULTICAST_ROUTE, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, parseLinks, sysctl, txOffloadOff } from './ip-args'
 import { DEFAULT_BRIDGE, getLink } from './bridge'
 import type { NativeNetlink } from '../native'
-import { execFile } from 'node:child_process'
-import * as fs from 'node:fs'
-import { performance } from 'node:perf_hooks'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { nativeAttach } from './attach-native'
 
 /**
  * Longest wait for the kernel's link watcher to mark both veth ends running (usually well under
- * a millisecond; seconds only for a kernel far behind). Host plumbing, not a protocol core: a
- * plain timer.
+ * a millisecond; seconds only for a kernel far behind).
  */
 const LINK_WATCH_WAIT_MS = 1000
 
@@ -189,101 +185,34 @@ function hostNetnsPath(ctx: NetContext): string | null {
 
 /**
  * attachNew over netlink: the same steps and order without starting a process, except the
- * multicast iptables rules (iptables has no small kernel interface), which run as one process
- * in the container while the netlink steps go on, and are waited for before ethwe comes up.
- * Undefined when the container already has ethwe (the caller takes the step-by-step path).
+ * multicast iptables rules (iptables has no small kernel interface), which run as one
+ * iptables-restore in the container while the netlink steps go on, and are waited for before
+ * ethwe comes up. Runs in the netlink worker (attach-native.ts). Undefined when the container
+ * already has ethwe (the caller takes the step-by-step path).
  */
 async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRequest, hostEnd: string, bridge: string, want: Ipv4Cidr[]): Promise<AttachResult | undefined> {
   const E = CONTAINER_IFNAME
-  const ns = netnsRefPath(req.netns)
-  const fds: number[] = []
-  const open = (path: string | null) => { const fd = nl.nlOpen(path); fds.push(fd); return fd }
-  let rules: Promise<unknown> | undefined
-  let created = false
-  const t0 = performance.now()
-  try {
-    const h = open(hostNetnsPath(ctx))
-    const c = open(ns)
-    if (nl.nlLink(c, E)) return undefined
-    const br = nl.nlLink(h, bridge)
-    if (!br) throw new Error(`bridge ${bridge} does not exist: launch weave first`)
-    if (nl.nlLink(h, hostEnd)) {
-      // A veth end lives exactly as long as its peer, so this one belongs to a live interface:
-      // another container whose id starts with the same 7 characters. Never take it over.
-      throw Object.assign(new Error(`${hostEnd} already exists (another container with the same id prefix?); not attaching`), { code: 'HOST_VETH_EXISTS' })
-    }
-    if (req.isolateMulticast ?? true) {
-      // Rules name ethwe, so they may go in before it exists; started first, awaited last.
-      rules = restoreRules(nl, ns, ['iptables-restore', '--noflush', '-w', '5'], multicastRulesRestore(want))
-      rules.catch(() => undefined) // awaited below; a failure before that must not go unhandled
-    }
-    nl.nlVethAdd(h, hostEnd, E, req.mtu ?? br.mtu, ns)
-    created = true
-    const [raKey, raVal] = noRouterAdvertsSysctl(E)
-    for (const [k, v] of [[raKey, raVal] as [string, number], ...bridgeArpSysctls(E)]) {
-      try { nl.nlSysctl(ns, k, String(v)) } catch (err) {
-        if ((err as { code?: string }).code !== 'ENOENT') throw err // `sysctl -e`: IPv6 may be off
-      }
-    }
-    const e = nl.nlLink(c, E)
-    const hl = nl.nlLink(h, hostEnd)
-    if (!e || !hl) throw new Error(`${E} or ${hostEnd} vanished right after it was created`)
-    nl.nlLinkSet(h, hl.index, -1, br.index, 0)
-    try { nl.nlHairpin(h, hl.index, true) } catch { /* optional, as with `ip` */ }
-    nl.nlLinkSet(h, hl.index, 1, -1, 0)
-    const tNl = performance.now()
-    if (rules) await rules
-    ctx.log.debug(`attach ${hostEnd}: netlink ${(tNl - t0).toFixed(1)} ms, rules ${(performance.now() - t0).toFixed(1)} ms`)
-    if (req.txOffloadOff ?? false) await bestEffort(ctx, inNetns(ns, txOffloadOff(E)), 'tx offload off on ethwe')
-    // Up, the route, the addresses last: weavewait lets the command run once ethwe is up with
-    // an address, and by then everything else is in place.
-    nl.nlLinkSet(c, e.index, 1, -1, 0)
-    if (req.multicastRoute ?? true) nl.nlRoute(c, e.index, MULTICAST_ROUTE.split('/')[0], Number(MULTICAST_ROUTE.split('/')[1]))
-    await linkWatched(ctx, () => !!nl.nlLink(h, hostEnd)?.running && !!nl.nlLink(c, E)?.running, hostEnd)
-    for (const a of want) nl.nlAddr(c, true, e.index, a.ip, a.prefix)
-    announceNative(ctx, nl, ns, want)
-    return { mac: e.mac, addresses: want.map(formatCidr), added: want.map(formatCidr), created: true }
-  } catch (err) {
-    if (created) {
-      try { const l = nl.nlLink(fds[0], hostEnd); if (l) nl.nlLinkDel(fds[0], l.index) } catch (e2) { ctx.log.warn(`cleanup after failed attach: ${(e2 as Error).message}`) }
-      if (rules) await bestEffort(ctx, inNetns(ns, script(multicastRules(want).map((r) => ({ optional: iptables.delete(r) })))), 'cleanup after failed attach')
-    }
-    throw err
-  } finally {
-    for (const fd of fds) nl.nlClose(fd)
-  }
-}
-
-/**
- * Carrier comes on as ethwe goes up, but the kernel's link watcher (a work queue) only then marks
- * the ends running, and the bridge enables the host end's port at that moment: a frame from the
- * container before it is dropped. Addresses (weavewait's signal) go on after, so the container's
- * first packets and our gratuitous ARPs get through. A slow watcher only costs a warning.
- */
-async function linkWatched(ctx: NetContext, running: () => boolean, hostEnd: string): Promise<void> {
-  const t0 = performance.now()
-  while (!running()) {
-    if (performance.now() - t0 > LINK_WATCH_WAIT_MS) {
-      ctx.log.warn(`${hostEnd}: veth not running after ${LINK_WATCH_WAIT_MS} ms; going on`)
-      return
-    }
-    await sleep(1)
-  }
-}
-
-/**
- * One gratuitous ARP per address, so neighbours (and other hosts' bridges) learn the MAC now.
- * Best effort, as with arping. The packet socket's close waits for an RCU grace period
- * (milliseconds), so it is closed in libuv's pool, not here.
- */
-function announceNative(ctx: NetContext, nl: NativeNetlink, ns: string, addrs: Ipv4Cidr[]): void {
-  for (const a of addrs) {
-    try {
-      fs.close(nl.nlGarp(ns, CONTAINER_IFNAME, a.ip), () => undefined)
-    } catch (err) {
-      ctx.log.debug(`gratuitous ARP for ${formatCidr(a)}: ${(err as Error).message}`)
-    }
-  }
+  const [mdst, mprefix] = MULTICAST_ROUTE.split('/')
+  const isolate = req.isolateMulticast ?? true
+  const r = await nativeAttach(nl, {
+    hostNs: hostNetnsPath(ctx),
+    ns: netnsRefPath(req.netns),
+    ifname: E,
+    bridge,
+    hostEnd,
+    mtu: req.mtu,
+    addresses: want.map((a) => ({ ip: a.ip, prefix: a.prefix })),
+    sysctls: [noRouterAdvertsSysctl(E), ...bridgeArpSysctls(E)].map(([k, v]) => [k, String(v)] as [string, string]),
+    multicastRoute: (req.multicastRoute ?? true) ? [mdst, Number(mprefix)] : null,
+    rules: isolate ? multicastRulesRestore(want) : null,
+    rulesUndo: isolate ? multicastRulesRestore(want, 'delete') : null,
+    beforeUp: (req.txOffloadOff ?? false) ? txOffloadOff(E) : null,
+    linkWatchWaitMs: LINK_WATCH_WAIT_MS,
+  })
+  if (r.kind === 'exists') return undefined
+  for (const n of r.notes) ctx.log.debug(`attach ${hostEnd}: ${n}`)
+  for (const w of r.warnings) ctx.log.warn(`attach ${hostEnd}: ${w}`)
+  return { mac: r.mac, addresses: want.map(formatCidr), added: want.map(formatCidr), created: true }
 }
 
 /** The drop for multicast on ethwe, then an accept per subnet of `want` (inserted in front of it). */
@@ -298,35 +227,15 @@ function multicastRules(want: Ipv4Cidr[]): Rule[] {
   return [containerMulticastDrop(CONTAINER_IFNAME), ...accepts]
 }
 
-/** multicastRules as one iptables-restore input: one process instead of a shell and one iptables per rule. */
-export function multicastRulesRestore(want: Ipv4Cidr[]): string {
-  const q = (w: string) => (/^[\w./:-]+$/.test(w) ? w : `"${w}"`)
-  const lines = multicastRules(want).map((r, i) => [i === 0 ? '-A' : '-I', r.chain, ...(i === 0 ? [] : ['1']), ...r.spec].map(q).join(' '))
-  return `*filter\n${lines.join('\n')}\nCOMMIT\n`
-}
-
 /**
- * Run `argv` inside the namespace at `ns` with `input` on its stdin (the native path only: the
- * Runner abstraction carries no input, and the namespace is named here, so no runner's namespace
- * applies). With the addon's nsExec the daemon is not forked (see netlink.c), else nsenter.
+ * multicastRules as one iptables-restore input (one process instead of a shell and one iptables
+ * per rule); `delete` gives the input that removes them again.
  */
-function restoreRules(nl: NativeNetlink, ns: string, argv: string[], input: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const failed = (code: number | null, output: string, cause?: unknown) =>
-      reject(new NetCommandError(inNetns(ns, argv), code, output, { cause }))
-    if (nl.nsExec) {
-      nl.nsExec(ns, argv, input, (code, output) => (code === 0 ? resolve() : failed(code, output || (code === 127 ? `${argv[0]}: not found` : ''))))
-      return
-    }
-    const full = inNetns(ns, argv)
-    const child = execFile(full[0], full.slice(1), { timeout: 30_000, encoding: 'utf8' }, (err, _stdout, stderr) => {
-      if (!err) { resolve(); return }
-      const e = err as NodeJS.ErrnoException
-      failed(typeof e.code === 'number' ? e.code : null, stderr || e.message, err)
-    })
-    child.stdin?.on('error', () => undefined) // a child that died early: its exit status tells why
-    child.stdin?.end(input)
-  })
+export function multicastRulesRestore(want: Ipv4Cidr[], mode: 'add' | 'delete' = 'add'): string {
+  const q = (w: string) => (/^[\w./:-]+$/.test(w) ? w : `"${w}"`)
+  const verb = (i: number) => (mode === 'delete' ? ['-D'] : i === 0 ? ['-A'] : ['-I'])
+  const lines = multicastRules(want).map((r, i) => [...verb(i), r.chain, ...(mode === 'add' && i > 0 ? ['1'] : []), ...r.spec].map(q).join(' '))
+  return `*filter\n${lines.join('\n')}\nCOMMIT\n`
 }
 
 function addMulticastRulesArgv(want: Ipv4Cidr[]): string[][] {

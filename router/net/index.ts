@@ -32,6 +32,7 @@ import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide 
 import { ResetResult, resetHost } from './reset'
 import { formatCidr } from './cidr'
 import { nativeNetlink, type NativeNetlink } from '../native'
+import { warmUpNativeAttach } from './attach-native'
 
 export { NetCommandError, createRunner, inNetns, netnsPath } from './exec'
 export type { Runner, RunResult, RunnerOptions } from './exec'
@@ -122,7 +123,10 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
     netlink: () => (netlink === null ? (netlink = nativeNetlink()) : netlink),
   }
   return {
-    ensureBridge: (o) => serial(() => ensureBridge(ctx, o)),
+    ensureBridge: (o) => {
+      if (ctx.netlink?.()) warmUpNativeAttach() // attaches follow a bridge; a worker's start should not fall on one
+      return serial(() => ensureBridge(ctx, o))
+    },
     ensureRules: (o = {}) => serial(() => ensureBridgeRules(ctx, o.bridge ?? DEFAULT_BRIDGE, o.controlPort === undefined ? DEFAULT_CONTROL_PORT : o.controlPort)),
     attach: (req) => serial(() => attach(ctx, req)),
     detach: (req) => serial(() => detach(ctx, req)),

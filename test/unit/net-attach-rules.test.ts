@@ -19,4 +19,14 @@ test('one drop, then one accept per subnet inserted above it; duplicates of a su
   ].join('\n'))
 })
 
+test('the delete input removes exactly those rules', () => {
+  assert.is(multicastRulesRestore([parseCidr('10.32.0.7/12')], 'delete'), [
+    '*filter',
+    '-D INPUT -i ethwe -d 224.0.0.0/4 -j DROP',
+    '-D INPUT -i ethwe -s 10.32.0.0/12 -d 224.0.0.0/4 -j ACCEPT',
+    'COMMIT',
+    '',
+  ].join('\n'))
+})
+
 test.run()
