@@ -42,7 +42,7 @@ import { rundirFor } from './overlay/fastdp'
 import { createOpenFlowConn, type OpenFlowConn } from './overlay/fastdp-openflow'
 import { FLOW_COOKIE, LEARNT_COOKIE } from './overlay/fastdp-flows'
 import {
-  FASTDP_COUNTER_INTERVAL_MS, FASTDP_COUNTER_TIMEOUT_MS, FASTDP_HEARTBEAT_INTERVAL_MS, FASTDP_HEARTBEAT_TIMEOUT_MS,
+  FASTDP_COUNTER_INTERVAL_MS, FASTDP_COUNTER_TIMEOUT_MS, FASTDP_FULL_HEARTBEAT_TIMEOUT_MS, FASTDP_HEARTBEAT_INTERVAL_MS, FASTDP_HEARTBEAT_TIMEOUT_MS,
   FastdpHealth, heartbeatCounts, openflowHeartbeats, type HeartbeatSender,
 } from './overlay/fastdp-health'
 import { connectOvsdb } from './ovsdb'
@@ -412,8 +412,8 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     )
     const fast = sender.onReceive !== undefined
     healthIntervalMs = fast ? FASTDP_HEARTBEAT_INTERVAL_MS : FASTDP_COUNTER_INTERVAL_MS
-    health = new FastdpHealth(fast ? FASTDP_HEARTBEAT_TIMEOUT_MS : FASTDP_COUNTER_TIMEOUT_MS)
-    sender.onReceive?.((src) => health.onHeartbeat(src, deps.clock.now()))
+    health = fast ? new FastdpHealth(FASTDP_HEARTBEAT_TIMEOUT_MS, FASTDP_FULL_HEARTBEAT_TIMEOUT_MS) : new FastdpHealth(FASTDP_COUNTER_TIMEOUT_MS)
+    sender.onReceive?.((src, full) => health.onHeartbeat(src, deps.clock.now(), full))
     scheduleHealth()
     if (bridge.mac) await r.fastdp.learnLocal(bridge.mac).catch(fastdpLog('bridge MAC'))
     const verify = () => {

@@ -35,12 +35,24 @@ export const FASTDP_HEARTBEAT_TIMEOUT_MS = 400
 export const FASTDP_COUNTER_INTERVAL_MS = 1_000
 /** ...and 4 s: OVS updates counters lazily, so a shorter timeout flaps under load. */
 export const FASTDP_COUNTER_TIMEOUT_MS = 4_000
+/**
+ * One heartbeat in ten is full-size (the weave MTU plus Ethernet header), the others minimal:
+ * liveness at 10/s costs ~5 kbit/s per peer instead of ~110, and the path MTU is still checked
+ * every second...
+ */
+export const FASTDP_FULL_HEARTBEAT_EVERY = 10
+/** ...and without a full-size one for this long (three lost in a row) the path MTU is too small. */
+export const FASTDP_FULL_HEARTBEAT_TIMEOUT_MS = 3_500
+/** Byte 14 of a heartbeat frame (its first payload byte): 1 in full-size ones. */
+const FULL_FLAG_OFFSET = 14
 
 export type FastdpVerdict = { ok: true } | { ok: false; why: string }
 
 interface PeerHealth {
   count: number | undefined
   lastRxAt: number | undefined
+  /** When the last full-size heartbeat arrived. */
+  lastFullRxAt: number | undefined
   /** The longest recent gap between two heartbeats (decays): this peer's jitter. */
   slowGapMs: number
   remoteOk: boolean | undefined
@@ -50,10 +62,11 @@ interface PeerHealth {
 export class FastdpHealth {
   private readonly peers = new Map<number, PeerHealth>()
 
-  constructor(private readonly timeoutMs = FASTDP_HEARTBEAT_TIMEOUT_MS) {}
+  /** `fullTimeoutMs`: how long without a full-size heartbeat before the path MTU counts as too small (default: `timeoutMs`: every heartbeat is full-size). */
+  constructor(private readonly timeoutMs = FASTDP_HEARTBEAT_TIMEOUT_MS, private readonly fullTimeoutMs = timeoutMs) {}
 
   add(peer: number, now: number): void {
-    if (!this.peers.has(peer)) this.peers.set(peer, { count: undefined, lastRxAt: undefined, slowGapMs: 0, remoteOk: undefined, since: now })
+    if (!this.peers.has(peer)) this.peers.set(peer, { count: undefined, lastRxAt: undefined, lastFullRxAt: undefined, slowGapMs: 0, remoteOk: undefined, since: now })
   }
 
   remove(peer: number): void {
@@ -74,7 +87,7 @@ export class FastdpHealth {
       const c = counts.get(peer)
       if (c === undefined) continue
       // The flow is (re)installed at 0: only growth since the last reading is a heartbeat.
-      if (h.count !== undefined && c > h.count) h.lastRxAt = now
+      if (h.count !== undefined && c > h.count) h.lastRxAt = h.lastFullRxAt = now
       h.count = c
     }
   }
@@ -83,9 +96,10 @@ export class FastdpHealth {
    * A heartbeat from `peer` arrived (a packet-in). Gaps between heartbeats that were not outages
    * (shorter than the timeout in force) feed the peer's jitter, which stretches its timeout.
    */
-  onHeartbeat(peer: number, now: number): void {
+  onHeartbeat(peer: number, now: number, full = true): void {
     const h = this.peers.get(peer)
     if (!h) return
+    if (full) h.lastFullRxAt = now
     if (h.lastRxAt !== undefined) {
       const gap = now - h.lastRxAt
       h.slowGapMs *= 0.98 // forgets a stall within ~10 s of steady heartbeats
@@ -112,7 +126,12 @@ export class FastdpHealth {
   /** Whether the peer's heartbeats reach us (what we tell the peer). */
   rxOk(peer: number, now: number): boolean {
     const h = this.peers.get(peer)
-    return h?.lastRxAt !== undefined && now - h.lastRxAt <= this.timeoutFor(h)
+    return h?.lastRxAt !== undefined && now - h.lastRxAt <= this.timeoutFor(h) && this.fullOk(h, now)
+  }
+
+  /** A full-size heartbeat arrived recently enough (the path takes the weave MTU through the tunnel). */
+  private fullOk(h: PeerHealth, now: number): boolean {
+    return h.lastFullRxAt !== undefined && now - h.lastFullRxAt <= Math.max(this.fullTimeoutMs, this.timeoutFor(h))
   }
 
   verdict(peer: number, now: number): FastdpVerdict {
@@ -123,6 +142,9 @@ export class FastdpHealth {
     const never = h.lastRxAt === undefined && h.remoteOk === undefined
     if (never && now - h.since <= this.timeoutMs) return { ok: false, why: 'waiting for fastdp heartbeats' }
     const dirs = [rx ? undefined : 'from the peer', h.remoteOk === true ? undefined : 'to the peer'].filter(Boolean).join(' and ')
+    // small heartbeats from the peer arrive, full-size ones do not: that is the MTU, not the port
+    const mtu = !rx && h.lastRxAt !== undefined && now - h.lastRxAt <= this.timeoutFor(h)
+    if (mtu) return { ok: false, why: `full-size fastdp heartbeats do not get through ${dirs}, small ones do (the path MTU is too small for the weave MTU plus vxlan's 50 bytes)` }
     return { ok: false, why: `fastdp heartbeats do not get through ${dirs} (UDP vxlan port blocked, or the path MTU too small for full-size frames)` }
   }
 }
@@ -140,9 +162,13 @@ export function heartbeatCounts(stats: readonly FlowStat[], self: number): Map<n
   return out
 }
 
-/** A heartbeat frame of `frameBytes` (Ethernet header included): broadcast, our ethertype, zeros. */
-export function heartbeatFrame(frameBytes: number, src: number, dst: number): Buffer {
+/**
+ * A heartbeat frame of `frameBytes` (Ethernet header included): broadcast, our ethertype, zeros;
+ * `full` marks a full-size one in its first payload byte.
+ */
+export function heartbeatFrame(frameBytes: number, src: number, dst: number, full = true): Buffer {
   const b = Buffer.alloc(Math.max(60, frameBytes))
+  if (full) b[FULL_FLAG_OFFSET] = 1
   b.fill(0xff, 0, 6)
   b.writeUInt16BE(0x0200, 6) // a locally administered source MAC 02:00:<src>:<dst>
   b.writeUInt16BE(src, 8)
@@ -157,7 +183,7 @@ export interface HeartbeatSender {
    * Heartbeats that reached us, by sender short ID, as they arrive. A sender with this runs the
    * fast timings (FASTDP_HEARTBEAT_*); without, the router reads flow counters (FASTDP_COUNTER_*).
    */
-  onReceive?(fn: (src: number) => void): void
+  onReceive?(fn: (src: number, full: boolean) => void): void
   close?(): void
 }
 
@@ -166,15 +192,20 @@ export interface HeartbeatSender {
  * heartbeat flows (checked: our cookie, our ethertype, addressed to us, the key matching the
  * sender it names).
  */
-export function openflowHeartbeats(conn: OpenFlowConn, opts: { self: number; ports: () => FlowPorts | undefined; frameBytes: number; cookie: number }): HeartbeatSender {
-  const frames = new Map<number, Buffer>()
+export function openflowHeartbeats(conn: OpenFlowConn, opts: { self: number; ports: () => FlowPorts | undefined; frameBytes: number; cookie: number; fullEvery?: number }): HeartbeatSender {
+  const frames = new Map<number, { full: Buffer; small: Buffer; sent: number }>()
+  const every = opts.fullEvery ?? FASTDP_FULL_HEARTBEAT_EVERY
   conn.start()
   return {
     send(peer) {
       const ports = opts.ports()
       if (!ports) return Promise.resolve()
-      let frame = frames.get(peer.shortId)
-      if (!frame) frames.set(peer.shortId, frame = heartbeatFrame(opts.frameBytes, opts.self, peer.shortId))
+      let f = frames.get(peer.shortId)
+      if (!f) {
+        f = { full: heartbeatFrame(opts.frameBytes, opts.self, peer.shortId, true), small: heartbeatFrame(60, opts.self, peer.shortId, false), sent: 0 }
+        frames.set(peer.shortId, f)
+      }
+      const frame = f.sent++ % every === 0 ? f.full : f.small
       const sent = conn.packetOut(frame, [
         { kind: 'set-tun-dst', ip: peer.ip }, { kind: 'set-tun-id', id: tunnelKey(opts.self, peer.shortId) }, { kind: 'output', port: ports.vxlan },
       ])
@@ -187,7 +218,7 @@ export function openflowHeartbeats(conn: OpenFlowConn, opts: { self: number; por
         if (dst !== opts.self || src > 0xfff) return
         const key = p.fields.get(OXM.tunnelId)
         if (key && key.length === 8 && key.readBigUInt64BE(0) !== BigInt(tunnelKey(src, opts.self))) return
-        fn(src)
+        fn(src, p.data.length > FULL_FLAG_OFFSET && p.data[FULL_FLAG_OFFSET] === 1)
       })
     },
     close: () => conn.close(),

@@ -8,7 +8,9 @@ import * as assert from 'uvu/assert'
 import {
   OFPT, OXM, OfFramer, encodeDeleteByCookie, encodePacketOut, encodeSetConfig, encodeHello, oxmHeader, parsePacketIn, type OfAction, type OpenFlowConn, type PacketIn,
 } from '../../router/overlay/fastdp-openflow'
-import { FastdpHealth, heartbeatFrame, openflowHeartbeats, FASTDP_HEARTBEAT_INTERVAL_MS, FASTDP_HEARTBEAT_TIMEOUT_MS } from '../../router/overlay/fastdp-health'
+import {
+  FastdpHealth, heartbeatFrame, openflowHeartbeats, FASTDP_FULL_HEARTBEAT_TIMEOUT_MS, FASTDP_HEARTBEAT_INTERVAL_MS, FASTDP_HEARTBEAT_TIMEOUT_MS,
+} from '../../router/overlay/fastdp-health'
 import { FLOW_COOKIE, tunnelKey } from '../../router/overlay/fastdp-flows'
 
 test('PACKET_OUT: set tun_dst (NXM), set tun_id (OXM), output — as ovs-ofctl ofp-print reads it', () => {
@@ -151,6 +153,35 @@ test('jitter: a peer whose heartbeats come unevenly gets a longer timeout; an ou
   g.onHeartbeat(3, 100)
   g.onHeartbeat(3, 5100)
   assert.is(g.rxOk(3, 5100 + T + 1), false)
+})
+
+test('full-size heartbeats one in ten, flagged; small ones keep a peer alive only while full-size ones also arrive', async () => {
+  const conn = fakeConn()
+  const hb = openflowHeartbeats(conn, { self: 1, ports: () => ({ bridge: 2, vxlan: 5 }), frameBytes: 1390, cookie: FLOW_COOKIE })
+  for (let i = 0; i < 20; i++) await hb.send({ shortId: 2, ip: '192.168.250.2' })
+  assert.equal(conn.sent.map((x) => x.frame.length), [1390, ...Array(9).fill(60), 1390, ...Array(9).fill(60)])
+  const got: Array<[number, boolean]> = []
+  hb.onReceive!((src, full) => got.push([src, full]))
+  for (const f of [heartbeatFrame(1390, 2, 1, true), heartbeatFrame(60, 2, 1, false)]) {
+    conn.emit(parsePacketIn(packetInBody(BigInt(FLOW_COOKIE), tunnelKey(2, 1), f.subarray(0, 64)))!) // packet-ins carry 64 bytes
+  }
+  assert.equal(got, [[2, true], [2, false]])
+
+  const T = FASTDP_HEARTBEAT_TIMEOUT_MS, F = FASTDP_FULL_HEARTBEAT_TIMEOUT_MS
+  const h = new FastdpHealth(T, F)
+  h.add(2, 0)
+  h.onRemote(2, true)
+  let now = 0
+  for (; now < 2000; now += 100) h.onHeartbeat(2, now, now % 1000 === 0)
+  assert.equal(h.verdict(2, now), { ok: true })
+  // from now on only small ones get through (the last full-size one came at 1000): fine until
+  // the full-size timeout, then the MTU is named
+  for (; now <= 1000 + F; now += 100) h.onHeartbeat(2, now, false)
+  assert.equal(h.verdict(2, 1000 + F), { ok: true })
+  h.onHeartbeat(2, 1000 + F + 100, false)
+  const v = h.verdict(2, 1000 + F + 100)
+  assert.is(v.ok, false)
+  assert.match((v as { why: string }).why, /full-size fastdp heartbeats do not get through from the peer, small ones do \(the path MTU/)
 })
 
 test.run()
