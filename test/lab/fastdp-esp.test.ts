@@ -136,12 +136,12 @@ if (labWhy) {
           .catch(async (err) => { throw new Error(`${(err as Error).message}\n${await views(lab)}`) })
         // Watch it a while: under emulation the switch may flap; say how often, and why
         let fastdpSamples = 0
-        for (let i = 0; i < 10; i++) {
+        for (let i = 0; i < 5; i++) {
           if (/established fastdp/.test(await lineTo(h1, h2))) fastdpSamples++
           await delay(1000)
         }
-        console.log(`  h1 → h2 fastdp in ${fastdpSamples}/10 samples over 10 s`)
-        if (fastdpSamples < 10) console.log(await diagnose(lab))
+        console.log(`  h1 → h2 fastdp in ${fastdpSamples}/5 samples over 5 s`)
+        if (fastdpSamples < 5) console.log(await diagnose(lab))
         await waitFor('fastdp encrypted esp in weave status connections', async () =>
           /established encrypted fastdp encrypted esp /.test((await h1.weave(['status', 'connections'])).stdout), SETTLE_MS / 3, 500)
           .catch(async (err) => { throw new Error(`${(err as Error).message}\n${await diagnose(lab)}`) })
@@ -180,7 +180,7 @@ if (labWhy) {
           return Math.max(0, ...Object.values(rep.Overlay?.Fastdp?.Esp ?? {}).map((s) => s.sending))
         }
         const before = await epoch(h1)
-        const t = await slowTransfer(e1, e2, inVm ? 30 : 20)
+        const t = await slowTransfer(e1, e2, 20)
         const after = await epoch(h1)
         console.log(`  transfer ${t.bytes} bytes in ${t.seconds.toFixed(1)} s across ESP epochs ${before} → ${after}`)
         assert.is(t.received, t.sent, 'the transfer arrived intact')
@@ -188,7 +188,10 @@ if (labWhy) {
         await waitFor('fastdp after the rotations', async () => /established fastdp/.test(await lineTo(h1, h2)), SETTLE_MS / 3, 500)
           .catch(async (err) => { throw new Error(`${(err as Error).message}\n${await diagnose(lab)}`) })
         const st = (await h1.exec(['ip', 'xfrm', 'state'])).stdout
-        assert.ok((st.match(new RegExp(`reqid ${REQID}`, 'g')) ?? []).length <= 5, 'old SAs are removed after their grace')
+        // ~2 per rotation were made; what is left: out now + in now/next, and those still in their
+        // 10 s grace (up to two generations of each at one rotation per 8 s)
+        const left = (st.match(new RegExp(`reqid ${REQID}`, 'g')) ?? []).length
+        assert.ok(left <= 7, `old SAs are removed after their grace: ${left} left after ${after} epochs`)
 
         // stop leaves nothing of ours
         await h1.weave(['stop'], { allowFail: true })

@@ -38,8 +38,8 @@ if (why) {
     const out = prefixed('vm-esp| ')
     const r = await runInVm({
       argv: ['node', 'scripts/run-tests.js', 'lab/fastdp-esp'],
-      timeoutMs: 14 * 60_000, memMb: 2048, cpus: 2, stream: out,
-      env: { WEAVE_TEST_TIMEOUT_MS: String(13 * 60_000) },
+      timeoutMs: 18 * 60_000, memMb: 2048, cpus: 2, stream: out,
+      env: { WEAVE_TEST_TIMEOUT_MS: String(17 * 60_000) },
     })
     out.end()
     console.log(`  VM run: exit ${r.exitCode} in ${r.seconds.toFixed(0)} s (kernel ${r.kernel})`)
