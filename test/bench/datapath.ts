@@ -136,6 +136,15 @@ async function fastdpRun(extra: string[] = [], opts: { baseline?: boolean } = {}
       const ip1 = await attach(h1, n1)
       await attach(h2, n2)
       await run('ip', ['netns', 'exec', n2, 'busybox', 'ping', '-c', '2', '-W', '2', ip1]).catch(() => undefined)
+      // Measure fastdp, not its warm-up: until each datapath has learnt the other container's MAC
+      // from tunnel frames, frames flood (to the router port too), and under emulation a late
+      // heartbeat may still hold a peer on sleeve for a moment.
+      const learnt = async (h: LabHost) => ((await h.api('/report')).body as { Overlay?: { Fastdp?: { learntFlows?: number } } }).Overlay?.Fastdp?.learntFlows ?? 0
+      await waitFor('fastdp learnt both containers', async () => {
+        await run('ip', ['netns', 'exec', n2, 'busybox', 'ping', '-c', '1', '-W', '1', ip1]).catch(() => undefined)
+        return (await learnt(h1)) > 0 && (await learnt(h2)) > 0 &&
+          (await h1.api('/status/overlay')).text.includes(' established fastdp') && (await h2.api('/status/overlay')).text.includes(' established fastdp')
+      }, SETTLE_MS / 5, 500).catch((err: Error) => console.log(`  (measuring anyway: ${err.message})`))
       const gbps = await iperfNs(n1, n2, ip1)
       const rep = (await h1.api('/report')).body as { Overlay?: { Fastdp?: { datapathType?: string; flows?: number } } }
       console.log(`  h1 fastdp: ${JSON.stringify(rep.Overlay?.Fastdp ?? {})}`)
