@@ -34,8 +34,15 @@ export function stage2Script(o: Stage2Options): string {
   const snapLines = (o.snapshots ?? []).map(({ from, to }) =>
     `$bb mkdir -p ${shQuote(to)} && $bb mount -t tmpfs tmpfs ${shQuote(to)} && $bb cp -a ${shQuote(from)}/. ${shQuote(to)}/`).join('\n')
   const envLines = Object.entries(o.env).map(([k, v]) => `export ${k}=${shQuote(v)}`).join('\n')
+  // A checkout under /tmp or /run (CI clones into /tmp) would vanish under the fresh tmpfs
+  // mounted there: hold it by a bind mount first and put it back at the same path afterwards.
+  const masked = /^\/(tmp|run)(\/|$)/.test(o.cwd)
+  const q = shQuote(o.cwd)
+  const keepCwd = masked ? `$bb mkdir -p /mnt/.weave-cwd && $bb mount --bind ${q} /mnt/.weave-cwd` : ''
+  const restoreCwd = masked ? `$bb mkdir -p ${q} && $bb mount --bind /mnt/.weave-cwd ${q}` : ''
   return `#!/bin/busybox sh
 bb=/bin/busybox
+${keepCwd}
 $bb mount -t proc proc /proc
 $bb mount -t sysfs sysfs /sys
 $bb mount -t tmpfs -o mode=1777 tmpfs /tmp
@@ -50,6 +57,7 @@ $bb ip link set lo up
 export PATH=${shQuote(o.path)}
 export HOME=/root TERM=dumb WEAVE_VM=1
 modprobe -a -q ${LAB_MODULES.join(' ')} || echo "weave-vm: some of these modules did not load: ${LAB_MODULES.join(' ')}"
+${restoreCwd}
 ${snapLines}
 ${envLines}
 exec 3<>/dev/ttyS1
