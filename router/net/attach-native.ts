@@ -142,6 +142,24 @@ function announce(nl: NativeNetlink, ns: string, ifname: string, addrs: Array<{ 
   return fds
 }
 
+/**
+ * A moment after the answer the gratuitous ARPs go out once more and every packet socket is
+ * closed. The kernel marks a veth running and the bridge enables its port in two steps of the
+ * link watcher; the first announcement can fall in between and be dropped by the bridge
+ * (arping -U sends more than one for the same reason).
+ */
+export const GARP_REPEAT_MS = 200
+
+export function afterAttach(nl: NativeNetlink, o: NativeAttachOutcome, p: NativeAttachParams, inWorker: boolean): void {
+  if (o.kind !== 'attached') return
+  closeArpFds(nl, o, inWorker)
+  const t = setTimeout(() => {
+    // best effort: the container may be gone by now (announce notes and swallows the error)
+    closeArpFds(nl, { ...o, arpFds: announce(nl, p.ns, p.ifname, p.addresses, []) }, inWorker)
+  }, GARP_REPEAT_MS)
+  if (!inWorker) t.unref()
+}
+
 /** In the worker: a plain close (it blocks only the worker). Inline: in libuv's pool. */
 export function closeArpFds(nl: NativeNetlink, o: NativeAttachOutcome, inWorker: boolean): void {
   if (o.kind !== 'attached') return
@@ -227,7 +245,7 @@ export function warmUpNativeAttach(): void {
  */
 export function nativeAttach(nl: NativeNetlink, p: NativeAttachParams): Promise<NativeAttachOutcome> {
   const w = startWorker()
-  if (!w) return runNativeAttach(nl, p).then((o) => { closeArpFds(nl, o, false); return o })
+  if (!w) return runNativeAttach(nl, p).then((o) => { afterAttach(nl, o, p, false); return o })
   return new Promise((resolve, reject) => {
     const id = nextId++
     pending.set(id, { resolve, reject })

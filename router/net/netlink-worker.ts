@@ -5,7 +5,7 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { nativeNetlink } from '../native'
-import { closeArpFds, runNativeAttach, type AttachFailure, type NativeAttachParams } from './attach-native'
+import { afterAttach, runNativeAttach, type AttachFailure, type NativeAttachParams } from './attach-native'
 
 const nl = nativeNetlink()
 
@@ -13,7 +13,7 @@ parentPort?.on('message', (m: { id: number; params: NativeAttachParams }) => {
   const reply = (r: { ok?: unknown; err?: AttachFailure }) => parentPort!.postMessage({ id: m.id, ...r })
   if (!nl) { reply({ err: { message: 'native module unavailable in the netlink worker' } }); return }
   runNativeAttach(nl, m.params).then(
-    (ok) => { reply({ ok }); closeArpFds(nl, ok, true) },
+    (ok) => { reply({ ok }); afterAttach(nl, ok, m.params, true) },
     (e: Error & { code?: string | number }) => reply({ err: { message: e.message, code: e.code, name: e.name } }),
   )
 })
