@@ -19,3 +19,4 @@
 export { runInVm, vmAvailable, vmUnavailableReason, prepareVmImages, VM_REPO_ROOT,
   type VmRunOptions, type VmResult, type VmImages } from './run'
 export { shQuote } from './guest'
+export { vmTestSkipReason, assertLabFilePassesInVm } from './lab-file'
