@@ -21,7 +21,7 @@ import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
-import { ExtraNamespaces } from './namespaces'
+import { ExtraNamespaces, pingFromNamespace, weaveAttach } from './namespaces'
 
 const run = promisify(execFile)
 const reason = labUnavailableReason({ ovs: true })
@@ -32,20 +32,9 @@ const extraNs = new ExtraNamespaces()
 
 interface Endpoint { host: LabHost; ns: string; ip: string }
 
-async function ping(from: Endpoint, to: string, tries = 1): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    const ok = await run('ip', ['netns', 'exec', from.ns, 'busybox', 'ping', '-c', '1', '-W', '1', to], { timeout: 10_000 })
-      .then(() => true, () => false)
-    if (ok) return true
-  }
-  return false
-}
+const ping = (from: Endpoint, to: string, tries = 1) => pingFromNamespace(from.ns, to, { tries, waitS: 1 })
 
-async function attach(h: LabHost, ns: string): Promise<string> {
-  const r = await h.weave(['attach', `/var/run/netns/${ns}`], { allowFail: true })
-  if (r.code !== 0) throw new Error(`${h.name}: weave attach ${ns}: ${r.stderr}\n${h.weaverLog()}`)
-  return r.stdout.trim().split(/\s+/)[0]
-}
+const attach = (h: LabHost, ns: string) => weaveAttach(h, `/var/run/netns/${ns}`)
 
 /** What every host's status shows, for failure messages. */
 async function views(lab: Lab): Promise<string> {

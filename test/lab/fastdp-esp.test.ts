@@ -19,7 +19,7 @@ import { execFile, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
-import { ExtraNamespaces } from './namespaces'
+import { ExtraNamespaces, pingFromNamespace, weaveAttach } from './namespaces'
 
 const run = promisify(execFile)
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=2']
@@ -45,19 +45,9 @@ function kernelEsp(): boolean {
 
 interface Endpoint { host: LabHost; ns: string; ip: string }
 
-async function ping(from: Endpoint, to: string, tries = 1): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    const ok = await run('ip', ['netns', 'exec', from.ns, 'busybox', 'ping', '-c', '1', '-W', '2', to], { timeout: 20_000 }).then(() => true, () => false)
-    if (ok) return true
-  }
-  return false
-}
+const ping = (from: Endpoint, to: string, tries = 1) => pingFromNamespace(from.ns, to, { tries, waitS: 2 })
 
-async function attach(h: LabHost, ns: string): Promise<string> {
-  const r = await h.weave(['attach', `/var/run/netns/${ns}`], { allowFail: true })
-  if (r.code !== 0) throw new Error(`${h.name}: weave attach ${ns}: ${r.stderr}\n${h.weaverLog()}`)
-  return r.stdout.trim().split(/\s+/)[0]
-}
+const attach = (h: LabHost, ns: string) => weaveAttach(h, `/var/run/netns/${ns}`)
 
 async function views(lab: Lab): Promise<string> {
   const out = await Promise.all(lab.hosts.map(async (h) => `--- ${h.name}\n${(await h.api('/status/overlay').catch(() => ({ text: '?' }))).text}\n${h.weaverLog(25)}`))

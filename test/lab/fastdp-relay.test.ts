@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
-import { ExtraNamespaces } from './namespaces'
+import { ExtraNamespaces, pingFromNamespace } from './namespaces'
 
 const run = promisify(execFile)
 const reason = labUnavailableReason({ ovs: true })
@@ -22,14 +22,7 @@ const extraNs = new ExtraNamespaces()
 
 interface Endpoint { host: LabHost; ns: string; ip: string }
 
-async function ping(from: Endpoint, to: Endpoint, tries = 1): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    const ok = await run('ip', ['netns', 'exec', from.ns, 'busybox', 'ping', '-c', '1', '-W', '1', to.ip], { timeout: 10_000 })
-      .then(() => true, () => false)
-    if (ok) return true
-  }
-  return false
-}
+const ping = (from: Endpoint, to: Endpoint, tries = 1) => pingFromNamespace(from.ns, to.ip, { tries, waitS: 1 })
 
 async function views(lab: Lab): Promise<string> {
   const out = await Promise.all(lab.hosts.map(async (h) =>

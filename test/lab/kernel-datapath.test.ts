@@ -18,7 +18,7 @@ import { execFile } from 'node:child_process'
 import * as fs from 'node:fs'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, ovsDatapathType, waitFor, type Lab, type LabHost } from './index'
-import { ExtraNamespaces } from './namespaces'
+import { ExtraNamespaces, pingFromNamespace } from './namespaces'
 
 const run = promisify(execFile)
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=3']
@@ -37,14 +37,7 @@ process.on('exit', () => extraNs.removeAllSync())
 
 interface Endpoint { host: LabHost; ns: string; ip: string }
 
-async function ping(from: Endpoint, to: string, tries = 1): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    const ok = await run('ip', ['netns', 'exec', from.ns, 'busybox', 'ping', '-c', '1', '-W', '2', to], { timeout: 20_000 })
-      .then(() => true, () => false)
-    if (ok) return true
-  }
-  return false
-}
+const ping = (from: Endpoint, to: string, tries = 1) => pingFromNamespace(from.ns, to, { tries, waitS: 2 })
 
 async function views(lab: Lab): Promise<string> {
   const out = await Promise.all(lab.hosts.map(async (h) =>

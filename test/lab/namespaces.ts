@@ -5,6 +5,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process'
 import { promisify } from 'node:util'
+import type { LabHost } from './host'
 
 const run = promisify(execFile)
 
@@ -30,4 +31,22 @@ export class ExtraNamespaces {
       try { execFileSync('ip', ['netns', 'del', n], { stdio: 'ignore' }) } catch { /* already gone */ }
     }
   }
+}
+
+/** One ping (busybox) at a time from namespace `ns`, up to `tries`; true at the first answer. */
+export async function pingFromNamespace(ns: string, ip: string, o: { tries?: number; waitS?: number } = {}): Promise<boolean> {
+  const waitS = o.waitS ?? 1
+  for (let i = 0; i < (o.tries ?? 1); i++) {
+    const ok = await run('ip', ['netns', 'exec', ns, 'busybox', 'ping', '-c', '1', '-W', String(waitS), ip], { timeout: waitS * 10_000 })
+      .then(() => true, () => false)
+    if (ok) return true
+  }
+  return false
+}
+
+/** `weave attach [ADDR...] TARGET` in host `h`; returns the first address, or throws with the daemon's log. */
+export async function weaveAttach(h: { name: string; weave: LabHost['weave']; weaverLog: LabHost['weaverLog'] }, target: string, addrs: string[] = []): Promise<string> {
+  const r = await h.weave(['attach', ...addrs, target], { allowFail: true })
+  if (r.code !== 0) throw new Error(`${h.name}: weave attach ${target}: ${r.stderr}\n${h.weaverLog()}`)
+  return r.stdout.trim().split(/\s+/)[0]
 }

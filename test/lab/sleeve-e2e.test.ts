@@ -16,7 +16,7 @@ import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
-import { ExtraNamespaces } from './namespaces'
+import { ExtraNamespaces, weaveAttach } from './namespaces'
 import { sleeveCiphers } from '../../router/overlay'
 
 const run = promisify(execFile)
@@ -44,11 +44,7 @@ async function ping(from: Endpoint, to: string, tries = 1): Promise<boolean> {
   return false
 }
 
-async function attach(h: LabHost, target: string, addrs: string[] = []): Promise<string> {
-  const r = await h.weave(['attach', ...addrs, target], { allowFail: true })
-  if (r.code !== 0) throw new Error(`${h.name}: weave attach ${target}: ${r.stderr}\n${h.weaverLog()}`)
-  return r.stdout.trim().split(/\s+/)[0]
-}
+const attach = (h: LabHost, target: string, addrs: string[] = []) => weaveAttach(h, target, addrs)
 
 /** Launches h1, then h2 and h3 naming h1; false when the daemon has no mesh to carry the overlay. */
 async function launchAll(lab: Lab, extra: string[] = []): Promise<boolean> {
