@@ -27,6 +27,7 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <uv.h>
+#include "common.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,34 +56,7 @@
 #define NL_IFNAMSIZ 16
 #define NL_BUF 16384
 
-/* ---- errors and arguments ---------------------------------------------------------------- */
-
-static napi_value nl_throw(napi_env env, int err, const char *what) {
-  char msg[512];
-  const char *name = strerrorname_np(err);
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
-  return NULL;
-}
-
-static napi_value nl_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG", msg);
-  return NULL;
-}
-
-static int arg_str(napi_env env, napi_value v, char *out, size_t cap) {
-  napi_valuetype t;
-  size_t len;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return 0;
-  if (napi_get_value_string_utf8(env, v, out, cap, &len) != napi_ok) return 0;
-  return len < cap - 1;
-}
-
-static int arg_null(napi_env env, napi_value v) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok) return 1;
-  return t == napi_undefined || t == napi_null;
-}
+/* ---- arguments (errors, strings and namespaces: common.h) -------------------------------- */
 
 static int arg_int(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok;
@@ -90,31 +64,7 @@ static int arg_int(napi_env env, napi_value v, int32_t *out) {
 
 static int arg_ip(napi_env env, napi_value v, struct in_addr *out) {
   char s[32];
-  return arg_str(env, v, s, sizeof s) && inet_pton(AF_INET, s, out) == 1;
-}
-
-/* ---- namespaces (same approach as weave_native.c: this thread only, straight back) -------- */
-
-static int ns_enter(const char *path, int *saved) {
-  *saved = -1;
-  if (!path) return 0;
-  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (self < 0) return -1;
-  int target = open(path, O_RDONLY | O_CLOEXEC);
-  if (target < 0) { int e = errno; close(self); errno = e; return -1; }
-  if (setns(target, CLONE_NEWNET) < 0) { int e = errno; close(self); close(target); errno = e; return -1; }
-  close(target);
-  *saved = self;
-  return 0;
-}
-
-static void ns_leave(int saved) {
-  if (saved < 0) return;
-  int e = errno;
-  /* Staying in the container's namespace would send all later JS-thread I/O there: never go on. */
-  if (setns(saved, CLONE_NEWNET) < 0) { perror("weave_native netlink: setns back"); abort(); }
-  close(saved);
-  errno = e;
+  return wn_get_string(env, v, s, sizeof s) && inet_pton(AF_INET, s, out) == 1;
 }
 
 /* ---- message building ------------------------------------------------------------------- */
@@ -198,20 +148,20 @@ static napi_value undefined(napi_env env) { napi_value u; napi_get_undefined(env
 static napi_value nl_open(napi_env env, napi_callback_info info) {
   ARGS(1);
   char ns[512];
-  int has_ns = argc >= 1 && !arg_null(env, argv[0]);
-  if (has_ns && !arg_str(env, argv[0], ns, sizeof ns)) return nl_type(env, "nlOpen(netns|null)");
+  int has_ns = argc >= 1 && !wn_is_nullish(env, argv[0]);
+  if (has_ns && !wn_get_string(env, argv[0], ns, sizeof ns)) return wn_throw_type(env, "nlOpen(netns|null)");
   int saved;
-  if (ns_enter(has_ns ? ns : NULL, &saved) < 0) {
+  if (wn_enter_netns(has_ns ? ns : NULL, &saved) < 0) {
     char what[600];
     snprintf(what, sizeof what, "entering netns %s", ns);
-    return nl_throw(env, errno, what);
+    return wn_throw_errno(env, errno, what);
   }
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   int e = errno;
-  ns_leave(saved);
-  if (fd < 0) return nl_throw(env, e, "netlink socket");
+  wn_leave_netns(saved);
+  if (fd < 0) return wn_throw_errno(env, e, "netlink socket");
   struct sockaddr_nl local = { .nl_family = AF_NETLINK };
-  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { e = errno; close(fd); return nl_throw(env, e, "netlink bind"); }
+  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { e = errno; close(fd); return wn_throw_errno(env, e, "netlink bind"); }
   int one = 1;
   setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
   /* rtnetlink answers within the request's own system call; a bound wait keeps a kernel
@@ -226,7 +176,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
 static napi_value nl_close(napi_env env, napi_callback_info info) {
   ARGS(1);
   int32_t fd;
-  if (argc < 1 || !arg_int(env, argv[0], &fd)) return nl_type(env, "nlClose(fd)");
+  if (argc < 1 || !arg_int(env, argv[0], &fd)) return wn_throw_type(env, "nlClose(fd)");
   close(fd);
   return undefined(env);
 }
@@ -241,7 +191,7 @@ static napi_value nl_link(napi_env env, napi_callback_info info) {
   ARGS(2);
   int32_t fd;
   char name[NL_IFNAMSIZ + 1];
-  if (argc < 2 || !arg_int(env, argv[0], &fd) || !arg_str(env, argv[1], name, sizeof name)) return nl_type(env, "nlLink(fd, name)");
+  if (argc < 2 || !arg_int(env, argv[0], &fd) || !wn_get_string(env, argv[1], name, sizeof name)) return wn_throw_type(env, "nlLink(fd, name)");
   static nlmsg_t m, reply;
   struct nlmsghdr *h = msg_init(&m, RTM_GETLINK, 0);
   h->nlmsg_flags &= ~NLM_F_ACK;
@@ -251,7 +201,7 @@ static napi_value nl_link(napi_env env, napi_callback_info info) {
   attr_put(&m, IFLA_EXT_MASK, &ext, sizeof ext);
   int err = nl_talk(fd, &m, &reply);
   if (err == ENODEV) { napi_value n; napi_get_null(env, &n); return n; }
-  if (err) return nl_throw(env, err, "netlink get link");
+  if (err) return wn_throw_errno(env, err, "netlink get link");
   struct nlmsghdr *r = (struct nlmsghdr *)reply.buf;
   struct ifinfomsg *ifi = NLMSG_DATA(r);
   napi_value obj;
@@ -284,15 +234,15 @@ static napi_value nl_veth_add(napi_env env, napi_callback_info info) {
   ARGS(5);
   int32_t fd, mtu;
   char name[NL_IFNAMSIZ + 1], peer[NL_IFNAMSIZ + 1], ns[512];
-  if (argc < 5 || !arg_int(env, argv[0], &fd) || !arg_str(env, argv[1], name, sizeof name) || !arg_str(env, argv[2], peer, sizeof peer) ||
-      !arg_int(env, argv[3], &mtu)) return nl_type(env, "nlVethAdd(fd, name, peer, mtu, peerNetns|null)");
-  int has_ns = !arg_null(env, argv[4]);
-  if (has_ns && !arg_str(env, argv[4], ns, sizeof ns)) return nl_type(env, "peerNetns must be a path or null");
+  if (argc < 5 || !arg_int(env, argv[0], &fd) || !wn_get_string(env, argv[1], name, sizeof name) || !wn_get_string(env, argv[2], peer, sizeof peer) ||
+      !arg_int(env, argv[3], &mtu)) return wn_throw_type(env, "nlVethAdd(fd, name, peer, mtu, peerNetns|null)");
+  int has_ns = !wn_is_nullish(env, argv[4]);
+  if (has_ns && !wn_get_string(env, argv[4], ns, sizeof ns)) return wn_throw_type(env, "peerNetns must be a path or null");
   int nsfd = -1;
   if (has_ns && (nsfd = open(ns, O_RDONLY | O_CLOEXEC)) < 0) {
     char what[600];
     snprintf(what, sizeof what, "opening netns %s", ns);
-    return nl_throw(env, errno, what);
+    return wn_throw_errno(env, errno, what);
   }
   static nlmsg_t m;
   msg_init(&m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
@@ -315,7 +265,7 @@ static napi_value nl_veth_add(napi_env env, napi_callback_info info) {
   if (err) {
     char what[128];
     snprintf(what, sizeof what, "creating veth %s/%s", name, peer);
-    return nl_throw(env, err, what);
+    return wn_throw_errno(env, err, what);
   }
   return undefined(env);
 }
@@ -324,7 +274,7 @@ static napi_value nl_link_set(napi_env env, napi_callback_info info) {
   ARGS(5);
   int32_t fd, index, up, master, mtu;
   if (argc < 5 || !arg_int(env, argv[0], &fd) || !arg_int(env, argv[1], &index) || !arg_int(env, argv[2], &up) ||
-      !arg_int(env, argv[3], &master) || !arg_int(env, argv[4], &mtu)) return nl_type(env, "nlLinkSet(fd, index, up, master, mtu)");
+      !arg_int(env, argv[3], &master) || !arg_int(env, argv[4], &mtu)) return wn_throw_type(env, "nlLinkSet(fd, index, up, master, mtu)");
   static nlmsg_t m;
   msg_init(&m, RTM_NEWLINK, 0);
   struct ifinfomsg *ifi = put_ifinfo(&m, index);
@@ -332,7 +282,7 @@ static napi_value nl_link_set(napi_env env, napi_callback_info info) {
   if (master >= 0) { uint32_t v = master; attr_put(&m, IFLA_MASTER, &v, sizeof v); }
   if (mtu > 0) { uint32_t v = mtu; attr_put(&m, IFLA_MTU, &v, sizeof v); }
   int err = nl_talk(fd, &m, NULL);
-  if (err) return nl_throw(env, err, "netlink set link");
+  if (err) return wn_throw_errno(env, err, "netlink set link");
   return undefined(env);
 }
 
@@ -341,7 +291,7 @@ static napi_value nl_hairpin(napi_env env, napi_callback_info info) {
   int32_t fd, index;
   bool on;
   if (argc < 3 || !arg_int(env, argv[0], &fd) || !arg_int(env, argv[1], &index) || napi_get_value_bool(env, argv[2], &on) != napi_ok)
-    return nl_type(env, "nlHairpin(fd, index, on)");
+    return wn_throw_type(env, "nlHairpin(fd, index, on)");
   static nlmsg_t m;
   msg_init(&m, RTM_NEWLINK, 0);
   put_ifinfo(&m, index);
@@ -353,19 +303,19 @@ static napi_value nl_hairpin(napi_env env, napi_callback_info info) {
   nest_end(&m, data);
   nest_end(&m, linkinfo);
   int err = nl_talk(fd, &m, NULL);
-  if (err) return nl_throw(env, err, "netlink hairpin");
+  if (err) return wn_throw_errno(env, err, "netlink hairpin");
   return undefined(env);
 }
 
 static napi_value nl_link_del(napi_env env, napi_callback_info info) {
   ARGS(2);
   int32_t fd, index;
-  if (argc < 2 || !arg_int(env, argv[0], &fd) || !arg_int(env, argv[1], &index)) return nl_type(env, "nlLinkDel(fd, index)");
+  if (argc < 2 || !arg_int(env, argv[0], &fd) || !arg_int(env, argv[1], &index)) return wn_throw_type(env, "nlLinkDel(fd, index)");
   static nlmsg_t m;
   msg_init(&m, RTM_DELLINK, 0);
   put_ifinfo(&m, index);
   int err = nl_talk(fd, &m, NULL);
-  if (err) return nl_throw(env, err, "netlink delete link");
+  if (err) return wn_throw_errno(env, err, "netlink delete link");
   return undefined(env);
 }
 
@@ -376,7 +326,7 @@ static napi_value nl_addr(napi_env env, napi_callback_info info) {
   struct in_addr ip;
   if (argc < 5 || !arg_int(env, argv[0], &fd) || napi_get_value_bool(env, argv[1], &add) != napi_ok || !arg_int(env, argv[2], &index) ||
       !arg_ip(env, argv[3], &ip) || !arg_int(env, argv[4], &prefix) || prefix < 0 || prefix > 32)
-    return nl_type(env, "nlAddr(fd, add, index, ip, prefix)");
+    return wn_throw_type(env, "nlAddr(fd, add, index, ip, prefix)");
   static nlmsg_t m;
   msg_init(&m, add ? RTM_NEWADDR : RTM_DELADDR, add ? NLM_F_CREATE | NLM_F_EXCL : 0);
   struct ifaddrmsg ifa = { .ifa_family = AF_INET, .ifa_prefixlen = prefix, .ifa_index = index, .ifa_scope = RT_SCOPE_UNIVERSE };
@@ -384,7 +334,7 @@ static napi_value nl_addr(napi_env env, napi_callback_info info) {
   attr_put(&m, IFA_LOCAL, &ip, sizeof ip);
   attr_put(&m, IFA_ADDRESS, &ip, sizeof ip);
   int err = nl_talk(fd, &m, NULL);
-  if (err) return nl_throw(env, err, add ? "netlink add address" : "netlink delete address");
+  if (err) return wn_throw_errno(env, err, add ? "netlink add address" : "netlink delete address");
   return undefined(env);
 }
 
@@ -393,7 +343,7 @@ static napi_value nl_route(napi_env env, napi_callback_info info) {
   int32_t fd, index, prefix;
   struct in_addr dst;
   if (argc < 4 || !arg_int(env, argv[0], &fd) || !arg_int(env, argv[1], &index) || !arg_ip(env, argv[2], &dst) ||
-      !arg_int(env, argv[3], &prefix) || prefix < 0 || prefix > 32) return nl_type(env, "nlRoute(fd, index, dst, prefix)");
+      !arg_int(env, argv[3], &prefix) || prefix < 0 || prefix > 32) return wn_throw_type(env, "nlRoute(fd, index, dst, prefix)");
   static nlmsg_t m;
   msg_init(&m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
   struct rtmsg rt = {
@@ -405,29 +355,29 @@ static napi_value nl_route(napi_env env, napi_callback_info info) {
   uint32_t oif = index;
   attr_put(&m, RTA_OIF, &oif, sizeof oif);
   int err = nl_talk(fd, &m, NULL);
-  if (err) return nl_throw(env, err, "netlink replace route");
+  if (err) return wn_throw_errno(env, err, "netlink replace route");
   return undefined(env);
 }
 
 static napi_value nl_sysctl(napi_env env, napi_callback_info info) {
   ARGS(3);
   char ns[512], key[256], value[64], path[300];
-  int has_ns = argc >= 1 && !arg_null(env, argv[0]);
-  if (argc < 3 || (has_ns && !arg_str(env, argv[0], ns, sizeof ns)) || !arg_str(env, argv[1], key, sizeof key) ||
-      !arg_str(env, argv[2], value, sizeof value) || strstr(key, "..")) return nl_type(env, "nlSysctl(netns|null, key, value)");
+  int has_ns = argc >= 1 && !wn_is_nullish(env, argv[0]);
+  if (argc < 3 || (has_ns && !wn_get_string(env, argv[0], ns, sizeof ns)) || !wn_get_string(env, argv[1], key, sizeof key) ||
+      !wn_get_string(env, argv[2], value, sizeof value) || strstr(key, "..")) return wn_throw_type(env, "nlSysctl(netns|null, key, value)");
   snprintf(path, sizeof path, "/proc/sys/%s", key);
   for (char *p = path + 10; *p; p++) if (*p == '.') *p = '/';
   int saved;
-  if (ns_enter(has_ns ? ns : NULL, &saved) < 0) return nl_throw(env, errno, "entering netns for sysctl");
+  if (wn_enter_netns(has_ns ? ns : NULL, &saved) < 0) return wn_throw_errno(env, errno, "entering netns for sysctl");
   /* /proc/sys/net resolves against the opening thread's namespace: open while inside it. */
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   int e = errno;
-  ns_leave(saved);
-  if (fd < 0) return nl_throw(env, e, path);
+  wn_leave_netns(saved);
+  if (fd < 0) return wn_throw_errno(env, e, path);
   ssize_t n = write(fd, value, strlen(value));
   e = errno;
   close(fd);
-  if (n < 0) return nl_throw(env, e, path);
+  if (n < 0) return wn_throw_errno(env, e, path);
   return undefined(env);
 }
 
@@ -435,20 +385,20 @@ static napi_value nl_garp(napi_env env, napi_callback_info info) {
   ARGS(3);
   char ns[512], ifname[NL_IFNAMSIZ + 1];
   struct in_addr ip;
-  int has_ns = argc >= 1 && !arg_null(env, argv[0]);
-  if (argc < 3 || (has_ns && !arg_str(env, argv[0], ns, sizeof ns)) || !arg_str(env, argv[1], ifname, sizeof ifname) || !arg_ip(env, argv[2], &ip))
-    return nl_type(env, "nlGarp(netns|null, ifname, ip)");
+  int has_ns = argc >= 1 && !wn_is_nullish(env, argv[0]);
+  if (argc < 3 || (has_ns && !wn_get_string(env, argv[0], ns, sizeof ns)) || !wn_get_string(env, argv[1], ifname, sizeof ifname) || !arg_ip(env, argv[2], &ip))
+    return wn_throw_type(env, "nlGarp(netns|null, ifname, ip)");
   int saved;
-  if (ns_enter(has_ns ? ns : NULL, &saved) < 0) return nl_throw(env, errno, "entering netns for ARP");
+  if (wn_enter_netns(has_ns ? ns : NULL, &saved) < 0) return wn_throw_errno(env, errno, "entering netns for ARP");
   int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
   int e = errno;
-  ns_leave(saved);
-  if (fd < 0) return nl_throw(env, e, "packet socket for ARP");
+  wn_leave_netns(saved);
+  if (fd < 0) return wn_throw_errno(env, e, "packet socket for ARP");
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   memcpy(ifr.ifr_name, ifname, strlen(ifname));
   int index = ioctl(fd, SIOCGIFINDEX, &ifr) < 0 ? -1 : ifr.ifr_ifindex;
-  if (index < 0 || ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) { e = errno; close(fd); return nl_throw(env, e, ifname); }
+  if (index < 0 || ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) { e = errno; close(fd); return wn_throw_errno(env, e, ifname); }
   /* An ARP request for our own address (sender = target), broadcast: what `arping -U` sends. */
   unsigned char pkt[28];
   struct arphdr *a = (struct arphdr *)pkt;
@@ -464,7 +414,7 @@ static napi_value nl_garp(napi_env env, napi_callback_info info) {
   struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP), .sll_ifindex = index, .sll_halen = 6 };
   memset(to.sll_addr, 0xff, 6);
   ssize_t n = sendto(fd, pkt, sizeof pkt, 0, (struct sockaddr *)&to, sizeof to);
-  if (n < 0) { e = errno; close(fd); return nl_throw(env, e, "sending gratuitous ARP"); }
+  if (n < 0) { e = errno; close(fd); return wn_throw_errno(env, e, "sending gratuitous ARP"); }
   /* Closing a packet socket waits for an RCU grace period (milliseconds): the caller closes the
      returned fd off the JS thread (fs.close runs in libuv's pool). */
   napi_value out;
@@ -528,14 +478,14 @@ static void nschild_exited(uv_poll_t *h, int status, int events) {
 static napi_value ns_exec(napi_env env, napi_callback_info info) {
   ARGS(4);
   char ns[512];
-  int has_ns = argc >= 1 && !arg_null(env, argv[0]);
+  int has_ns = argc >= 1 && !wn_is_nullish(env, argv[0]);
   bool is_array = false;
   napi_valuetype t;
-  if (argc < 4 || (has_ns && !arg_str(env, argv[0], ns, sizeof ns)) || napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
-      napi_typeof(env, argv[3], &t) != napi_ok || t != napi_function) return nl_type(env, "nsExec(netns|null, argv, input, fn)");
+  if (argc < 4 || (has_ns && !wn_get_string(env, argv[0], ns, sizeof ns)) || napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
+      napi_typeof(env, argv[3], &t) != napi_ok || t != napi_function) return wn_throw_type(env, "nsExec(netns|null, argv, input, fn)");
   uint32_t nargs = 0;
   napi_get_array_length(env, argv[1], &nargs);
-  if (nargs == 0 || nargs > 64) return nl_type(env, "nsExec: 1 to 64 arguments");
+  if (nargs == 0 || nargs > 64) return wn_throw_type(env, "nsExec: 1 to 64 arguments");
   char *args[65] = { 0 };
   char store[8192];
   size_t used = 0;
@@ -544,27 +494,27 @@ static napi_value ns_exec(napi_env env, napi_callback_info info) {
     size_t len;
     napi_get_element(env, argv[1], i, &v);
     if (napi_get_value_string_utf8(env, v, store + used, sizeof store - used, &len) != napi_ok || used + len + 1 >= sizeof store)
-      return nl_type(env, "nsExec: arguments must be strings (8 KiB in all)");
+      return wn_throw_type(env, "nsExec: arguments must be strings (8 KiB in all)");
     args[i] = store + used;
     used += len + 1;
   }
   static char input[65536];
   size_t in_len = 0;
   if (napi_get_value_string_utf8(env, argv[2], input, sizeof input, &in_len) != napi_ok || in_len >= sizeof input - 1)
-    return nl_type(env, "nsExec: input must be a string under 64 KiB");
+    return wn_throw_type(env, "nsExec: input must be a string under 64 KiB");
 
   int nsfd = -1, in[2] = { -1, -1 }, out[2] = { -1, -1 };
-  if (has_ns && (nsfd = open(ns, O_RDONLY | O_CLOEXEC)) < 0) return nl_throw(env, errno, ns);
+  if (has_ns && (nsfd = open(ns, O_RDONLY | O_CLOEXEC)) < 0) return wn_throw_errno(env, errno, ns);
   if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
     int e = errno;
     if (nsfd >= 0) close(nsfd);
     for (int i = 0; i < 2; i++) { if (in[i] >= 0) close(in[i]); if (out[i] >= 0) close(out[i]); }
-    return nl_throw(env, e, "nsExec: pipe");
+    return wn_throw_errno(env, e, "nsExec: pipe");
   }
   /* The input fits the pipe (64 KiB), so writing it before the child runs cannot block. */
   ssize_t w = write(in[1], input, in_len);
   close(in[1]);
-  if (w != (ssize_t)in_len) { int e = errno; close(in[0]); close(out[0]); close(out[1]); if (nsfd >= 0) close(nsfd); return nl_throw(env, e, "nsExec: writing input"); }
+  if (w != (ssize_t)in_len) { int e = errno; close(in[0]); close(out[0]); close(out[1]); if (nsfd >= 0) close(nsfd); return wn_throw_errno(env, e, "nsExec: writing input"); }
   /* No signal handler may run in the child while it borrows our memory (as posix_spawn does):
      all blocked across vfork; the child resets handled signals to default, then unblocks. */
   sigset_t all, old;
@@ -589,13 +539,13 @@ static napi_value ns_exec(napi_env env, napi_callback_info info) {
   close(in[0]);
   close(out[1]);
   if (nsfd >= 0) close(nsfd);
-  if (pid < 0) { close(out[0]); return nl_throw(env, e, "nsExec: vfork"); }
+  if (pid < 0) { close(out[0]); return wn_throw_errno(env, e, "nsExec: vfork"); }
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0) {
     e = errno;
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     close(out[0]);
-    return nl_throw(env, e, "nsExec: pidfd_open");
+    return wn_throw_errno(env, e, "nsExec: pidfd_open");
   }
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   nschild_t *c = calloc(1, sizeof *c);
@@ -605,7 +555,7 @@ static napi_value ns_exec(napi_env env, napi_callback_info info) {
     /* Cannot watch it: wait here (rare; the command is short). */
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     free(c); close(pidfd); close(out[0]);
-    return nl_throw(env, ENOMEM, "nsExec: watching the child");
+    return wn_throw_errno(env, ENOMEM, "nsExec: watching the child");
   }
   c->poll.data = c;
   c->pid = pid;

@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <uv.h>
+#include "common.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -76,39 +77,11 @@ typedef struct sock {
   napi_async_context async_ctx;
 } sock_t;
 
-/* ---- errors ---------------------------------------------------------------------------- */
+/* ---- errors (wn_throw_*: common.h) ------------------------------------------------------ */
 
-/* Throws an Error whose `code` is the errno name (EPERM, ENODEV...), so JS can branch on it. */
-static napi_value throw_errno(napi_env env, int err, const char *what) {
-  char msg[1024];
-  const char *name = strerrorname_np(err);
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
-  return NULL;
-}
+#define CHECK(call) do { if ((call) != napi_ok) return wn_throw_type(env, "N-API call failed: " #call); } while (0)
 
-static napi_value throw_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG", msg);
-  return NULL;
-}
-
-#define CHECK(call) do { if ((call) != napi_ok) return throw_type(env, "N-API call failed: " #call); } while (0)
-
-/* ---- argument helpers ------------------------------------------------------------------ */
-
-static int get_string(napi_env env, napi_value v, char *out, size_t cap) {
-  napi_valuetype t;
-  size_t len;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return 0;
-  if (napi_get_value_string_utf8(env, v, out, cap, &len) != napi_ok) return 0;
-  return len < cap - 1;
-}
-
-static int is_nullish(napi_env env, napi_value v) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok) return 1;
-  return t == napi_undefined || t == napi_null;
-}
+/* ---- argument helpers (strings, nullish: common.h) ----------------------------------------- */
 
 static sock_t *get_sock(napi_env env, napi_value v) {
   void *p = NULL;
@@ -131,35 +104,12 @@ static void *get_typed(napi_env env, napi_value v, napi_typedarray_type want, si
   return data;
 }
 
-/* ---- namespaces ------------------------------------------------------------------------ */
-
 /*
- * Runs socket creation inside another network namespace: setns() moves only the calling
+ * Sockets in another network namespace (wn_enter_netns, common.h): setns() moves only the calling
  * thread, we move back right after, and a socket keeps the namespace it was created in.
  * Nothing else runs on the JS thread meanwhile (this is synchronous), and libuv's pool
  * threads are unaffected.
  */
-static int enter_netns(const char *path, int *saved) {
-  *saved = -1;
-  if (!path) return 0;
-  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (self < 0) return -1;
-  int target = open(path, O_RDONLY | O_CLOEXEC);
-  if (target < 0) { int e = errno; close(self); errno = e; return -1; }
-  if (setns(target, CLONE_NEWNET) < 0) { int e = errno; close(self); close(target); errno = e; return -1; }
-  close(target);
-  *saved = self;
-  return 0;
-}
-
-static void leave_netns(int saved) {
-  if (saved < 0) return;
-  int e = errno;
-  /* Failing to return would leave the JS thread in the wrong namespace: never continue then. */
-  if (setns(saved, CLONE_NEWNET) < 0) { perror("weave_native: setns back"); abort(); }
-  close(saved);
-  errno = e;
-}
 
 /* ---- socket objects -------------------------------------------------------------------- */
 
@@ -191,7 +141,7 @@ static void finalize_sock(napi_env env, void *data, void *hint) {
 
 static napi_value wrap_sock(napi_env env, int fd, int kind, const char *netns) {
   sock_t *s = calloc(1, sizeof *s);
-  if (!s) { close(fd); return throw_errno(env, ENOMEM, "calloc"); }
+  if (!s) { close(fd); return wn_throw_errno(env, ENOMEM, "calloc"); }
   s->fd = fd;
   s->kind = kind;
   s->env = env;
@@ -199,7 +149,7 @@ static napi_value wrap_sock(napi_env env, int fd, int kind, const char *netns) {
   napi_value ext;
   if (napi_create_external(env, s, finalize_sock, NULL, &ext) != napi_ok) {
     close(fd); free(s->netns); free(s);
-    return throw_type(env, "napi_create_external failed");
+    return wn_throw_type(env, "napi_create_external failed");
   }
   return ext;
 }
@@ -225,18 +175,18 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
   char ifname[IF_NAMESIZE + 1], netns[512];
   int32_t bufsize = 0, flags = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3 || !get_string(env, argv[0], ifname, sizeof ifname)) return throw_type(env, "packetOpen(ifname, netns, bufBytes)");
-  int has_ns = !is_nullish(env, argv[1]);
-  if (has_ns && !get_string(env, argv[1], netns, sizeof netns)) return throw_type(env, "netns must be a path or null");
+  if (argc < 3 || !wn_get_string(env, argv[0], ifname, sizeof ifname)) return wn_throw_type(env, "packetOpen(ifname, netns, bufBytes)");
+  int has_ns = !wn_is_nullish(env, argv[1]);
+  if (has_ns && !wn_get_string(env, argv[1], netns, sizeof netns)) return wn_throw_type(env, "netns must be a path or null");
   napi_get_value_int32(env, argv[2], &bufsize);
-  if (argc > 3 && !is_nullish(env, argv[3])) napi_get_value_int32(env, argv[3], &flags);
+  if (argc > 3 && !wn_is_nullish(env, argv[3])) napi_get_value_int32(env, argv[3], &flags);
   int vnet = 0;
 
   int saved;
   char what[640];
-  if (enter_netns(has_ns ? netns : NULL, &saved) < 0) {
+  if (wn_enter_netns(has_ns ? netns : NULL, &saved) < 0) {
     snprintf(what, sizeof what, "entering netns %s", netns);
-    return throw_errno(env, errno, what);
+    return wn_throw_errno(env, errno, what);
   }
   /* Protocol 0 at creation so nothing is queued from other interfaces before bind. */
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -257,11 +207,11 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
     set_bufsize(fd, bufsize);
     if ((flags & PKT_F_VNET) && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) == 0) vnet = 1;
   }
-  leave_netns(saved);
+  wn_leave_netns(saved);
   if (err) {
     if (fd >= 0) close(fd);
     snprintf(what, sizeof what, "packet socket on %s: %s", ifname, step);
-    return throw_errno(env, err, what);
+    return wn_throw_errno(env, err, what);
   }
   napi_value ext = wrap_sock(env, fd, KIND_PACKET, has_ns ? netns : NULL);
   if (ext) get_sock(env, ext)->vnet = vnet;
@@ -275,19 +225,19 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   char addr[64], netns[512], what[640];
   int32_t port = 0, bufsize = 0, flags = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 5 || !get_string(env, argv[0], addr, sizeof addr)) return throw_type(env, "udpOpen(bindAddr, port, netns, bufBytes, flags)");
+  if (argc < 5 || !wn_get_string(env, argv[0], addr, sizeof addr)) return wn_throw_type(env, "udpOpen(bindAddr, port, netns, bufBytes, flags)");
   napi_get_value_int32(env, argv[1], &port);
-  int has_ns = !is_nullish(env, argv[2]);
-  if (has_ns && !get_string(env, argv[2], netns, sizeof netns)) return throw_type(env, "netns must be a path or null");
+  int has_ns = !wn_is_nullish(env, argv[2]);
+  if (has_ns && !wn_get_string(env, argv[2], netns, sizeof netns)) return wn_throw_type(env, "netns must be a path or null");
   napi_get_value_int32(env, argv[3], &bufsize);
   napi_get_value_int32(env, argv[4], &flags);
   struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-  if (port < 0 || port > 65535 || inet_pton(AF_INET, addr, &sin.sin_addr) != 1) return throw_type(env, "bad IPv4 bind address or port");
+  if (port < 0 || port > 65535 || inet_pton(AF_INET, addr, &sin.sin_addr) != 1) return wn_throw_type(env, "bad IPv4 bind address or port");
 
   int saved;
-  if (enter_netns(has_ns ? netns : NULL, &saved) < 0) {
+  if (wn_enter_netns(has_ns ? netns : NULL, &saved) < 0) {
     snprintf(what, sizeof what, "entering netns %s", netns);
-    return throw_errno(env, errno, what);
+    return wn_throw_errno(env, errno, what);
   }
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int err = fd < 0 ? errno : 0;
@@ -300,11 +250,11 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     set_bufsize(fd, bufsize);
     if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { err = errno; step = "bind"; }
   }
-  leave_netns(saved);
+  wn_leave_netns(saved);
   if (err) {
     if (fd >= 0) close(fd);
     snprintf(what, sizeof what, "udp socket %s:%d: %s", addr, port, step);
-    return throw_errno(env, err, what);
+    return wn_throw_errno(env, err, what);
   }
   /*
    * GRO/GSO (Linux 4.18/5.0): the kernel moves up to 64 equal-sized datagrams as one buffer
@@ -333,7 +283,7 @@ static napi_value sock_features(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
-  if (!s) return throw_type(env, "features: not a socket");
+  if (!s) return wn_throw_type(env, "features: not a socket");
   CHECK(napi_create_int32(env, (s->gro ? UDP_F_GRO : 0) | (s->gso ? UDP_F_GSO : 0) | (s->vnet ? PKT_F_VNET : 0), &out));
   return out;
 }
@@ -344,10 +294,10 @@ static napi_value local_port(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
-  if (!s || s->fd < 0 || s->kind != KIND_UDP) return throw_type(env, "localPort: not an open UDP socket");
+  if (!s || s->fd < 0 || s->kind != KIND_UDP) return wn_throw_type(env, "localPort: not an open UDP socket");
   struct sockaddr_in sin;
   socklen_t len = sizeof sin;
-  if (getsockname(s->fd, (struct sockaddr *)&sin, &len) < 0) return throw_errno(env, errno, "getsockname");
+  if (getsockname(s->fd, (struct sockaddr *)&sin, &len) < 0) return wn_throw_errno(env, errno, "getsockname");
   CHECK(napi_create_int32(env, ntohs(sin.sin_port), &out));
   return out;
 }
@@ -395,7 +345,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
   napi_value argv[8], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc == 8 ? get_sock(env, argv[0]) : NULL;
-  if (!s || s->fd < 0) return throw_type(env, "recvBatch: socket is closed");
+  if (!s || s->fd < 0) return wn_throw_type(env, "recvBatch: socket is closed");
   void *bufp;
   size_t buflen, noffs = 0, nlens = 0, naddrs = SIZE_MAX, nports = SIZE_MAX;
   int32_t slot = 0, max = 0;
@@ -404,9 +354,9 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
   napi_get_value_int32(env, argv[3], &max);
   uint32_t *offs = get_typed(env, argv[4], napi_uint32_array, &noffs);
   int32_t *lens = get_typed(env, argv[5], napi_int32_array, &nlens);
-  uint32_t *addrs = is_nullish(env, argv[6]) ? NULL : get_typed(env, argv[6], napi_uint32_array, &naddrs);
-  uint16_t *ports = is_nullish(env, argv[7]) ? NULL : get_typed(env, argv[7], napi_uint16_array, &nports);
-  if (slot <= 0 || max <= 0 || !lens || !offs) return throw_type(env, "recvBatch: bad slotSize/max/offs/lens");
+  uint32_t *addrs = wn_is_nullish(env, argv[6]) ? NULL : get_typed(env, argv[6], napi_uint32_array, &naddrs);
+  uint16_t *ports = wn_is_nullish(env, argv[7]) ? NULL : get_typed(env, argv[7], napi_uint16_array, &nports);
+  if (slot <= 0 || max <= 0 || !lens || !offs) return wn_throw_type(env, "recvBatch: bad slotSize/max/offs/lens");
   size_t cap = nlens < noffs ? nlens : noffs;
   if (cap > naddrs) cap = naddrs;
   if (cap > nports) cap = nports;
@@ -414,7 +364,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
   if (max > MAX_BATCH) max = MAX_BATCH;
   if ((size_t)max > cap / per_msg) max = (int32_t)(cap / per_msg);
   if ((size_t)max * (size_t)slot > buflen) max = (int32_t)(buflen / (size_t)slot);
-  if (max <= 0) return throw_type(env, "recvBatch: buffers too small for one message");
+  if (max <= 0) return wn_throw_type(env, "recvBatch: buffers too small for one message");
 
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
@@ -437,7 +387,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
   int n = recvmmsg(s->fd, msgs, (unsigned)max, MSG_DONTWAIT | (s->kind == KIND_PACKET ? MSG_TRUNC : 0), NULL);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) n = 0;
-    else return throw_errno(env, errno, "recvmmsg");
+    else return wn_throw_errno(env, errno, "recvmmsg");
   }
   uint32_t e = 0;
   for (int i = 0; i < n; i++) {
@@ -566,27 +516,27 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   napi_value argv[7], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc >= 5 ? get_sock(env, argv[0]) : NULL;
-  if (!s || s->fd < 0) return throw_type(env, "sendBatch: socket is closed");
+  if (!s || s->fd < 0) return wn_throw_type(env, "sendBatch: socket is closed");
   uint32_t total;
   bool isarr;
   CHECK(napi_is_array(env, argv[1], &isarr));
-  if (!isarr) return throw_type(env, "sendBatch: bufs must be an array");
+  if (!isarr) return wn_throw_type(env, "sendBatch: bufs must be an array");
   CHECK(napi_get_array_length(env, argv[1], &total));
   size_t naddrs = 0, nports = 0, nstatus = 0;
-  uint32_t *addrs = is_nullish(env, argv[2]) ? NULL : get_typed(env, argv[2], napi_uint32_array, &naddrs);
-  uint16_t *ports = is_nullish(env, argv[3]) ? NULL : get_typed(env, argv[3], napi_uint16_array, &nports);
+  uint32_t *addrs = wn_is_nullish(env, argv[2]) ? NULL : get_typed(env, argv[2], napi_uint32_array, &naddrs);
+  uint16_t *ports = wn_is_nullish(env, argv[3]) ? NULL : get_typed(env, argv[3], napi_uint16_array, &nports);
   int32_t *status = get_typed(env, argv[4], napi_int32_array, &nstatus);
-  if (!status || nstatus < total) return throw_type(env, "sendBatch: status must be an Int32Array as long as bufs");
+  if (!status || nstatus < total) return wn_throw_type(env, "sendBatch: status must be an Int32Array as long as bufs");
   int udp = s->kind == KIND_UDP;
   static uint8_t zero_hdr[VNET_HDR_BYTES];
   size_t nvnet = 0;
-  uint8_t *vnet = (argc >= 6 && !is_nullish(env, argv[5])) ? get_typed(env, argv[5], napi_uint8_array, &nvnet) : NULL;
+  uint8_t *vnet = (argc >= 6 && !wn_is_nullish(env, argv[5])) ? get_typed(env, argv[5], napi_uint8_array, &nvnet) : NULL;
   int with_hdr = !udp && s->vnet;
-  if (vnet && nvnet < (size_t)total * VNET_HDR_BYTES) return throw_type(env, "sendBatch: vnet must hold 10 bytes per buffer");
+  if (vnet && nvnet < (size_t)total * VNET_HDR_BYTES) return wn_throw_type(env, "sendBatch: vnet must hold 10 bytes per buffer");
   size_t nsegs = 0;
-  uint16_t *segs = (udp && argc >= 7 && !is_nullish(env, argv[6])) ? get_typed(env, argv[6], napi_uint16_array, &nsegs) : NULL;
-  if (segs && nsegs < total) return throw_type(env, "sendBatch: segs must hold one entry per buffer");
-  if (udp && (!addrs || !ports || naddrs < total || nports < total)) return throw_type(env, "sendBatch: UDP needs addrs and ports for every buffer");
+  uint16_t *segs = (udp && argc >= 7 && !wn_is_nullish(env, argv[6])) ? get_typed(env, argv[6], napi_uint16_array, &nsegs) : NULL;
+  if (segs && nsegs < total) return wn_throw_type(env, "sendBatch: segs must hold one entry per buffer");
+  if (udp && (!addrs || !ports || naddrs < total || nports < total)) return wn_throw_type(env, "sendBatch: UDP needs addrs and ports for every buffer");
 
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
@@ -599,7 +549,7 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
     if (segs && segs[done] > 0) {
       void *data;
       size_t len;
-      if (!element_bytes(env, argv[1], done, &data, &len)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
+      if (!element_bytes(env, argv[1], done, &data, &len)) return wn_throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
       int r = send_segmented(s, data, len, segs[done], addrs[done], ports[done]);
       if (r < 0) break; /* buffer full: this one and the rest not (wholly) sent */
       status[done++] = r;
@@ -611,7 +561,7 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
     while (j < total && nm < MAX_BATCH && ni < MAX_BATCH && !(segs && segs[j] > 0)) {
       void *data;
       size_t len;
-      if (!element_bytes(env, argv[1], j, &data, &len)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
+      if (!element_bytes(env, argv[1], j, &data, &len)) return wn_throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
       struct msghdr *h = &msgs[nm].msg_hdr;
       h->msg_iov = &iov[ni];
       if (with_hdr) {
@@ -628,7 +578,7 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
           void *d2;
           size_t l2;
           if (addrs[j] != addrs[first[nm]] || ports[j] != ports[first[nm]] || (segs && segs[j] > 0)) break;
-          if (!element_bytes(env, argv[1], j, &d2, &l2)) return throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
+          if (!element_bytes(env, argv[1], j, &d2, &l2)) return wn_throw_type(env, "sendBatch: every element must be a Buffer or Uint8Array");
           if (l2 == 0 || l2 > seg || bytes + l2 > GSO_MAX_BYTES) break;
           iov[ni++] = (struct iovec){ .iov_base = d2, .iov_len = l2 };
           count[nm]++;
@@ -690,7 +640,7 @@ static napi_value udp_send_pieces(napi_env env, napi_callback_info info) {
   napi_value argv[7], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc == 7 ? get_sock(env, argv[0]) : NULL;
-  if (!s || s->fd < 0 || s->kind != KIND_UDP) return throw_type(env, "sendPieces: not an open UDP socket");
+  if (!s || s->fd < 0 || s->kind != KIND_UDP) return wn_throw_type(env, "sendPieces: not an open UDP socket");
   double addr_d = 0;
   uint32_t port = 0, id = 0, room = 0, nparts = 0;
   napi_get_value_double(env, argv[1], &addr_d);
@@ -701,22 +651,22 @@ static napi_value udp_send_pieces(napi_env env, napi_callback_info info) {
   napi_get_value_uint32(env, argv[6], &room);
   bool isarr;
   CHECK(napi_is_array(env, argv[5], &isarr));
-  if (!isarr || !head || headlen < 8 || room < 64 || room > 65000) return throw_type(env, "sendPieces: bad arguments");
+  if (!isarr || !head || headlen < 8 || room < 64 || room > 65000) return wn_throw_type(env, "sendPieces: bad arguments");
   CHECK(napi_get_array_length(env, argv[5], &nparts));
-  if (nparts > MAX_PARTS) return throw_type(env, "sendPieces: too many parts");
+  if (nparts > MAX_PARTS) return wn_throw_type(env, "sendPieces: too many parts");
   uint8_t *pdata[MAX_PARTS];
   size_t plen[MAX_PARTS], total = 0;
   for (uint32_t i = 0; i < nparts; i++) {
     void *d;
-    if (!element_bytes(env, argv[5], i, &d, &plen[i])) return throw_type(env, "sendPieces: parts must be Buffers or Uint8Arrays");
+    if (!element_bytes(env, argv[5], i, &d, &plen[i])) return wn_throw_type(env, "sendPieces: parts must be Buffers or Uint8Arrays");
     pdata[i] = d;
     total += plen[i];
   }
-  if (total == 0 || total > 0x20000) return throw_type(env, "sendPieces: 1 to 131072 bytes");
+  if (total == 0 || total > 0x20000) return wn_throw_type(env, "sendPieces: 1 to 131072 bytes");
   size_t n = (total + room - 1) / room;
   size_t seg = PIECE_HDR + room;
   uint8_t *hdrs = malloc(n * PIECE_HDR);
-  if (!hdrs) return throw_errno(env, ENOMEM, "sendPieces");
+  if (!hdrs) return wn_throw_errno(env, ENOMEM, "sendPieces");
   for (size_t i = 0; i < n; i++) {
     uint8_t *h = hdrs + i * PIECE_HDR;
     uint32_t off = (uint32_t)(i * room), tot = (uint32_t)total;
@@ -805,7 +755,7 @@ static napi_value collect_pieces(napi_env env, napi_callback_info info) {
   size_t argc = 11;
   napi_value argv[11], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 9) return throw_type(env, "collectPieces: 9 arguments");
+  if (argc < 9) return wn_throw_type(env, "collectPieces: 9 arguments");
   void *bufp, *destp;
   size_t buflen, destlen, noffs = 0, nlens = 0, naddrs = 0, nports = 0, nst = 0;
   CHECK(napi_get_buffer_info(env, argv[0], &bufp, &buflen));
@@ -818,10 +768,10 @@ static napi_value collect_pieces(napi_env env, napi_callback_info info) {
   napi_get_value_uint32(env, argv[6], &end);
   uint32_t *st = get_typed(env, argv[7], napi_uint32_array, &nst);
   /* dest null: only check the run (how many entries continue the datagram), copy nothing */
-  int dry = is_nullish(env, argv[8]);
+  int dry = wn_is_nullish(env, argv[8]);
   if (dry) { destp = NULL; destlen = SIZE_MAX; }
   else CHECK(napi_get_buffer_info(env, argv[8], &destp, &destlen));
-  if (!offs || !lens || !addrs || !ports || !st || nst < 5) return throw_type(env, "collectPieces: bad arguments");
+  if (!offs || !lens || !addrs || !ports || !st || nst < 5) return wn_throw_type(env, "collectPieces: bad arguments");
   void *aead = NULL;
   int32_t dir = 0;
   napi_valuetype at;
@@ -868,7 +818,7 @@ static napi_value inject_pieces(napi_env env, napi_callback_info info) {
   napi_value argv[8], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc == 8 ? get_sock(env, argv[0]) : NULL;
-  if (!s || s->fd < 0 || s->kind == KIND_UDP || !s->vnet) return throw_type(env, "injectPieces: needs an open packet socket with vnet headers");
+  if (!s || s->fd < 0 || s->kind == KIND_UDP || !s->vnet) return wn_throw_type(env, "injectPieces: needs an open packet socket with vnet headers");
   void *bufp;
   size_t buflen, noffs = 0, nlens = 0, nvnet = 0;
   CHECK(napi_get_buffer_info(env, argv[1], &bufp, &buflen));
@@ -880,13 +830,13 @@ static napi_value inject_pieces(napi_env env, napi_callback_info info) {
   napi_get_value_uint32(env, argv[6], &skip);
   uint8_t *vnet = get_typed(env, argv[7], napi_uint8_array, &nvnet);
   if (!offs || !lens || !vnet || nvnet < VNET_HDR_BYTES || count == 0 || count > 256 ||
-      (size_t)start + count > noffs || (size_t)start + count > nlens) return throw_type(env, "injectPieces: bad arguments");
+      (size_t)start + count > noffs || (size_t)start + count > nlens) return wn_throw_type(env, "injectPieces: bad arguments");
   struct iovec iov[257];
   iov[0] = (struct iovec){ .iov_base = vnet, .iov_len = VNET_HDR_BYTES };
   for (uint32_t i = 0; i < count; i++) {
     int32_t len = lens[start + i];
     size_t cut = PIECE_HDR + (i == 0 ? skip : 0);
-    if (len < 0 || (size_t)len <= cut || (size_t)offs[start + i] + (size_t)len > buflen) return throw_type(env, "injectPieces: entry out of range");
+    if (len < 0 || (size_t)len <= cut || (size_t)offs[start + i] + (size_t)len > buflen) return wn_throw_type(env, "injectPieces: entry out of range");
     iov[i + 1] = (struct iovec){ .iov_base = (uint8_t *)bufp + offs[start + i] + cut, .iov_len = (size_t)len - cut };
   }
   struct msghdr m = { .msg_iov = iov, .msg_iovlen = count + 1 };
@@ -925,21 +875,21 @@ static napi_value poll_start(napi_env env, napi_callback_info info) {
   int32_t events = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc == 3 ? get_sock(env, argv[0]) : NULL;
-  if (!s || s->fd < 0) return throw_type(env, "pollStart: socket is closed");
+  if (!s || s->fd < 0) return wn_throw_type(env, "pollStart: socket is closed");
   napi_get_value_int32(env, argv[1], &events);
   napi_valuetype t;
   CHECK(napi_typeof(env, argv[2], &t));
-  if (t != napi_function) return throw_type(env, "pollStart: callback must be a function");
+  if (t != napi_function) return wn_throw_type(env, "pollStart: callback must be a function");
   int uvev = ((events & 1) ? UV_READABLE : 0) | ((events & 2) ? UV_WRITABLE : 0);
-  if (!uvev) return throw_type(env, "pollStart: no events");
+  if (!uvev) return wn_throw_type(env, "pollStart: no events");
 
   if (!s->poll) {
     uv_loop_t *loop;
     CHECK(napi_get_uv_event_loop(env, &loop));
     uv_poll_t *p = calloc(1, sizeof *p);
-    if (!p) return throw_errno(env, ENOMEM, "calloc");
+    if (!p) return wn_throw_errno(env, ENOMEM, "calloc");
     int r = uv_poll_init(loop, p, s->fd);
-    if (r < 0) { free(p); return throw_errno(env, -r, "uv_poll_init"); }
+    if (r < 0) { free(p); return wn_throw_errno(env, -r, "uv_poll_init"); }
     p->data = s;
     s->poll = p;
     CHECK(napi_create_object(env, &resource));
@@ -950,7 +900,7 @@ static napi_value poll_start(napi_env env, napi_callback_info info) {
   if (s->cb_ref) napi_delete_reference(env, s->cb_ref);
   CHECK(napi_create_reference(env, argv[2], 1, &s->cb_ref));
   int r = uv_poll_start(s->poll, uvev, on_poll);
-  if (r < 0) { stop_polling(s); return throw_errno(env, -r, "uv_poll_start"); }
+  if (r < 0) { stop_polling(s); return wn_throw_errno(env, -r, "uv_poll_start"); }
   return NULL;
 }
 
@@ -960,7 +910,7 @@ static napi_value poll_stop(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
-  if (!s) return throw_type(env, "pollStop: not a socket");
+  if (!s) return wn_throw_type(env, "pollStop: not a socket");
   stop_polling(s);
   return NULL;
 }
@@ -971,7 +921,7 @@ static napi_value sock_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
-  if (!s) return throw_type(env, "close: not a socket");
+  if (!s) return wn_throw_type(env, "close: not a socket");
   close_sock(s);
   return NULL;
 }
@@ -982,7 +932,7 @@ static napi_value sock_fd(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc ? get_sock(env, argv[0]) : NULL;
-  if (!s) return throw_type(env, "fd: not a socket");
+  if (!s) return wn_throw_type(env, "fd: not a socket");
   CHECK(napi_create_int32(env, s->fd, &out));
   return out;
 }
@@ -1000,14 +950,14 @@ static napi_value path_mtu(napi_env env, napi_callback_info info) {
   int32_t port = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = argc == 3 ? get_sock(env, argv[0]) : NULL;
-  if (!s || s->kind != KIND_UDP) return throw_type(env, "pathMtu: not a UDP socket");
+  if (!s || s->kind != KIND_UDP) return wn_throw_type(env, "pathMtu: not a UDP socket");
   napi_get_value_uint32(env, argv[1], &addr);
   napi_get_value_int32(env, argv[2], &port);
   int saved;
-  if (enter_netns(s->netns, &saved) < 0) return throw_errno(env, errno, "entering netns");
+  if (wn_enter_netns(s->netns, &saved) < 0) return wn_throw_errno(env, errno, "entering netns");
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  leave_netns(saved);
-  if (fd < 0) return throw_errno(env, errno, "socket");
+  wn_leave_netns(saved);
+  if (fd < 0) return wn_throw_errno(env, errno, "socket");
   int v = IP_PMTUDISC_DO, mtu = 0;
   socklen_t ml = sizeof mtu;
   struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(addr) };
@@ -1015,7 +965,7 @@ static napi_value path_mtu(napi_env env, napi_callback_info info) {
   if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &ml) < 0) {
     int e = errno;
     close(fd);
-    return throw_errno(env, e, "path MTU (connect/IP_MTU)");
+    return wn_throw_errno(env, e, "path MTU (connect/IP_MTU)");
   }
   close(fd);
   CHECK(napi_create_int32(env, mtu, &out));

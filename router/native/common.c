@@ -1,0 +1,67 @@
+/*
+ * What every part of the addon shares (weave_native.c, netlink.c): errors thrown with the errno
+ * name as `code`, string/nullish argument checks, and entering another network namespace on
+ * this thread only and coming straight back. Declared in common.h.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+
+/* Throws an Error whose `code` is the errno name (EPERM, ENODEV...), so JS can branch on it. */
+napi_value wn_throw_errno(napi_env env, int err, const char *what) {
+  char msg[1024];
+  const char *name = strerrorname_np(err);
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
+  return NULL;
+}
+
+napi_value wn_throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG", msg);
+  return NULL;
+}
+
+int wn_get_string(napi_env env, napi_value v, char *out, size_t cap) {
+  napi_valuetype t;
+  size_t len;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return 0;
+  if (napi_get_value_string_utf8(env, v, out, cap, &len) != napi_ok) return 0;
+  return len < cap - 1;
+}
+
+int wn_is_nullish(napi_env env, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return 1;
+  return t == napi_undefined || t == napi_null;
+}
+
+int wn_enter_netns(const char *path, int *saved) {
+  *saved = -1;
+  if (!path) return 0;
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) return -1;
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) { int e = errno; close(self); errno = e; return -1; }
+  if (setns(target, CLONE_NEWNET) < 0) { int e = errno; close(self); close(target); errno = e; return -1; }
+  close(target);
+  *saved = self;
+  return 0;
+}
+
+void wn_leave_netns(int saved) {
+  if (saved < 0) return;
+  int e = errno;
+  /* Failing to return would leave the JS thread in the wrong namespace: never continue then. */
+  if (setns(saved, CLONE_NEWNET) < 0) { perror("weave_native: setns back"); abort(); }
+  close(saved);
+  errno = e;
+}
