@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
-import { ExtraNamespaces, pingFromNamespace } from './namespaces'
+import { ExtraNamespaces, pingFromNamespace, weaveAttach } from './namespaces'
 
 const run = promisify(execFile)
 const reason = labUnavailableReason({ ovs: true })
@@ -23,6 +23,12 @@ const extraNs = new ExtraNamespaces()
 interface Endpoint { host: LabHost; ns: string; ip: string }
 
 const ping = (from: Endpoint, to: Endpoint, tries = 1) => pingFromNamespace(from.ns, to.ip, { tries, waitS: 1 })
+
+/** A plain namespace on `h` attached with `weave attach` (removed with extraNs). */
+async function endpointOn(h: LabHost): Promise<Endpoint> {
+  const ns = await extraNs.add(`${h.ns}-c`)
+  return { host: h, ns, ip: await weaveAttach(h, `/var/run/netns/${ns}`) }
+}
 
 async function views(lab: Lab): Promise<string> {
   const out = await Promise.all(lab.hosts.map(async (h) =>
@@ -61,14 +67,7 @@ if (reason) {
         }
         await waitFor('fastdp on every connection', allFastdp, 45_000, 250)
           .catch(async (err) => { throw new Error(`${(err as Error).message}\n${await views(lab)}`) })
-        const eps: Endpoint[] = []
-        for (const h of [h1, h3]) {
-          const ns = await extraNs.add(`${h.ns}-c`)
-          const r = await h.weave(['attach', `/var/run/netns/${ns}`], { allowFail: true })
-          if (r.code !== 0) throw new Error(`${h.name}: weave attach: ${r.stderr}\n${h.weaverLog()}`)
-          eps.push({ host: h, ns, ip: r.stdout.trim().split(/\s+/)[0] })
-        }
-        const [e1, e3] = eps
+        const [e1, e3] = await Promise.all([h1, h3].map(endpointOn))
         assert.ok(await ping(e1, e3, 5), `h1 → h3 directly\n${await views(lab)}`)
 
         // a ping at 10/s across the cut: how long h1 ⇄ h3 is dark until the relay carries it
@@ -156,14 +155,7 @@ if (reason) {
           }
           return true
         }, 45_000, 250).catch(async (err) => { throw new Error(`${(err as Error).message}\n${await views(lab)}`) })
-        const eps: Endpoint[] = []
-        for (const h of [h1, h3]) {
-          const ns = await extraNs.add(`${h.ns}-c`)
-          const r = await h.weave(['attach', `/var/run/netns/${ns}`], { allowFail: true })
-          if (r.code !== 0) throw new Error(`${h.name}: weave attach: ${r.stderr}\n${h.weaverLog()}`)
-          eps.push({ host: h, ns, ip: r.stdout.trim().split(/\s+/)[0] })
-        }
-        const [e1, e3] = eps
+        const [e1, e3] = await Promise.all([h1, h3].map(endpointOn))
         assert.ok(await ping(e1, e3, 5), 'h1 → h3 directly')
         await lab.partition([h1], [h3])
         try {
