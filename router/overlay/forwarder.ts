@@ -4,7 +4,7 @@
  * inject those into our bridge) that the driver carries out. No sockets, no timers.
  *
  * Peers are data-plane short IDs, as on the wire. Rules (as Weave's router, see
- * ../shared/reference/weave-router.md §2 "Router forwarding"):
+ * Weave 2.8 router's forwarding rules (docs/architecture.md, "The data flow of a frame")):
  *  - captured from our bridge: learn the source MAC as ours (drop the frame if another peer
  *    owns it); drop STP and frames for MACs behind our own bridge (the bridge delivered them);
  *    a known remote destination goes to the unicast next hop towards its owner; anything else
