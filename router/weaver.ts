@@ -17,6 +17,7 @@ import { wireOverlay } from './overlay-wiring'
 import { wireMesh } from './mesh-wiring'
 import type { GossipHost, PeerName } from './mesh'
 import { createIpam, IPAM_ROUTES } from '../ipam'
+import { VERSION } from './version'
 
 export interface WeaverDeps {
   clock: Clock
@@ -32,16 +33,7 @@ export interface Weaver {
   stop(): Promise<void>
 }
 
-export const VERSION: string = readVersion()
-
-function readVersion(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'))
-    return String(pkg.version)
-  } catch {
-    return 'unknown'
-  }
-}
+export { VERSION }
 
 export function apiSocketPath(runDir: string): string {
   return path.join(runDir, 'api.sock')

@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { ConfigError, launchHelp, parseDaemonArgs } from '../../router/config'
-import { pidFilePath, runningPid } from '../../router/pid-file'
+import { ConfigError, launchHelp, parseDaemonArgs, pidFilePath, runningPid } from '../../router'
 import { callApi, CliFailure, type Command } from '../context'
 
 /** How long `weave launch` waits for the daemon's API before giving up. */

@@ -1,8 +1,6 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { createNetHost } from '../../router/net'
-import { connectOvsdb, removeDatapath } from '../../router/ovsdb'
-import { parseDaemonArgs } from '../../router/config'
+import { parseDaemonArgs, resetHost } from '../../router'
 import { CliFailure, positionalOnly, type CliContext, type Command } from '../context'
 import { command as stop } from './stop'
 
@@ -27,27 +25,12 @@ async function handOverAddressSpace(ctx: CliContext): Promise<void> {
   }
 }
 
-/** Remove the `datapath` OVS bridge fastdp made, when an OVSDB server is there to ask. */
-async function removeOvsBridge(ctx: CliContext): Promise<void> {
-  let target: string
+/** The OVSDB server the router would use (flags and environment as `weave launch`), if any. */
+function ovsdbTarget(ctx: CliContext): string | undefined {
   try {
-    target = parseDaemonArgs([], ctx.env).ovsdb
+    return parseDaemonArgs([], ctx.env).ovsdb
   } catch {
-    return
-  }
-  if (target.startsWith('unix:') && !fs.existsSync(target.slice('unix:'.length))) return
-  let client
-  try {
-    client = await connectOvsdb(target, { callTimeoutMs: 5_000 })
-  } catch {
-    return // no OVS here: nothing of ours in it
-  }
-  try {
-    if (await removeDatapath(client, 'datapath')) ctx.err('removed the OVS bridge datapath')
-  } catch (err) {
-    ctx.err(`weave: could not remove the OVS bridge datapath: ${(err as Error).message}`)
-  } finally {
-    client.close()
+    return undefined
   }
 }
 
@@ -62,11 +45,7 @@ export const command: Command = {
     if (positionalOnly(args, 'reset').length) throw new CliFailure('weave reset takes no arguments')
     await handOverAddressSpace(ctx)
     await stop.run([], ctx)
-    await removeOvsBridge(ctx)
-    const r = await createNetHost().resetHost()
-    if (r.links.length || r.iptablesJumps || r.iptablesChains) {
-      ctx.err(`removed ${r.links.length} link(s), ${r.iptablesChains} iptables chain(s), ${r.iptablesJumps} jump(s)`)
-    }
+    for (const line of (await resetHost({ ovsdbTarget: ovsdbTarget(ctx) })).messages) ctx.err(line)
     if (fs.existsSync(ctx.stateDir)) {
       for (const name of fs.readdirSync(ctx.stateDir)) fs.rmSync(path.join(ctx.stateDir, name), { recursive: true, force: true })
     }

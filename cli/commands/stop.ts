@@ -1,5 +1,5 @@
 import * as fs from 'node:fs'
-import { isAlive, pidFilePath, runningPid } from '../../router/pid-file'
+import { isAlive, pidFilePath, runningPid } from '../../router'
 import { positionalOnly, type Command } from '../context'
 
 /** A daemon gets this long to close its sockets and flush state before SIGKILL. */

@@ -1,4 +1,4 @@
-import { VERSION } from '../../router/weaver'
+import { VERSION } from '../../router'
 import { CliFailure, positionalOnly, type Command } from '../context'
 
 export const command: Command = {
