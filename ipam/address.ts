@@ -1,9 +1,11 @@
 /**
- * IPv4 addresses and CIDR math on plain numbers. An address is an unsigned 32-bit integer held in
- * a JS number; a range is half-open `[start, end)`, so `end` may be 2^32.
+ * Address ranges for IPAM on plain numbers: a range is half-open `[start, end)`, so `end` may be
+ * 2^32. Parsing and formatting of addresses are the shared ones of ipv4/ (re-exported here).
  */
 
-export type Addr = number
+import { type Addr, type Cidr, blockSize, formatIp, networkOf } from '../ipv4'
+
+export { type Addr, type Cidr, parseIp, formatIp, parseCidr, formatCidr, blockSize, networkOf, isNetworkCidr } from '../ipv4'
 
 /** Half-open address range `[start, end)`. */
 export interface Range {
@@ -11,66 +13,10 @@ export interface Range {
   end: number
 }
 
-/** An address with a prefix length, e.g. `10.32.0.1/12` (the address is kept as given). */
-export interface Cidr {
-  ip: Addr
-  prefix: number
-}
-
-const IP_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/
-
-/** Parse dotted-quad IPv4; undefined when malformed. */
-export function parseIp(text: string): Addr | undefined {
-  const m = IP_RE.exec(text.trim())
-  if (!m) return undefined
-  let out = 0
-  for (let i = 1; i <= 4; i++) {
-    const b = Number(m[i])
-    if (b > 255) return undefined
-    out = out * 256 + b
-  }
-  return out
-}
-
-export function formatIp(a: Addr): string {
-  return `${Math.floor(a / 2 ** 24) % 256}.${Math.floor(a / 2 ** 16) % 256}.${Math.floor(a / 256) % 256}.${a % 256}`
-}
-
-/** Parse `a.b.c.d/len`; undefined when malformed. */
-export function parseCidr(text: string): Cidr | undefined {
-  const slash = text.indexOf('/')
-  if (slash < 0) return undefined
-  const ip = parseIp(text.slice(0, slash))
-  const lenText = text.slice(slash + 1)
-  if (ip === undefined || !/^\d{1,2}$/.test(lenText)) return undefined
-  const prefix = Number(lenText)
-  if (prefix > 32) return undefined
-  return { ip, prefix }
-}
-
-export function formatCidr(c: Cidr): string {
-  return `${formatIp(c.ip)}/${c.prefix}`
-}
-
-export function blockSize(prefix: number): number {
-  return 2 ** (32 - prefix)
-}
-
-/** The network address of `ip` under `prefix`. */
-export function networkOf(ip: Addr, prefix: number): Addr {
-  const size = blockSize(prefix)
-  return Math.floor(ip / size) * size
-}
-
 /** The whole block of a CIDR, network and broadcast included. */
 export function cidrRange(c: Cidr): Range {
   const start = networkOf(c.ip, c.prefix)
   return { start, end: start + blockSize(c.prefix) }
-}
-
-/** Whether the CIDR is written as its network address (`10.32.0.0/12`, not `10.32.0.1/12`). */
-export function isNetworkCidr(c: Cidr): boolean {
-  return networkOf(c.ip, c.prefix) === c.ip
 }
 
 /**

@@ -10,6 +10,7 @@
  * An empty value means net:default (Weave's `WEAVE_CIDR=""` forces default allocation).
  * The input comes from users, so a bad value is a result, never an exception.
  */
+import { parseCidr } from '../ipv4'
 
 /** One address request. `cidr` is canonical `a.b.c.d/n` text (for `net`, the network address). */
 export type CidrItem =
@@ -22,18 +23,8 @@ export type WeaveCidrResult =
   | { ok: true; none: false; items: CidrItem[] }
   | { ok: false; token: string; error: string }
 
-/** Dotted quad without leading zeros (so "010" is not silently octal or decimal). */
-const OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)'
-const CIDR_RE = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}/(3[0-2]|[12]?\\d)$`)
-
-interface ParsedCidr { ip: number; prefix: number }
-
-function parseCidrText(text: string): ParsedCidr | undefined {
-  const m = CIDR_RE.exec(text)
-  if (!m) return undefined
-  const ip = ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0
-  return { ip, prefix: Number(m[5]) }
-}
+/** The shared strict IPv4 text (ipv4/): no leading zeros, so "010" is not silently octal or decimal. */
+const parseCidrText = parseCidr
 
 function maskOf(prefix: number): number {
   return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0

@@ -19,6 +19,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { constants as osConstants } from 'node:os'
+import { parseIp } from '../../ipv4'
 
 type Handle = { readonly __brand: 'NativeSocket' }
 
@@ -224,19 +225,8 @@ export const MAX_BATCH = 256
 
 // ---- IPv4 helpers ----------------------------------------------------------------------
 
-/** "10.0.0.1" → 0x0a000001; undefined when it is not a dotted quad. */
-export function parseIpv4(text: string): number | undefined {
-  const parts = text.split('.')
-  if (parts.length !== 4) return undefined
-  let v = 0
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p)) return undefined
-    const n = Number(p)
-    if (n > 255) return undefined
-    v = v * 256 + n
-  }
-  return v
-}
+/** "10.0.0.1" → 0x0a000001; undefined when it is not a dotted quad (the shared ipv4/ parser). */
+export const parseIpv4 = parseIp
 
 export function formatIpv4(v: number): string {
   return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`

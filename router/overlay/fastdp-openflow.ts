@@ -21,6 +21,7 @@
 import * as net from 'node:net'
 import type { Clock, Logger } from '../deps'
 import { nullLogger } from '../deps'
+import { mustParseIp } from '../../ipv4'
 
 export const OFP_VERSION = 0x05
 export const OFPT = { hello: 0, error: 1, echoRequest: 2, echoReply: 3, setConfig: 9, packetIn: 10, flowMod: 14, packetOut: 13 } as const
@@ -89,9 +90,9 @@ export type OfAction =
   | { kind: 'set-tun-id'; id: number }
 
 function ipv4Bytes(ip: string): Buffer {
-  const parts = ip.split('.').map(Number)
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new TypeError(`bad IPv4 address ${JSON.stringify(ip)}`)
-  return Buffer.from(parts)
+  const b = Buffer.alloc(4)
+  b.writeUInt32BE(mustParseIp(ip))
+  return b
 }
 
 function setField(oxm: number, value: Buffer): Buffer {

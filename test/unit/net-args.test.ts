@@ -8,10 +8,10 @@ import { exposeRules, foreignJumpsToOurs, forwardRules, iptables, isOurChain, ju
 import { linksToRemove } from '../../router/net/reset'
 import { netnsRefPath } from '../../router/net/context'
 
-test('parseCidr accepts a.b.c.d/n and normalises; rejects everything else', () => {
+test('parseCidr accepts a.b.c.d/n; rejects everything else, leading zeros too (ipv4/)', () => {
   assert.equal(parseCidr('10.32.0.5/12'), { ip: '10.32.0.5', prefix: 12 })
-  assert.equal(parseCidr('010.032.000.005/0'), { ip: '10.32.0.5', prefix: 0 })
-  for (const bad of ['10.32.0.5', '10.32.0.5/33', '256.1.1.1/8', '-1.2.3.4/8', '1.2.3/8', '1.2.3.4/', '1.2.3.4/x', '--help/8', '1.2.3.4/8 ', 'fe80::1/64']) {
+  assert.equal(parseCidr('10.32.0.5/0'), { ip: '10.32.0.5', prefix: 0 })
+  for (const bad of ['010.032.000.005/0', '10.32.0.5/08', '10.32.0.5', '10.32.0.5/33', '256.1.1.1/8', '-1.2.3.4/8', '1.2.3/8', '1.2.3.4/', '1.2.3.4/x', '--help/8', '1.2.3.4/8 ', 'fe80::1/64']) {
     assert.throws(() => parseCidr(bad), (e: unknown) => e instanceof CidrError && e.code === 'BAD_CIDR', bad)
   }
 })
