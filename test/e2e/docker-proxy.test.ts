@@ -10,6 +10,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as path from 'node:path'
 import { createLab, labUnavailableReason, REPO_ROOT, type Lab, type LabHost } from '../lab'
+import { skipFile } from '../skip'
 
 const WEAVE = path.join(REPO_ROOT, 'weave')
 const skip = labUnavailableReason({ docker: true, ovs: false })
@@ -26,8 +27,7 @@ function user(script: string, opts: { allowFail?: boolean; env?: Record<string, 
 const inet = (out: string) => /inet (\d+\.\d+\.\d+\.\d+\/\d+)/.exec(out)?.[1]
 
 if (skip) {
-  console.log(`SKIP docker proxy e2e: ${skip}`)
-  test('skipped', () => {})
+  skipFile('docker proxy e2e', skip)
 } else {
   test.before(async () => {
     lab = await createLab({ hosts: 2, docker: true })

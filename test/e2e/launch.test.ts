@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import { skipFile } from '../skip'
 
 const root = path.join(__dirname, '..', '..', '..')
 const isRoot = process.getuid?.() === 0
@@ -46,8 +47,7 @@ function teardown() {
 }
 
 if (!isRoot) {
-  console.log('SKIP launch e2e: needs root for network namespaces')
-  test('skipped (not root)', () => {})
+  skipFile('launch e2e', 'needs root for network namespaces')
 } else {
   test.before(() => {
     const r = sh(['ip', 'netns', 'add', ns])

@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import { skipTest } from '../skip'
 
 const root = path.join(__dirname, '..', '..', '..')
 const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8')
@@ -41,7 +42,7 @@ test('the test command installs missing Debian packages, then runs every layer',
 })
 
 if (process.getuid?.() !== 0) {
-  console.log('SKIP README launch: needs root for a network namespace')
+  skipTest('README launch', 'needs root for a network namespace')
 } else {
   test('the launch part works with no Open vSwitch and no Docker: proxy off, router up', () => {
     const launch = setupCommands()[0].split('&&')[1].trim().split(/\s+/)

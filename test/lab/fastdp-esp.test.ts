@@ -20,6 +20,7 @@ import * as fs from 'node:fs'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
 import { ExtraNamespaces, pingFromNamespace, weaveAttach } from './namespaces'
+import { skipFile, skipTest } from '../skip'
 
 const run = promisify(execFile)
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=2']
@@ -84,7 +85,7 @@ async function endpoints(lab: Lab): Promise<Endpoint[]> {
 const labWhy = labUnavailableReason({ ovs: true })
 
 if (labWhy) {
-  test(`fastdp-esp skipped: ${labWhy}`, () => { console.log(`skip: ${labWhy}`) })
+  skipFile('fastdp-esp', labWhy)
 } else if (!kernelEsp()) {
   test('password, no kernel ESP here: both OVS hosts use encrypted sleeve and say why', async () => {
     await withLab({ hosts: 2, ovs: true }, async (lab) => {
@@ -112,9 +113,7 @@ if (labWhy) {
       }
     })
   })
-  test('encrypted fastdp skipped: no esp4 module in this kernel (test/lab/vm-esp.test.ts runs it in the stock-kernel VM)', () => {
-    console.log('skip: encrypted fastdp needs an esp4 kernel module (runs in the VM)')
-  })
+  skipTest('encrypted fastdp', 'no esp4 module in this kernel (test/lab/vm-esp.test.ts runs it in the stock-kernel VM)')
 } else {
   test('password and kernel ESP: fastdp encrypted by ESP, no plaintext on the underlay, keys rotate under a transfer', async () => {
     await withLab({ hosts: 2, ovs: true }, async (lab) => {

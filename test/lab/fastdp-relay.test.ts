@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
 import { ExtraNamespaces, pingFromNamespace, weaveAttach } from './namespaces'
+import { skipFile } from '../skip'
 
 const run = promisify(execFile)
 const reason = labUnavailableReason({ ovs: true })
@@ -50,7 +51,7 @@ async function relayedPackets(h: LabHost): Promise<number> {
 const count = (text: string, re: RegExp) => (text.match(re) ?? []).length
 
 if (reason) {
-  test(`fastdp relay skipped: ${reason}`, () => { console.log(`skip: ${reason}`) })
+  skipFile('fastdp relay', reason)
 } else {
   test('h1 ⇄ h3 cut: traffic flows through h2 on fastdp both hops, status says so; healed: direct fastdp again', async () => {
     await withLab({ hosts: 3, ovs: true }, async (lab) => {

@@ -18,6 +18,7 @@ import { createFastdp, tunnelKey, FastdpUnavailableError, LEARNT_COOKIE, type Fa
 import { createOpenFlowConn } from '../../router/overlay/fastdp-openflow'
 import { openflowHeartbeats } from '../../router/overlay/fastdp-health'
 import { FLOW_COOKIE } from '../../router/overlay/fastdp-flows'
+import { skipFile } from '../skip'
 
 interface Node {
   host: LabHost
@@ -87,8 +88,7 @@ async function setup(): Promise<void> {
 }
 
 if (why) {
-  console.log(`skip: test/lab/fastdp.test.ts: ${why}`)
-  test.skip('fastdp through Open vSwitch', () => {})
+  skipFile('fastdp through Open vSwitch', why, test)
 } else {
   test.before(async () => {
     try { await setup() } catch (err) { await lab?.teardown(); lab = undefined; throw err }

@@ -19,6 +19,7 @@ import * as fs from 'node:fs'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, ovsDatapathType, waitFor, type Lab, type LabHost } from './index'
 import { ExtraNamespaces, pingFromNamespace } from './namespaces'
+import { skipFile } from '../skip'
 
 const run = promisify(execFile)
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=3']
@@ -78,7 +79,7 @@ async function unblockTunnel(from: LabHost): Promise<void> {
 
 const why = unavailable()
 if (why) {
-  test(`kernel datapath skipped: ${why}`, () => { console.log(`skip: ${why}`) })
+  skipFile('kernel datapath', why)
 } else {
   test('fastdp on the kernel datapath: three hosts all fastdp, pings across, fallback to sleeve and back', async () => {
     assert.is(ovsDatapathType(), 'system', 'the lab picks the kernel datapath when the module is loaded')

@@ -8,7 +8,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { labUnavailableReason, REPO_ROOT, waitFor, withLab, type LabHost } from '../lab'
+import { labUnavailableReason, waitFor, withLab, type LabHost } from '../lab'
+import { skipFile } from '../skip'
 
 const FUZZ_MS = 10_000
 const FUZZ_MAX_CONNECTIONS = 150
@@ -57,11 +58,6 @@ function finish() { if (done) return; done = true; console.log(JSON.stringify({ 
 for (let i = 0; i < 4; i++) one()
 `
 
-function reasonToSkip(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces)'
-  if (!fs.existsSync(path.join(REPO_ROOT, 'dist', 'cli', 'main.js'))) return 'weave is not built (dist/cli/main.js)'
-  return labUnavailableReason({})
-}
 
 async function connectionsText(h: LabHost): Promise<string> {
   const r = await h.weave(['status', 'connections'], { allowFail: true, timeoutMs: 10_000 })
@@ -72,34 +68,26 @@ function logOf(h: LabHost): string {
   try { return fs.readFileSync(path.join(h.weaveRunDir, 'weaver.log'), 'utf8') } catch { return '' }
 }
 
-test('fuzzing the mesh port: the daemon stays up, keeps its peer, logs one line per refused connection', async () => {
-  const skip = reasonToSkip()
-  if (skip) { console.log(`SKIP mesh-fuzz: ${skip}`); return }
+const why = labUnavailableReason({})
+if (why) skipFile('mesh-fuzz', why)
+else test('fuzzing the mesh port: the daemon stays up, keeps its peer, logs one line per refused connection', async () => {
   await withLab({ hosts: 3 }, async (lab) => {
     const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost]
     try {
       await h1.launchWeave([])
-      const listening = await waitFor('h1 listening on the mesh port', async () => {
+      await waitFor(`h1 listening on the mesh port ${MESH_PORT}`, async () => {
         const ss = await h1.exec(['ss', '-ltnH', `sport = :${MESH_PORT}`], { allowFail: true })
         return ss.stdout.includes(`:${MESH_PORT}`)
-      }, 10_000, 250).catch(() => false)
-      if (!listening) {
-        console.log(`SKIP mesh-fuzz: the daemon does not listen on ${MESH_PORT} (the mesh is not wired into it yet?); ` +
-          `h1 log tail:\n${logOf(h1).split('\n').slice(-10).join('\n')}`)
-        return
-      }
+      }, 10_000, 250).catch((err) => {
+        throw new Error(`${String(err)}; h1 log tail:\n${logOf(h1).split('\n').slice(-10).join('\n')}`)
+      })
       await h2.launchWeave([h1.underlayIp])
       // The legit connection, seen from h1: "<- 192.168.250.2:PORT  established ...".
       const legitRe = new RegExp(`(${h2.underlayIp.replace(/\./g, '\\.')}:\\d+)\\s+established`)
-      let legit: string
-      try {
-        legit = await waitFor('h2 connected to h1', async () => legitRe.exec(await connectionsText(h1))?.[1], 30_000, 500)
-      } catch (err) {
-        // The daemon does not run the mesh (yet): say so instead of failing on someone else's gap.
-        console.log(`SKIP mesh-fuzz: no established mesh connection h2 -> h1 (${String(err)}); ` +
-          `h1 connections:\n${await connectionsText(h1)}\nh1 log tail:\n${logOf(h1).split('\n').slice(-10).join('\n')}`)
-        return
-      }
+      const legit = await waitFor('h2 connected to h1', async () => legitRe.exec(await connectionsText(h1))?.[1], 30_000, 500)
+        .catch(async (err) => {
+          throw new Error(`${String(err)}; h1 connections:\n${await connectionsText(h1)}\nh1 log tail:\n${logOf(h1).split('\n').slice(-10).join('\n')}`)
+        })
       const refusedFromH3 = () => logOf(h1).split('\n').filter((l) => l.includes(`refused connection from ${h3.underlayIp}:`)).length
       const before = refusedFromH3()
 

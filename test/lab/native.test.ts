@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert'
 import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { openPacketSocket, openUdpSocket, type PacketSocket, type UdpSocket } from '../../router/native'
+import { skipFile } from '../skip'
 
 const isRoot = process.getuid?.() === 0
 const tag = `${process.pid % 100000}`
@@ -66,8 +67,7 @@ function testFrame(seq: number, size: number, srcMac: number): Buffer {
 }
 
 if (!isRoot) {
-  test.skip('native module lab tests (need root to create network namespaces)', () => {})
-  console.log('skip: test/lab/native.test.ts needs root (network namespaces, packet sockets)')
+  skipFile('native module lab tests', 'needs root (network namespaces, packet sockets)')
 } else {
   test('a packet socket on one veth end sees the frames injected on the other end, and not its own', async () => {
     makeLab()

@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert'
 import type { ChildProcess } from 'node:child_process'
 import { createNetHost, NetHost, hostVethName } from '../../router/net'
 import { createLab, labUnavailableReason, waitFor, Lab, LabHost } from './index'
+import { skipFile } from '../skip'
 
 // h1 is the weave host (bridge, iptables); h2..h4 only play containers: their eth0 is not used.
 let L: Lab
@@ -55,7 +56,7 @@ const lab = suite('net lab')
 
 const why = labUnavailableReason()
 if (why) {
-  lab('skipped', () => { console.log(`test/lab/net: skipped, ${why}`) })
+  skipFile('net lab', why, lab)
 } else {
   lab.before(async () => {
     L = await createLab({ hosts: 4 })
@@ -240,7 +241,7 @@ lab.run()
 const docker = suite('net lab: docker containers')
 const whyDocker = labUnavailableReason({ docker: true })
 if (whyDocker) {
-  docker('skipped', () => { console.log(`test/lab/net docker: skipped, ${whyDocker}`) })
+  skipFile('net lab: docker containers', whyDocker, docker)
 } else {
   docker('two Docker containers attached by pid ping each other over ethwe; reset leaves nothing', async () => {
     const D = await createLab({ hosts: 1, docker: true })

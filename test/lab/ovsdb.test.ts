@@ -14,6 +14,7 @@ import {
   connectOvsdb, datapathInfo, datapathProblems, del, ensureDatapath, eq, insert, map, mapObject, OvsdbError,
   removeDatapath, select, update, uuidOf, wait, waitApplied, type OvsdbClient, type TableUpdates,
 } from '../../router/ovsdb'
+import { skipFile, skipTest } from '../skip'
 
 const why = labUnavailableReason({ ovs: true })
 const test = suite<{ lab?: Lab; host?: LabHost }>('ovsdb lab')
@@ -25,8 +26,7 @@ async function withClient<T>(h: LabHost, fn: (c: OvsdbClient) => Promise<T>): Pr
 }
 
 if (why) {
-  console.log(`skip: test/lab/ovsdb.test.ts: ${why}`)
-  test.skip('ovsdb against a real ovsdb-server', () => {})
+  skipFile('ovsdb against a real ovsdb-server', why, test)
 } else {
   test.before(async (ctx) => {
     ctx.lab = await createLab({ hosts: 1, ovs: true })
@@ -147,8 +147,9 @@ if (why) {
     })
   })
 
-  test('a datapath type the host lacks is reported by datapathProblems', async ({ host }) => {
-    if (fs.existsSync('/sys/module/openvswitch')) { console.log('  (kernel openvswitch module loaded: system datapath works here, case not testable)'); return }
+  const lacks = 'a datapath type the host lacks is reported by datapathProblems'
+  if (fs.existsSync('/sys/module/openvswitch')) skipTest(lacks, 'the kernel openvswitch module is loaded: the system datapath works here', test)
+  else test(lacks, async ({ host }) => {
     await withClient(host!, async (c) => {
       try {
         await ensureDatapath(c, { bridge: 'datapath', datapathType: 'system' })

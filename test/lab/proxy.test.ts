@@ -11,6 +11,7 @@ import { createProxy, installWeavewait, weavewaitBuildPath, type ContainerEvent,
 import { memoryLogger, systemClock } from '../../router/deps'
 import { run, type ExecOptions, type ExecResult } from './exec'
 import { createLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
+import { skipFile } from '../skip'
 
 const why = labUnavailableReason({ docker: true })
 // Each lab binds its own installed copy (a rebuild of the shared build file must not race a test).
@@ -58,7 +59,7 @@ function docker(hostUrl: string, args: string[], opts: ExecOptions = {}): Promis
 }
 
 if (why) {
-  it('skipped', () => { console.log(`test/lab/proxy: skipped, ${why}`) })
+  skipFile('proxy lab', why, it)
 } else {
   it.before(async () => {
     // uvu reports a failed hook only as failed tests; say why.
@@ -244,7 +245,7 @@ const ww = suite('weavewait')
 const W = weavewaitBuildPath()
 const whyRoot = process.getuid?.() === 0 ? undefined : 'needs root for unshare -n'
 if (whyRoot) {
-  ww('skipped', () => { console.log(`test/lab/proxy weavewait: skipped, ${whyRoot}`) })
+  skipFile('weavewait', whyRoot, ww)
 } else {
   const inFreshNs = (script: string, env: Record<string, string> = {}) => run(['unshare', '-n', 'sh', '-c', script], { allowFail: true, env: { W, ...env }, timeoutMs: 20_000 })
 

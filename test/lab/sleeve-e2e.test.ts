@@ -17,6 +17,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
 import { ExtraNamespaces, weaveAttach } from './namespaces'
+import { skipFile } from '../skip'
 import { sleeveCiphers } from '../../router/overlay'
 
 const run = promisify(execFile)
@@ -46,13 +47,14 @@ async function ping(from: Endpoint, to: string, tries = 1): Promise<boolean> {
 
 const attach = (h: LabHost, target: string, addrs: string[] = []) => weaveAttach(h, target, addrs)
 
-/** Launches h1, then h2 and h3 naming h1; false when the daemon has no mesh to carry the overlay. */
-async function launchAll(lab: Lab, extra: string[] = []): Promise<boolean> {
+/** Launches h1, then h2 and h3 naming h1; throws unless every daemon runs the mesh and sleeve. */
+async function launchAll(lab: Lab, extra: string[] = []): Promise<void> {
   const [h1, h2, h3] = lab.hosts
   for (const [h, peers] of [[h1, []], [h2, [h1.underlayIp]], [h3, [h1.underlayIp]]] as Array<[LabHost, string[]]>) {
     const r = await h.launchWeave([...RANGE, ...extra, ...peers], {})
     if (r.code !== 0) throw new Error(`${h.name}: launch failed: ${r.stderr}\n${h.weaverLog()}`)
-    if ((await h.api('/status')).text.includes('no mesh in this daemon')) return false
+    const st = (await h.api('/status')).text
+    assert.not.match(st, /no mesh in this daemon/, `${h.name}: the daemon runs no mesh:\n${st}`)
   }
   // every host holds an established sleeve path to both others
   await waitFor('sleeve established everywhere', async () => {
@@ -65,7 +67,6 @@ async function launchAll(lab: Lab, extra: string[] = []): Promise<boolean> {
     const views = await Promise.all(lab.hosts.map(async (h) => `${h.name}: ${(await h.api('/status').catch(() => ({ text: '?' }))).text}\n${h.weaverLog(15)}`))
     throw new Error(`${(err as Error).message}\n${views.join('\n')}`)
   })
-  return true
 }
 
 async function stopAll(lab: Lab): Promise<void> {
@@ -119,16 +120,13 @@ async function leftovers(h: LabHost): Promise<string[]> {
 }
 
 if (reason) {
-  test(`sleeve e2e skipped: ${reason}`, () => { console.log(`skip: ${reason}`) })
+  skipFile('sleeve e2e', reason)
 } else {
   test('sleeve between three real daemons: ping, 64 MiB intact, relay, isolation, encryption, reset', async () => {
     await withLab({ hosts: 3, docker: ['h1', 'h2'] }, async (lab) => {
       const [h1, h2, h3] = lab.hosts
       try {
-        if (!await launchAll(lab)) {
-          console.log('  skip: this daemon has no mesh wired yet (weave status: "no mesh in this daemon")')
-          return
-        }
+        await launchAll(lab)
         // endpoints: a container on h1 and h2, namespaces on h3 (and one on h2 for the transfer)
         await h1.docker(['run', '-d', '--name', 'c1', 'busybox', 'sleep', '3600'])
         await h2.docker(['run', '-d', '--name', 'c2', 'busybox', 'sleep', '3600'])

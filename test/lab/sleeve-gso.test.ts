@@ -12,6 +12,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { systemClock, nullLogger } from '../../router/deps'
 import { Sleeve, createSleeveCipher, sleeveCiphers, sleeveCryptoReady } from '../../router/overlay'
+import { skipFile } from '../skip'
 
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
@@ -120,8 +121,7 @@ async function tcpTransfer(bytes: number, from = ns.c1, to = ns.c2, toAddr = c2)
 }
 
 if (!isRoot) {
-  test.skip('sleeve GSO lab tests (need root to create network namespaces)', () => {})
-  console.log('skip: test/lab/sleeve-gso.test.ts needs root (network namespaces, packet sockets)')
+  skipFile('sleeve GSO lab tests', 'needs root (network namespaces, packet sockets)')
 } else {
   test('with TSO on in the containers, TCP arrives intact through sleeve as super-frames, plain and encrypted', async () => {
     await sleeveCryptoReady()

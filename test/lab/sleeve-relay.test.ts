@@ -10,6 +10,7 @@ import { execFile, execFileSync } from 'node:child_process'
 import { promisify } from 'node:util'
 import { systemClock, nullLogger } from '../../router/deps'
 import { Sleeve, type Routes } from '../../router/overlay'
+import { skipFile } from '../skip'
 
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
@@ -59,8 +60,7 @@ function lineRoutes(self: number): Routes {
 }
 
 if (!isRoot) {
-  test.skip('sleeve relay lab test (needs root to create network namespaces)', () => {})
-  console.log('skip: test/lab/sleeve-relay.test.ts needs root (network namespaces, packet sockets)')
+  skipFile('sleeve relay lab test', 'needs root (network namespaces, packet sockets)')
 } else {
   test('containers on h1 and h3, with no underlay path between them, reach each other through h2', async () => {
     makeLab()

@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import { systemClock, nullLogger } from '../../router/deps'
 import { openPacketSocket } from '../../router/native'
 import { Sleeve, type Routes, createSleeveCipher, sleeveCiphers, sleeveCryptoReady } from '../../router/overlay'
+import { skipFile } from '../skip'
 
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
@@ -127,8 +128,7 @@ async function pingAndSniff(): Promise<{ out: string; run5a: number }> {
 }
 
 if (!isRoot) {
-  test.skip('sleeve lab tests (need root to create network namespaces)', () => {})
-  console.log('skip: test/lab/sleeve.test.ts needs root (network namespaces, packet sockets)')
+  skipFile('sleeve lab tests', 'needs root (network namespaces, packet sockets)')
 } else {
   test('containers on two hosts ping each other through sleeve; the payload is visible on the underlay', async () => {
     makeLab()

@@ -9,10 +9,11 @@
  */
 import { test } from 'uvu'
 import { assertLabFilePassesInVm, vmTestSkipReason } from '../vm'
+import { skipFile } from '../skip'
 
 const why = vmTestSkipReason()
 if (why) {
-  test(`VM lab skipped: ${why}`, () => { console.log(`skip: ${why}`) })
+  skipFile('VM lab', why)
 } else {
   test('in the stock-kernel VM: fastdp on the kernel datapath — 3 hosts all fastdp, pings across, fallback and back', () =>
     assertLabFilePassesInVm({

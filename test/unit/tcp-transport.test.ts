@@ -45,7 +45,8 @@ async function listening(n: number, extra: Parameters<typeof transport>[1] = {})
   return { ...x, accepted, refused, addr: `127.0.0.1:${x.t.address()!.port}` }
 }
 
-async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
+/** Polls until `cond`; the default leaves room for a loaded machine (a wait, not a timing bound). */
+async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
   const until = Date.now() + ms
   while (!cond()) {
     if (Date.now() > until) throw new Error('condition not met in time')
@@ -153,34 +154,44 @@ test('garbage, truncated frames and a huge length prefix are refused; other conn
   await waitFor(() => got.length === 1)
 })
 
-test('heartbeat timeout notices a silently dead peer within the timeout', async () => {
-  const hb = { heartbeatIntervalMs: 100, heartbeatTimeoutMs: 500 }
+// Time is a FakeClock shared by both ends (no real-clock bound to flake on a loaded machine): each
+// 100 ms step fires both ends' heartbeat timers, and the next step waits until both heartbeats went
+// through the proxy, so the only silence the ends see is the one the test makes.
+test('heartbeat timeout notices a silently dead peer within the timeout (injected clock)', async () => {
+  const clock = new FakeClock(0)
+  const hb = { clock, heartbeatIntervalMs: 100, heartbeatTimeoutMs: 500 }
   const a = await listening(1, hb)
   const b = transport(2, hb)
   // A proxy between them that can stop forwarding without closing anything.
   let frozen = false
+  const seen = { toA: 0, toB: 0 }
   const proxySockets: net.Socket[] = []
   const proxy = net.createServer((inb) => {
     const out = net.connect(Number(a.addr.split(':')[1]), '127.0.0.1')
     proxySockets.push(inb, out)
     inb.on('error', () => {}); out.on('error', () => {})
-    inb.on('data', (d) => { if (!frozen) out.write(d) })
-    out.on('data', (d) => { if (!frozen) inb.write(d) })
+    inb.on('data', (d) => { seen.toA++; if (!frozen) out.write(d) })
+    out.on('data', (d) => { seen.toB++; if (!frozen) inb.write(d) })
   })
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
+  const step = async () => {
+    const before = { ...seen }
+    clock.advance(100)
+    if (!frozen) await waitFor(() => seen.toA > before.toA && seen.toB > before.toB)
+  }
   try {
     const conn = await b.t.dial(`127.0.0.1:${(proxy.address() as net.AddressInfo).port}`)
     await waitFor(() => a.accepted.length === 1)
     const reasons: string[] = []
     conn.onClose((r) => reasons.push(`b: ${r}`))
     a.accepted[0]!.onClose((r) => reasons.push(`a: ${r}`))
-    await new Promise((r) => setTimeout(r, 400))
-    assert.equal(reasons, [], 'healthy while heartbeats flow')
-    const t0 = Date.now()
+    for (let i = 0; i < 20; i++) await step()
+    assert.equal(reasons, [], 'healthy for 2 s (clock) while heartbeats flow')
     frozen = true
-    await waitFor(() => reasons.length === 2, 3000)
-    const took = Date.now() - t0
-    assert.ok(took >= 400 && took < 2000, `noticed after ${took} ms`)
+    const t0 = clock.now()
+    while (reasons.length < 2 && clock.now() - t0 < 5000) await step()
+    const took = clock.now() - t0
+    assert.ok(took >= 500 && took <= 600, `both ends noticed after ${took} ms of silence (timeout 500, heartbeat every 100)`)
     assert.ok(reasons.every((r) => /heartbeat timeout/.test(r)), reasons.join('; '))
   } finally {
     for (const s of proxySockets) s.destroy()
