@@ -53,7 +53,7 @@ export function createContext(opts: { runDir: string; stateDir: string; env: Rec
 export function callApi(socketPath: string, method: string, p: string, body?: string, timeoutMs = 30_000): Promise<ApiAnswer> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { socketPath, method, path: p, headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} },
+      { socketPath, method, path: p, headers: apiHeaders(method, body) },
       (res) => {
         const chunks: Buffer[] = []
         res.on('data', (c: Buffer) => chunks.push(c))
@@ -68,6 +68,19 @@ export function callApi(socketPath: string, method: string, p: string, body?: st
     })
     req.end(body)
   })
+}
+
+/**
+ * Every write says `Content-Type: application/json`, with a body or not: the daemon refuses writes
+ * without a non-simple content type on its TCP address (what a web page could send), and the CLI
+ * sends the same on every socket so one client works against either.
+ */
+export function apiHeaders(method: string, body?: string): Record<string, string | number> {
+  const m = method.toUpperCase()
+  const h: Record<string, string | number> = {}
+  if (m !== 'GET' && m !== 'HEAD') h['content-type'] = 'application/json'
+  if (body !== undefined) h['content-length'] = Buffer.byteLength(body)
+  return h
 }
 
 /** Turn a non-2xx answer into a failure carrying the daemon's message. */

@@ -13,6 +13,7 @@
 import { STATUS_CODES } from 'node:http'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
+import * as os from 'node:os'
 import { inspectWeaveContainer } from './container-info'
 import { rewriteCreate, needsImageCommand, strSlice, type ImageCommand } from './create-rewrite'
 import { createEngineClient, describeEndpoint, engineMessage, type EngineClient } from './engine-client'
@@ -24,6 +25,7 @@ import {
 import { decideAttach, networkModeSkipReason, weaveCidrFromEnv } from './qualify'
 import { keepAliveSafe, routeRequest } from './routes'
 import type { Proxy, ProxyConfig, ProxyDeps } from './types'
+import { listenerPolicy, refuseForeign, type LocalPolicy } from '../router/api'
 
 const MAX_HEAD = 64 * 1024 // Go's engine allows 1 MiB; Docker clients send a few hundred bytes
 const MAX_BODY = 16 * 1024 * 1024 // create/start bodies are JSON of a few KiB
@@ -57,9 +59,22 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
 
   /** A client connection; `up` is its kept-alive engine connection between requests, if any. */
   interface Conn { client: net.Socket; up?: net.Socket }
+  /** Client connections that came through the TCP listener (the only ones a web page can reach). */
+  const fromTcp = new WeakSet<net.Socket>()
 
-  function onConnection(client: net.Socket) {
+  /**
+   * The TCP listener is reachable from web pages: Host must name it (no DNS rebinding) and no
+   * request may carry an Origin (Docker clients never send one; browsers send it on every
+   * cross-origin write). Writes cannot demand a non-simple Content-Type here: the docker CLI sends
+   * `text/plain` on body-less POSTs such as start. `docker` and `api.moby.localhost` are the names
+   * Docker clients send on local sockets.
+   */
+  let tcpPolicy: LocalPolicy | undefined // set once the TCP listener has its port (port 0 in tests)
+  let refusals = 0
+
+  function onConnection(client: net.Socket, viaTcp: boolean) {
     track(client)
+    if (viaTcp) fromTcp.add(client)
     client.setNoDelay(true) // TCP clients: answers are small writes a client waits on
     client.on('error', (err) => log.debug(`client connection: ${err.message}`))
     const conn: Conn = { client }
@@ -104,6 +119,12 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     let head = parseHead(rawHead)
     const line = head && parseRequestLine(head.startLine)
     if (!head || !line) throw new ProxyReply(400, 'malformed HTTP request')
+    const policy = fromTcp.has(client) ? tcpPolicy : undefined
+    const why = policy && refuseForeign(line.method, { host: getHeader(head, 'Host'), origin: getHeader(head, 'Origin') }, policy)
+    if (why) {
+      if (refusals++ < 10 || refusals % 100 === 0) log.warn(`proxy: ${line.method} ${line.target}: ${why} (${refusals} refused so far)`)
+      throw new ProxyReply(403, `weave proxy: ${why}`)
+    }
     // Old clients sent the socket path as Host ("Host: /var/run/docker.sock"), which Go rejects.
     if ((getHeader(head, 'Host') ?? '').startsWith('/')) head = setHeader(head, 'Host', 'docker')
     const route = routeRequest(line.method, line.target)
@@ -423,8 +444,8 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     }
   }
 
-  const newServer = () => {
-    const s = net.createServer({ allowHalfOpen: true }, onConnection)
+  const newServer = (viaTcp = false) => {
+    const s = net.createServer({ allowHalfOpen: true }, (c) => onConnection(c, viaTcp))
     servers.push(s)
     return s
   }
@@ -435,7 +456,12 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
       await listen(newServer(), { path: config.socketPath })
       unixListening = true
       copyOwnerAndMode()
-      if (config.tcp) await listen(newServer(), config.tcp)
+      if (config.tcp) {
+        const s = newServer(true)
+        await listen(s, config.tcp)
+        tcpPolicy = listenerPolicy(config.tcp.host, (s.address() as net.AddressInfo).port,
+          { writesNeedNonSimpleType: false, refuseAnyOrigin: true, extraHosts: ['docker', 'api.moby.localhost', os.hostname()] })
+      }
       if (deps.hooks.onEvent) watcher = watchContainerEvents(engine, deps.hooks.onEvent, { clock: deps.clock, logger: log })
       log.info(`Docker API proxy on ${this.addresses().join(', ')} → ${describeEndpoint(config.docker)}`)
     },

@@ -16,6 +16,7 @@ tests=(
   iperf3 tcpdump busybox-static                        # benchmarks, captures, the test image
   make python3
   qemu-system-x86 linux-image-amd64 xz-utils           # the stock-kernel VM lab (test/vm): kernel OVS datapath, ESP
+  chromium curl                                        # a real browser and curl against the local API (api-browser, api-guard)
 )
 packages=("${runtime[@]}")
 [ "${1:-all}" = runtime ] || packages+=("${tests[@]}")

@@ -6,9 +6,16 @@
  *   api.router.route('GET', '/status/peers', () => ({ text: mesh.statusPeers() }))
  *   api.status.addSection('router', { order: 10, lines: () => mesh.statusLines() })
  *   api.status.addReport('Router', () => mesh.report())
+ *   api.router.upgrade('/ui/ws', (req, socket, head) => wss.handleUpgrade(req, socket, head, ...))
+ *
+ * Every request on the TCP listener, upgrades included, first passes the Host/Origin/Content-Type
+ * check of local-guard.ts (server.ts does it before routing), so a route needs nothing of its own
+ * to be safe from web pages. The unix socket is not reachable from a browser and is not checked.
  */
 export { ApiRouter, ApiError } from './router'
-export type { ApiRequest, ApiResult, ApiHandler } from './router'
+export type { ApiRequest, ApiResult, ApiHandler, UpgradeHandler } from './router'
+export { refuseForeign, listenerPolicy } from './local-guard'
+export type { LocalPolicy, GuardHeaders } from './local-guard'
 export { StatusModel, formatBlocks } from './status'
 export type { StatusLines, StatusSection } from './status'
 export { createApiServer } from './server'

@@ -1,3 +1,6 @@
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+
 /**
  * A tiny HTTP router for the daemon's control API. Components (mesh, ipam, proxy, overlay)
  * register their routes here; the server edge (server.ts) only turns node's requests into
@@ -25,6 +28,12 @@ export interface ApiResult {
 
 export type ApiHandler = (req: ApiRequest) => ApiResult | Promise<ApiResult>
 
+/**
+ * Takes over a connection that asked to upgrade (a WebSocket, e.g. for /ui), after the server's
+ * Host/Origin check (router/api/local-guard.ts) let it through. `ws`'s `handleUpgrade` fits.
+ */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+
 /** An error a handler throws to answer with a given status and a one-line message. */
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
@@ -40,6 +49,20 @@ interface Route {
 
 export class ApiRouter {
   private readonly routes: Route[] = []
+  private readonly upgrades: Array<{ segments: string[]; handler: UpgradeHandler }> = []
+
+  /** Register a handler for upgrade requests (WebSocket) on `pattern`; served on the API's sockets. */
+  upgrade(pattern: string, handler: UpgradeHandler): void {
+    const segments = splitPath(pattern)
+    if (this.upgrades.some((u) => u.segments.join('/') === segments.join('/'))) throw new Error(`upgrade ${pattern} registered twice`)
+    this.upgrades.push({ segments, handler })
+  }
+
+  /** The upgrade handler for `path`, if any. */
+  matchUpgrade(path: string): UpgradeHandler | undefined {
+    const segs = splitPath(path)
+    return this.upgrades.find((u) => matchSegments(u.segments, segs))?.handler
+  }
 
   /**
    * Register `handler` for `method` and `pattern`, e.g. `route('GET', '/status/peers', h)`,

@@ -4,7 +4,8 @@
  */
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { spawnSync } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
+import { promisify } from 'node:util'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
@@ -404,6 +405,40 @@ it('TCP listener (loopback, ephemeral port) serves the same API', async () => {
       }).on('error', reject)
     })
     assert.is(JSON.parse(body).url, '/v1.41/version')
+  } finally {
+    await proxy.stop()
+    await engine.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+it('TCP listener refuses what a web page sends (an Origin, a foreign Host) before the engine sees it', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wproxy-'))
+  const engine = new FakeEngine(path.join(dir, 'docker.sock'))
+  await engine.listen()
+  const log = memoryLogger()
+  const proxy = createProxy({ socketPath: path.join(dir, 'weave.sock'), tcp: { host: '127.0.0.1', port: 0 }, docker: { socketPath: engine.socketPath }, weavewaitDir: '/w', defaultIpalloc: true },
+    { clock: systemClock(), logger: log, hooks: {} })
+  await proxy.start()
+  try {
+    const port = Number(proxy.addresses().find((a) => a.startsWith('tcp://'))!.split(':')[2])
+    const curl = async (args: string[]) => {
+      const { stdout } = await promisify(execFile)('curl', ['-sS', '--max-time', '10', '-w', '\n%{http_code}', ...args, `http://127.0.0.1:${port}/containers/abc/kill`])
+      return { code: Number(stdout.slice(stdout.lastIndexOf('\n') + 1)), body: stdout.slice(0, stdout.lastIndexOf('\n')) }
+    }
+    const seenBefore = engine.seen.length
+    for (const args of [['-H', 'origin: http://evil.example'], ['-H', 'origin: null'], ['-H', `host: rebind.example:${port}`]]) {
+      const r = await curl(['-X', 'POST', ...args])
+      assert.is(r.code, 403, `${args.join(' ')}: ${r.body}`)
+      assert.match(r.body, /weave proxy: refused/)
+    }
+    assert.is(engine.seen.length, seenBefore, 'the engine saw none of them')
+    assert.equal(engine.killed, [])
+    // what the docker CLI sends over TCP: Host = the address it was given, text/plain on a body-less POST
+    const ok = await curl(['-X', 'POST', '-H', 'content-type: text/plain', '-H', 'user-agent: Docker-Client/24.0.7 (linux)'])
+    assert.is(ok.code, 204, ok.body)
+    assert.equal(engine.killed, ['abc'])
+    assert.ok(log.lines.some((l) => /refused: a request from a web page/.test(l)), log.lines.join('\n'))
   } finally {
     await proxy.stop()
     await engine.close()
