@@ -82,7 +82,7 @@ function fail(message: string, code: number): number {
 }
 
 if (require.main === module) {
-  run(process.argv.slice(2), process.env).then((code) => {
+  void run(process.argv.slice(2), process.env).then((code) => {
     process.exitCode = code
   })
 }

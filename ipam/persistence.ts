@@ -194,7 +194,7 @@ export function decodeState(text: string | undefined, expect: { peerName: string
   if (text === undefined) return { ok: true, state: undefined }
   let o: IpamState
   try {
-    o = JSON.parse(text)
+    o = JSON.parse(text) as IpamState // checked field by field below
   } catch (err) {
     return { ok: false, reason: `IPAM state in ${expect.where} is not valid JSON (${(err as Error).message}); move it away to start afresh` }
   }

@@ -282,7 +282,7 @@ export class Ring {
       if (!e || typeof e.peer !== 'string' || !Number.isInteger(e.token) || !Number.isInteger(e.version) || !Number.isInteger(e.free)) {
         return { ok: false, reason: 'bad ring entry' }
       }
-      r.entries.push({ token: e.token, peer: e.peer as PeerName, version: e.version, free: e.free })
+      r.entries.push({ token: e.token, peer: e.peer, version: e.version, free: e.free })
     }
     r.seeds = o.seeds.map(String) as PeerName[]
     r.removed = new Set(o.removed.map(String) as PeerName[])

@@ -38,6 +38,7 @@ export class SimBus {
     const peer: SimPeer = { info: { name, nickname, uid: BigInt(this.peers.size + 1) }, up: true, group: 0, listeners: new Set() }
     this.peers.set(name, peer)
     this.notify()
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the gossip host's methods below are called with another `this`
     const bus = this
     const view: MeshView = {
       self: peer.info,

@@ -115,7 +115,7 @@ export function createContainerNet(deps: ContainerNetDeps): ContainerNet {
       const cancel = deps.clock.setTimer(ms, () =>
         reject(new AttachError(`no address within ${Math.round(ms / 1000)} s; IP allocation is ${allocator.statusText()}`)),
       )
-      p.then((v) => { cancel(); resolve(v) }, (e) => { cancel(); reject(e) })
+      p.then((v) => { cancel(); resolve(v) }, (e: Error) => { cancel(); reject(e) })
     })
   }
 

@@ -37,7 +37,7 @@ export function fileTargetsStore(file: string, launchPeers: readonly string[], l
     load() {
       let stored: string[] = []
       try {
-        const j = JSON.parse(fs.readFileSync(file, 'utf8'))
+        const j: unknown = JSON.parse(fs.readFileSync(file, 'utf8'))
         if (Array.isArray(j) && j.every((x) => typeof x === 'string')) stored = j
         else log.warn(`${file}: not a list of peers, ignoring it`)
       } catch (err) {
@@ -150,7 +150,7 @@ function peerParams(req: ApiRequest): { peers: string[]; replace: boolean } {
   if (text.startsWith('{')) {
     let j: { peers?: unknown; replace?: unknown }
     try {
-      j = JSON.parse(text)
+      j = JSON.parse(text) as { peers?: unknown; replace?: unknown } // fields checked below
     } catch {
       throw new ApiError(400, 'body is not valid JSON')
     }

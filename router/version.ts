@@ -6,7 +6,7 @@ export const VERSION: string = readVersion()
 
 function readVersion(): string {
   try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'))
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: unknown }
     return String(pkg.version)
   } catch {
     return 'unknown'

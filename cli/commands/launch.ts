@@ -31,7 +31,7 @@ export const command: Command = {
     const child = spawn(process.execPath, [entry, ...daemonArgs], {
       detached: true,
       stdio: ['ignore', log, log],
-      env: ctx.env as NodeJS.ProcessEnv,
+      env: ctx.env,
     })
     fs.closeSync(log)
     let exited: number | null | undefined

@@ -63,7 +63,7 @@ export function createApiServer(router: ApiRouter, listen: ApiListen, logger: Lo
     req.on('end', () => {
       if (refused) return
       const url = new URL(req.url ?? '/', 'http://api')
-      router
+      void router
         .handle({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, body: Buffer.concat(chunks) })
         .then((r) => send(res, r))
     })

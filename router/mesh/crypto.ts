@@ -47,7 +47,7 @@ export async function derivePasswordKey(password: string): Promise<PasswordKey> 
   const s = lib()
   const bytes = s.crypto_pwhash(32, password, PASSWORD_SALT, s.crypto_pwhash_OPSLIMIT_INTERACTIVE,
     s.crypto_pwhash_MEMLIMIT_INTERACTIVE, s.crypto_pwhash_ALG_ARGON2ID13)
-  return { bytes, __brand: 'PasswordKey' } as PasswordKey
+  return { bytes, __brand: 'PasswordKey' }
 }
 
 /** An X25519 key pair from 32 random bytes (taken from the injected Rng, so tests are deterministic). */

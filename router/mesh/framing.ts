@@ -74,8 +74,8 @@ export class FrameDecoder {
   }
 
   private peekLength(): number {
-    const c0 = this.chunks[0]!
-    if (c0.length >= FRAME_HEADER_BYTES) return ((c0[0]! << 24) | (c0[1]! << 16) | (c0[2]! << 8) | c0[3]!) >>> 0
+    const c0 = this.chunks[0]
+    if (c0.length >= FRAME_HEADER_BYTES) return ((c0[0] << 24) | (c0[1] << 16) | (c0[2] << 8) | c0[3]) >>> 0
     const head = new Uint8Array(FRAME_HEADER_BYTES)
     let got = 0
     for (const c of this.chunks) {
@@ -101,7 +101,7 @@ export class FrameDecoder {
     const out = new Uint8Array(n)
     let got = 0
     while (got < n) {
-      const c = this.chunks[0]!
+      const c = this.chunks[0]
       const k = Math.min(c.length, n - got)
       out.set(c.subarray(0, k), got)
       got += k

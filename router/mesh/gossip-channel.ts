@@ -80,7 +80,7 @@ export class GossipChannels {
   /** Register the gossiper of `channel`; returns the handle it sends with. */
   newGossip(channel: string, gossiper: Gossiper | ChannelGossiper): Gossip {
     if (this.channels.has(channel)) throw new Error(`gossip channel ${channel} registered twice`)
-    this.channels.set(channel, gossiper as ChannelGossiper)
+    this.channels.set(channel, gossiper)
     this.surrogates.delete(channel)
     return {
       gossipUnicast: (dst, msg) => this.sendUnicast(channel, this.deps.self, dst, msg),

@@ -107,7 +107,7 @@ export class Handshake {
     if (!res.ok) return this.fail(badMessage(`bad frame during handshake: ${res.detail}`), true)
     const out: Uint8Array[] = []
     for (let i = 0; i < res.frames.length; i++) {
-      const step = this.onFrame(res.frames[i]!)
+      const step = this.onFrame(res.frames[i])
       out.push(...step.send)
       if (step.failed) return { send: out, failed: step.failed }
       if (step.done) return { send: out, done: { ...step.done, frames: res.frames.slice(i + 1) } }
@@ -120,7 +120,7 @@ export class Handshake {
     for (let i = 0; i < PROTOCOL_MAGIC.length; i++) {
       if (h[i] !== PROTOCOL_MAGIC[i]) return badMessage('not a weave-ts mesh peer (bad protocol magic)')
     }
-    const rMin = h[PROTOCOL_MAGIC.length]!, rMax = h[PROTOCOL_MAGIC.length + 1]!
+    const rMin = h[PROTOCOL_MAGIC.length], rMax = h[PROTOCOL_MAGIC.length + 1]
     const agreed = Math.min(this.maxV, rMax)
     if (rMin > rMax || agreed < Math.max(this.minV, rMin)) {
       return {

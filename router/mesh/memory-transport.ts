@@ -92,7 +92,7 @@ export function createMemoryNetwork(deps: MemoryNetworkDeps, netOpts: MemoryNetw
   function flush(limit = Infinity): number {
     let n = 0
     while (head < queue.length && n < limit) {
-      const t = queue[head++]!
+      const t = queue[head++]
       if (head > 1024 && head * 2 > queue.length) { queue = queue.slice(head); head = 0 }
       if (isCut(t.from, t.to)) continue
       n++
@@ -261,17 +261,17 @@ function pipe(addrA: string, addrB: string, post: Post): [ByteIO, ByteIO] {
   const ends: { handlers?: Handlers; closed: boolean }[] = [{ closed: false }, { closed: false }]
   const addrs = [addrA, addrB]
   const make = (i: number): ByteIO => {
-    const me = ends[i]!, other = ends[1 - i]!
+    const me = ends[i], other = ends[1 - i]
     return {
       write(bytes) {
         if (me.closed) return
-        post(addrs[i]!, addrs[1 - i]!, () => { if (!other.closed) other.handlers?.data(bytes) })
+        post(addrs[i], addrs[1 - i], () => { if (!other.closed) other.handlers?.data(bytes) })
       },
       pendingWriteBytes: () => 0,
       end() {
         if (me.closed) return
         me.closed = true
-        post(addrs[i]!, addrs[1 - i]!, () => {
+        post(addrs[i], addrs[1 - i], () => {
           if (other.closed) return
           other.closed = true
           other.handlers?.closed('remote closed the connection')
@@ -347,30 +347,30 @@ function coalescedClock(base: Clock, beforeFire: () => void): Clock {
     heap.push(t)
     for (let i = heap.length - 1; i > 0;) {
       const p = (i - 1) >> 1
-      if (!less(heap[i]!, heap[p]!)) break
-      ;[heap[i], heap[p]] = [heap[p]!, heap[i]!]
+      if (!less(heap[i], heap[p])) break
+      ;[heap[i], heap[p]] = [heap[p], heap[i]]
       i = p
     }
   }
   const pop = (): Timer => {
-    const top = heap[0]!
+    const top = heap[0]
     const last = heap.pop()!
     if (heap.length) {
       heap[0] = last
       for (let i = 0; ;) {
         const l = 2 * i + 1, r = l + 1
         let m = i
-        if (l < heap.length && less(heap[l]!, heap[m]!)) m = l
-        if (r < heap.length && less(heap[r]!, heap[m]!)) m = r
+        if (l < heap.length && less(heap[l], heap[m])) m = l
+        if (r < heap.length && less(heap[r], heap[m])) m = r
         if (m === i) break
-        ;[heap[i], heap[m]] = [heap[m]!, heap[i]!]
+        ;[heap[i], heap[m]] = [heap[m], heap[i]]
         i = m
       }
     }
     return top
   }
   const arm = () => {
-    while (heap.length && !heap[0]!.live) pop()
+    while (heap.length && !heap[0].live) pop()
     const next = heap[0]
     if (!next) { armed?.cancel(); armed = undefined; return }
     if (armed && armed.at <= next.at) return
@@ -382,7 +382,7 @@ function coalescedClock(base: Clock, beforeFire: () => void): Clock {
     armed = undefined
     beforeFire()
     const now = base.now()
-    while (heap.length && heap[0]!.at <= now) {
+    while (heap.length && heap[0].at <= now) {
       const t = pop()
       if (t.live) { t.live = false; t.fn() }
     }

@@ -241,5 +241,5 @@ function parseAddr(addr: string): { host: string; port: number } | undefined {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:]+):(\d+)$/.exec(addr)
   if (!m) return undefined
   const port = Number(m[2])
-  return port > 0 && port < 65536 ? { host: m[1]!, port } : undefined
+  return port > 0 && port < 65536 ? { host: m[1], port } : undefined
 }

@@ -442,7 +442,7 @@ export function decodeTopologyMessage(bytes: Uint8Array): DecodedTopologyMessage
   const updates: RecordUpdate[] = []
   for (const r of body) {
     if (!Array.isArray(r) || r.length !== 7) return { ok: false, reason: 'bad-record' }
-    const [name, nick, uid, version, shortId, base, conns] = r
+    const [name, nick, uid, version, shortId, base, conns] = r as unknown[]
     if (!isBin(name, 6) || !isText(nick) || !isBin(uid, 8) || !isCount(version) || !isCount(base) || base > version) {
       return { ok: false, reason: 'bad-record' }
     }

@@ -70,7 +70,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function checkTransactResult(ops: Operation[], result: unknown): OpResult[] {
   if (!Array.isArray(result)) throw new OvsdbError('protocol', `transact result is not an array: ${JSON.stringify(result)?.slice(0, 200)}`)
   for (let i = 0; i < result.length; i++) {
-    const r = result[i]
+    const r: unknown = result[i]
     if (isObject(r) && typeof r.error === 'string') {
       const details = typeof r.details === 'string' ? r.details : undefined
       // an error past the last op is the commit's own failure (e.g. a constraint checked at commit)

@@ -117,7 +117,7 @@ export function classifyMessage(v: unknown): RpcMessage | undefined {
   }
   if (!('result' in v) && !('error' in v)) return undefined
   if (v.id !== null && typeof v.id !== 'string' && typeof v.id !== 'number') return undefined
-  return { kind: 'response', id: v.id as RpcId | null, result: v.result ?? null, error: v.error ?? null }
+  return { kind: 'response', id: v.id, result: v.result ?? null, error: v.error ?? null }
 }
 
 /** Turn a response's non-null `error` into an OvsdbError (`{error, details}` or a bare string). */

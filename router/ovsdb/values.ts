@@ -50,7 +50,7 @@ export function setValues(v: Value | undefined): Atom[] {
   if (v === undefined) return []
   if (isTagged(v, 'set')) return v[1] as Atom[]
   if (isTagged(v, 'map')) throw new TypeError('a map is not a set')
-  return [v as Atom]
+  return [v]
 }
 
 /** The single member of an optional value (a set of 0 or 1), or undefined. */

@@ -19,7 +19,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { run } from '../lab/exec'
-import { createLab, labUnavailableReason, type LabHost } from '../lab'
+import { createLab, labUnavailableReason } from '../lab'
 
 const rounds = Number(process.argv[2] ?? 21)
 

@@ -134,7 +134,7 @@ function line(child: ChildProcess): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = ''
     const onData = (d: Buffer) => {
-      buf += d
+      buf += d.toString()
       const i = buf.indexOf('\n')
       if (i >= 0) { child.stdout!.off('data', onData); child.off('exit', onExit); resolve(buf.slice(0, i)) }
     }

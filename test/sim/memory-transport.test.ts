@@ -23,7 +23,7 @@ async function mesh(peers: number, degree: number, mode: 'direct' | 'bytes', see
   }
   const dials: Promise<PeerConnection>[] = []
   for (let i = 0; i < peers; i++) {
-    for (let k = 1; k <= degree; k++) dials.push(transports[i]!.dial(addr((i + k * 7) % peers)))
+    for (let k = 1; k <= degree; k++) dials.push(transports[i].dial(addr((i + k * 7) % peers)))
   }
   net.flush()
   const outs = await Promise.all(dials)

@@ -85,7 +85,7 @@ for (const encrypted of [false, true]) {
     c.a.send(msg(1)); c.a.send(msg(2))
     c.pump()
     const got: number[] = []
-    c.b.onMessage((m) => got.push((m as { payload: Uint8Array }).payload[0]!))
+    c.b.onMessage((m) => got.push((m as { payload: Uint8Array }).payload[0]))
     await Promise.resolve()
     c.a.send(msg(3))
     c.pump()
@@ -115,7 +115,7 @@ for (const encrypted of [false, true]) {
       c.b.onClose((r) => reasons.push(r))
       for (const x of chunks) c.ioB.feed(x)
       if (c.b.isClosed) {
-        return reasons.length === 1 && /bad message/.test(reasons[0]!) && c.ioB.ended() &&
+        return reasons.length === 1 && /bad message/.test(reasons[0]) && c.ioB.ended() &&
           c.logB.lines.filter((l) => l.includes('connection closed')).length === 1
       }
       return reasons.length === 0
@@ -128,8 +128,8 @@ test('encrypted: a tampered frame fails to authenticate and closes the connectio
   const reasons: string[] = []
   c.b.onClose((r) => reasons.push(r))
   c.a.send(msg(1))
-  const frame = c.ioA.written.splice(0)[0]!
-  frame[frame.length - 1]! ^= 1
+  const frame = c.ioA.written.splice(0)[0]
+  frame[frame.length - 1] ^= 1
   c.ioB.feed(frame)
   assert.equal(reasons, ['bad message: a frame failed to authenticate'])
 })
@@ -139,7 +139,7 @@ test('encrypted: a replayed frame fails (counter nonces)', () => {
   const got: MeshMessage[] = []
   c.b.onMessage((m) => got.push(m))
   c.a.send(msg(1))
-  const frame = c.ioA.written.splice(0)[0]!
+  const frame = c.ioA.written.splice(0)[0]
   c.ioB.feed(frame)
   assert.is(got.length + (c.b.isClosed ? 1 : 0), 1)
   c.ioB.feed(frame)
@@ -149,7 +149,7 @@ test('encrypted: a replayed frame fails (counter nonces)', () => {
 test('the two directions use different keys: our own frame does not open at our end', () => {
   const c = connect(pw)
   c.a.send(msg(1))
-  const frame = c.ioA.written.splice(0)[0]!
+  const frame = c.ioA.written.splice(0)[0]
   c.ioA.feed(frame) // A receiving what A sent, as a reflecting attacker would do
   assert.ok(c.a.isClosed)
 })

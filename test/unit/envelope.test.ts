@@ -62,7 +62,7 @@ test('malformed MessagePack, non-maps and wrong fields are values, not throws', 
   ]
   for (const [bytes, reason] of cases) {
     const r = decodeEnvelope(bytes)
-    assert.is(r.ok, false, `${[...bytes]}`)
+    assert.is(r.ok, false, [...bytes].join(','))
     if (!r.ok) assert.is(r.reason, reason, r.detail)
   }
 })

@@ -272,7 +272,7 @@ function fakeOvsdb(opts: { vxlanOfport?: number } = {}): OvsdbClient & { closedC
     isOpen: true,
     closed: new Promise<OvsdbError>(() => {}),
   }
-  return client as unknown as OvsdbClient & { closedCount: number }
+  return client
 }
 
 function recordingProgrammer(): FlowProgrammer & { calls: string[]; changes: FlowChange[]; failNext: boolean } {

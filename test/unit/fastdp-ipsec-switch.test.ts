@@ -184,8 +184,9 @@ test('driver: two ends on one virtual clock rotate their keys and keep each othe
     },
     async outBytes() { return undefined },
   })
-  let da!: EspDriver, db!: EspDriver
-  da = new EspDriver({ rotation: { intervalMs: 30_000, graceMs: 2_000 } }, { clock, logger: nullLogger, xfrm: xf(kernel.a), send: (_id, m) => { queueMicrotask(() => db.onControl(1, m)) } })
+  // eslint-disable-next-line prefer-const -- db's send closes over da, and da's over db (assigned below)
+  let db!: EspDriver
+  const da = new EspDriver({ rotation: { intervalMs: 30_000, graceMs: 2_000 } }, { clock, logger: nullLogger, xfrm: xf(kernel.a), send: (_id, m) => { queueMicrotask(() => db.onControl(1, m)) } })
   db = new EspDriver({ rotation: { intervalMs: 30_000, graceMs: 2_000 } }, { clock, logger: nullLogger, xfrm: xf(kernel.b), send: (_id, m) => { queueMicrotask(() => da.onControl(2, m)) } })
   await Promise.all([da.add(2, { self: A, peer: B, secret }), db.add(1, { self: B, peer: A, secret })])
   for (let s = 0; s < 100; s++) {

@@ -121,7 +121,7 @@ class Pair {
     const [self, peer] = x === 'a' ? [A, B] : [B, A]
     const spi = this.hosts[x].policies.get(`out ${self.ip}>${peer.ip}:6784`)
     assert.ok(spi !== undefined, 'outbound policy present')
-    const k = saKey(self.ip, peer.ip, spi!)
+    const k = saKey(self.ip, peer.ip, spi)
     assert.ok(this.hosts[x].sas.has(k), 'the policy names an installed outbound SA')
     assert.is(this.hosts[this.other(x)].sas.get(k), this.hosts[x].sas.get(k), `${x}'s outbound SA ${k} is installed, same key, at the peer`)
   }

@@ -74,13 +74,13 @@ test('property: any chunking of valid frames yields the same frames', () => {
       const out: Uint8Array[] = []
       let at = 0, i = 0
       while (at < wire.length) {
-        const n = cuts[i++ % cuts.length]!
+        const n = cuts[i++ % cuts.length]
         const r = d.push(wire.subarray(at, at + n))
         if (!r.ok) return false
         out.push(...r.frames)
         at += n
       }
-      return out.length === bodies.length && out.every((f, k) => Buffer.from(f).equals(Buffer.from(bodies[k]!)))
+      return out.length === bodies.length && out.every((f, k) => Buffer.from(f).equals(Buffer.from(bodies[k])))
     }), { numRuns: 300, seed: 11 })
 })
 

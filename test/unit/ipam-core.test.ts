@@ -176,7 +176,7 @@ paxos('duelling proposers still agree on one value', () => {
     exchange(nodes)
     const results = nodes.map((n) => JSON.stringify(n.result()))
     const decided = results.filter((r) => r !== undefined && r !== 'undefined')
-    assert.ok(new Set(decided).size <= 1, `trial ${trial}: different values ${[...new Set(decided)]}`)
+    assert.ok(new Set(decided).size <= 1, `trial ${trial}: different values ${[...new Set(decided)].join(', ')}`)
   }
 })
 paxos('a quorum is needed: one node of three cannot decide alone', () => {
@@ -255,7 +255,7 @@ persist('answers wait for the write, and concurrent requests share writes', asyn
   const stored = await store.load()
   const dec = decodeState(stored.snapshot, { peerName: A, range: '10.32.0.0/16', where: 'memory' })
   assert.ok(dec.ok && dec.state)
-  const full = applyJournal(dec.state!, stored.journal, 'memory')
+  const full = applyJournal(dec.state, stored.journal, 'memory')
   assert.ok(full.ok)
   assert.is(Object.keys(full.ok ? full.state!.leases : {}).length, 200, 'answered before persisted')
   const writes = store.saves + store.appends - before

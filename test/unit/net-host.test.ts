@@ -125,7 +125,7 @@ test('attach of a new container: pair, sysctls, rules in one go; ethwe up, route
   assert.ok(setup, run.calls.join('\n'))
   // One container-side script: the pair (host end straight into our namespace), then, in order,
   // sysctls, the multicast drop and the accept above it.
-  const steps = setup!.slice(`${ns}sh -c `.length).split(' && ')
+  const steps = setup.slice(`${ns}sh -c `.length).split(' && ')
   assert.equal(steps, [
     "'ip' 'link' 'add' 'name' 'ethwe' 'mtu' '1376' 'type' 'veth' 'peer' 'name' 'vethwepl4242' 'mtu' '1376' 'netns' 'hostns'",
     "'sysctl' '-q' '-e' '-w' 'net.ipv6.conf.ethwe.accept_ra=0' 'net.ipv4.neigh.ethwe.base_reachable_time=5' 'net.ipv4.neigh.ethwe.delay_first_probe_time=2' 'net.ipv4.neigh.ethwe.ucast_solicit=1'",
@@ -133,7 +133,7 @@ test('attach of a new container: pair, sysctls, rules in one go; ethwe up, route
     "'iptables' '-w' '5' '-t' 'filter' '-I' 'INPUT' '1' '-i' 'ethwe' '-s' '10.32.0.0/12' '-d' '224.0.0.0/4' '-j' 'ACCEPT'",
   ])
   const want = [
-    setup!,
+    setup,
     "sh -c 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'master' 'weave' && { 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'type' 'bridge_slave' 'hairpin' 'on' >/dev/null 2>&1 || true; } && 'ip' 'link' 'set' 'dev' 'vethwepl4242' 'up'",
     // The address (once) last: weavewait starts the command once ethwe is up with an address.
     `${ns}sh -c 'ip' 'link' 'set' 'dev' 'ethwe' 'up' && 'ip' 'route' 'replace' '224.0.0.0/4' 'dev' 'ethwe' 'scope' 'link' && 'ip' 'addr' 'add' '10.32.0.7/12' 'dev' 'ethwe' && 'ip' '-j' 'addr' 'show' 'dev' 'ethwe'`,
@@ -159,7 +159,6 @@ test('attach to an attached container only adds the missing address and re-ensla
 })
 
 test('a failure after creating the pair removes it and reports the failing command', async () => {
-  let made = false
   const run = fakeRunner([
     [/addr show dev ethwe/, NODEV],
     [/^ip -j -d link show$/, linkList(BRIDGE_LINK)],

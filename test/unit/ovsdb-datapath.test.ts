@@ -49,6 +49,7 @@ class FakeOvsdb {
   }
 
   client(): OvsdbClient {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the client's methods below are called with another `this`
     const self = this
     let seq = 0
     return {
@@ -126,7 +127,7 @@ class FakeOvsdb {
       case 'select': return {
         rows: this.matches(op.table, op.where).map(([u, r]) => {
           const all: Record<string, any> = { _uuid: ['uuid', u], ...r }
-          return Object.fromEntries((op.columns ?? Object.keys(all)).map((c) => [c, wire(all[c])])) as Row
+          return Object.fromEntries<unknown>((op.columns ?? Object.keys(all)).map((c) => [c, wire(all[c])])) as Row
         }),
       }
       case 'insert': {

@@ -109,10 +109,10 @@ async function connect(ciphersA: SleeveCipherName[], ciphersB: SleeveCipherName[
   const ca = sa.peers.get(2)?.cipher, cb = sb.peers.get(1)?.cipher
   assert.ok(ca && cb, 'both ends have a cipher')
   // what each seals the other opens: the two ends agree on cipher and keys
-  const r1 = cb!.open(ca!.seal(encodeFrames({ src: 1, dst: 2 }, [new Uint8Array(64).fill(1)])))
-  const r2 = ca!.open(cb!.seal(encodeFrames({ src: 2, dst: 1 }, [new Uint8Array(64).fill(2)])))
+  const r1 = cb.open(ca.seal(encodeFrames({ src: 1, dst: 2 }, [new Uint8Array(64).fill(1)])))
+  const r2 = ca.open(cb.seal(encodeFrames({ src: 2, dst: 1 }, [new Uint8Array(64).fill(2)])))
   assert.ok(r1.ok && r2.ok, 'both directions open')
-  const out = { a: ca!.name, b: cb!.name, statusA: oa.connections()[0], lineA: overlayConnectionLine(oa.connections()[0]) }
+  const out = { a: ca.name, b: cb.name, statusA: oa.connections()[0], lineA: overlayConnectionLine(oa.connections()[0]) }
   oa.detach(); ob.detach()
   return out
 }

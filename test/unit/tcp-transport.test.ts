@@ -65,7 +65,7 @@ test('plain: two transports connect and exchange messages both ways', async () =
   const b = transport(2)
   const conn = await b.t.dial(a.addr)
   await waitFor(() => a.accepted.length === 1)
-  const inb = a.accepted[0]!
+  const inb = a.accepted[0]
   assert.is(conn.remote.name, identity(1).name)
   assert.is(inb.remote.name, identity(2).name)
   assert.is(conn.connUid, inb.connUid)
@@ -85,7 +85,7 @@ test('encrypted: same password connects and carries a 1 MiB payload', async () =
   const conn = await b.t.dial(a.addr)
   assert.is(conn.encrypted, true)
   await waitFor(() => a.accepted.length === 1)
-  const got = collect(a.accepted[0]!)
+  const got = collect(a.accepted[0])
   const big = new Uint8Array(1 << 20).map((_, i) => i & 0xff)
   conn.send({ type: 'gossip-broadcast', channel: 'ipam', src: identity(2).name, payload: big })
   await waitFor(() => got.length === 1)
@@ -101,7 +101,7 @@ test('wrong password: refused as password-mismatch at both ends, one log line on
   assert.instance(err, HandshakeError)
   assert.is((err as HandshakeError).failure.code, 'password-mismatch')
   await waitFor(() => a.refused.length === 1)
-  assert.is(a.refused[0]!.why.code, 'password-mismatch')
+  assert.is(a.refused[0].why.code, 'password-mismatch')
   assert.is(a.accepted.length, 0)
   assert.is(a.logger.lines.filter((l) => l.includes('refused connection from')).length, 1)
   assert.ok(b.logger.lines.some((l) => /connection to 127\.0\.0\.1:\d+ refused: password-mismatch/.test(l)))
@@ -114,7 +114,7 @@ test('no password against a password: encryption-mismatch naming the side withou
   assert.is(err.failure.code, 'encryption-mismatch')
   assert.match(err.failure.message, /remote has a password but we have none/)
   await waitFor(() => a.refused.length === 1)
-  assert.match(a.refused[0]!.why.message, /we have a password but the remote has none/)
+  assert.match(a.refused[0].why.message, /we have a password but the remote has none/)
 })
 
 test('dial to a closed port rejects with io-error', async () => {
@@ -149,7 +149,7 @@ test('garbage, truncated frames and a huge length prefix are refused; other conn
   await waitFor(() => a.refused.length === inputs.length)
   assert.equal(a.refused.map((r) => r.why.code).sort(), ['bad-message', 'bad-message', 'bad-message', 'io-error'])
   assert.is(a.logger.lines.filter((l) => l.includes('refused connection from')).length, inputs.length)
-  const got = collect(a.accepted[0]!)
+  const got = collect(a.accepted[0])
   conn.send({ type: 'overlay', payload: new Uint8Array([1]) })
   await waitFor(() => got.length === 1)
 })
@@ -184,7 +184,7 @@ test('heartbeat timeout notices a silently dead peer within the timeout (injecte
     await waitFor(() => a.accepted.length === 1)
     const reasons: string[] = []
     conn.onClose((r) => reasons.push(`b: ${r}`))
-    a.accepted[0]!.onClose((r) => reasons.push(`a: ${r}`))
+    a.accepted[0].onClose((r) => reasons.push(`a: ${r}`))
     for (let i = 0; i < 20; i++) await step()
     assert.equal(reasons, [], 'healthy for 2 s (clock) while heartbeats flow')
     frozen = true
@@ -222,11 +222,11 @@ test('accepts are rate-limited by the token bucket on the injected clock', async
     s.on('error', () => {})
     s.on('data', () => { heard[i] = true })
   }
-  await waitFor(() => heard[0]!)
+  await waitFor(() => heard[0])
   await new Promise((r) => setTimeout(r, 100))
   assert.is(heard[1], false, 'the second connection waits for a token')
   clock.advance(1000)
-  await waitFor(() => heard[1]!)
+  await waitFor(() => heard[1])
 })
 
 test.run()

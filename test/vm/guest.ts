@@ -11,7 +11,7 @@ export const LAB_MODULES = ['openvswitch', 'vxlan', 'vport-vxlan', 'veth', 'brid
 
 /** Quote `s` for a POSIX shell. */
 export function shQuote(s: string): string {
-  return /^[A-Za-z0-9_\/.,:=+@%-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
+  return /^[A-Za-z0-9_/.,:=+@%-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
 }
 
 export interface Stage2Options {

@@ -189,8 +189,8 @@ function boot(args: string[], timeoutMs: number, stream?: NodeJS.WritableStream)
     const out: Buffer[] = []
     let stderr = ''
     let timedOut = false
-    child.stdout!.on('data', (d: Buffer) => { out.push(d); stream?.write(d) })
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.stdout.on('data', (d: Buffer) => { out.push(d); stream?.write(d) })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
     const timer = setTimeout(() => { timedOut = true; stop() }, timeoutMs)
     child.on('error', (err) => { clearTimeout(timer); stop(); reject(new Error(`cannot start ${QEMU}: ${err.message}`, { cause: err })) })
     child.on('close', () => {
