@@ -41,6 +41,21 @@ export interface WeaverConfig {
   readonly ovsRundir: string | undefined
   /** Encrypted fastdp: a new ESP key epoch per direction this often (optional for hand-made configs). */
   readonly espRotateMs?: number
+  /** weaveDNS (optional fields: hand-made configs in tests may leave them out; see dnsConfigOf). */
+  readonly noDns?: boolean
+  readonly dnsDomain?: string
+  /** `HOST:PORT`, or `auto` (the docker bridge's address, as Weave). */
+  readonly dnsListenAddress?: string
+  readonly dnsTtl?: number
+  readonly dnsFallbackTimeoutMs?: number
+  readonly resolvConf?: string
+  readonly dnsRateLimit?: number
+  /** Proxy: naming and resolver of the containers it creates. */
+  readonly hostnameFromLabel?: string
+  readonly hostnameMatch?: string
+  readonly hostnameReplacement?: string
+  readonly rewriteHosts?: boolean
+  readonly withoutDns?: boolean
 }
 
 export class ConfigError extends Error {}
@@ -52,6 +67,8 @@ interface Flag {
   kind: Kind
   env?: string
   help: string
+  /** A bool flag that sets false (`--no-proxy`, `--no-rewrite-hosts`). */
+  negate?: boolean
 }
 
 /** Defaults, each with its reason. */
@@ -69,6 +86,12 @@ const DEFAULTS = {
   attachTimeoutS: 60, // IPAM may be awaiting consensus while peers start; then `docker run` says so
   ovsdb: 'unix:/var/run/openvswitch/db.sock', // where Debian's openvswitch-switch serves it
   espRotateS: 900, // short key lives without churn; tests shorten it to see a rotation
+  dnsDomain: 'weave.local.', // Weave's
+  dnsListenAddress: 'auto', // Weave's: the docker bridge's address, port 53
+  dnsTtl: 1, // what Weave's code does (its docs said 30): a removed name is forgotten by clients at once
+  dnsFallbackTimeoutMs: 5000, // Weave's upstream timeout
+  resolvConf: '/etc/resolv.conf',
+  dnsRateLimit: 2000, // queries/s per client address: far above a resolver's need, far below starving others
 } as const
 
 export const FLAGS: readonly Flag[] = [
@@ -87,7 +110,7 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--ipalloc-init', key: 'ipallocInit', kind: 'string', help: 'consensus[=N] | seed=PEER,... | observer' },
   { flag: '--mtu', key: 'mtu', kind: 'int', env: 'WEAVE_MTU', help: `MTU of the weave network (default ${DEFAULTS.mtu})` },
   { flag: '--proxy', key: 'proxy', kind: 'bool', help: 'run the Docker API proxy (default: on when the Docker socket exists)' },
-  { flag: '--no-proxy', key: 'proxy', kind: 'bool', help: 'do not run the Docker API proxy' },
+  { flag: '--no-proxy', key: 'proxy', kind: 'bool', negate: true, help: 'do not run the Docker API proxy' },
   { flag: '--docker-api', key: 'dockerApi', kind: 'string', env: 'DOCKER_HOST', help: `Docker API to proxy (default ${DEFAULTS.dockerApi})` },
   { flag: '--proxy-listen', key: 'proxyListen', kind: 'list', help: 'extra proxy address, e.g. tcp://127.0.0.1:12375 (repeatable)' },
   { flag: '--no-default-ipalloc', key: 'noDefaultIpalloc', kind: 'bool', help: 'leave containers without WEAVE_CIDR alone' },
@@ -97,6 +120,19 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--ovsdb', key: 'ovsdb', kind: 'string', env: 'WEAVE_OVSDB', help: `OVSDB server for fastdp (default ${DEFAULTS.ovsdb})` },
   { flag: '--esp-rotate', key: 'espRotateMs', kind: 'int', env: 'WEAVE_ESP_ROTATE', help: `seconds between ESP key rotations of encrypted fastdp (default ${DEFAULTS.espRotateS})` },
   { flag: '--ovs-rundir', key: 'ovsRundir', kind: 'string', env: 'OVS_RUNDIR', help: 'run directory of ovs-vswitchd (default: the OVSDB socket\'s directory)' },
+  { flag: '--no-dns', key: 'noDns', kind: 'bool', help: 'do not run weaveDNS' },
+  { flag: '--dns-domain', key: 'dnsDomain', kind: 'string', help: `weaveDNS domain (default ${DEFAULTS.dnsDomain})` },
+  { flag: '--dns-listen-address', key: 'dnsListenAddress', kind: 'string', help: 'weaveDNS address HOST:PORT (default: the docker bridge address, port 53)' },
+  { flag: '--dns-ttl', key: 'dnsTtl', kind: 'int', help: `TTL of weaveDNS answers in seconds (default ${DEFAULTS.dnsTtl})` },
+  { flag: '--dns-fallback-timeout', key: 'dnsFallbackTimeoutMs', kind: 'int', help: `milliseconds each upstream DNS server gets (default ${DEFAULTS.dnsFallbackTimeoutMs})` },
+  { flag: '--resolv-conf', key: 'resolvConf', kind: 'string', help: `file naming the upstream DNS servers (default ${DEFAULTS.resolvConf})` },
+  { flag: '--dns-rate-limit', key: 'dnsRateLimit', kind: 'int', help: `DNS queries per second one client may send, 0 = unlimited (default ${DEFAULTS.dnsRateLimit})` },
+  { flag: '--hostname-from-label', key: 'hostnameFromLabel', kind: 'string', help: 'proxy: name containers after this label\'s value' },
+  { flag: '--hostname-match', key: 'hostnameMatch', kind: 'string', help: 'proxy: regular expression applied to container names (default ^/?(.*))' },
+  { flag: '--hostname-replacement', key: 'hostnameReplacement', kind: 'string', help: 'proxy: replacement for --hostname-match (default $1)' },
+  { flag: '--rewrite-hosts', key: 'rewriteHosts', kind: 'bool', help: 'proxy: /etc/hosts names the weave address (default on)' },
+  { flag: '--no-rewrite-hosts', key: 'rewriteHosts', kind: 'bool', negate: true, help: 'proxy: leave Docker\'s /etc/hosts' },
+  { flag: '--without-dns', key: 'withoutDns', kind: 'bool', help: 'proxy: leave containers\' resolver settings alone' },
 ]
 
 export interface ParseOptions {
@@ -123,7 +159,7 @@ export function parseDaemonArgs(argv: readonly string[], env: Readonly<Record<st
     if (!flag) throw new ConfigError(`unknown flag ${name} (see weave launch --help)`)
     if (flag.kind === 'bool') {
       if (eq >= 0) throw new ConfigError(`flag ${name} takes no value`)
-      raw[flag.key] = flag.flag !== '--no-proxy'
+      raw[flag.key] = !flag.negate
       continue
     }
     let value: string
@@ -178,8 +214,35 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     ovsdb: str('ovsdb') ?? DEFAULTS.ovsdb,
     ovsRundir: str('ovsRundir'),
     espRotateMs: int('espRotateMs', DEFAULTS.espRotateS, 1, 86400) * 1000,
+    noDns: raw.noDns === true,
+    dnsDomain: str('dnsDomain') ?? DEFAULTS.dnsDomain,
+    dnsListenAddress: str('dnsListenAddress') ?? DEFAULTS.dnsListenAddress,
+    dnsTtl: int('dnsTtl', DEFAULTS.dnsTtl, 0, 86400),
+    dnsFallbackTimeoutMs: int('dnsFallbackTimeoutMs', DEFAULTS.dnsFallbackTimeoutMs, 1, 60_000),
+    resolvConf: str('resolvConf') ?? DEFAULTS.resolvConf,
+    dnsRateLimit: int('dnsRateLimit', DEFAULTS.dnsRateLimit, 0, 10_000_000),
+    hostnameFromLabel: str('hostnameFromLabel'),
+    hostnameMatch: str('hostnameMatch'),
+    hostnameReplacement: str('hostnameReplacement'),
+    rewriteHosts: raw.rewriteHosts !== false,
+    withoutDns: raw.withoutDns === true,
   }
+  validateDns(cfg)
   return Object.freeze(cfg)
+}
+
+function validateDns(cfg: WeaverConfig): void {
+  if (cfg.hostnameMatch !== undefined) {
+    try { new RegExp(cfg.hostnameMatch) } catch (err) { throw new ConfigError(`--hostname-match: ${(err as Error).message}`) }
+  }
+  const l = cfg.dnsListenAddress
+  if (l && l !== 'auto') {
+    const m = /^(.+):(\d+)$/.exec(l)
+    if (!m || Number(m[2]) > 65535) throw new ConfigError(`--dns-listen-address "${l}" is not HOST:PORT`)
+  }
+  if (cfg.dnsDomain && !/^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+$/i.test(cfg.dnsDomain.endsWith('.') ? cfg.dnsDomain : cfg.dnsDomain + '.')) {
+    throw new ConfigError(`--dns-domain "${cfg.dnsDomain}" is not a DNS domain`)
+  }
 }
 
 function parseHttpAddr(v: string): WeaverConfig['httpAddr'] {

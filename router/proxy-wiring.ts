@@ -16,6 +16,7 @@ import {
   type ContainerEvent, type DockerEndpoint, type Proxy,
 } from '../proxy'
 import { parseCidr } from '../ipam'
+import type { DnsWiring } from './dns-wiring'
 
 /** A container that died is given this long to come back before its leases go. */
 export const RELEASE_GRACE_MS = 30_000
@@ -39,7 +40,7 @@ export function proxySocketPath(runDir: string): string {
   return path.join(runDir, 'weave.sock')
 }
 
-export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Logger; containerNet: ContainerNet }): ProxyWiring {
+export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Logger; containerNet: ContainerNet; dns?: DnsWiring }): ProxyWiring {
   const log = deps.logger
   const docker = dockerEndpoint(config)
   const engine = createEngineClient(docker)
@@ -80,6 +81,7 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
   }
 
   const onEvent = (e: ContainerEvent) => {
+    deps.dns?.onContainerEvent(e) // die → its names go at once (the lease waits out the grace period)
     if (e.action === 'destroy') {
       cancelRelease(e.id)
       attached.delete(e.id)
@@ -118,6 +120,8 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
       logger: log,
       hooks: {
         onStarted: (c) => attach(c),
+        // Hostname from the container name (or label), --dns/--dns-search pointing at weaveDNS.
+        onCreate: deps.dns ? (body, ctx) => deps.dns!.rewriteCreate(body, ctx) : undefined,
         onEvent,
         inspectAddress: (id) => {
           const first = deps.containerNet.addressesOf(id)[0]

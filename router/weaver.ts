@@ -15,8 +15,10 @@ import { createContainerNet } from './container-net'
 import { wireProxy } from './proxy-wiring'
 import { wireOverlay } from './overlay-wiring'
 import { wireMesh } from './mesh-wiring'
+import { wireDns, withDnsRegistration } from './dns-wiring'
+import { EXPOSE_ID } from './net'
 import type { GossipHost, PeerName } from './mesh'
-import { createIpam, IPAM_ROUTES } from '../ipam'
+import { createIpam, formatCidr, IPAM_ROUTES } from '../ipam'
 import { VERSION } from './version'
 
 export interface WeaverDeps {
@@ -98,9 +100,25 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   starts.push(() => ipam.start())
   stops.unshift(() => ipam.stop())
 
+  // ---- dns ----
+  // weaveDNS gossips over the mesh's `dns` channel; routes /name, /domain, /dns-*, /status/dns.
+  // undefined with --no-dns. Registrars reach it as `dnsWired.dns` (see dns/index.ts).
+  const dnsWired = wireDns(config, {
+    clock: deps.clock, rng: deps.rng, logger: log.child('dns'), host: mesh, router, status,
+    exposedAddresses: () => ipam.allocator.lookup(EXPOSE_ID).map(formatCidr),
+  })
+  if (dnsWired) {
+    starts.push(() => dnsWired.start())
+    stops.unshift(() => dnsWired.stop())
+  }
+
   // ---- host plumbing and container attach (shared by overlay, the attach API and the proxy) ----
+  // Attaching a Docker container registers its name in weaveDNS (withDnsRegistration).
   const net = createNetHost({ logger: log })
-  const containerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log, clock: deps.clock, allocateTimeoutMs: config.attachTimeoutMs })
+  const containerNet = withDnsRegistration(
+    createContainerNet({ allocator: ipam.allocator, net, logger: log, clock: deps.clock, allocateTimeoutMs: config.attachTimeoutMs }),
+    dnsWired, log.child('dns'),
+  )
   // The bridge exists before anything can attach to it (the proxy and the attach API start later).
   // With an OVSDB server (and fastdp not turned off) the bridge links to the OVS datapath, which
   // hands the sleeve what it cannot tunnel (routerLink `ovs`); otherwise the sleeve sits on the
@@ -125,10 +143,14 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
 
   // ---- proxy ----
   if (config.proxy) {
-    const wired = wireProxy(config, { clock: deps.clock, logger: log.child('proxy'), containerNet })
+    const wired = wireProxy(config, { clock: deps.clock, logger: log.child('proxy'), containerNet, dns: dnsWired })
     status.addSection('proxy', { order: 30, lines: () => wired.statusLines() })
     status.addReport('Proxy', () => wired.report())
-    starts.push(() => wired.proxy.start())
+    starts.push(async () => {
+      await wired.proxy.start()
+      // Containers that kept running while the router was down get their names back.
+      await dnsWired?.resync((id) => containerNet.addressesOf(id)).catch((err: Error) => log.warn(`dns resync: ${err.message}`))
+    })
     stops.unshift(() => wired.stop())
   } else {
     status.addSection('proxy', {

@@ -53,11 +53,21 @@ export const psCommand: Command = {
 export const exposeCommand: Command = {
   name: 'expose',
   summary: 'give the host an address on the weave network (with masquerading)',
-  usage: 'Usage: weave expose [ADDR...]\n\nADDR as for weave attach; none given means net:default. Prints the addresses.\n',
+  usage: 'Usage: weave expose [ADDR...] [-h FQDN]\n\nADDR as for weave attach; none given means net:default. Prints the addresses.\n' +
+    'With -h, FQDN names the host\'s addresses in weaveDNS.\n',
   async run(args, ctx) {
+    const h = args.indexOf('-h')
+    let fqdn: string | undefined
+    if (h >= 0) {
+      fqdn = args[h + 1]
+      if (!fqdn) throw new CliFailure('weave expose: -h needs a name')
+      args = [...args.slice(0, h), ...args.slice(h + 2)]
+    }
     const addresses = positionalOnly(args, 'expose')
     const r = await call(ctx, '/expose', { addresses }, 'expose')
-    ctx.out((r.addresses as string[]).map((a) => a.replace(/\/\d+$/, '')).join(' '))
+    const plain = (r.addresses as string[]).map((a) => a.replace(/\/\d+$/, ''))
+    if (fqdn) await call(ctx, '/dns-add', { id: 'weave:expose', fqdn, addresses: plain }, `dns-add ${fqdn}`)
+    ctx.out(plain.join(' '))
   },
 }
 

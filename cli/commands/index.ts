@@ -11,6 +11,8 @@ import { command as prime } from './prime'
 import { attachCommand, detachCommand, psCommand, exposeCommand, hideCommand } from './attach'
 import { command as reset } from './reset'
 import { command as connect, forgetCommand as forget } from './connect'
+import { dnsAddCommand, dnsRemoveCommand, dnsLookupCommand, dnsArgsCommand } from './dns'
 
 export const COMMANDS: readonly Command[] = [launch, stop, status, report, env, config, version, rmpeer, prime,
-  attachCommand, detachCommand, psCommand, exposeCommand, hideCommand, reset, connect, forget]
+  attachCommand, detachCommand, psCommand, exposeCommand, hideCommand, reset, connect, forget,
+  dnsAddCommand, dnsRemoveCommand, dnsLookupCommand, dnsArgsCommand]
