@@ -10,7 +10,7 @@
  * - Garbage is dropped (no header) or answered FORMERR (a header we can answer to); both counted.
  */
 import * as packet from 'dns-packet'
-import type { Answer, DecodedPacket, Packet, Question } from 'dns-packet'
+import type { Answer, DecodedPacket, Packet } from 'dns-packet'
 import { addressOfReverseName, inDomain, qualify } from './names'
 
 export interface AnswerContext {
@@ -93,7 +93,7 @@ function reply(q: DecodedPacket, rcode: Rcode, transport: 'udp' | 'tcp', local: 
     type: 'response',
     id: q.id ?? 0,
     flags,
-    questions: (q.questions ?? []) as Question[],
+    questions: q.questions ?? [],
     answers,
     additionals: hasOpt ? [{ type: 'OPT', name: '.', udpPayloadSize: UDP_MAX_SIZE, flags: 0 } as unknown as Answer] : [],
   }

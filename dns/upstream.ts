@@ -60,7 +60,7 @@ export class Upstream {
         this.stamp = stamp
         let text = ''
         try { text = st ? fs.readFileSync(this.d.resolvConf, 'utf8') : '' } catch { text = '' }
-        this.servers = withoutSelf(parseResolvConf(text), this.d.self(), this.d.isLocal)
+        this.servers = withoutSelf(parseResolvConf(text), this.d.self(), (h) => this.d.isLocal(h))
         this.d.logger.info(`upstream servers from ${this.d.resolvConf}: ${this.servers.map(fmt).join(' ') || 'none'}`)
       }
     }

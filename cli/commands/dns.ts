@@ -98,7 +98,7 @@ function query(host: string, port: number, name: string): Promise<string[]> {
       try {
         const r = packet.decode(msg)
         resolve((r.answers ?? []).filter((x) => x.type === 'A').map((x) => String((x as { data?: unknown }).data)))
-      } catch (err) { reject(err) }
+      } catch (err) { reject(err instanceof Error ? err : new Error(String(err))) }
     })
     sock.send(q, port, host)
   })

@@ -25,7 +25,7 @@ const resolv = path.join(dir, 'resolv.conf')
 
 function dig(port: number, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('dig', ['@127.0.0.1', '-p', String(port), '+time=2', '+tries=1', ...args], { timeout: 15_000 }, (err, stdout) => err && !stdout ? reject(err) : resolve(stdout))
+    execFile('dig', ['@127.0.0.1', '-p', String(port), '+time=2', '+tries=1', ...args], { timeout: 15_000 }, (err: Error | null, stdout: string) => { if (err && !stdout) reject(err); else resolve(stdout) })
   })
 }
 const short = async (port: number, args: string[]) => (await dig(port, ['+short', ...args])).trim().split('\n').filter(Boolean)
@@ -128,7 +128,7 @@ test('malformed queries and a flood from one source are dropped and counted; HTT
   const http = await new Promise<string>((resolve) => {
     const c = net.connect(port, '127.0.0.1', () => c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))
     let got = ''
-    c.on('data', (d) => { got += d })
+    c.on('data', (d: Buffer) => { got += d.toString('latin1') })
     c.on('close', () => resolve(got))
     c.on('error', () => resolve(got))
   })
