@@ -78,6 +78,8 @@ export function wireMesh(
       peers: [...config.peers],
       encryption: !!config.password,
       overlays: ['sleeve'],
+      // the daemon's overlay judges every connection's data path (heartbeats) before data uses it
+      establishedByOverlay: true,
     },
     {
       clock: deps.clock,

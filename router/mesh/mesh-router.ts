@@ -59,6 +59,13 @@ export interface MeshConfig {
   gcGraceMs?: number
   /** Coalescing of route recalculation after merged updates. */
   routeDelayMs?: number
+  /**
+   * A data plane judges each connection's data path (Weave: a connection is established only once
+   * the overlay's heartbeat got through): connections start pending and carry data-plane routes only
+   * after `setDataPath(peer, true)`. Without it (simulations, a mesh with no overlay) every
+   * connection is established at once.
+   */
+  establishedByOverlay?: boolean
 }
 
 /** Defaults, one place. */
@@ -102,6 +109,10 @@ export interface ConnectionStatus {
   error?: string
   /** When a retrying target is tried next (ms since epoch of the clock). */
   retryAt?: number
+  /** Live connections with an overlay judge: whether its data path works, and why not. */
+  dataPath?: { ok: boolean; why?: string }
+  /** Live connections whose peer's data goes through another peer: that next hop (name(nick)), or `unreachable`. */
+  dataVia?: string
 }
 
 export interface PeerStatus {
@@ -152,12 +163,21 @@ export interface Mesh extends GossipHost {
   status(): MeshStatus
   /** Live connections by peer name. */
   connections(): Map<PeerName, PeerConnection>
+  /**
+   * The data plane's verdict on the connection to `peer` (see MeshConfig.establishedByOverlay):
+   * the topology marks it established, or pending, and gossips the change; data-plane routes use
+   * only links both ends call established. `why` is shown in status. False when no live connection.
+   */
+  setDataPath(peer: PeerName, ok: boolean, why?: string): boolean
 }
 
 interface Live {
   conn: PeerConnection
   /** The target we dialled for it (outbound only). */
   target?: string
+  /** The overlay's last verdict on its data path. */
+  dataOk: boolean
+  dataWhy?: string
 }
 
 export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
@@ -375,10 +395,10 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
     if (!conn.outbound && config.connLimit > 0 && live.size >= 2 * config.connLimit && routes.unicastAll().has(name)) {
       return refuse(conn, `connection limit reached (${config.connLimit})`)
     }
-    const entry: Live = { conn, target }
+    const entry: Live = { conn, target, dataOk: !config.establishedByOverlay, dataWhy: config.establishedByOverlay ? 'no overlay heartbeat yet' : undefined }
     live.set(name, entry)
     stats.connectionsAdded++
-    topology.setConnection(name, { outbound: conn.outbound, established: true, addr: conn.remoteAddr })
+    topology.setConnection(name, { outbound: conn.outbound, established: entry.dataOk, addr: conn.remoteAddr })
     conn.onMessage((msg) => {
       if (live.get(name) === entry) channels.handle(name, msg)
     })
@@ -490,7 +510,9 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
   function status(): MeshStatus {
     const me = topology.self()
     const connections: ConnectionStatus[] = []
-    for (const l of live.values()) {
+    const data = routes.unicast()
+    for (const [name, l] of live) {
+      const hop = data.get(name)
       connections.push({
         direction: l.conn.outbound ? 'outbound' : 'inbound',
         addr: l.conn.remoteAddr,
@@ -498,6 +520,8 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
         encrypted: l.conn.encrypted,
         peer: l.conn.remote.name,
         nickname: l.conn.remote.nickname,
+        ...(config.establishedByOverlay ? { dataPath: { ok: l.dataOk, ...(l.dataWhy === undefined ? {} : { why: l.dataWhy }) } } : {}),
+        ...(hop === name ? {} : { dataVia: hop === undefined ? 'unreachable' : `${hop}(${topology.get(hop)?.nickname ?? ''})` }),
       })
     }
     const w = world()
@@ -616,6 +640,17 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
     },
     status,
     connections: () => new Map([...live].map(([k, v]) => [k, v.conn])),
+    setDataPath(peer, ok, why) {
+      const l = live.get(peer)
+      if (!l) return false
+      l.dataWhy = ok ? undefined : why
+      if (l.dataOk === ok) return true
+      l.dataOk = ok
+      log.info(`data path to ${peer}(${l.conn.remote.nickname}) ${ok ? 'works: established' : `down${why ? ` (${why})` : ''}: pending, data goes by other peers`}`)
+      topology.setConnection(peer, { outbound: l.conn.outbound, established: ok, addr: l.conn.remoteAddr })
+      ownChanged()
+      return true
+    },
   }
 }
 

@@ -4,8 +4,10 @@
  *
  * - Unicast: destination → first hop. Gossip uses every link a record lists ('all'); the data
  *   plane uses only established links both ends list ('established-symmetric').
- * - Broadcast from a source: reverse-path forwarding over the gossip routes; when every peer
- *   holds the same topology each peer gets a broadcast exactly once.
+ * - Broadcast from a source: reverse-path forwarding; when every peer holds the same topology each
+ *   peer gets a broadcast exactly once. Gossip floods over every link (`broadcast`), the data plane
+ *   only over established symmetric ones (`broadcastData`, Weave's `Broadcast` vs `BroadcastAll`):
+ *   a connection whose overlay path is down carries neither unicast nor broadcast frames.
  *
  * Pure: a graph in, maps out.
  */
@@ -164,15 +166,18 @@ export class RouteTable {
   private graphAll: Graph | undefined
   private graphData: Graph | undefined
   private indexed: IndexedGraph | undefined
+  private indexedData: IndexedGraph | undefined
   private uniAll: Map<PeerName, PeerName> | undefined
   private uniData: Map<PeerName, PeerName> | undefined
   private readonly bcast = new Map<PeerName, PeerName[]>()
+  private readonly bcastData = new Map<PeerName, PeerName[]>()
 
   constructor(private readonly self: PeerName, private readonly records: () => Iterable<PeerRecord>) {}
 
   invalidate(): void {
-    this.graphAll = this.graphData = this.uniAll = this.uniData = this.indexed = undefined
+    this.graphAll = this.graphData = this.uniAll = this.uniData = this.indexed = this.indexedData = undefined
     this.bcast.clear()
+    this.bcastData.clear()
   }
 
   private all(): Graph {
@@ -184,9 +189,13 @@ export class RouteTable {
     return (this.uniAll ??= unicastRoutes(this.all(), this.self))
   }
 
+  private data(): Graph {
+    return (this.graphData ??= buildGraph(this.records(), 'established-symmetric'))
+  }
+
   /** Next hop for the data plane (established symmetric links). */
   unicast(): Map<PeerName, PeerName> {
-    return (this.uniData ??= unicastRoutes((this.graphData ??= buildGraph(this.records(), 'established-symmetric')), this.self))
+    return (this.uniData ??= unicastRoutes(this.data(), this.self))
   }
 
   /** Who we forward a broadcast from `source` to. */
@@ -195,6 +204,16 @@ export class RouteTable {
     if (!c) {
       c = (this.indexed ??= new IndexedGraph(this.all())).broadcastChildren(source, this.self)
       this.bcast.set(source, c)
+    }
+    return c
+  }
+
+  /** Who we forward a data-plane broadcast (a frame flooded by the overlay) from `source` to. */
+  broadcastData(source: PeerName): PeerName[] {
+    let c = this.bcastData.get(source)
+    if (!c) {
+      c = (this.indexedData ??= new IndexedGraph(this.data())).broadcastChildren(source, this.self)
+      this.bcastData.set(source, c)
     }
     return c
   }

@@ -34,7 +34,9 @@ const arrow = (outbound: boolean) => (outbound ? '->' : '<-')
  * shows it (`fastdp`, or `sleeve mtu=1448 (not fastdp: why)`).
  */
 export function connectionsText(s: MeshStatus, overlayInfo?: (peer: string) => string | undefined): string {
-  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, c.state, connectionInfo(c, s, overlayInfo)])
+  // Weave's `pending`: connected, but the overlay has not (or no longer) got its heartbeats through
+  const state = (c: ConnectionStatus) => (c.state === 'established' && c.dataPath?.ok === false ? 'pending' : c.state)
+  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, state(c), connectionInfo(c, s, overlayInfo)])
   return table(rows)
 }
 
@@ -42,7 +44,8 @@ function connectionInfo(c: ConnectionStatus, s: MeshStatus, overlayInfo?: (peer:
   if (c.state === 'established') {
     const enc = s.encryption || c.encrypted ? (c.encrypted ? 'encrypted' : 'unencrypted') : 'unencrypted'
     const via = c.peer && overlayInfo ? overlayInfo(c.peer) : undefined
-    return `${enc} ${via ? `${via} ` : ''}${c.peer}(${c.nickname})`
+    const down = c.dataPath?.ok === false ? ` [data path down${c.dataPath.why ? `: ${c.dataPath.why}` : ''}; data ${c.dataVia === 'unreachable' || c.dataVia === undefined ? 'cannot reach it' : `via ${c.dataVia}`}]` : ''
+    return `${enc} ${via ? `${via} ` : ''}${c.peer}(${c.nickname})${down}`
   }
   if (c.state === 'retrying' && c.retryAt !== undefined) return `${c.error ?? ''}, retry: ${new Date(c.retryAt).toISOString()}`.replace(/^, /, '')
   return c.error ?? ''

@@ -28,6 +28,11 @@
  * Path state: `established` once a UDP heartbeat from the peer arrived (their → our path works)
  * and the peer acknowledged one of ours (our → their path works), both within the timeout.
  * Frames flow as soon as the peer's address is known; the state is what `weave status` shows.
+ * The connection's data path works when its sleeve path is established or another data plane
+ * (fastdp) carries the peer healthily; each change of that verdict goes to the mesh
+ * (`setDataPath`), which marks the connection established or pending in the topology it gossips.
+ * Data-plane routes use only links both ends call established, so when UDP between two hosts is
+ * lost while their TCP connection lives, their frames go through a peer that reaches both.
  *
  * Path MTU: no probing of our own. The sleeve's UDP socket sets DF (IP_PMTUDISC_DO) and asks
  * the kernel (IP_MTU) for each peer's path MTU, asking again when a send fails with EMSGSIZE
@@ -93,6 +98,17 @@ export class SleeveLink {
   /** The peer acknowledged one of our heartbeats: the us → peer path works. */
   onAck(now: number): void {
     this.lastAckRx = now
+  }
+
+  /** Why the path is not established (undefined when it is), for status. */
+  why(now: number): string | undefined {
+    const fresh = (t: number | undefined) => t !== undefined && now - t <= this.timeoutMs
+    const rx = fresh(this.lastHeartbeatRx), ack = fresh(this.lastAckRx)
+    if (rx && ack) return undefined
+    if (this.remote === undefined) return 'no overlay hello from the peer yet'
+    if (!rx && !ack) return 'no UDP heartbeat gets through either way'
+    if (!rx) return 'no UDP heartbeat arrives from the peer'
+    return 'the peer gets no UDP heartbeat from us'
   }
 
   state(now: number): LinkState {
@@ -282,9 +298,12 @@ export class SleeveRoutes implements Routes {
 export interface OverlayMeshHost {
   readonly identity: { readonly name: PeerName; shortId(): number }
   readonly topology: { records(): Iterable<{ name: PeerName; nickname: string; shortId: number | undefined }> }
-  readonly routes: { unicast(): Map<PeerName, PeerName>; broadcast(source: PeerName): PeerName[] }
+  /** `broadcastData`: the data plane's broadcast tree (established links only); `broadcast` when absent. */
+  readonly routes: { unicast(): Map<PeerName, PeerName>; broadcast(source: PeerName): PeerName[]; broadcastData?(source: PeerName): PeerName[] }
   readonly view: { onPeersChanged(fn: () => void): () => void }
   connections(): Map<PeerName, PeerConnection>
+  /** Our verdict on a connection's data path (the mesh marks it established or pending). */
+  setDataPath?(peer: PeerName, ok: boolean, why?: string): boolean
 }
 
 /** What the overlay needs from the Sleeve driver. */
@@ -373,6 +392,9 @@ interface Live {
   addr: string
   via: 'sleeve' | 'fastdp'
   why: string | undefined
+  /** What we last told the mesh about this connection's data path (undefined: nothing yet). */
+  toldOk: boolean | undefined
+  toldWhy: string | undefined
 }
 
 export interface SleeveOverlay {
@@ -415,7 +437,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     selfName: () => mesh!.identity.name,
     shortIds: () => [...mesh!.topology.records()].map((r) => [r.name, r.shortId] as [PeerName, number | undefined]),
     unicast: () => mesh!.routes.unicast(),
-    broadcast: (src) => mesh!.routes.broadcast(src),
+    broadcast: (src) => (mesh!.routes.broadcastData ?? mesh!.routes.broadcast).call(mesh!.routes, src),
   }, (hop) => {
     const l = byShort.get(hop)
     return l !== undefined && l.link.remote !== undefined && l.via === 'sleeve'
@@ -458,6 +480,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       addr: conn.remoteAddr,
       via: 'sleeve',
       why: undefined,
+      toldOk: undefined,
+      toldWhy: undefined,
     }
     const other = byShort.get(l.shortId)
     if (other) {
@@ -486,7 +510,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     const m = decodeOverlayControl(payload)
     if (!m) { stats.badControl++; return }
     if (m.t === 'ack') {
-      if (m.uid === l.conn.connUid) { stats.acksReceived++; l.link.onAck(deps.clock.now()) }
+      if (m.uid === l.conn.connUid) { stats.acksReceived++; l.link.onAck(deps.clock.now()); reportDataPath(l) }
       return
     }
     if (m.t === 'fdp') {
@@ -540,6 +564,25 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     stats.heartbeatsReceived++
     l.link.onHeartbeat(deps.clock.now())
     l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'ack', uid: l.conn.connUid }) })
+    reportDataPath(l)
+  }
+
+  /**
+   * Tell the mesh when a connection's data path starts or stops working: the sleeve path is
+   * established, or another data plane carries the peer (the switch moves it off sleeve only
+   * while that plane's own heartbeats get through). A new reason alone is passed on too (status
+   * shows it; the mesh gossips only a change of the verdict).
+   */
+  function reportDataPath(l: Live): void {
+    if (!mesh?.setDataPath || live.get(l.link.peer) !== l) return
+    const now = deps.clock.now()
+    const sleeveWhy = l.link.why(now)
+    const ok = sleeveWhy === undefined || l.via !== 'sleeve'
+    const why = ok ? undefined : sleeveWhy
+    if (ok === l.toldOk && why === l.toldWhy) return
+    l.toldOk = ok
+    l.toldWhy = why
+    mesh.setDataPath(l.link.peer, ok, why)
   }
 
   function tick(): void {
@@ -550,6 +593,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       const t = l.link.tick()
       if (t.sendHello) sendHello(l)
       if (t.sendHeartbeat) heartbeat(l)
+      reportDataPath(l)
     }
     cancelTimer = deps.clock.setTimer(intervalMs, tick)
   }
@@ -564,6 +608,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       l.via = via
       l.why = via === 'sleeve' ? why : undefined
       routes.invalidate()
+      reportDataPath(l)
       return true
     },
     sendFastdpStatus(shortId, ok) {

@@ -73,3 +73,40 @@ export async function setBlocked(host: LabHost, blocked: string[]): Promise<void
 }\n`,
   })
 }
+
+const UDP_TABLE = 'wlabudp'
+
+/** A rule on UDP between this host and `peer`: drop it all on `ports`, or only datagrams longer than `maxIpBytes`. */
+export interface UdpRule {
+  peer: string
+  /** Destination ports to drop (default: any). */
+  ports?: number[]
+  /** Drop only IP packets of UDP longer than this (bytes, IP header included): a path that silently loses big datagrams. */
+  maxIpBytes?: number
+}
+
+/**
+ * Replace the host's UDP rules (in the same netdev hooks as setBlocked, so they hold with OVS too);
+ * TCP and other protocols pass. No ICMP is sent for a drop: the kernel learns nothing, as behind a
+ * firewall or a tunnel that loses big packets. An empty list removes the table.
+ *
+ * Port rules drop both ways at this host. Size rules drop what *arrives* bigger than the limit,
+ * as a middle box would: the egress hook sees a UDP GSO send (sleeve batches equal-sized
+ * datagrams into one) before it is cut into datagrams, so a size rule there would drop datagrams
+ * that are each small enough. For the same reason this host's eth0 then cuts GSO sends itself
+ * (tx-udp-segmentation off): a veth would carry them whole to the peer's ingress hook.
+ */
+export async function setUdpRules(host: LabHost, rules: UdpRule[]): Promise<void> {
+  await host.exec(['nft', 'delete', 'table', 'netdev', UDP_TABLE], { allowFail: true })
+  const sized = rules.some((r) => r.maxIpBytes)
+  await host.exec(['ethtool', '-K', 'eth0', 'tx-udp-segmentation', sized ? 'off' : 'on'], { allowFail: true })
+  if (!rules.length) return
+  const match = (r: UdpRule, dir: 'daddr' | 'saddr') =>
+    `ip ${dir} ${r.peer} meta l4proto udp${r.ports?.length ? ` udp dport { ${r.ports.join(', ')} }` : ''}${r.maxIpBytes ? ` ip length > ${r.maxIpBytes}` : ''} drop;`
+  await host.exec(['nft', '-f', '-'], {
+    input: `table netdev ${UDP_TABLE} {
+  chain out { type filter hook egress device "eth0" priority 0; ${rules.filter((r) => !r.maxIpBytes).map((r) => match(r, 'daddr')).join(' ')} }
+  chain in { type filter hook ingress device "eth0" priority 0; ${rules.map((r) => match(r, 'saddr')).join(' ')} }
+}\n`,
+  })
+}

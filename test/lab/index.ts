@@ -23,7 +23,8 @@
  *   `weaverLog(lines)` (tail of the host's weaver.log, for failure messages), `containerPid(name)`.
  * - Faults: `lab.linkDown(h)`, `lab.linkUp(h)`, `lab.netem(h, {delayMs, lossPct})` (no sch_netem on
  *   this kernel: loss works through nftables, delay throws FaultUnavailable), `lab.partition(A, B)`,
- *   `lab.heal()`.
+ *   `lab.heal()`, `lab.udpFault(a, b, {ports, maxIpBytes})` (UDP only, TCP stays open; silent
+ *   drops of given ports or of datagrams above a size) and `lab.clearUdp(a, b)`.
  * - `lab.teardown()` → report with the pids it killed; `sweep()` clears labs of dead processes.
  * - Baseline: `measureUnderlay(a, b)`, `measureKernelVxlan(a, b)` (Gbit/s, iperf3 a → b),
  *   `setupKernelVxlan(a, b)`, `iperf(server, client, ip)`. Take the baseline on hosts without OVS

@@ -116,6 +116,20 @@ export class Lab {
     await Promise.all([...as, ...bs].map((h) => faults.setBlocked(h, [...(this.blocked.get(h) ?? [])])))
   }
 
+  /**
+   * UDP faults between two hosts, both directions (TCP untouched): `ports` drops UDP to those ports
+   * (e.g. 6783/6784: the overlay's data paths), `maxIpBytes` only datagrams longer than that.
+   * Replaces the earlier UDP faults of both hosts; `clearUdp` removes them.
+   */
+  async udpFault(a: LabHost | string, b: LabHost | string, f: { ports?: number[]; maxIpBytes?: number }): Promise<void> {
+    const x = this.host(a), y = this.host(b)
+    await Promise.all([faults.setUdpRules(x, [{ peer: y.underlayIp, ...f }]), faults.setUdpRules(y, [{ peer: x.underlayIp, ...f }])])
+  }
+
+  async clearUdp(...hs: Array<LabHost | string>): Promise<void> {
+    await Promise.all(hs.map((h) => faults.setUdpRules(this.host(h), [])))
+  }
+
   /** Remove every partition. */
   async heal(): Promise<void> {
     const hs = [...this.blocked.keys()]

@@ -80,4 +80,16 @@ test('the route table (int-indexed) forwards broadcasts exactly as the reference
   }
 })
 
+test('data-plane broadcast trees skip links that are not established both ways; gossip trees keep them', () => {
+  const recs = graph('1-2 2-3')
+  const extra = graph('1-3', false) // connected, but the overlay has not got its heartbeats through
+  for (const r of extra) recs.find((x) => x.name === r.name)!.conns.set([...r.conns.keys()][0], [...r.conns.values()][0])
+  const t1 = new RouteTable(P('1'), () => recs), t2 = new RouteTable(P('2'), () => recs)
+  assert.equal(t1.broadcastData(P('1')), [P('2')])
+  assert.equal(t1.broadcast(P('1')), [P('2'), P('3')])
+  assert.equal(t2.broadcastData(P('1')), [P('3')], '2 passes 1\'s frames on to 3')
+  assert.equal(t2.broadcast(P('1')), [], 'gossip: 3 hears 1 directly')
+  assert.is(t1.unicast().get(P('3')), P('2'))
+})
+
 test.run()

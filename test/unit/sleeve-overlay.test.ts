@@ -120,9 +120,12 @@ class FakeSleeve implements SleeveHandle {
   }
 }
 
-function fakeMesh(self: PeerName, short: number, conns: Map<PeerName, PeerConnection>, records: Array<[PeerName, number]>): OverlayMeshHost & { fire(): void } {
+function fakeMesh(self: PeerName, short: number, conns: Map<PeerName, PeerConnection>, records: Array<[PeerName, number]>): OverlayMeshHost & { fire(): void; dataPath: Map<PeerName, { ok: boolean; why?: string }> } {
   const fns = new Set<() => void>()
+  const dataPath = new Map<PeerName, { ok: boolean; why?: string }>()
   return {
+    dataPath,
+    setDataPath: (peer, ok, why) => { dataPath.set(peer, why === undefined ? { ok } : { ok, why }); return true },
     identity: { name: self, shortId: () => short },
     topology: { records: () => records.map(([name, shortId]) => ({ name, nickname: name.slice(0, 2), shortId })) },
     routes: { unicast: () => new Map(records.map(([n]) => [n, n] as [PeerName, PeerName])), broadcast: () => records.map(([n]) => n).filter((n) => n !== self) },
@@ -197,6 +200,26 @@ test('lost heartbeats make the path stale; a closed connection removes the peer 
   assert.equal(oa.connections(), [])
   oa.detach(); ob.detach()
   assert.is(clock.pending(), 0, 'no timer left behind')
+})
+
+test('the data-path verdict goes to the mesh: up with the heartbeats, down (with why) when they stop, up while fastdp carries the peer', async () => {
+  const { clock, sa, oa, ob, ma, mb } = await pair(false)
+  clock.advance(1000)
+  assert.equal(ma.dataPath.get(B), { ok: true })
+  assert.equal(mb.dataPath.get(A), { ok: true })
+  const lossy = (sa as unknown as { lossy: { on: boolean } }).lossy
+  lossy.on = true
+  clock.advance(12_000)
+  assert.equal(ma.dataPath.get(B), { ok: false, why: 'no UDP heartbeat gets through either way' })
+  assert.equal(mb.dataPath.get(A), { ok: false, why: 'no UDP heartbeat gets through either way' })
+  oa.setVia(2, 'fastdp')
+  assert.equal(ma.dataPath.get(B), { ok: true }, 'fastdp is healthy: the connection carries data')
+  oa.setVia(2, 'sleeve', 'fastdp heartbeats lost')
+  assert.equal(ma.dataPath.get(B)?.ok, false)
+  lossy.on = false
+  clock.advance(2000)
+  assert.equal(ma.dataPath.get(B), { ok: true })
+  oa.detach(); ob.detach()
 })
 
 test.run()
