@@ -34,15 +34,19 @@
  * Data-plane routes use only links both ends call established, so when UDP between two hosts is
  * lost while their TCP connection lives, their frames go through a peer that reaches both.
  *
- * Path MTU: no probing of our own. The sleeve's UDP socket sets DF (IP_PMTUDISC_DO) and asks
- * the kernel (IP_MTU) for each peer's path MTU, asking again when a send fails with EMSGSIZE
- * (the kernel lowers it from ICMP fragmentation-needed); status shows the resulting frame MTU.
+ * Path MTU: the sleeve's UDP socket sets DF (IP_PMTUDISC_DO) and asks the kernel (IP_MTU) for
+ * each peer's path MTU, asking again when a send fails with EMSGSIZE (the kernel lowers it from
+ * ICMP fragmentation-needed). A path that drops big datagrams silently teaches the kernel
+ * nothing, so once a path is established we also probe it (sleeve-pmtu: DF probes, acked over
+ * the mesh connection), and the sleeve uses the smaller figure; status shows the frame MTU.
+ *   pmtu  {t:'pmtu', size}             "your probe of `size` bytes (plaintext datagram) reached me"
  */
 import sodium from 'libsodium-wrappers-sumo'
 import type { Clock, Logger } from '../deps'
 import type { PeerConnection, PeerName } from '../mesh'
 import type { Routes } from './forwarder'
-import { encodeHeartbeat, maxFrameBytes, type SleeveDatagram } from './sleeve-frame'
+import { HEADER_BYTES, UNDERLAY_HEADER_BYTES, encodeHeartbeat, encodeProbe, maxFrameBytes, type SleeveDatagram } from './sleeve-frame'
+import { PmtuSearch, PMTU_PROBE_TIMEOUT_MS } from './sleeve-pmtu'
 import {
   chooseSleeveCipher, createSleeveCipher, SEAL_OVERHEAD_BYTES, sleeveCiphers, sleeveCryptoReady, type SleeveCipher, type SleeveCipherName,
 } from './sleeve-crypto'
@@ -53,6 +57,8 @@ import { ESP_NONCE_BYTES, validateEspControl, type EspControl } from './fastdp-i
 export const HEARTBEAT_INTERVAL_MS = 1_000
 /** Without a heartbeat (or its ack) for this long the path is no longer established. */
 export const HEARTBEAT_TIMEOUT_MS = 10_000
+/** Path-MTU search steps: half a probe timeout, so a lost probe is retried about on time. */
+const PROBE_STEP_MS = PMTU_PROBE_TIMEOUT_MS / 2
 /** Ethernet header: the frame MTU status shows is the largest IP packet a frame carries. */
 const ETHERNET_HEADER_BYTES = 14
 
@@ -135,12 +141,13 @@ export type OverlayControl =
   | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer; ciphers?: string[]; esp?: Uint8Array }
   | { t: 'ack'; uid: bigint }
   | { t: 'fdp'; ok: boolean }
+  | { t: 'pmtu'; size: number }
   | EspControl
 
 export function encodeOverlayControl(m: OverlayControl): Uint8Array {
   const obj = m.t === 'hello'
     ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp, ciphers: m.ciphers, esp: m.esp ? Buffer.from(m.esp).toString('base64') : undefined }
-    : m.t === 'ack' ? { t: 'ack', uid: m.uid.toString() } : m.t === 'esp' ? m : { t: 'fdp', ok: m.ok }
+    : m.t === 'ack' ? { t: 'ack', uid: m.uid.toString() } : m.t === 'esp' || m.t === 'pmtu' ? m : { t: 'fdp', ok: m.ok }
   return new TextEncoder().encode(JSON.stringify(obj))
 }
 
@@ -188,6 +195,10 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
   if (r.t === 'fdp') {
     if (typeof r.ok !== 'boolean') return undefined
     return { t: 'fdp', ok: r.ok }
+  }
+  if (r.t === 'pmtu') {
+    if (typeof r.size !== 'number' || !Number.isInteger(r.size) || r.size < HEADER_BYTES || r.size > 65_535) return undefined
+    return { t: 'pmtu', size: r.size }
   }
   if (r.t === 'esp') return validateEspControl(r)
   return undefined
@@ -313,6 +324,10 @@ export interface SleeveHandle {
   sendControl(id: number, plain: Uint8Array): boolean
   onControl: (from: number, datagram: SleeveDatagram) => void
   pathMtu(id: number): number | undefined
+  /** The kernel's path MTU towards a neighbour (where probing starts); without it, no probing. */
+  kernelPathMtu?(id: number): number | undefined
+  /** A smaller path MTU found by probing (undefined: the kernel's figure holds). */
+  setProbedMtu?(id: number, mtu: number | undefined): void
 }
 
 export interface SleeveOverlayConfig {
@@ -395,6 +410,9 @@ interface Live {
   /** What we last told the mesh about this connection's data path (undefined: nothing yet). */
   toldOk: boolean | undefined
   toldWhy: string | undefined
+  /** Path-MTU probing on this connection, and what of it the sleeve was last told. */
+  pmtu: PmtuSearch
+  pmtuTold: number | undefined
 }
 
 export interface SleeveOverlay {
@@ -429,6 +447,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
   let mesh: OverlayMeshHost | undefined
   let sleeve: SleeveHandle | undefined
   let cancelTimer: (() => void) | undefined
+  let cancelProbeTimer: (() => void) | undefined
   let unsubscribe: (() => void) | undefined
   // fixed for our lifetime, so both ends of a connection choose from the same two offers
   const ourCiphers = config.encrypt ? (config.ciphers ?? sleeveCiphers()) : undefined
@@ -482,6 +501,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       why: undefined,
       toldOk: undefined,
       toldWhy: undefined,
+      pmtu: new PmtuSearch(),
+      pmtuTold: undefined,
     }
     const other = byShort.get(l.shortId)
     if (other) {
@@ -515,6 +536,12 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     }
     if (m.t === 'fdp') {
       deps.onFastdpStatus?.({ peer: l.link.peer, shortId: l.shortId, ok: m.ok })
+      return
+    }
+    if (m.t === 'pmtu') {
+      const now = deps.clock.now()
+      l.pmtu.onAck(m.size + UNDERLAY_HEADER_BYTES + (l.cipherSet ? SEAL_OVERHEAD_BYTES : 0), now)
+      probe(l, now) // the next candidate at once
       return
     }
     if (m.t === 'esp') {
@@ -559,12 +586,44 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
   function onControl(from: number, dg: SleeveDatagram): void {
     const l = byShort.get(from)
     if (!l) return
-    if (dg.kind !== 'heartbeat') return // probes: unused (see the header on path MTU)
+    if (dg.kind === 'probe') {
+      l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'pmtu', size: dg.size }) })
+      return
+    }
+    if (dg.kind !== 'heartbeat') return
     if (dg.connUid !== BigInt.asUintN(64, l.conn.connUid)) return // from an older connection
     stats.heartbeatsReceived++
     l.link.onHeartbeat(deps.clock.now())
     l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'ack', uid: l.conn.connUid }) })
     reportDataPath(l)
+  }
+
+  /**
+   * One step of a connection's path-MTU search (on an established path only: heartbeats must get
+   * through for an unanswered probe to mean "too big"); tells the sleeve when its figure changes.
+   */
+  function probe(l: Live, now: number): void {
+    const kernel = sleeve?.kernelPathMtu?.(l.shortId)
+    if (kernel === undefined || live.get(l.link.peer) !== l) return
+    if (l.link.state(now) === 'established') {
+      const size = l.pmtu.tick(kernel, now)
+      // the probe's IP packet is `size` bytes: its plaintext is that less IP/UDP and sealing
+      const plain = size === undefined ? 0 : size - UNDERLAY_HEADER_BYTES - (l.cipherSet ? SEAL_OVERHEAD_BYTES : 0)
+      if (plain >= HEADER_BYTES) sleeve!.sendControl(l.shortId, encodeProbe({ src: mesh!.identity.shortId(), dst: l.shortId }, plain))
+    }
+    const use = l.pmtu.usable()
+    if (use !== l.pmtuTold) {
+      l.pmtuTold = use
+      sleeve!.setProbedMtu?.(l.shortId, use)
+    }
+    if (l.pmtu.searching && !cancelProbeTimer) cancelProbeTimer = deps.clock.setTimer(PROBE_STEP_MS, probeTick)
+  }
+
+  /** While any search runs: its retries and timeouts, faster than the heartbeat tick. */
+  function probeTick(): void {
+    cancelProbeTimer = undefined
+    const now = deps.clock.now()
+    for (const l of live.values()) if (l.pmtu.searching) probe(l, now)
   }
 
   /**
@@ -594,6 +653,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       if (t.sendHello) sendHello(l)
       if (t.sendHeartbeat) heartbeat(l)
       reportDataPath(l)
+      probe(l, deps.clock.now())
     }
     cancelTimer = deps.clock.setTimer(intervalMs, tick)
   }
@@ -634,8 +694,9 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     },
     detach() {
       cancelTimer?.()
+      cancelProbeTimer?.()
       unsubscribe?.()
-      cancelTimer = unsubscribe = undefined
+      cancelTimer = cancelProbeTimer = unsubscribe = undefined
       for (const [name, l] of [...live]) drop(name, l)
       mesh = undefined
     },

@@ -118,6 +118,8 @@ export class Sleeve {
   private readonly peers = new Map<number, SleevePeer>()
   /** Path MTUs learnt from the kernel, for peers without a configured one. */
   private readonly kernelMtu = new Map<number, number>()
+  /** Path MTUs found by probing (the overlay's PMTU search) where they are below the kernel's. */
+  private readonly probedMtu = new Map<number, number>()
   /** "addr:port" → short ID of the neighbour sending from there. */
   private readonly byAddr = new Map<string, number>()
   /** The same keyed by IPv4 (host order) × 65536 + port, for the receive loop. */
@@ -171,6 +173,7 @@ export class Sleeve {
     this.pkt = undefined
     this.udp = undefined
     this.kernelMtu.clear()
+    this.probedMtu.clear()
     this.reassembly.clear()
   }
 
@@ -188,6 +191,7 @@ export class Sleeve {
     if (!old) return
     this.peers.delete(id)
     this.kernelMtu.delete(id)
+    this.probedMtu.delete(id)
     this.reassembly.delete(id)
     this.byAddr.delete(`${old.addr}:${old.port}`)
     const a = parseIpv4(old.addr)
@@ -200,7 +204,34 @@ export class Sleeve {
     return peer && this.mtuOf(id, peer)
   }
 
+  /**
+   * The kernel's path MTU towards neighbour `id` (what the probing search starts from), or the
+   * configured one; undefined for an unknown neighbour.
+   */
+  kernelPathMtu(id: number): number | undefined {
+    const peer = this.peers.get(id)
+    return peer && this.unprobedMtu(id, peer)
+  }
+
+  /**
+   * A path MTU towards neighbour `id` found by probing: a path that silently drops big datagrams
+   * (no ICMP, so the kernel never learns) carries only this much. Undefined: trust the kernel again.
+   */
+  setProbedMtu(id: number, mtu: number | undefined): void {
+    if (!this.peers.has(id)) return
+    const before = this.probedMtu.get(id)
+    if (mtu === undefined) this.probedMtu.delete(id)
+    else this.probedMtu.set(id, Math.max(MIN_PATH_MTU, mtu))
+    if (before !== mtu) this.log.info(`path MTU towards peer ${id} by probing: ${mtu ?? 'as the kernel says'}`)
+  }
+
   private mtuOf(id: number, peer: SleevePeer): number {
+    const mtu = this.unprobedMtu(id, peer)
+    const probed = this.probedMtu.get(id)
+    return probed !== undefined && probed < mtu ? probed : mtu
+  }
+
+  private unprobedMtu(id: number, peer: SleevePeer): number {
     if (peer.pathMtu !== undefined) return peer.pathMtu
     let mtu = this.kernelMtu.get(id)
     if (mtu === undefined) {

@@ -13,6 +13,8 @@ import type { SleevePeer } from '../../router/overlay/sleeve'
 const A = 'aa:00:00:00:00:01' as PeerName
 const B = 'bb:00:00:00:00:02' as PeerName
 const C = 'cc:00:00:00:00:03' as PeerName
+/** Virtual time per step of the probing test (the whole search must fit in 40 of them: 10 s). */
+const PMTU_STEP = 250
 
 test.before(async () => { await sleeveCryptoReady() })
 
@@ -41,7 +43,7 @@ test('overlay control: round trip, and garbage is refused as a value', () => {
   assert.equal(decodeOverlayControl(encodeOverlayControl({ t: 'ack', uid: 0xffffffffffffffffn })), { t: 'ack', uid: 0xffffffffffffffffn })
   const enc = (s: string) => new TextEncoder().encode(s)
   for (const bad of ['', 'x', 'null', '{"t":"hello","port":0}', '{"t":"hello","port":70000}', '{"t":"hello","port":1,"pub":"AAAA"}',
-    '{"t":"ack","uid":"-1"}', '{"t":"ack","uid":5}', '{"t":"other"}']) {
+    '{"t":"ack","uid":"-1"}', '{"t":"ack","uid":5}', '{"t":"other"}', '{"t":"pmtu","size":3}', '{"t":"pmtu","size":"9"}', '{"t":"pmtu","size":1e9}']) {
     assert.is(decodeOverlayControl(enc(bad)), undefined, bad)
   }
 })
@@ -220,6 +222,25 @@ test('the data-path verdict goes to the mesh: up with the heartbeats, down (with
   clock.advance(2000)
   assert.equal(ma.dataPath.get(B), { ok: true })
   oa.detach(); ob.detach()
+})
+
+test('path-MTU probing: a path that silently drops datagrams over 700 bytes gives the sleeve 700 within seconds; acks go over the connection', async () => {
+  const { clock, sa, sb, oa, ob } = await pair(false)
+  // the kernel says 1500 (no ICMP ever came back); the path carries IP packets up to 700 bytes
+  const probed = new Map<FakeSleeve, number | undefined>()
+  for (const s of [sa, sb]) {
+    const send = s.sendControl.bind(s)
+    Object.assign(s, {
+      kernelPathMtu: (id: number) => (s.peers.has(id) ? 1500 : undefined),
+      setProbedMtu: (_id: number, mtu: number | undefined) => { probed.set(s, mtu) },
+      sendControl: (id: number, plain: Uint8Array) => (plain.length + 28 > 700 ? true : send(id, plain)),
+    })
+  }
+  for (let i = 0; i < 40 && (probed.get(sa) !== 700 || probed.get(sb) !== 700); i++) clock.advance(PMTU_STEP)
+  assert.is(probed.get(sa), 700, 'A → B')
+  assert.is(probed.get(sb), 700, 'B → A')
+  oa.detach(); ob.detach()
+  assert.is(clock.pending(), 0, 'no probe timer left behind')
 })
 
 test.run()
