@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs'
 import type { Clock, Logger } from './deps'
-import type { NetHost, NetnsRef } from './net'
+import type { AttachRequest, NetHost, NetnsRef } from './net'
 import { formatCidr, parseCidr, type Allocator } from '../ipam'
 import type { CidrItem } from '../proxy/weave-cidr'
 
@@ -20,6 +20,8 @@ export interface ContainerAttach {
   /** What to give it; empty means `net:default`. */
   items: CidrItem[]
   mtu?: number
+  /** Interface options other than Weave's defaults (a CNI pod: its ifname, hairpin, routes, no multicast). */
+  link?: Pick<AttachRequest, 'ifname' | 'hairpin' | 'routes' | 'multicastRoute' | 'isolateMulticast'>
 }
 
 export interface ContainerNet {
@@ -76,8 +78,8 @@ export function createContainerNet(deps: ContainerNetDeps): ContainerNet {
       }
       const t1 = deps.clock.now()
       try {
-        const r = await net.attach({ netns: req.netns, containerId: req.id, addresses, mtu: req.mtu })
-        log.info(`attached ${short(req.id)}: ${r.addresses.join(' ')} (${r.mac}; ipam ${t1 - t0} ms, ethwe ${deps.clock.now() - t1} ms)`)
+        const r = await net.attach({ ...req.link, netns: req.netns, containerId: req.id, addresses, mtu: req.mtu })
+        log.info(`attached ${short(req.id)}${req.link?.ifname ? ` (${req.link.ifname})` : ''}: ${r.addresses.join(' ')} (${r.mac}; ipam ${t1 - t0} ms, ethwe ${deps.clock.now() - t1} ms)`)
         return { mac: r.mac, addresses: r.addresses }
       } catch (err) {
         if (namespaceGone(req.netns)) {
@@ -88,7 +90,7 @@ export function createContainerNet(deps: ContainerNetDeps): ContainerNet {
           return { mac: '', addresses }
         }
         await releaseNew(req.id, before)
-        throw new AttachError(`cannot attach ethwe to ${short(req.id)}: ${(err as Error).message}`, { cause: err })
+        throw new AttachError(`cannot attach ${req.link?.ifname ?? 'ethwe'} to ${short(req.id)}: ${(err as Error).message}`, { cause: err })
       }
     },
     async detach(req) {

@@ -128,8 +128,8 @@ export interface NativeNetlink {
   nlHairpin(fd: number, index: number, on: boolean): void
   nlLinkDel(fd: number, index: number): void
   nlAddr(fd: number, add: boolean, index: number, ip: string, prefix: number): void
-  /** Replace `dst/prefix dev index scope link` in the main table. */
-  nlRoute(fd: number, index: number, dst: string, prefix: number): void
+  /** Replace `dst/prefix dev index scope link` (or `via gw`) in the main table. */
+  nlRoute(fd: number, index: number, dst: string, prefix: number, gw?: string | null): void
   /** Write /proc/sys/<key> (dots or slashes) as seen from `netns`. */
   nlSysctl(netns: string | null, key: string, value: string): void
   /** Sends one gratuitous ARP; returns the packet socket's fd, for the caller to close with fs.close (its close is slow). */

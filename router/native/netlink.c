@@ -339,19 +339,23 @@ static napi_value nl_addr(napi_env env, napi_callback_info info) {
 }
 
 static napi_value nl_route(napi_env env, napi_callback_info info) {
-  ARGS(4);
+  ARGS(5);
   int32_t fd, index, prefix;
-  struct in_addr dst;
+  struct in_addr dst, gw;
+  /* optional 5th argument: a gateway (a CNI pod's default route); without one the route is on-link */
+  int has_gw = argc >= 5 && !wn_is_nullish(env, argv[4]);
   if (argc < 4 || !arg_int(env, argv[0], &fd) || !arg_int(env, argv[1], &index) || !arg_ip(env, argv[2], &dst) ||
-      !arg_int(env, argv[3], &prefix) || prefix < 0 || prefix > 32) return wn_throw_type(env, "nlRoute(fd, index, dst, prefix)");
+      !arg_int(env, argv[3], &prefix) || prefix < 0 || prefix > 32 || (has_gw && !arg_ip(env, argv[4], &gw)))
+    return wn_throw_type(env, "nlRoute(fd, index, dst, prefix, gw?)");
   static nlmsg_t m;
   msg_init(&m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
   struct rtmsg rt = {
     .rtm_family = AF_INET, .rtm_dst_len = prefix, .rtm_table = RT_TABLE_MAIN,
-    .rtm_protocol = RTPROT_BOOT, .rtm_scope = RT_SCOPE_LINK, .rtm_type = RTN_UNICAST,
+    .rtm_protocol = RTPROT_BOOT, .rtm_scope = has_gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK, .rtm_type = RTN_UNICAST,
   };
   msg_put(&m, &rt, sizeof rt);
   attr_put(&m, RTA_DST, &dst, sizeof dst);
+  if (has_gw) attr_put(&m, RTA_GATEWAY, &gw, sizeof gw);
   uint32_t oif = index;
   attr_put(&m, RTA_OIF, &oif, sizeof oif);
   int err = nl_talk(fd, &m, NULL);

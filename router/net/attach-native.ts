@@ -31,6 +31,10 @@ export interface NativeAttachParams {
   sysctls: Array<[string, string]>
   /** `224.0.0.0/4 dev ethwe` as [dst, prefix], or null. */
   multicastRoute: [string, number] | null
+  /** Hairpin on the host end (a container may reach itself through a service address). */
+  hairpin: boolean
+  /** Routes added after the addresses (a gateway must be reachable first), e.g. a CNI pod's default route. */
+  routes: Array<{ dst: string; prefix: number; gw: string | null }>
   /** iptables-restore input for the container, or null; `rulesUndo` removes them again. */
   rules: string | null
   rulesUndo: string | null
@@ -84,7 +88,7 @@ export async function runNativeAttach(nl: NativeNetlink, p: NativeAttachParams):
     const hl = nl.nlLink(h, p.hostEnd)
     if (!e || !hl) throw new Error(`${E} or ${p.hostEnd} vanished right after it was created`)
     nl.nlLinkSet(h, hl.index, -1, br.index, 0)
-    try { nl.nlHairpin(h, hl.index, true) } catch { /* optional, as with `ip` */ }
+    if (p.hairpin) try { nl.nlHairpin(h, hl.index, true) } catch { /* optional, as with `ip` */ }
     nl.nlLinkSet(h, hl.index, 1, -1, 0)
     const tNl = performance.now()
     if (rules) await rules
@@ -98,6 +102,7 @@ export async function runNativeAttach(nl: NativeNetlink, p: NativeAttachParams):
       warnings.push(`${p.hostEnd}: veth not running after ${p.linkWatchWaitMs} ms; going on`)
     }
     for (const a of p.addresses) nl.nlAddr(c, true, e.index, a.ip, a.prefix)
+    for (const r of p.routes) nl.nlRoute(c, e.index, r.dst, r.prefix, r.gw)
     const arpFds = announce(nl, p.ns, E, p.addresses, notes)
     return { kind: 'attached', mac: e.mac, notes, warnings, arpFds }
   } catch (err) {

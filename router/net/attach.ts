@@ -32,6 +32,15 @@ export interface AttachRequest {
   multicastRoute?: boolean
   /** Drop multicast on ethwe except from the container's own subnets (default true, as Weave). */
   isolateMulticast?: boolean
+  /** Interface name in the namespace (default `ethwe`; a CNI runtime names it, e.g. `eth0`). */
+  ifname?: string
+  /** Hairpin mode on the host end (default true, as Weave's attach; CNI's `hairpinMode`). */
+  hairpin?: boolean
+  /**
+   * Routes in the namespace via this interface, added after its addresses: `dst` a CIDR, `gw` an
+   * address (none: on-link). A CNI pod's default route via the bridge's address.
+   */
+  routes?: RouteSpec[]
   /**
    * Turn tx checksum offload off on ethwe (default false). Sleeve takes frames with the kernel's
    * virtio header, so it carries TSO super-frames whole and fills in partial checksums itself;
@@ -51,9 +60,15 @@ export interface AttachResult {
   created: boolean
 }
 
+export interface RouteSpec { dst: string; gw?: string }
+
 export interface DetachRequest {
   netns: NetnsRef
   containerId: string
+  /** Default `ethwe`. */
+  ifname?: string
+  /** Remove attach's multicast rules too (default true; false when attach was told not to add them). */
+  isolateMulticast?: boolean
   /** Remove only these; the interface goes with its last address. Default: remove the interface. */
   addresses?: string[]
 }
@@ -69,9 +84,9 @@ export interface AttachedTarget { id: string; netns: NetnsRef }
 export interface AttachedInfo { id: string; mac: string; addresses: string[] }
 
 /** ethwe in `ref`: undefined when it has none, or when the namespace itself is gone. */
-async function readEthwe(ctx: NetContext, ref: NetnsRef): Promise<AddrInfo | undefined> {
+export async function readEthwe(ctx: NetContext, ref: NetnsRef, ifname = CONTAINER_IFNAME): Promise<AddrInfo | undefined> {
   try {
-    return parseAddrs((await runIn(ctx, ref, ip.addrShow(CONTAINER_IFNAME))).stdout)[0]
+    return parseAddrs((await runIn(ctx, ref, ip.addrShow(ifname))).stdout)[0]
   } catch (err) {
     if (err instanceof NetCommandError && (isNoSuchDevice(err.stderr) || isNetnsGone(err))) return undefined
     throw err
@@ -88,20 +103,22 @@ export async function attach(ctx: NetContext, req: AttachRequest): Promise<Attac
     if (r) return r
     // ethwe exists already: the rare re-attach goes the step-by-step way below.
   }
-  const current = await readEthwe(ctx, req.netns)
+  const E = req.ifname ?? CONTAINER_IFNAME
+  const current = await readEthwe(ctx, req.netns, E)
   if (!current) return attachNew(ctx, req, hostEnd, bridge, dedupe(want))
   // Already attached: add what is missing, step by step (rare, so no batching).
   await repairHostEnd(ctx, hostEnd, bridge)
   const added: Ipv4Cidr[] = []
   for (const c of want) {
     if (current.addresses.some((h) => sameCidr(h, c)) || added.some((h) => sameCidr(h, c))) continue
-    await runIn(ctx, req.netns, ip.addAddr(CONTAINER_IFNAME, c))
+    await runIn(ctx, req.netns, ip.addAddr(E, c))
     added.push(c)
   }
-  await runIn(ctx, req.netns, ip.setUp(CONTAINER_IFNAME))
-  if (req.multicastRoute ?? true) await runIn(ctx, req.netns, ip.multicastRoute(CONTAINER_IFNAME))
-  if (req.isolateMulticast ?? true) await ensureMulticastRules(ctx, req.netns, [...current.addresses, ...added])
-  await announce(ctx, req.netns, added)
+  await runIn(ctx, req.netns, ip.setUp(E))
+  if (req.multicastRoute ?? true) await runIn(ctx, req.netns, ip.multicastRoute(E))
+  for (const r of req.routes ?? []) await runIn(ctx, req.netns, ip.route(E, r))
+  if (req.isolateMulticast ?? true) await ensureMulticastRules(ctx, req.netns, [...current.addresses, ...added], E)
+  await announce(ctx, req.netns, added, E)
   const all = [...current.addresses, ...added]
   return { mac: current.mac, addresses: all.map(formatCidr), added: added.map(formatCidr), created: false }
 }
@@ -139,14 +156,14 @@ async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, b
     throw Object.assign(new Error(`${hostEnd} already exists (another container with the same id prefix?); not attaching`), { code: 'HOST_VETH_EXISTS' })
   }
   const mtu = req.mtu ?? br.mtu
-  const E = CONTAINER_IFNAME
+  const E = req.ifname ?? CONTAINER_IFNAME
   const [raKey, raVal] = noRouterAdvertsSysctl(E)
   const sysctls = [[raKey, raVal] as [string, number], ...bridgeArpSysctls(E)].map(([k, v]) => `${k}=${v}`)
   const inContainer: string[][] = [
     ip.addVethPeerIn(E, hostEnd, mtu, ctx.hostNetns),
     ['sysctl', '-q', '-e', '-w', ...sysctls],
   ]
-  if (req.isolateMulticast ?? true) inContainer.push(...addMulticastRulesArgv(want))
+  if (req.isolateMulticast ?? true) inContainer.push(...addMulticastRulesArgv(want, E))
   const ns = netnsRefPath(req.netns)
   try {
     await ctx.run(inNetns(ns, script(inContainer)))
@@ -156,12 +173,13 @@ async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, b
   }
   let current: AddrInfo | undefined
   try {
-    await ctx.run(script([ip.setMaster(hostEnd, bridge), { optional: ip.setHairpin(hostEnd) }, ip.setUp(hostEnd)]))
+    await ctx.run(script([ip.setMaster(hostEnd, bridge), ...((req.hairpin ?? true) ? [{ optional: ip.setHairpin(hostEnd) }] : []), ip.setUp(hostEnd)]))
     const up = await ctx.run(inNetns(ns, script([
       ...((req.txOffloadOff ?? false) ? [{ optional: txOffloadOff(E) }] : []),
       ip.setUp(E),
       ...((req.multicastRoute ?? true) ? [ip.multicastRoute(E)] : []),
       ...want.map((c) => ip.addAddr(E, c)),
+      ...(req.routes ?? []).map((r) => ip.route(E, r)),
       ip.addrShow(E), // its JSON is the script's only output: the MAC and addresses we report
     ])))
     current = parseAddrs(up.stdout)[0]
@@ -172,7 +190,7 @@ async function attachNew(ctx: NetContext, req: AttachRequest, hostEnd: string, b
   if (!current) throw new Error(`${E} vanished right after it was created`)
   // Not awaited: neighbours learning the MAC a little later is harmless, the caller (a `docker
   // run` waiting on us) should not wait for it.
-  void announce(ctx, req.netns, want)
+  void announce(ctx, req.netns, want, E)
   return { mac: current.mac, addresses: current.addresses.map(formatCidr), added: want.map(formatCidr), created: true }
 }
 
@@ -191,7 +209,7 @@ function hostNetnsPath(ctx: NetContext): string | null {
  * already has ethwe (the caller takes the step-by-step path).
  */
 async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRequest, hostEnd: string, bridge: string, want: Ipv4Cidr[]): Promise<AttachResult | undefined> {
-  const E = CONTAINER_IFNAME
+  const E = req.ifname ?? CONTAINER_IFNAME
   const [mdst, mprefix] = MULTICAST_ROUTE.split('/')
   const isolate = req.isolateMulticast ?? true
   const r = await nativeAttach(nl, {
@@ -204,8 +222,10 @@ async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRe
     addresses: want.map((a) => ({ ip: a.ip, prefix: a.prefix })),
     sysctls: [noRouterAdvertsSysctl(E), ...bridgeArpSysctls(E)].map(([k, v]) => [k, String(v)] as [string, string]),
     multicastRoute: (req.multicastRoute ?? true) ? [mdst, Number(mprefix)] : null,
-    rules: isolate ? multicastRulesRestore(want) : null,
-    rulesUndo: isolate ? multicastRulesRestore(want, 'delete') : null,
+    hairpin: req.hairpin ?? true,
+    routes: (req.routes ?? []).map((r) => { const d = parseCidr(r.dst); return { dst: d.ip, prefix: d.prefix, gw: r.gw ?? null } }),
+    rules: isolate ? multicastRulesRestore(want, 'add', E) : null,
+    rulesUndo: isolate ? multicastRulesRestore(want, 'delete', E) : null,
     beforeUp: (req.txOffloadOff ?? false) ? txOffloadOff(E) : null,
     linkWatchWaitMs: LINK_WATCH_WAIT_MS,
   })
@@ -216,30 +236,30 @@ async function attachNewNative(ctx: NetContext, nl: NativeNetlink, req: AttachRe
 }
 
 /** The drop for multicast on ethwe, then an accept per subnet of `want` (inserted in front of it). */
-function multicastRules(want: Ipv4Cidr[]): Rule[] {
+function multicastRules(want: Ipv4Cidr[], ifname = CONTAINER_IFNAME): Rule[] {
   const nets = new Set<string>()
   const accepts: Rule[] = []
   for (const c of want) {
     if (nets.has(networkOf(c))) continue
     nets.add(networkOf(c))
-    accepts.push(containerMulticastAccept(CONTAINER_IFNAME, c))
+    accepts.push(containerMulticastAccept(ifname, c))
   }
-  return [containerMulticastDrop(CONTAINER_IFNAME), ...accepts]
+  return [containerMulticastDrop(ifname), ...accepts]
 }
 
 /**
  * multicastRules as one iptables-restore input (one process instead of a shell and one iptables
  * per rule); `delete` gives the input that removes them again.
  */
-export function multicastRulesRestore(want: Ipv4Cidr[], mode: 'add' | 'delete' = 'add'): string {
+export function multicastRulesRestore(want: Ipv4Cidr[], mode: 'add' | 'delete' = 'add', ifname = CONTAINER_IFNAME): string {
   const q = (w: string) => (/^[\w./:-]+$/.test(w) ? w : `"${w}"`)
   const verb = (i: number) => (mode === 'delete' ? ['-D'] : i === 0 ? ['-A'] : ['-I'])
-  const lines = multicastRules(want).map((r, i) => [...verb(i), r.chain, ...(mode === 'add' && i > 0 ? ['1'] : []), ...r.spec].map(q).join(' '))
+  const lines = multicastRules(want, ifname).map((r, i) => [...verb(i), r.chain, ...(mode === 'add' && i > 0 ? ['1'] : []), ...r.spec].map(q).join(' '))
   return `*filter\n${lines.join('\n')}\nCOMMIT\n`
 }
 
-function addMulticastRulesArgv(want: Ipv4Cidr[]): string[][] {
-  return multicastRules(want).map((r, i) => (i === 0 ? iptables.append(r) : iptables.insertFirst(r)))
+function addMulticastRulesArgv(want: Ipv4Cidr[], ifname: string): string[][] {
+  return multicastRules(want, ifname).map((r, i) => (i === 0 ? iptables.append(r) : iptables.insertFirst(r)))
 }
 
 /** argv running `argv` inside `ref` (for bestEffort, which takes plain argv). */
@@ -260,16 +280,17 @@ async function repairHostEnd(ctx: NetContext, hostEnd: string, bridge: string): 
 }
 
 /** One gratuitous ARP per new address, so neighbours (and other hosts' bridges) learn the MAC now. */
-async function announce(ctx: NetContext, ref: NetnsRef, added: Ipv4Cidr[]): Promise<void> {
+async function announce(ctx: NetContext, ref: NetnsRef, added: Ipv4Cidr[], ifname: string): Promise<void> {
   const tool = ctx.arping()
   if (tool === 'none') return
   for (const c of added) {
-    await bestEffort(ctx, inNs(ref, gratuitousArp(tool, CONTAINER_IFNAME, c)), `gratuitous ARP for ${formatCidr(c)}`)
+    await bestEffort(ctx, inNs(ref, gratuitousArp(tool, ifname, c)), `gratuitous ARP for ${formatCidr(c)}`)
   }
 }
 
 export async function detach(ctx: NetContext, req: DetachRequest): Promise<DetachResult> {
-  const current = await readEthwe(ctx, req.netns)
+  const E = req.ifname ?? CONTAINER_IFNAME
+  const current = await readEthwe(ctx, req.netns, E)
   if (!current) {
     // Container gone (its veth pair went with its namespace) or never attached. A host end named
     // like ours would belong to another live container: not ours to touch.
@@ -279,11 +300,11 @@ export async function detach(ctx: NetContext, req: DetachRequest): Promise<Detac
   const removed = current.addresses.filter((h) => drop.some((c) => sameCidr(h, c)))
   const remaining = current.addresses.filter((h) => !removed.includes(h))
   if (remaining.length === 0) {
-    await runIn(ctx, req.netns, ip.delLink(CONTAINER_IFNAME))
+    await runIn(ctx, req.netns, ip.delLink(E))
   } else {
-    for (const c of removed) await runIn(ctx, req.netns, ip.delAddr(CONTAINER_IFNAME, c))
+    for (const c of removed) await runIn(ctx, req.netns, ip.delAddr(E, c))
   }
-  await removeMulticastRules(ctx, req.netns, removed, remaining)
+  if (req.isolateMulticast ?? true) await removeMulticastRules(ctx, req.netns, removed, remaining, E)
   return { removed: removed.map(formatCidr), remaining: remaining.map(formatCidr), interfaceGone: remaining.length === 0 }
 }
 
@@ -292,18 +313,18 @@ function runnerIn(ctx: NetContext, ref: NetnsRef): Runner {
   return (argv) => runIn(ctx, ref, argv)
 }
 
-async function ensureMulticastRules(ctx: NetContext, ref: NetnsRef, addrs: Ipv4Cidr[]): Promise<void> {
+async function ensureMulticastRules(ctx: NetContext, ref: NetnsRef, addrs: Ipv4Cidr[], ifname: string): Promise<void> {
   const run = runnerIn(ctx, ref)
-  await ensureRule(run, containerMulticastDrop(CONTAINER_IFNAME))
-  for (const a of addrs) await ensureRule(run, containerMulticastAccept(CONTAINER_IFNAME, a), true)
+  await ensureRule(run, containerMulticastDrop(ifname))
+  for (const a of addrs) await ensureRule(run, containerMulticastAccept(ifname, a), true)
 }
 
 /** Accepts for subnets no remaining address is in; the drop too once ethwe is gone. */
-async function removeMulticastRules(ctx: NetContext, ref: NetnsRef, removed: Ipv4Cidr[], remaining: Ipv4Cidr[]): Promise<void> {
+async function removeMulticastRules(ctx: NetContext, ref: NetnsRef, removed: Ipv4Cidr[], remaining: Ipv4Cidr[], ifname: string): Promise<void> {
   const run = runnerIn(ctx, ref)
   const kept = new Set(remaining.map(networkOf))
-  for (const a of removed) if (!kept.has(networkOf(a))) await deleteRule(run, containerMulticastAccept(CONTAINER_IFNAME, a))
-  if (remaining.length === 0) await deleteRule(run, containerMulticastDrop(CONTAINER_IFNAME))
+  for (const a of removed) if (!kept.has(networkOf(a))) await deleteRule(run, containerMulticastAccept(ifname, a))
+  if (remaining.length === 0) await deleteRule(run, containerMulticastDrop(ifname))
 }
 
 /** MAC and addresses of ethwe in each target; targets without ethwe (or gone) are left out. */

@@ -25,12 +25,13 @@
 import type { Logger } from '../deps'
 import { nullLogger } from '../deps'
 import { Runner, createRunner } from './exec'
-import { NetContext, detectArping } from './context'
+import { NetContext, NetnsRef, detectArping } from './context'
 import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, DEFAULT_CONTROL_PORT, ensureBridge, ensureBridgeRules, getLink } from './bridge'
-import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached } from './attach'
+import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached, readEthwe } from './attach'
 import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide } from './expose'
 import { ResetResult, resetHost } from './reset'
 import { formatCidr } from './cidr'
+import { sysctl } from './ip-args'
 import { nativeNetlink, type NativeNetlink } from '../native'
 import { warmUpNativeAttach } from './attach-native'
 
@@ -42,7 +43,7 @@ export { CidrError, parseCidr, networkOf } from './cidr'
 export type { Ipv4Cidr } from './cidr'
 export { DEFAULT_BRIDGE, DEFAULT_MTU, DEFAULT_CONTROL_PORT, SLEEVE_BRIDGE_END, SLEEVE_PCAP_END, DATAPATH_END } from './bridge'
 export type { BridgeInfo, BridgeOptions, RouterLink } from './bridge'
-export type { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult } from './attach'
+export type { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, RouteSpec } from './attach'
 export type { ExposeOptions, ExposeResult, HideResult } from './expose'
 export type { ResetResult } from './reset'
 export { CONTAINER_IFNAME, hostVethName } from './ip-args'
@@ -92,6 +93,18 @@ export interface NetHost {
    * addresses as `weave:expose` when it has any.
    */
   listAttached(targets: AttachedTarget[], opts?: { bridge?: string }): Promise<AttachedInfo[]>
+  /**
+   * MAC and IPv4 addresses of `ifname` (default ethwe) in a namespace; undefined when it has no
+   * such interface or the namespace is gone (CNI's CHECK).
+   */
+  inspect(netns: NetnsRef, ifname?: string): Promise<{ mac: string; addresses: string[] } | undefined>
+  /** The bridge's own IPv4 addresses (what expose gave it), `a.b.c.d/n` each. */
+  bridgeAddresses(opts?: { bridge?: string }): Promise<string[]>
+  /**
+   * net.ipv4.ip_forward=1: pods whose default route is the bridge's address reach other hosts
+   * (and portmap's DNAT reaches them) only through the host's forwarding, as with Docker's bridge.
+   */
+  enableIpForwarding(): Promise<void>
   /** Address on the bridge + MASQUERADE and WEAVE-EXPOSE accept for its subnet. */
   expose(cidr: string, opts?: ExposeOptions): Promise<ExposeResult>
   /** Undo expose: the address and every rule it added. */
@@ -139,6 +152,12 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
       }
       return out
     }),
+    inspect: (netns, ifname) => serial(async () => {
+      const e = await readEthwe(ctx, netns, ifname)
+      return e && { mac: e.mac, addresses: e.addresses.map(formatCidr) }
+    }),
+    bridgeAddresses: (o = {}) => serial(async () => (await bridgeAddresses(ctx, o.bridge)).map(formatCidr)),
+    enableIpForwarding: () => serial(async () => { await ctx.run(sysctl.set('net.ipv4.ip_forward', 1)) }),
     expose: (cidr, o) => serial(() => expose(ctx, cidr, o)),
     hide: (cidr, o) => serial(() => hide(ctx, cidr, o)),
     resetHost: (o) => serial(() => resetHost(ctx, o)),

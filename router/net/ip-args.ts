@@ -39,6 +39,9 @@ export const ip = {
   addAddr: (dev: string, c: Ipv4Cidr): string[] => ['ip', 'addr', 'add', formatCidr(c), 'dev', dev],
   delAddr: (dev: string, c: Ipv4Cidr): string[] => ['ip', 'addr', 'del', formatCidr(c), 'dev', dev],
   multicastRoute: (dev: string): string[] => ['ip', 'route', 'replace', MULTICAST_ROUTE, 'dev', dev, 'scope', 'link'],
+  /** `dst` via `gw` (or on-link) on `dev`; replace, so a repeated attach does not fail. */
+  route: (dev: string, r: { dst: string; gw?: string }): string[] =>
+    ['ip', 'route', 'replace', r.dst, ...(r.gw ? ['via', r.gw] : []), 'dev', dev],
 }
 
 export const sysctl = {
