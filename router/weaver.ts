@@ -17,6 +17,7 @@ import { wireOverlay } from './overlay-wiring'
 import { wireMesh } from './mesh-wiring'
 import { wireDns, withDnsRegistration } from './dns-wiring'
 import { EXPOSE_ID } from './net'
+import { registerCniApi } from './cni-api'
 import type { GossipHost, PeerName } from './mesh'
 import { createIpam, formatCidr, IPAM_ROUTES } from '../ipam'
 import { VERSION } from './version'
@@ -140,6 +141,10 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   status.addReport('Overlay', () => overlay.report())
   starts.push(() => overlay.start())
   stops.unshift(() => overlay.stop())
+
+  // ---- cni ----
+  // /cni/add, /cni/del, /cni/check for the weave-net CNI plugin (cni/), keyed by the runtime's container id.
+  registerCniApi(router, { net, containerNet, allocator: ipam.allocator, logger: log.child('cni') })
 
   // ---- proxy ----
   if (config.proxy) {

@@ -12,7 +12,8 @@ import { attachCommand, detachCommand, psCommand, exposeCommand, hideCommand } f
 import { command as reset } from './reset'
 import { command as connect, forgetCommand as forget } from './connect'
 import { dnsAddCommand, dnsRemoveCommand, dnsLookupCommand, dnsArgsCommand } from './dns'
+import { command as setupCni } from './setup-cni'
 
 export const COMMANDS: readonly Command[] = [launch, stop, status, report, env, config, version, rmpeer, prime,
   attachCommand, detachCommand, psCommand, exposeCommand, hideCommand, reset, connect, forget,
-  dnsAddCommand, dnsRemoveCommand, dnsLookupCommand, dnsArgsCommand]
+  dnsAddCommand, dnsRemoveCommand, dnsLookupCommand, dnsArgsCommand, setupCni]
