@@ -36,6 +36,9 @@
  *   /sys/class/net); pass `{enter: 'nsenter'}` for `nsenter --net` (dockerd and OVS need it).
  * - The lab waits until every host reaches the next over the underlay before createLab returns.
  * - No sch_netem on this kernel: `netem` delay throws FaultUnavailable (loss works via nft).
+ * - CNI: `setupCni(host)` (`weave setup-cni` into the host's dirs), `preparePodDir(host)` then
+ *   `createPodNetns(host, name)` (before launch; see cni.ts), `runPlugin(host, plugin, {command, ...})`;
+ *   podman with the CNI backend: `startPodman(host, cni, await buildBusyboxTar(lab.dir))`.
  */
 export { createLab, withLab, labUnavailableReason, Lab, type LabOptions, type TeardownReport } from './lab'
 export { LabHost, REPO_ROOT, type ApiResponse } from './host'
@@ -45,3 +48,6 @@ export { sweep, destroyLab, presentLabs, type SweepOptions, type DestroyReport }
 export { iperf, type IperfOptions, type IperfResult } from './iperf'
 export { ovsDatapathType } from './ovs'
 export { setupKernelVxlan, measureKernelVxlan, measureUnderlay, type KernelVxlan, type KernelVxlanOptions } from './kernel-vxlan'
+export { setupCni, preparePodDir, createPodNetns, removePodNetns, runPlugin, addressesIn, type HostCni, type PluginRun } from './cni'
+export { startPodman, podmanId, podmanUnavailableReason, BUSYBOX, type HostPodman } from './podman'
+export { buildBusyboxTar } from './docker'
