@@ -99,9 +99,9 @@ export function parseNetConf(stdin: string, defaultSocket: string): NetConf {
   const conf: NetConf = {
     cniVersion: c.cniVersion,
     name: c.name,
-    socket: (c.socket as string | undefined) ?? defaultSocket,
+    socket: c.socket ?? defaultSocket,
     hairpinMode: c.hairpinMode === true,
-    mtu: c.mtu as number | undefined,
+    mtu: c.mtu,
     prevAddresses: prevAddresses(c.prevResult),
   }
   Object.assign(conf, parseIpam(c.ipam))
@@ -126,7 +126,7 @@ function parseIpam(v: unknown): Pick<NetConf, 'subnet' | 'routes'> {
       const x = (r ?? {}) as { dst?: unknown; gw?: unknown }
       if (!isCidr(x.dst)) throw new CniError(ERR.INVALID_CONFIG, `"ipam.routes[${i}].dst": ${JSON.stringify(x.dst)} is not an IPv4 CIDR`)
       if (x.gw !== undefined && !isIp(x.gw)) throw new CniError(ERR.INVALID_CONFIG, `"ipam.routes[${i}].gw": ${JSON.stringify(x.gw)} is not an IPv4 address`)
-      return x.gw === undefined ? { dst: x.dst } : { dst: x.dst, gw: x.gw as string }
+      return x.gw === undefined ? { dst: x.dst } : { dst: x.dst, gw: x.gw }
     })
   }
   return out

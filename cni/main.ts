@@ -17,7 +17,7 @@ function readStdin(): string {
 }
 
 const defaultSocket = `${process.env.WEAVE_RUN_DIR || '/run/weave'}/api.sock`
-runPlugin({ env: process.env, stdin: readStdin(), defaultSocket }, callRouter).then((r) => {
+void runPlugin({ env: process.env, stdin: readStdin(), defaultSocket }, callRouter).then((r) => {
   if (r.stdout) process.stdout.write(r.stdout + '\n')
   process.exitCode = r.exitCode
 })
