@@ -116,10 +116,8 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   // ---- host plumbing and container attach (shared by overlay, the attach API and the proxy) ----
   // Attaching a Docker container registers its name in weaveDNS (withDnsRegistration).
   const net = createNetHost({ logger: log })
-  const containerNet = withDnsRegistration(
-    createContainerNet({ allocator: ipam.allocator, net, logger: log, clock: deps.clock, allocateTimeoutMs: config.attachTimeoutMs }),
-    dnsWired, log.child('dns'),
-  )
+  const plainContainerNet = createContainerNet({ allocator: ipam.allocator, net, logger: log, clock: deps.clock, allocateTimeoutMs: config.attachTimeoutMs })
+  const containerNet = withDnsRegistration(plainContainerNet, dnsWired, log.child('dns'))
   // The bridge exists before anything can attach to it (the proxy and the attach API start later).
   // With an OVSDB server (and fastdp not turned off) the bridge links to the OVS datapath, which
   // hands the sleeve what it cannot tunnel (routerLink `ovs`); otherwise the sleeve sits on the
@@ -144,7 +142,8 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
 
   // ---- cni ----
   // /cni/add, /cni/del, /cni/check for the weave-net CNI plugin (cni/), keyed by the runtime's container id.
-  registerCniApi(router, { net, containerNet, allocator: ipam.allocator, logger: log.child('cni') })
+  // Without DNS registration: its ids look like Docker's, but no Docker engine knows these pods.
+  registerCniApi(router, { net, containerNet: plainContainerNet, allocator: ipam.allocator, logger: log.child('cni') })
 
   // ---- proxy ----
   if (config.proxy) {
