@@ -7,7 +7,7 @@
  * consensus record -- waits until that state is on disk. Writes are group-committed: requests
  * arriving while a write is in flight share the next write.
  */
-import type { Clock, Logger, Rng } from '../router/deps'
+import { BoundedMap, LogOnce, type Clock, type Logger, type Rng } from '../router/deps'
 import type { Gossip, GossipData, GossipHost, Gossiper, MeshView, PeerName } from '../router/mesh'
 import {
   type Cidr, type Range, cidrRange, contains, formatCidr, formatIp, formatRange, hostRange, intersect, parseCidr,
@@ -87,14 +87,16 @@ export class Allocator implements Gossiper {
   private proposedAt = -Infinity
   private consensusProgressAt = -Infinity
   private quorumSeenAt: number | undefined
-  private readonly answeredAt = new Map<string, number>()
+  /** Keyed by message kind and peer (peer-chosen): bounded, a forgotten key only allows one more answer. */
+  private readonly answeredAt = new BoundedMap<string, number>(4096)
   private freeDirty = false
   private stopTimer: (() => void) | undefined
   private unsubscribePeers: (() => void) | undefined
   private announceTimer: (() => void) | undefined
   private announcedAt = -Infinity
   private stopped = false
-  private readonly loggedOnce = new Set<string>()
+  /** Keys hold peer names and reasons a peer chooses: bounded (router/deps/bounded.ts). */
+  private readonly loggedOnce = new LogOnce((m) => this.log.warn(m))
   private handoffWaiter: { peer: PeerName; done: () => void } | undefined
   private readonly removals: RemovalLocks
   private readonly voteWaiters = new Map<PeerName, (from: PeerName, ok: boolean, reason?: string) => void>()
@@ -845,9 +847,7 @@ export class Allocator implements Gossiper {
   }
 
   private logOnce(key: string, msg: string): void {
-    if (this.loggedOnce.has(key)) return
-    this.loggedOnce.add(key)
-    this.log.warn(msg)
+    this.loggedOnce.once(key, msg)
   }
 }
 

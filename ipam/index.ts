@@ -117,7 +117,15 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
   const view = deps.host.view
   // Nicknames of peers seen so far, so a stopped peer's line still names it.
   const nicknames = new Map<PeerName, string>()
-  const unsubscribe = view.onPeersChanged(() => { for (const p of view.peers()) nicknames.set(p.name, p.nickname) })
+  const unsubscribe = view.onPeersChanged(() => {
+    const peers = view.peers()
+    for (const p of peers) nicknames.set(p.name, p.nickname)
+    // peers come and go under names they choose: keep only those still in the mesh or the ring
+    if (nicknames.size > 2 * peers.length + 64) {
+      const keep = new Set<string>([...peers.map((p) => p.name), ...allocator.ring.shares().keys()])
+      for (const name of nicknames.keys()) if (!keep.has(name)) nicknames.delete(name)
+    }
+  })
   return {
     allocator,
     async start() {

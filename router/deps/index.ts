@@ -154,3 +154,5 @@ export function memoryLogger(level: LogLevel = 'debug'): Logger & { lines: strin
 
 /** A logger that drops everything. */
 export const nullLogger: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => nullLogger }
+
+export { BoundedMap, LogOnce, evictOldest } from './bounded'

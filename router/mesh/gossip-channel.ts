@@ -10,7 +10,7 @@
  * Sends go through per-(connection, channel) senders that merge pending data until the next
  * flush (one timer per host), so a burst of updates leaves as one message per neighbour.
  */
-import type { Clock, Logger, Rng } from '../deps'
+import { BoundedMap, type Clock, type Logger, type Rng } from '../deps'
 import type { MeshMessage } from './connection-contract'
 import type { Gossip, GossipData, Gossiper, PeerName } from './gossip-contract'
 
@@ -58,6 +58,11 @@ export function fanout(peerCount: number, neighbours: number): number {
 
 type SendKind = 'gossip' | 'broadcast'
 
+/** Unknown channels remembered at once (Weave has two channels; a peer inventing more gets LRU). */
+const MAX_SURROGATES = 256
+/** Distinct updates one surrogate remembers within its window. */
+const MAX_SURROGATE_SEEN = 4096
+
 interface PendingSend {
   peer: PeerName
   channel: string
@@ -68,7 +73,8 @@ interface PendingSend {
 
 export class GossipChannels {
   private readonly channels = new Map<string, ChannelGossiper>()
-  private readonly surrogates = new Map<string, SurrogateGossiper>()
+  /** One per channel name a peer used that nobody here registered: the peer picks the names, so bounded. */
+  private readonly surrogates = new BoundedMap<string, SurrogateGossiper>(MAX_SURROGATES)
   private readonly pending = new Map<string, PendingSend>()
   private flushCancel: (() => void) | undefined
   private readonly log: Logger
@@ -177,6 +183,9 @@ export class GossipChannels {
     if (!s) {
       s = new SurrogateGossiper(this.deps.clock, this.surrogateWindowMs)
       this.surrogates.set(channel, s)
+      if (this.surrogates.evicted === 1 || (this.surrogates.evicted > 0 && this.surrogates.evicted % 1000 === 0)) {
+        this.log.warn(`more than ${MAX_SURROGATES} unknown gossip channels from peers: forgetting the oldest (${this.surrogates.evicted} so far)`)
+      }
     }
     return s
   }
@@ -220,7 +229,8 @@ export class GossipChannels {
  * passed within the window (so two surrogates do not bounce a message forever).
  */
 export class SurrogateGossiper implements ChannelGossiper {
-  private readonly seen = new Map<string, { at: number; bytes: Uint8Array }>()
+  /** Bounded too: a flood of distinct updates within the window keeps only the newest. */
+  private readonly seen = new BoundedMap<string, { at: number; bytes: Uint8Array }>(MAX_SURROGATE_SEEN)
   constructor(private readonly clock: Clock, private readonly windowMs: number) {}
 
   onGossipUnicast(): void {}

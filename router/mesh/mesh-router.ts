@@ -19,7 +19,7 @@
  * Other channels (IPAM, DNS) get Weave's semantics: full state to each new neighbour and to a
  * neighbour subset every interval.
  */
-import type { Clock, Logger, Rng } from '../deps'
+import { LogOnce, type Clock, type Logger, type Rng } from '../deps'
 import { HandshakeError, type HandshakeFailure, type LocalIdentity, type MeshTransport, type PeerConnection } from './connection-contract'
 import type { Gossip, GossipData, GossipHost, Gossiper, MeshView, PeerInfo, PeerName } from './gossip-contract'
 import { ConnectionMaker, addrHost, normalizeAddr, type MakerEffect, type Target } from './connection-maker'
@@ -249,7 +249,8 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
     }
   }
 
-  const warnedBadFrom = new Set<string>()
+  // keyed by the sender a message names (a peer's choice): bounded
+  const warnedBadFrom = new LogOnce((m) => log.warn(m), 1024)
   const topologyGossiper: ChannelGossiper = {
     onGossip(update, from) {
       return applyUpdateBytes(update, from)
@@ -278,10 +279,7 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
   channels.newGossip(TOPOLOGY_CHANNEL, topologyGossiper)
 
   function badMessage(from: PeerName, reason: string): undefined {
-    if (!warnedBadFrom.has(from)) {
-      warnedBadFrom.add(from)
-      log.warn(`bad topology message from ${from}: ${reason} (further ones from it not logged)`)
-    }
+    warnedBadFrom.once(from, `bad topology message from ${from}: ${reason} (further ones from it not logged)`)
     return undefined
   }
 

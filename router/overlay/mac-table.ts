@@ -7,8 +7,15 @@
  * lookup on the hot path allocates nothing.
  */
 
+import { evictOldest } from '../deps'
+
 /** Weave ages MAC entries out after 10 minutes. */
 export const DEFAULT_MAC_MAX_AGE_MS = 10 * 60_000
+/**
+ * Source MACs come from peers' frames: a peer sending frames from random MACs must not grow this
+ * without bound within the 10 minutes. 100k entries (~10 MB) is far above any real overlay.
+ */
+export const DEFAULT_MAC_MAX_ENTRIES = 100_000
 
 /** The 48-bit MAC at `buf[off..off+6)` as a number. */
 export function macAt(buf: Uint8Array, off: number): number {
@@ -31,12 +38,15 @@ interface Entry<P> { owner: P; seenAt: number }
 
 export class MacTable<P> {
   private readonly entries = new Map<number, Entry<P>>()
+  /** Entries dropped (oldest learnt first) because the table was full. */
+  evicted = 0
 
   constructor(
     private readonly clock: { now(): number },
     /** The local peer: MACs behind our own bridge belong to it. */
     readonly self: P,
     private readonly maxAgeMs = DEFAULT_MAC_MAX_AGE_MS,
+    private readonly maxEntries = DEFAULT_MAC_MAX_ENTRIES,
   ) {}
 
   /** Live entries (expired ones may linger until `sweep`). */
@@ -98,6 +108,11 @@ export class MacTable<P> {
       prev.owner = owner
       prev.seenAt = now
       return moved ? 'moved' : 'refreshed'
+    }
+    if (!prev && this.entries.size >= this.maxEntries) {
+      // full: forget the eighth learnt longest ago (Map order; in a batch, see evictOldest) without
+      // a sweep per frame under a flood; a MAC still in use is relearnt (its frames flooded meanwhile)
+      evictOldest(this.entries, this.entries.size - this.maxEntries + 1 + Math.floor(this.maxEntries / 8), () => this.evicted++)
     }
     this.entries.set(mac, { owner, seenAt: now })
     return 'new'
