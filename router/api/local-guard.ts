@@ -71,7 +71,7 @@ export function refuseForeign(method: string, headers: GuardHeaders, policy: Loc
   }
   const m = method.toUpperCase()
   if (policy.writesNeedNonSimpleType && m !== 'GET' && m !== 'HEAD') {
-    const type = (headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+    const type = (headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
     if (type === '' || SIMPLE_TYPES.has(type)) {
       return `refused: ${m} needs Content-Type: application/json (got ${type ? JSON.stringify(type) : 'none'}; ` +
         'a web page cannot send that without a CORS preflight)'
@@ -85,7 +85,7 @@ function hostAllowed(host: string, p: LocalPolicy): boolean {
   if (p.anyIpPort === undefined) return false
   const m = /^(?:\[([0-9a-f:.]+)\]|([0-9.]+))(?::(\d+))?$/.exec(host)
   if (!m) return false
-  const ip = m[1] ?? m[2]!
+  const ip = m[1] ?? m[2]
   const port = m[3] === undefined ? 80 : Number(m[3])
   return net.isIP(ip) !== 0 && port === p.anyIpPort
 }

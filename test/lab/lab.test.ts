@@ -9,7 +9,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { runSync } from './exec'
 import { isAlive } from './procs'
-import { createLab, delay, FaultUnavailable, labUnavailableReason, presentLabs, REPO_ROOT, sweep, waitFor, withLab, type Lab } from './index'
+import { createLab, delay, FaultUnavailable, labUnavailableReason, presentLabs, sweep, waitFor, withLab, type Lab } from './index'
 import { skipFile } from '../skip'
 
 const why = labUnavailableReason({ docker: true, ovs: true })

@@ -141,7 +141,7 @@ test('WebSocket upgrades pass the same check: a foreign Origin is refused before
     c.write(`GET /ui/ws HTTP/1.1\r\nHost: 127.0.0.1:${r.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
       `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://127.0.0.1:${r.port}\r\n\r\n`)
     let got = ''
-    c.on('data', (d) => { got += d })
+    c.on('data', (d: Buffer) => { got += d.toString() })
     await new Promise((res) => c.on('close', res))
     assert.match(got, /^HTTP\/1\.1 101 /, got)
     assert.equal(r.acted, ['upgraded'])

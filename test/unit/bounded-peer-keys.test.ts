@@ -59,7 +59,7 @@ test('LogOnce: once per key; a flood of new keys keeps cap keys and logs ~1 line
   const grew = await retained(() => { for (let i = 0; i < FLOOD; i++) once.once(`bad-gossip:${peerName(i)}:reason-${i % 7}`, `bad from ${i}`) })
   assert.ok(once.size <= 100, `${once.size} keys`)
   assert.ok(lines.length <= 100 + FLOOD / 1000 + 1, `${lines.length} lines`)
-  assert.match(lines[lines.length - 1]!, /distinct such messages: \d+ not logged/)
+  assert.match(lines[lines.length - 1], /distinct such messages: \d+ not logged/)
   assert.ok(grew < 4 * MIB, `retained ${(grew / MIB).toFixed(1)} MiB`)
 })
 
@@ -92,11 +92,10 @@ test('gossip: messages on 50k invented channel names keep a bounded set of surro
   const clock = new HeapClock()
   const log = countingLogger()
   const self = peerName(1), peer = peerName(2)
-  let sent = 0
   const ch = new GossipChannels({
     self, clock, rng: seededRng(1), logger: log,
     nextHop: () => peer, broadcastChildren: () => [], neighbours: () => [peer], peerCount: () => 2,
-    send: () => { sent++; return true },
+    send: () => true,
   })
   const grew = await retained(() => {
     for (let i = 0; i < CHANNELS; i++) ch.handle(peer, { type: 'gossip', channel: `chan-${i}-${'x'.repeat(20)}`, src: peer, payload: Uint8Array.of(i & 255, i >> 8 & 255, i >> 16 & 255) })
