@@ -1,0 +1,97 @@
+/**
+ * What `weave status` shows of the mesh: ourselves, every connection (live, targets being
+ * tried, recent refusals of inbound connections), every peer we know with its connections, and
+ * the unicast routes.
+ */
+import type { HandshakeFailure } from './connection-contract'
+import { addrHost, type Target } from './connection-maker'
+import { makerWorld } from './maker-driver'
+import type { MeshCore } from './mesh-core'
+import type { ConnectionStatus, MeshStatus, PeerStatus } from './mesh-types'
+import { presentConns } from './topology'
+
+/** Recent refused inbound connections: one line per remote host, most recent first, a few. */
+export class RefusalLog {
+  readonly entries: ConnectionStatus[] = []
+  constructor(private readonly max: number) {}
+
+  add(remoteAddr: string, why: HandshakeFailure): void {
+    const refusals = this.entries
+    refusals.unshift({ direction: 'inbound', addr: remoteAddr, state: 'failed', error: `${why.code}: ${why.message}` })
+    const seen = new Set<string>()
+    for (let i = 0; i < refusals.length; i++) {
+      const h = addrHost(refusals[i].addr)
+      if (seen.has(h) || i >= this.max) refusals.splice(i--, 1)
+      else seen.add(h)
+    }
+  }
+}
+
+export function meshStatus(core: MeshCore, refusals: RefusalLog): MeshStatus {
+  const { config, live, maker, routes, stats, topology } = core
+  const me = topology.self()
+  const connections: ConnectionStatus[] = []
+  const data = routes.unicast()
+  for (const [name, l] of live) {
+    const hop = data.get(name)
+    connections.push({
+      direction: l.conn.outbound ? 'outbound' : 'inbound',
+      addr: l.conn.remoteAddr,
+      state: 'established',
+      encrypted: l.conn.encrypted,
+      peer: l.conn.remote.name,
+      nickname: l.conn.remote.nickname,
+      ...(config.establishedByOverlay ? { dataPath: { ok: l.dataOk, ...(l.dataWhy === undefined ? {} : { why: l.dataWhy }) } } : {}),
+      ...(hop === name ? {} : { dataVia: hop === undefined ? 'unreachable' : `${hop}(${topology.get(hop)?.nickname ?? ''})` }),
+    })
+  }
+  const w = makerWorld(core)
+  for (const t of maker.allTargets()) {
+    if (t.state === 'connected' || (t.state === 'waiting' && (w.connectedAddrs.has(t.addr) || w.connectedIps.has(addrHost(t.addr))))) continue
+    if (t.kind === 'discovered' && t.state === 'waiting') continue
+    connections.push(targetStatus(t))
+  }
+  connections.push(...refusals.entries)
+  const reach = routes.unicastAll()
+  const peers: PeerStatus[] = [...topology.records()].map((r) => ({
+    name: r.name,
+    nickname: r.nickname,
+    uid: r.uid.toString(),
+    shortId: r.shortId ?? null,
+    version: r.version,
+    reachable: reach.has(r.name),
+    connections: presentConns(r).map(([to, e]) => ({
+      peer: to,
+      nickname: topology.get(to)?.nickname ?? '',
+      addr: e.addr,
+      outbound: e.outbound,
+      established: e.established,
+    })),
+  }))
+  peers.sort((a, b) => (a.name === me.name ? -1 : b.name === me.name ? 1 : a.name < b.name ? -1 : 1))
+  const unicastRoutes: Record<string, string> = {}
+  for (const [d, h] of [...reach].sort()) if (d !== me.name) unicastRoutes[d] = h
+  return {
+    name: me.name,
+    nickname: me.nickname,
+    uid: me.uid.toString(),
+    shortId: me.shortId ?? null,
+    version: me.version,
+    port: config.port,
+    encryption: config.encryption,
+    discovery: config.discovery,
+    connLimit: config.connLimit,
+    targets: maker.directPeers(),
+    connections,
+    peers,
+    unicastRoutes,
+    stats: { ...stats },
+  }
+}
+
+function targetStatus(t: Target): ConnectionStatus {
+  const s: ConnectionStatus = { direction: 'outbound', addr: t.addr, state: t.state === 'waiting' ? 'connecting' : (t.state as ConnectionStatus['state']) }
+  if (t.lastError) s.error = t.lastError
+  if (t.state === 'retrying') s.retryAt = t.tryAfter
+  return s
+}
