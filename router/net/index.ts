@@ -23,6 +23,7 @@
  *   await net.resetHost()                                          // weave reset
  */
 import type { Logger } from '../deps'
+import type { NetnsRef } from './context'
 import { nullLogger } from '../deps'
 import { Runner, createRunner } from './exec'
 import { NetContext, NetnsRef, detectArping } from './context'
@@ -34,6 +35,8 @@ import { formatCidr } from './cidr'
 import { sysctl } from './ip-args'
 import { nativeNetlink, type NativeNetlink } from '../native'
 import { warmUpNativeAttach } from './attach-native'
+import { EndpointVeth, EndpointVethRequest, addEndpointVeth, announceIn, delEndpointVeth } from './endpoint-veth'
+import { parseCidr as parseCidrStrict } from './cidr'
 
 export { NetCommandError, createRunner, inNetns, netnsPath } from './exec'
 export type { Runner, RunResult, RunnerOptions } from './exec'
@@ -47,6 +50,8 @@ export type { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachR
 export type { ExposeOptions, ExposeResult, HideResult } from './expose'
 export type { ResetResult } from './reset'
 export { CONTAINER_IFNAME, hostVethName } from './ip-args'
+export type { EndpointVeth, EndpointVethRequest } from './endpoint-veth'
+export { endpointPeerName } from './endpoint-veth'
 
 /** The id `weave ps` shows for the host's own exposed addresses. */
 export const EXPOSE_ID = 'weave:expose'
@@ -111,6 +116,15 @@ export interface NetHost {
   hide(cidr: string, opts?: { bridge?: string }): Promise<HideResult>
   /** Delete the bridge, all vethwe* links, our iptables chains and the jumps into them. */
   resetHost(opts?: { bridge?: string }): Promise<ResetResult>
+  /**
+   * The Docker plugin's attach: a veth pair with its host end on the bridge and the other end
+   * left here for Docker to move into the container (see endpoint-veth.ts); idempotent.
+   */
+  addEndpointVeth(req: EndpointVethRequest): Promise<EndpointVeth>
+  /** Remove an endpoint's pair; false when it was already gone. */
+  delEndpointVeth(endpointId: string): Promise<boolean>
+  /** In a started container: ethwe's sysctls and a gratuitous ARP, on whichever interface holds each address. */
+  announceIn(netns: NetnsRef, addresses: string[]): Promise<void>
 }
 
 /**
@@ -161,5 +175,9 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
     expose: (cidr, o) => serial(() => expose(ctx, cidr, o)),
     hide: (cidr, o) => serial(() => hide(ctx, cidr, o)),
     resetHost: (o) => serial(() => resetHost(ctx, o)),
+    addEndpointVeth: (req) => serial(() => addEndpointVeth(ctx, req)),
+    delEndpointVeth: (id) => serial(() => delEndpointVeth(ctx, id)),
+    // Not serialised: it only touches the container's namespace, and an ARP may take a second.
+    announceIn: (ns, addrs) => announceIn(ctx, ns, addrs.map(parseCidrStrict)),
   }
 }
