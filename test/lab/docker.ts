@@ -44,12 +44,18 @@ function ping(socket: string): Promise<boolean> {
  * Start the host's own dockerd in its network namespace (nsenter --net, see LAB-NOTES), wait for
  * /_ping, and import `busybox:latest` from `imageTar`.
  */
-export async function startDockerd(host: LabHost, imageTar: string): Promise<void> {
+export async function startDockerd(host: LabHost, imageTar?: string): Promise<void> {
   const d = path.join(host.dir, 'docker')
   fs.mkdirSync(d, { recursive: true })
   const socket = path.join(d, 'docker.sock')
   const log = fs.openSync(path.join(d, 'dockerd.log'), 'a')
+  fs.mkdirSync(host.pluginDir, { recursive: true })
   host.spawn([
+    // dockerd looks for plugins only in /run/docker/plugins: each lab engine gets a mount namespace
+    // of its own where that is the host's plugin dir (the weaver puts weave.sock there). Slave
+    // propagation: nothing mounted in it leaks out; it goes with the engine.
+    'unshare', '--mount', '--propagation', 'slave', '--',
+    'sh', '-c', 'mkdir -p /run/docker/plugins && mount --bind "$0" /run/docker/plugins && exec "$@"', host.pluginDir,
     'dockerd',
     `--data-root=${path.join(d, 'data')}`,
     `--exec-root=${path.join(d, 'exec')}`,
@@ -65,7 +71,20 @@ export async function startDockerd(host: LabHost, imageTar: string): Promise<voi
   fs.closeSync(log)
   await waitFor(`dockerd of ${host.name}`, () => ping(socket), 30_000, 100)
   host.dockerHost = `unix://${socket}`
-  await run(['docker', '-H', host.dockerHost, 'import', imageTar, 'busybox:latest'])
+  if (imageTar) await run(['docker', '-H', host.dockerHost, 'import', imageTar, 'busybox:latest'])
+}
+
+/**
+ * Stop the host's dockerd (SIGTERM, as a service manager would; its containers are stopped) and
+ * start it again on the same data root: containers with a restart policy come back.
+ */
+export async function restartDockerd(host: LabHost): Promise<void> {
+  const pidFile = path.join(host.dir, 'docker', 'dockerd.pid')
+  const pid = Number(fs.readFileSync(pidFile, 'utf8').trim())
+  if (!pid) throw new Error(`${host.name}: no dockerd pid in ${pidFile}`)
+  process.kill(pid, 'SIGTERM')
+  await waitFor(`dockerd of ${host.name} to exit`, () => !fs.existsSync(`/proc/${pid}`), 30_000, 100)
+  await startDockerd(host)
 }
 
 /** Remove all containers of the host's engine at once (SIGKILL), before the engine is stopped. */

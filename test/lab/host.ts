@@ -51,6 +51,8 @@ export class LabHost {
   ovsCtl: string | undefined
   readonly weaveStateDir: string
   readonly weaveRunDir: string
+  /** What this host's dockerd sees as /run/docker/plugins (its weaver's plugin socket goes here). */
+  readonly pluginDir: string
   private readonly track: (child: ChildProcess) => void
 
   constructor(init: LabHostInit) {
@@ -64,6 +66,7 @@ export class LabHost {
     this.track = init.track
     this.weaveStateDir = path.join(this.dir, 'weave', 'state')
     this.weaveRunDir = path.join(this.dir, 'weave', 'run')
+    this.pluginDir = path.join(this.dir, 'docker-plugins')
   }
 
   /** Run `cmd` inside this host; throws with stderr on non-zero exit unless `allowFail`. */
@@ -124,6 +127,8 @@ export class LabHost {
     // The machine's default Docker and OVSDB sockets are visible from every namespace: a lab host
     // without its own must never reach them (it would proxy to, or build bridges in, the machine's).
     env.DOCKER_HOST = this.dockerHost ?? `unix://${path.join(this.dir, 'no-docker.sock')}`
+    // Never the machine's /run/docker/plugins: this host's dockerd finds it here (docker.ts).
+    env.WEAVE_PLUGIN_SOCKET = path.join(this.pluginDir, 'weave.sock')
     if (this.ovsSocket) {
       env.WEAVE_OVSDB = `unix:${this.ovsSocket}`
       env.OVS_RUNDIR = path.dirname(this.ovsSocket) // where ovs-ofctl finds the bridges' mgmt sockets

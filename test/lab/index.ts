@@ -44,6 +44,7 @@ export { createLab, withLab, labUnavailableReason, Lab, type LabOptions, type Te
 export { LabHost, REPO_ROOT, type ApiResponse } from './host'
 export { ExecError, delay, waitFor, type ExecOptions, type ExecResult } from './exec'
 export { FaultUnavailable, type NetemOptions } from './faults'
+export { restartDockerd } from './docker'
 export { sweep, destroyLab, presentLabs, type SweepOptions, type DestroyReport } from './sweep'
 export { iperf, type IperfOptions, type IperfResult } from './iperf'
 export { ovsDatapathType } from './ovs'
