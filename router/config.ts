@@ -31,6 +31,10 @@ export interface WeaverConfig {
   readonly proxyListen: readonly string[]
   readonly noDefaultIpalloc: boolean
   readonly rewriteInspect: boolean
+  /** Serve the Docker network plugin (driver and IPAM driver `weave`). */
+  readonly plugin: boolean
+  /** Its unix socket; dockerd finds plugins under /run/docker/plugins. */
+  readonly pluginSocket: string
   /** How long a container start through the proxy waits for its address and ethwe. */
   readonly attachTimeoutMs: number
   /** Which data planes may be used. */
@@ -83,6 +87,7 @@ const DEFAULTS = {
   ipallocRange: '10.32.0.0/12', // Weave's default range
   mtu: 1376, // Weave's default: room for encapsulation inside a 1500-byte underlay
   dockerApi: 'unix:///var/run/docker.sock',
+  pluginSocket: '/run/docker/plugins/weave.sock', // where dockerd looks for a plugin named weave
   attachTimeoutS: 60, // IPAM may be awaiting consensus while peers start; then `docker run` says so
   ovsdb: 'unix:/var/run/openvswitch/db.sock', // where Debian's openvswitch-switch serves it
   espRotateS: 900, // short key lives without churn; tests shorten it to see a rotation
@@ -115,6 +120,9 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--proxy-listen', key: 'proxyListen', kind: 'list', help: 'extra proxy address, e.g. tcp://127.0.0.1:12375 (repeatable)' },
   { flag: '--no-default-ipalloc', key: 'noDefaultIpalloc', kind: 'bool', help: 'leave containers without WEAVE_CIDR alone' },
   { flag: '--rewrite-inspect', key: 'rewriteInspect', kind: 'bool', help: 'show the weave address in docker inspect' },
+  { flag: '--plugin', key: 'plugin', kind: 'bool', help: 'serve the Docker network plugin (default: on when the Docker socket exists)' },
+  { flag: '--no-plugin', key: 'plugin', kind: 'bool', negate: true, help: 'do not serve the Docker network plugin' },
+  { flag: '--plugin-socket', key: 'pluginSocket', kind: 'string', env: 'WEAVE_PLUGIN_SOCKET', help: `the plugin's unix socket (default ${DEFAULTS.pluginSocket})` },
   { flag: '--attach-timeout', key: 'attachTimeoutMs', kind: 'int', help: `seconds a docker start waits for an address and ethwe (default ${DEFAULTS.attachTimeoutS})` },
   { flag: '--no-fastdp', key: 'noFastdp', kind: 'bool', env: 'WEAVE_NO_FASTDP', help: 'use sleeve only, never Open vSwitch' },
   { flag: '--ovsdb', key: 'ovsdb', kind: 'string', env: 'WEAVE_OVSDB', help: `OVSDB server for fastdp (default ${DEFAULTS.ovsdb})` },
@@ -208,6 +216,8 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     proxyListen: (raw.proxyListen as string[] | undefined) ?? [],
     noDefaultIpalloc: raw.noDefaultIpalloc === true,
     rewriteInspect: raw.rewriteInspect === true,
+    plugin: raw.plugin === undefined ? dockerApi.startsWith('unix://') && dockerExists(dockerApi.slice('unix://'.length)) : (raw.plugin as boolean),
+    pluginSocket: str('pluginSocket') ?? DEFAULTS.pluginSocket,
     attachTimeoutMs: int('attachTimeoutMs', DEFAULTS.attachTimeoutS, 1, 3600) * 1000,
     // the flag sets true; WEAVE_NO_FASTDP is on unless empty, 0, false or no
     noFastdp: raw.noFastdp === true || (typeof raw.noFastdp === 'string' && !/^(0|false|no)$/i.test(raw.noFastdp)),

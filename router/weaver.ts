@@ -12,7 +12,7 @@ import { ApiRouter, StatusModel, createApiServer } from './api'
 import { loadOrCreatePeerName } from './peer-name'
 import { createNetHost } from './net'
 import { createContainerNet } from './container-net'
-import { wireProxy } from './proxy-wiring'
+import { dockerEndpoint, wireProxy } from './proxy-wiring'
 import { wireOverlay } from './overlay-wiring'
 import { wireMesh } from './mesh-wiring'
 import { wireDns, withDnsRegistration } from './dns-wiring'
@@ -20,6 +20,7 @@ import { EXPOSE_ID } from './net'
 import { registerCniApi } from './cni-api'
 import type { GossipHost, PeerName } from './mesh'
 import { createIpam, formatCidr, IPAM_ROUTES } from '../ipam'
+import { createDockerPlugin } from '../plugin'
 import { VERSION } from './version'
 
 export interface WeaverDeps {
@@ -164,6 +165,26 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
       order: 30,
       lines: () => [['Service', 'proxy'], ['Status', `off (no Docker socket at ${config.dockerApi}, or --no-proxy)`]],
     })
+  }
+
+  // ---- Docker network plugin (driver + IPAM driver `weave` on a unix socket) ----
+  if (config.plugin) {
+    const plugin = createDockerPlugin(
+      {
+        socketPath: config.pluginSocket,
+        range: config.ipallocRange,
+        defaultSubnet: config.ipallocDefaultSubnet ?? config.ipallocRange,
+        mtu: config.mtu,
+        timeoutMs: config.attachTimeoutMs,
+        docker: dockerEndpoint(config),
+        downResponder: true,
+      },
+      { allocator: ipam.allocator, net, clock: deps.clock, rng: deps.rng, logger: log.child('plugin'), dns: dnsWired?.dns },
+    )
+    status.addSection('plugin', { order: 35, lines: () => plugin.statusLines() })
+    status.addReport('Plugin', () => plugin.report())
+    starts.push(() => plugin.start())
+    stops.unshift(() => plugin.stop())
   }
 
   // ---- api (last to start: once it answers, `weave launch` reports success) ----

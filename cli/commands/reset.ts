@@ -25,6 +25,15 @@ async function handOverAddressSpace(ctx: CliContext): Promise<void> {
   }
 }
 
+/** The Docker plugin socket the router would use: removing it ends the router-down responder. */
+function pluginSocket(ctx: CliContext): string | undefined {
+  try {
+    return parseDaemonArgs([], ctx.env).pluginSocket
+  } catch {
+    return undefined
+  }
+}
+
 /** The OVSDB server the router would use (flags and environment as `weave launch`), if any. */
 function ovsdbTarget(ctx: CliContext): string | undefined {
   try {
@@ -45,6 +54,8 @@ export const command: Command = {
     if (positionalOnly(args, 'reset').length) throw new CliFailure('weave reset takes no arguments')
     await handOverAddressSpace(ctx)
     await stop.run([], ctx)
+    const sock = pluginSocket(ctx)
+    if (sock) fs.rmSync(sock, { force: true })
     for (const line of (await resetHost({ ovsdbTarget: ovsdbTarget(ctx) })).messages) ctx.err(line)
     if (fs.existsSync(ctx.stateDir)) {
       for (const name of fs.readdirSync(ctx.stateDir)) fs.rmSync(path.join(ctx.stateDir, name), { recursive: true, force: true })

@@ -23,7 +23,6 @@
  *   await net.resetHost()                                          // weave reset
  */
 import type { Logger } from '../deps'
-import type { NetnsRef } from './context'
 import { nullLogger } from '../deps'
 import { Runner, createRunner } from './exec'
 import { NetContext, NetnsRef, detectArping } from './context'
