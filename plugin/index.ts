@@ -23,7 +23,7 @@ import { createIpamDriver } from './ipam-driver'
 import { createNetworkDriver } from './network-driver'
 import { createPluginServer } from './server'
 import { spawnDownResponder } from './down-responder'
-import { ensureNetworkWithRetry, inspectContainer, runningOnWeave, weaveContainerOf, weaveNetworkIds, type WeaveContainer } from './docker-side'
+import { ensureNetworkWithRetry, inspectContainer, runningOnWeave, weaveContainerOf, weaveNetworkIds } from './docker-side'
 
 export { answer, PluginError, IMPLEMENTS } from './protocol'
 export { DEFAULT_NETWORK, DRIVER_NAME, weaveContainerOf, type WeaveContainer } from './docker-side'

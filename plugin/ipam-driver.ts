@@ -140,7 +140,7 @@ export function createIpamDriver(config: IpamDriverConfig, deps: IpamDriverDeps)
       const cancel = deps.clock.setTimer(config.timeoutMs, () =>
         reject(new Error(`no answer for ${what} within ${Math.round(config.timeoutMs / 1000)} s; IP allocation is ${allocator.statusText()}`)),
       )
-      p.then((v) => { cancel(); resolve(v) }, (e) => { cancel(); reject(e) })
+      p.then((v) => { cancel(); resolve(v) }, (e: Error) => { cancel(); reject(e) })
     })
   }
 

@@ -50,8 +50,9 @@ export function createNetworkDriver(deps: NetworkDriverDeps): { routes: Map<stri
         throw new PluginError(400, `the weave driver needs weave's IPAM (addresses are coordinated across hosts by the mesh): add --ipam-driver weave`)
       }
     }
-    state.networks.set(id, { subnet: String(v4[0].Pool ?? '') })
-    log.info(`network ${id.slice(0, 12)} created on ${String(v4[0].Pool)}`)
+    const pool = typeof v4[0].Pool === 'string' ? v4[0].Pool : ''
+    state.networks.set(id, { subnet: pool })
+    log.info(`network ${id.slice(0, 12)} created on ${pool}`)
     return {}
   }
 

@@ -52,8 +52,24 @@ async function pingFrom(h: LabHost, name: string, target: string, waitS = 1): Pr
   return r.code === 0
 }
 
+/**
+ * weaveDNS on every address of the host (containers reach it at the host's `weave expose`
+ * address, as `weave dns-args` says), forwarding only to the lab host's own loopback.
+ */
+function dnsFlags(h: LabHost): string[] {
+  const conf = path.join(h.dir, 'resolv.conf')
+  fs.writeFileSync(conf, 'nameserver 127.0.0.1\n')
+  return ['--dns-listen-address', '0.0.0.0:53', '--resolv-conf', conf]
+}
+
+async function dnsArgs(h: LabHost): Promise<string[]> {
+  const args = (await h.weave(['dns-args'])).stdout.trim().split(/\s+/).filter(Boolean)
+  assert.ok(args.includes('--dns-search=weave.local.') || args.includes('weave.local.') || args.some((a) => a.includes('weave.local')), `dns-args: ${args.join(' ')}`)
+  return args
+}
+
 async function launch(h: LabHost, peers: string[]): Promise<void> {
-  await h.launchWeaveWait([...INIT, ...peers])
+  await h.launchWeaveWait([...INIT, ...dnsFlags(h), ...peers])
   await waitFor(`${h.name}: docker network weave`, async () => (await h.docker(['network', 'inspect', 'weave'], { allowFail: true })).code === 0, 30_000, 200)
 }
 
@@ -66,6 +82,7 @@ if (why()) {
       ;[h1, h2] = lab.hosts as [LabHost, LabHost]
       await launch(h1, [])
       await launch(h2, [h1.underlayIp])
+      for (const h of [h1, h2]) await h.weave(['expose'])
     } catch (err) {
       console.error(`test/lab/plugin: setup failed: ${(err as Error).stack}\n${h1?.weaverLog()}`)
       throw err
@@ -94,9 +111,9 @@ if (why()) {
     assert.match(String(pool.json.Err), /outside weave's allocation range/)
   })
 
-  it('two hosts: --net=weave containers ping each other within 2 s of start; ethwe0 with MTU and multicast route', async () => {
-    await h1.docker(['run', '-d', '--net=weave', '--name', 'c1', 'busybox', 'sleep', '3600'], { timeoutMs: 60_000 })
-    await h2.docker(['run', '-d', '--net=weave', '--name', 'c2', 'busybox', 'sleep', '3600'], { timeoutMs: 60_000 })
+  it('two hosts: --net=weave containers ping each other by name and address within 2 s of start; ethwe0 with MTU and multicast route', async () => {
+    await h1.docker(['run', '-d', '--net=weave', ...await dnsArgs(h1), '--name', 'c1', 'busybox', 'sleep', '3600'], { timeoutMs: 60_000 })
+    await h2.docker(['run', '-d', '--net=weave', ...await dnsArgs(h2), '--name', 'c2', '--network-alias', 'db', 'busybox', 'sleep', '3600'], { timeoutMs: 60_000 })
     const started = Date.now()
     const [a1, a2] = [await ipOf(h1, 'c1'), await ipOf(h2, 'c2')]
     assert.match(a1, /^10\.32\./)
@@ -104,7 +121,12 @@ if (why()) {
     assert.is.not(a1, a2)
     await waitFor('c1 → c2', () => pingFrom(h1, 'c1', a2), 2_000, 0)
     await waitFor('c2 → c1', () => pingFrom(h2, 'c2', a1), 2_000, 0)
-    console.log(`  c1 ${a1} ⇄ c2 ${a2} within ${Date.now() - started} ms of start`)
+    await waitFor('c1 → c2 by name', () => pingFrom(h1, 'c1', 'c2'), 2_000, 0)
+    await waitFor('c2 → c1 by name', () => pingFrom(h2, 'c2', 'c1'), 2_000, 0)
+    console.log(`  c1 ${a1} ⇄ c2 ${a2}, by address and by name, within ${Date.now() - started} ms of start`)
+    // The --network-alias resolves (on the other host too) to c2's address.
+    const ns = (await h1.docker(['exec', 'c1', 'nslookup', 'db.weave.local'])).stdout
+    assert.match(ns, new RegExp(a2.replace(/\./g, '\\.')))
     const link = (await h1.docker(['exec', 'c1', 'ip', 'link', 'show', 'ethwe0'])).stdout
     assert.match(link, /mtu 1376/)
     const routes = (await h1.docker(['exec', 'c1', 'ip', 'route'])).stdout
@@ -155,6 +177,13 @@ if (why()) {
       const diag = async (h: LabHost) => `${h.name}: ${(await h.weave(['status', 'connections'], { allowFail: true })).stdout}\n${h.weaverLog(25)}`
       throw new Error(`${err.message}\n${await diag(h1)}\n${await diag(h2)}`)
     })
+    // Names too: c1's own (re-registered by the new router) and c2's (learnt again from h2).
+    await waitFor('c2 → c1 by name after the restart', () => pingFrom(h2, 'c2', 'c1'), 10_000, 200)
+    // h1's new weaveDNS learns h2's names from the mesh's DNS gossip (full state to new neighbours
+    // and periodically); give it a gossip period.
+    const t0 = Date.now()
+    await waitFor('c1 → c2 by name after the restart', () => pingFrom(h1, 'c1', 'c2'), 45_000, 500)
+    console.log(`  c2's name resolved on the restarted host after ${Date.now() - t0} ms`)
     await h1.docker(['run', '-d', '--net=weave', '--name', 'c4', 'busybox', 'sleep', '3600'], { timeoutMs: 60_000 })
     const a4 = await ipOf(h1, 'c4')
     assert.ok(a4 && !Object.values(before).includes(a4), `c4 got ${a4}, already held: ${JSON.stringify(before)}`)
@@ -185,6 +214,7 @@ if (why()) {
     assert.match(a, /^10\./)
     assert.match((await h1.docker(['exec', 'r1', 'ip', 'addr', 'show', 'ethwe0'])).stdout, /inet 10\./)
     await waitFor('r1 → c2 after the dockerd restart', () => pingFrom(h1, 'r1', c2), 5_000, 100)
+    await waitFor('c2 → r1 by name after the dockerd restart', () => pingFrom(h2, 'c2', 'r1'), 10_000, 200)
   })
 }
 
