@@ -1,0 +1,63 @@
+/**
+ * `npm run bench -- plugin [rounds]`: `docker run --rm --net=weave busybox true` (the Docker
+ * network plugin: an IPAM address from the mesh, a veth pair on the weave bridge, moved into the
+ * container by Docker) against `docker run --rm --net=none busybox true`, both on the same lab
+ * host's dockerd in this run, rounds interleaved so drift hits both alike.
+ *
+ * Last line: {"bench":"plugin","run_ratio":…,"run_ms":{"weave":…,"none":…},"rounds":…,…}
+ */
+import * as os from 'node:os'
+import { performance } from 'node:perf_hooks'
+import { run } from '../lab/exec'
+import { createLab, labUnavailableReason, waitFor } from '../lab'
+
+const rounds = Number(process.argv[2] ?? 20)
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+async function timed(cmd: string[]): Promise<number> {
+  const t0 = performance.now()
+  await run(cmd, { timeoutMs: 60_000 })
+  return performance.now() - t0
+}
+
+async function main() {
+  const why = labUnavailableReason({ docker: true })
+  if (why) {
+    console.log(JSON.stringify({ bench: 'plugin', skipped: why }))
+    return
+  }
+  const lab = await createLab({ hosts: 1, docker: true })
+  const h = lab.hosts[0]
+  try {
+    await h.launchWeaveWait(['--ipalloc-init', 'consensus=1'])
+    await waitFor('docker network weave', async () => (await h.docker(['network', 'inspect', 'weave'], { allowFail: true })).code === 0, 30_000, 200)
+    const modes = { weave: '--net=weave', none: '--net=none' }
+    const samples: Record<string, number[]> = { weave: [], none: [] }
+    for (const m of Object.values(modes)) await timed(['docker', '-H', h.dockerHost!, 'run', '--rm', m, 'busybox', 'true']) // warm-up
+    for (let i = 0; i < rounds; i++) {
+      for (const [k, m] of Object.entries(modes)) samples[k].push(await timed(['docker', '-H', h.dockerHost!, 'run', '--rm', m, 'busybox', 'true']))
+    }
+    const weave = median(samples.weave)
+    const none = median(samples.none)
+    console.log(`docker run --rm busybox true: --net=weave ${weave.toFixed(1)} ms, --net=none ${none.toFixed(1)} ms (medians of ${rounds})`)
+    const r3 = (x: number) => Math.round(x * 1000) / 1000
+    console.log(JSON.stringify({
+      bench: 'plugin',
+      run_ratio: r3(weave / none),
+      run_ms: { weave: r3(weave), none: r3(none) },
+      target: 1.3,
+      rounds,
+      load1: Math.round(os.loadavg()[0] * 10) / 10, // the machine is shared: high load makes every figure noisy
+      note: 'medians; weave = the daemon\'s Docker plugin (IPAM address, endpoint veth, Docker moves it in); none = no network at all',
+    }))
+  } finally {
+    await h.weave(['stop'], { allowFail: true })
+    await lab.teardown()
+  }
+}
+
+main().catch((err) => { console.error(err); process.exit(1) })
