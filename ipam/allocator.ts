@@ -22,6 +22,7 @@ import { type IpamState, type StateStore, STATE_FORMAT } from './persistence'
 import { LeaseTable } from './leases'
 import { GroupCommit } from './commit'
 import { RemovalLocks } from './removal'
+import { DeathGrace } from './death-grace'
 
 export type InitMode =
   | { kind: 'consensus'; clusterSize: number }
@@ -44,6 +45,8 @@ export interface AllocatorConfig {
   handoffTimeoutMs?: number
   /** rmpeer waits this long for votes. */
   voteTimeoutMs?: number
+  /** A container that died keeps its leases this long, to come back with them (Weave: 30 s). */
+  releaseGraceMs?: number
 }
 
 export interface AllocatorDeps {
@@ -52,6 +55,11 @@ export interface AllocatorDeps {
   logger: Logger
   host: GossipHost
   store: StateStore
+  /**
+   * Asked when a dead container's grace ends: true = it is running after all (keep its leases),
+   * false = stopped or gone, undefined = cannot tell (the death notice stands). Docker's view.
+   */
+  isRunning?: (id: string) => Promise<boolean | undefined>
 }
 
 /** A failure with an HTTP-ish status, for the API layer. */
@@ -78,6 +86,7 @@ export class Allocator implements Gossiper {
   readonly space = new Space()
   private paxos: Paxos | undefined
   private readonly leases = new LeaseTable()
+  private readonly deaths: DeathGrace
   private readonly commit: GroupCommit
   /** Claimed addresses outside the universe: address -> holder. */
   private readonly outside = new Map<number, string>()
@@ -124,6 +133,7 @@ export class Allocator implements Gossiper {
     this.partialGraceMs = Math.min(1000, this.reproposeMs / 2)
     this.voteTimeoutMs = config.voteTimeoutMs ?? 3000
     this.removals = new RemovalLocks(deps.clock)
+    this.deaths = new DeathGrace(config.releaseGraceMs ?? 30_000)
     this.commit = new GroupCommit(deps.store, deps.logger, {
       head: () => this.headText(),
       snapshot: (head) => this.snapshotText(head),
@@ -213,6 +223,7 @@ export class Allocator implements Gossiper {
 
   /** Allocate an address for `id` in `subnet` (default subnet when undefined); idempotent. */
   allocate(id: string, subnet: Cidr = this.config.defaultSubnet): Promise<Cidr> {
+    this.deaths.alive(id) // asking again for a container we thought dead: it was restarted
     return new Promise((resolve, reject) => {
       const sub = { ip: cidrRange(subnet).start, prefix: subnet.prefix }
       if (!intersect(hostRange(sub), this.universe)) {
@@ -224,6 +235,7 @@ export class Allocator implements Gossiper {
 
   /** Claim `cidr.ip` for `id` (its subnet prefix kept for lookups); idempotent for the same ID. */
   claim(id: string, cidr: Cidr): Promise<void> {
+    this.deaths.alive(id)
     return new Promise((resolve, reject) => {
       this.enqueue({ kind: 'claim', id, cidr, resolve, reject, deadline: this.deps.clock.now() + this.requestTimeoutMs, sends: 0, lastSent: -Infinity })
     })
@@ -251,6 +263,7 @@ export class Allocator implements Gossiper {
   /** Release `addr` of `id`, or all of its addresses; false when there was nothing to release. Resolves once persisted. */
   async release(id: string, addr?: number): Promise<boolean> {
     const drop = this.leases.remove(id, addr)
+    if (this.leases.get(id).length === 0) this.deaths.alive(id)
     if (drop.length === 0) return false
     for (const l of drop) {
       if (this.outside.get(l.addr) === id) this.outside.delete(l.addr)
@@ -259,6 +272,38 @@ export class Allocator implements Gossiper {
     this.freeDirty = true
     await this.persisted()
     return true
+  }
+
+  /** The container `id` died: its leases go after the grace unless it shows a sign of life first. */
+  containerDied(id: string): void {
+    if (this.leases.get(id).length) this.deaths.died(id, this.deps.clock.now())
+  }
+
+  /** The container `id` (re)started: it keeps its leases. */
+  containerStarted(id: string): void {
+    this.deaths.alive(id)
+  }
+
+  /** Leases of dead containers waiting for their grace to end. */
+  dyingCount(): number {
+    return this.deaths.size
+  }
+
+  /** Release the leases of containers whose grace ended, unless Docker says they run after all. */
+  private releaseDead(now: number): void {
+    for (const { id, token } of this.deaths.due(now)) {
+      const check = this.deps.isRunning ? this.deps.isRunning(id).catch(() => undefined) : Promise.resolve(undefined)
+      check.then((running) => {
+        if (running) {
+          this.deaths.alive(id)
+          this.log.info(`${short(id)} died ${Math.round(this.deaths.graceMs / 1000)} s ago but is running: keeping its leases`)
+          return
+        }
+        if (!this.deaths.confirm(id, token) || this.stopped) return
+        this.log.info(`releasing the leases of ${short(id)}: it died and did not come back within ${Math.round(this.deaths.graceMs / 1000)} s`)
+        return this.release(id).then(() => undefined)
+      }).catch((err: Error) => this.log.warn(`releasing the leases of ${short(id)}: ${err.message}`))
+    }
   }
 
   /**
@@ -736,6 +781,7 @@ export class Allocator implements Gossiper {
   private tick(): void {
     const now = this.deps.clock.now()
     this.expire(now)
+    this.releaseDead(now)
     if (this.ring.isEmpty() && this.pending.length > 0) this.needRing()
     if (this.paxos && !this.paxos.allowPartial) {
       // A quorum promised but not every launch peer: after a grace period go ahead with the
@@ -849,6 +895,10 @@ export class Allocator implements Gossiper {
   private logOnce(key: string, msg: string): void {
     this.loggedOnce.once(key, msg)
   }
+}
+
+function short(id: string): string {
+  return /^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id
 }
 
 function rangeKey(r: Range): string {

@@ -8,15 +8,17 @@ import { type GossipHost, type PeerName, parsePeerName } from '../router/mesh'
 import { type Cidr, cidrRange, formatCidr, hostRange, intersect, isNetworkCidr, parseCidr } from './address'
 import { Allocator, type AllocatorConfig, type InitMode, IpamError } from './allocator'
 import { type IpamRequest, type IpamResponse, IPAM_ROUTES, handleIpamHttp } from './http'
-import { type StateStore, applyJournal, decodeState, fileStore, memoryStore } from './persistence'
+import { type StateStore, applyJournal, decodeState, fileStore, memoryStore, savedRange } from './persistence'
 import { formatIpamStatus, peerShares } from './status'
 
-export { Allocator, IpamError, IPAM_ROUTES, fileStore, memoryStore, handleIpamHttp }
+export { Allocator, IpamError, IPAM_ROUTES, fileStore, memoryStore, handleIpamHttp, savedRange }
 export type { AllocatorConfig, InitMode, IpamRequest, IpamResponse, StateStore, Cidr }
 export { parseCidr, formatCidr } from './address'
 export { soloGossipHost } from './solo-host'
 
 export const DEFAULT_RANGE = '10.32.0.0/12'
+/** The state file's name in the daemon's state directory. */
+export const IPAM_STATE_FILE = 'ipam.json'
 
 export interface IpamConfig {
   /** --ipalloc-range, e.g. 10.32.0.0/12 (must be written as its network address). */
@@ -33,6 +35,8 @@ export interface IpamConfig {
   tickMs?: number
   reproposeMs?: number
   requestTimeoutMs?: number
+  /** A dead container keeps its leases this long (default 30 s, as Weave). */
+  releaseGraceMs?: number
 }
 
 export interface IpamDeps {
@@ -42,6 +46,13 @@ export interface IpamDeps {
   host: GossipHost
   /** Overrides `stateFile` (simulations keep state in memory across "restarts"). */
   store?: StateStore
+  /** Docker's word on whether a container runs (see AllocatorDeps.isRunning). */
+  isRunning?: (id: string) => Promise<boolean | undefined>
+  /**
+   * Start-up lease GC: the state of each lease holder Docker knows (others left out), or
+   * undefined when Docker cannot be asked. Gone → released; stopped → the die grace starts.
+   */
+  containerStates?: (ids: string[]) => Promise<Map<string, 'running' | 'stopped' | 'gone'> | undefined>
 }
 
 export interface Ipam {
@@ -111,8 +122,11 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
   const init = parseInit(config.init, config.launchPeerCount ?? 0, log)
   const store = deps.store ?? (config.stateFile ? fileStore(config.stateFile) : memoryStore())
   const allocator = new Allocator(
-    { universe, defaultSubnet, init, tickMs: config.tickMs, reproposeMs: config.reproposeMs, requestTimeoutMs: config.requestTimeoutMs },
-    { clock: deps.clock, rng: deps.rng, logger: log, host: deps.host, store },
+    {
+      universe, defaultSubnet, init, tickMs: config.tickMs, reproposeMs: config.reproposeMs,
+      requestTimeoutMs: config.requestTimeoutMs, releaseGraceMs: config.releaseGraceMs,
+    },
+    { clock: deps.clock, rng: deps.rng, logger: log, host: deps.host, store, isRunning: deps.isRunning },
   )
   const view = deps.host.view
   // Nicknames of peers seen so far, so a stopped peer's line still names it.
@@ -126,6 +140,25 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
       for (const name of nicknames.keys()) if (!keep.has(name)) nicknames.delete(name)
     }
   })
+  /** Leases of containers removed while we were down are freed; stopped ones get the die grace. */
+  async function collectGone(): Promise<void> {
+    const ids = allocator.owned().map((o) => o.containerid)
+    if (!deps.containerStates || ids.length === 0) return
+    const states = await deps.containerStates(ids).catch(() => undefined)
+    if (!states) {
+      log.info(`${ids.length} lease holder(s) restored; Docker cannot be asked which still exist, so all are kept`)
+      return
+    }
+    const gone: string[] = []
+    for (const [id, st] of states) {
+      if (st === 'gone') {
+        await allocator.release(id)
+        gone.push(id.slice(0, 12))
+      } else if (st === 'stopped') allocator.containerDied(id)
+    }
+    if (gone.length) log.info(`released the leases of ${gone.length} container(s) removed while the router was down: ${gone.join(' ')}`)
+  }
+
   return {
     allocator,
     async start() {
@@ -136,6 +169,7 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
       allocator.restore(loaded.state)
       allocator.start()
       log.info(`IPAM on ${formatCidr(universe)}, default subnet ${formatCidr(defaultSubnet)}, init ${describeInit(init)}`)
+      await collectGone()
     },
     stop: () => {
       unsubscribe()

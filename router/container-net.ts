@@ -33,6 +33,10 @@ export interface ContainerNet {
   release(id: string): Promise<void>
   /** Addresses IPAM holds for `id`. */
   addressesOf(id: string): string[]
+  /** The container died: its leases go after IPAM's grace unless it shows a sign of life. */
+  died(id: string): void
+  /** The container started again: it keeps its leases. */
+  started(id: string): void
 }
 
 export class AttachError extends Error {
@@ -105,6 +109,8 @@ export function createContainerNet(deps: ContainerNetDeps): ContainerNet {
       if (allocator.lookup(id).length) await allocator.release(id)
     },
     addressesOf: (id) => allocator.lookup(id).map(formatCidr),
+    died: (id) => allocator.containerDied(id),
+    started: (id) => allocator.containerStarted(id),
   }
 
   /**

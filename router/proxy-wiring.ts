@@ -3,11 +3,11 @@
  * filled with the daemon's IPAM + attach (ContainerNet). Kept out of weaver.ts so the daemon's
  * wiring stays one screen per component.
  *
- * Lease lifetime follows the container: `destroy` releases at once; `die` releases after a grace
- * period unless the container starts again within it (a restart keeps its address), which fixes
- * Weave's habit of keeping leases of dead containers until removal. Containers removed while the
- * router was down send no event we could hear: at start the leases of Docker containers that no
- * longer exist are released (`pruneGone`; Weave's PruneOwned).
+ * Lease lifetime follows the container: `destroy` releases at once; `die` tells IPAM, which
+ * releases after its grace unless the container shows a sign of life first (a start event of any
+ * container, or an allocation for the same ID such as `weave attach`); a restart keeps its address.
+ * Containers removed while the router was down send no event we could hear: at start the leases
+ * of Docker containers that no longer exist are released (`pruneGone`; Weave's PruneOwned).
  */
 import * as path from 'node:path'
 import type { Clock, Logger } from './deps'
@@ -20,12 +20,9 @@ import {
 import { parseCidr } from '../ipam'
 import type { DnsWiring } from './dns-wiring'
 
-/** A container that died is given this long to come back before its leases go. */
-export const RELEASE_GRACE_MS = 30_000
-
 export interface ProxyWiring {
   proxy: Proxy
-  /** Stop the proxy and drop pending releases (their containers keep the leases until we return). */
+  /** Stop the proxy. */
   stop(): Promise<void>
   /** `weave status` lines of the proxy block. */
   statusLines(): Array<[string, string]>
@@ -57,7 +54,6 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
   const docker = dockerEndpoint(config)
   const engine = createEngineClient(docker)
   const defaultIpalloc = !config.noDefaultIpalloc
-  const pendingRelease = new Map<string, () => void>()
   const attached = new Map<string, number>() // container id → pid it was attached at
   // The start through the proxy and its `start` event race; both must share one attach.
   const inFlight = new Map<string, Promise<void>>()
@@ -71,7 +67,6 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
     })[0]
 
   const attach = async (c: { id: string; pid: number; items: import('../proxy').StartedContainer['items'] }) => {
-    cancelRelease(c.id)
     if (attached.get(c.id) === c.pid) return // the start event of a start we already handled
     const key = `${c.id}:${c.pid}`
     let p = inFlight.get(key)
@@ -87,28 +82,17 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
     await p
   }
 
-  const cancelRelease = (id: string) => {
-    pendingRelease.get(id)?.()
-    pendingRelease.delete(id)
-  }
-
   const onEvent = (e: ContainerEvent) => {
     deps.dns?.onContainerEvent(e) // die → its names go at once (the lease waits out the grace period)
     if (e.action === 'destroy') {
-      cancelRelease(e.id)
       attached.delete(e.id)
       deps.containerNet.release(e.id).catch((err: Error) => log.warn(`releasing ${e.id.slice(0, 12)}: ${err.message}`))
     } else if (e.action === 'die') {
       attached.delete(e.id)
-      if (pendingRelease.has(e.id) || !deps.containerNet.addressesOf(e.id).length) return
-      pendingRelease.set(
-        e.id,
-        deps.clock.setTimer(RELEASE_GRACE_MS, () => {
-          pendingRelease.delete(e.id)
-          deps.containerNet.release(e.id).catch((err: Error) => log.warn(`releasing ${e.id.slice(0, 12)}: ${err.message}`))
-        }),
-      )
+      deps.containerNet.died(e.id)
     } else if (e.action === 'start') {
+      // Any container, ours or attached by `weave attach`: started means alive.
+      deps.containerNet.started(e.id)
       // Restarts by a restart policy or `docker start` straight to the engine: attach too.
       inspectWeaveContainer(engine, e.id, defaultIpalloc)
         .then((c) => (c ? attach(c) : undefined))
@@ -147,8 +131,6 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
   return {
     proxy,
     async stop() {
-      for (const cancel of pendingRelease.values()) cancel()
-      pendingRelease.clear()
       await proxy.stop()
     },
     statusLines: () => [

@@ -12,6 +12,7 @@ import { ApiRouter, StatusModel, createApiServer } from './api'
 import { loadOrCreatePeerName } from './peer-name'
 import { createNetHost } from './net'
 import { createContainerNet } from './container-net'
+import { dockerContainers } from './docker-containers'
 import { dockerEndpoint, wireProxy } from './proxy-wiring'
 import { wireOverlay } from './overlay-wiring'
 import { wireMesh } from './mesh-wiring'
@@ -19,7 +20,7 @@ import { wireDns, withDnsRegistration } from './dns-wiring'
 import { EXPOSE_ID } from './net'
 import { registerCniApi } from './cni-api'
 import type { GossipHost, PeerName } from './mesh'
-import { createIpam, formatCidr, IPAM_ROUTES } from '../ipam'
+import { createIpam, formatCidr, IPAM_ROUTES, IPAM_STATE_FILE } from '../ipam'
 import { createDockerPlugin } from '../plugin'
 import { VERSION } from './version'
 
@@ -83,15 +84,19 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   // ---- ipam ----
   // IPAM gossips over the mesh's `ipam` channel (ipam's soloGossipHost runs it without a mesh).
   const ipamHost: GossipHost = mesh
+  const docker = dockerContainers(config.dockerApi)
   const ipam = createIpam(
     {
       range: config.ipallocRange,
       defaultSubnet: config.ipallocDefaultSubnet,
       init: config.ipallocInit,
       launchPeerCount: config.peers.length,
-      stateFile: path.join(config.stateDir, 'ipam.json'),
+      stateFile: path.join(config.stateDir, IPAM_STATE_FILE),
     },
-    { clock: deps.clock, rng: deps.rng, logger: log.child('ipam'), host: ipamHost },
+    { clock: deps.clock, rng: deps.rng, logger: log.child('ipam'), host: ipamHost,
+      isRunning: (id) => docker.isRunning(id),
+      containerStates: (ids) => docker.states(ids),
+    },
   )
   for (const [method, pattern] of IPAM_ROUTES) {
     router.route(method, pattern, (req) => ipam.handle({ method: req.method, path: req.path, query: req.query }))

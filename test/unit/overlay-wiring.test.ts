@@ -22,6 +22,8 @@ function setup() {
     async detach(req) { calls.push(`detach ${req.id} ${JSON.stringify(req.addresses)}`); return { removed: req.addresses ?? ['10.32.0.5/12'] } },
     async release() {},
     addressesOf: () => [],
+    died() {},
+    started() {},
   }
   const net = {
     async expose(c: string) { calls.push(`expose ${c}`); return {} },
