@@ -223,3 +223,20 @@ export function decodeState(text: string | undefined, expect: { peerName: string
   }
   return { ok: true, state: o }
 }
+
+/**
+ * The range saved state in `file` was written for, read synchronously (for `weave launch`'s check
+ * before it starts the daemon); undefined when there is no readable state.
+ */
+export function savedRange(file: string): string | undefined {
+  let text: string
+  try { text = fs.readFileSync(file, 'utf8') } catch { return undefined }
+  const nl = text.indexOf('\n')
+  const body = nl >= 0 && /^\{"gen":\d+\}$/.test(text.slice(0, nl)) ? text.slice(nl + 1) : text
+  try {
+    const o = JSON.parse(body) as { range?: unknown }
+    return typeof o.range === 'string' ? o.range : undefined
+  } catch {
+    return undefined
+  }
+}

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { ConfigError, launchHelp, parseDaemonArgs, pidFilePath, runningPid } from '../../router'
+import { IPAM_STATE_FILE, formatCidr, parseCidr, savedRange } from '../../ipam'
 import { callApi, CliFailure, type Command } from '../context'
 
 /** How long `weave launch` waits for the daemon's API before giving up. */
@@ -24,6 +25,7 @@ export const command: Command = {
     fs.mkdirSync(config.runDir, { recursive: true })
     const running = runningPid(pidFilePath(config.runDir))
     if (running !== undefined) throw new CliFailure(`the weave router is already running (pid ${running}); stop it first with: weave stop`)
+    checkSavedRange(path.join(config.stateDir, IPAM_STATE_FILE), config.ipallocRange)
 
     const logFile = path.join(config.runDir, 'weaver.log')
     const log = fs.openSync(logFile, 'a')
@@ -61,6 +63,21 @@ export const command: Command = {
     }
     throw new CliFailure(`the weave router did not answer within ${READY_TIMEOUT_MS / 1000} s; see ${logFile}`)
   },
+}
+
+/**
+ * The daemon refuses IPAM state saved for another range (its addresses and ring would be
+ * meaningless); say so here, with what to do, instead of letting it exit with a log line.
+ */
+function checkSavedRange(stateFile: string, range: string): void {
+  const saved = savedRange(stateFile)
+  const given = parseCidr(range)
+  if (saved === undefined || range === '' || (given && formatCidr(given) === saved)) return
+  throw new CliFailure(
+    `this host's saved IP allocation state (${stateFile}) is for range ${saved}, but --ipalloc-range is ${range}.\n` +
+      `Either launch again with --ipalloc-range ${saved} (keeping this host's addresses and ring),\n` +
+      `or run 'weave reset' first to discard that state (this host's containers lose their weave addresses) and launch with ${range}.`,
+  )
 }
 
 function tail(file: string, lines: number): string {
