@@ -203,6 +203,8 @@ export function withDnsRegistration(net: ContainerNet, wiring: DnsWiring | undef
       wiring.dns.unregisterContainer(id)
     },
     addressesOf: (id) => net.addressesOf(id),
+    died: (id) => net.died(id),
+    started: (id) => net.started(id),
   }
 }
 

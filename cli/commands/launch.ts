@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { ConfigError, launchHelp, parseDaemonArgs, pidFilePath, runningPid } from '../../router'
-import { IPAM_STATE_FILE, formatCidr, parseCidr, savedRange } from '../../ipam'
 import { callApi, CliFailure, type Command } from '../context'
 
 /** How long `weave launch` waits for the daemon's API before giving up. */
@@ -25,7 +24,7 @@ export const command: Command = {
     fs.mkdirSync(config.runDir, { recursive: true })
     const running = runningPid(pidFilePath(config.runDir))
     if (running !== undefined) throw new CliFailure(`the weave router is already running (pid ${running}); stop it first with: weave stop`)
-    checkSavedRange(path.join(config.stateDir, IPAM_STATE_FILE), config.ipallocRange)
+    await checkSavedRange(config.stateDir, config.ipallocRange)
 
     const logFile = path.join(config.runDir, 'weaver.log')
     const log = fs.openSync(logFile, 'a')
@@ -69,7 +68,10 @@ export const command: Command = {
  * The daemon refuses IPAM state saved for another range (its addresses and ring would be
  * meaningless); say so here, with what to do, instead of letting it exit with a log line.
  */
-function checkSavedRange(stateFile: string, range: string): void {
+async function checkSavedRange(stateDir: string, range: string): Promise<void> {
+  // Loaded here, not at the top: every weave command imports this file, and IPAM is not light.
+  const { IPAM_STATE_FILE, formatCidr, parseCidr, savedRange } = await import('../../ipam')
+  const stateFile = path.join(stateDir, IPAM_STATE_FILE)
   const saved = savedRange(stateFile)
   const given = parseCidr(range)
   if (saved === undefined || range === '' || (given && formatCidr(given) === saved)) return
