@@ -169,7 +169,8 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
       allocator.restore(loaded.state)
       allocator.start()
       log.info(`IPAM on ${formatCidr(universe)}, default subnet ${formatCidr(defaultSubnet)}, init ${describeInit(init)}`)
-      await collectGone()
+      // Not awaited: a slow or hung engine must not hold up the start.
+      void collectGone().catch((err: Error) => log.warn(`start-up lease check: ${err.message}`))
     },
     stop: () => {
       unsubscribe()

@@ -6,8 +6,8 @@
  * Lease lifetime follows the container: `destroy` releases at once; `die` tells IPAM, which
  * releases after its grace unless the container shows a sign of life first (a start event of any
  * container, or an allocation for the same ID such as `weave attach`); a restart keeps its address.
- * Containers removed while the router was down send no event we could hear: at start the leases
- * of Docker containers that no longer exist are released (`pruneGone`; Weave's PruneOwned).
+ * Containers removed while the router was down send no event we could hear: IPAM's start-up GC
+ * (ipam/index.ts, asking Docker through router/docker-containers.ts) frees their leases.
  */
 import * as path from 'node:path'
 import type { Clock, Logger } from './deps'
@@ -27,16 +27,6 @@ export interface ProxyWiring {
   /** `weave status` lines of the proxy block. */
   statusLines(): Array<[string, string]>
   report(): Record<string, unknown>
-  /**
-   * Release the leases of Docker containers that no longer exist (removed while we were down).
-   * `owned`: the container ids holding leases. Resolves with the ids released.
-   */
-  pruneGone(owned: () => string[]): Promise<string[]>
-}
-
-/** Lease holders that are Docker containers (64 hex digits) absent from `existing`. */
-export function containersGone(owned: readonly string[], existing: ReadonlySet<string>): string[] {
-  return [...new Set(owned)].filter((id) => /^[0-9a-f]{64}$/.test(id) && !existing.has(id))
 }
 
 export function dockerEndpoint(config: WeaverConfig): DockerEndpoint {
@@ -139,16 +129,5 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
       ['Docker', config.dockerApi],
     ],
     report: () => ({ Addresses: proxy.addresses(), DockerApi: config.dockerApi, Containers: attached.size }),
-    async pruneGone(owned) {
-      const r = await engine.request('GET', '/containers/json?all=1')
-      if (r.status !== 200 || !Array.isArray(r.json)) throw new Error(`listing containers: HTTP ${r.status}`)
-      const existing = new Set((r.json as Array<{ Id?: unknown }>).map((c) => String(c.Id)))
-      const gone = containersGone(owned(), existing)
-      for (const id of gone) {
-        await deps.containerNet.release(id)
-        log.info(`released the leases of container ${id.slice(0, 12)}: removed while the router was down`)
-      }
-      return gone
-    },
   }
 }

@@ -158,9 +158,6 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
     status.addReport('Proxy', () => wired.report())
     starts.push(async () => {
       await wired.proxy.start()
-      // Leases of containers removed while the router was down: no event told us (Weave: PruneOwned).
-      // Not awaited: a slow engine must not hold up the start.
-      void wired.pruneGone(() => ipam.allocator.owned().map((o) => o.containerid)).catch((err: Error) => log.warn(`pruning leases of removed containers: ${err.message}`))
       // Containers that kept running while the router was down get their names back.
       await dnsWired?.resync((id) => containerNet.addressesOf(id)).catch((err: Error) => log.warn(`dns resync: ${err.message}`))
     })

@@ -238,6 +238,38 @@ test('Docker says it runs after all: the leases stay', async () => {
   await ipam.stop()
 })
 
+test('start-up GC: gone → released, stopped → the grace, running and non-Docker holders kept; no Docker → all kept', async () => {
+  const store = memoryStore()
+  const mk = (states?: (ids: string[]) => Promise<Map<string, 'running' | 'stopped' | 'gone'> | undefined>, clock = new FakeClock(0)) =>
+    createIpam(
+      { range: '10.2.0.0/16', init: `seed=${SELF}`, releaseGraceMs: GRACE_MS },
+      { clock, rng: seededRng(1), logger: memoryLogger('warn'), host: soloGossipHost(SELF, 'solo'), store, containerStates: states },
+    )
+  const first = mk()
+  await first.start()
+  for (const id of ['gone', 'stopped', 'running', 'weave:expose']) await first.allocator.allocate(id)
+  await first.stop()
+  // Docker cannot be asked: everything is kept.
+  const blind = mk(async () => undefined)
+  await blind.start()
+  await settle()
+  assert.is(blind.allocator.owned().length, 4)
+  await blind.stop()
+  const clock = new FakeClock(0)
+  const asked: string[][] = []
+  const states = new Map([['gone', 'gone'], ['stopped', 'stopped'], ['running', 'running']] as const)
+  const again = mk(async (ids) => { asked.push(ids); return new Map(ids.filter((i) => states.has(i as never)).map((i) => [i, states.get(i as never)!])) }, clock)
+  await again.start()
+  await settle()
+  const held = () => again.allocator.owned().map((o) => o.containerid).sort()
+  assert.equal(held(), ['running', 'stopped', 'weave:expose'])
+  assert.is(again.allocator.dyingCount(), 1, 'the stopped container is in its grace')
+  clock.advance(GRACE_MS + 2000)
+  await settle()
+  assert.equal(held(), ['running', 'weave:expose'])
+  await again.stop()
+})
+
 for (const isRunning of [false, true]) {
   test(`property: never one address for two running containers (${isRunning ? 'with' : 'without'} Docker's liveness check)`, async () => {
     await fc.assert(
