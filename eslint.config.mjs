@@ -32,6 +32,8 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'off',
       // uvu's `assert.ok` and friends are plain functions; passing them around is fine.
       '@typescript-eslint/unbound-method': 'off',
+      // Failure messages print arrays of names and addresses as they are.
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowArray: true, allowNumber: true, allowBoolean: true, allowNullish: true }],
     },
   },
 )

@@ -53,7 +53,7 @@ if (skip) {
     const r = await user('docker run --rm busybox sh -c "ip -4 addr show ethwe; cat /sys/class/net/ethwe/operstate"')
     const addr = inet(r.stdout)
     assert.ok(addr, `no address in: ${r.stdout}\n${h.weaverLog(10)}`)
-    assert.match(addr!, /^10\.(3[2-9]|4[0-7])\.\d+\.\d+\/12$/)
+    assert.match(addr, /^10\.(3[2-9]|4[0-7])\.\d+\.\d+\/12$/)
     assert.match(r.stdout, /\bup\b/)
   })
 
@@ -112,14 +112,14 @@ if (skip) {
     assert.ok(first)
     const lease = await h.api(`/ip/${id}`)
     assert.is(lease.status, 200)
-    assert.match(lease.text, new RegExp(first!.split('/')[0].replace(/\./g, '\\.')))
+    assert.match(lease.text, new RegExp(first.split('/')[0].replace(/\./g, '\\.')))
     await user('docker restart -t 1 keeper')
     const again = inet((await user('docker exec keeper ip -4 addr show ethwe')).stdout)
     assert.is(again, first)
     await user('docker rm -f keeper')
     // Released through the events stream: give it a moment.
     // (The IPAM lookup answers 200 with an empty body once the id holds nothing.)
-    let held = first!
+    let held = first
     for (let i = 0; i < 50 && held; i++) {
       held = (await h.api(`/ip/${id}`)).text.trim()
       if (held) await new Promise((r) => setTimeout(r, 100))

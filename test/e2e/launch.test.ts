@@ -40,7 +40,7 @@ function teardown() {
   if (pid) {
     try {
       process.kill(pid, 'SIGKILL')
-    } catch {}
+    } catch { /* already gone */ }
   }
   sh(['ip', 'netns', 'del', ns])
   fs.rmSync(dir, { recursive: true, force: true })

@@ -18,7 +18,7 @@ const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8')
 function setupCommands(): string[] {
   const section = readme.split(/^## /m).find((s) => s.startsWith('Set up'))
   assert.ok(section, 'README has a "Set up" section')
-  return [...section!.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1].trim())
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1].trim())
 }
 
 test('README has exactly two set-up commands: install+launch, and the tests', () => {

@@ -130,7 +130,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       if (v) return v
     } catch (err) { lastErr = err }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${lastErr instanceof Error ? lastErr.message : JSON.stringify(lastErr)}` : ''}`)
     }
     await delay(everyMs)
   }

@@ -11,12 +11,10 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
 import { ExtraNamespaces, pingFromNamespace, weaveAttach } from './namespaces'
 import { skipFile } from '../skip'
 
-const run = promisify(execFile)
 const reason = labUnavailableReason({ ovs: true })
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=3']
 const extraNs = new ExtraNamespaces()

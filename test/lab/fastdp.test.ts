@@ -152,7 +152,7 @@ if (why) {
       assert.ok(got && got.bytes > 1_000_000, `TCP moved ${got?.bytes} bytes`)
       // for the record, not asserted: the same hosts' underlay (through br-phy) in the same run
       const under = await iperf(n2.host, n1.host, n2.host.underlayIp, { seconds: 2, port: 5202 })
-      console.log(`fastdp (userspace OVS) TCP c1 → c2: ${(got!.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${j.end?.sum_sent?.retransmits} retransmits;` +
+      console.log(`fastdp (userspace OVS) TCP c1 → c2: ${(got.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${j.end?.sum_sent?.retransmits} retransmits;` +
         ` underlay h1 → h2 through br-phy: ${under.gbps.toFixed(2)} Gbit/s, ${under.retransmits} retransmits`)
     } finally {
       srv.kill('SIGKILL')

@@ -14,14 +14,11 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { execFile } from 'node:child_process'
 import * as fs from 'node:fs'
-import { promisify } from 'node:util'
 import { withLab, labUnavailableReason, ovsDatapathType, waitFor, type Lab, type LabHost } from './index'
 import { ExtraNamespaces, pingFromNamespace } from './namespaces'
 import { skipFile } from '../skip'
 
-const run = promisify(execFile)
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=3']
 /** Under emulation everything is 10-50x slower than on the host: waits are generous. */
 const SETTLE_MS = 180_000

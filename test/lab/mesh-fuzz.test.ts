@@ -108,7 +108,7 @@ else test('fuzzing the mesh port: the daemon stays up, keeps its peer, logs one 
       const codes: Record<string, number> = {}
       for (const l of logOf(h1).split('\n')) {
         const m = new RegExp(`refused connection from ${h3.underlayIp.replace(/\./g, '\\.')}:\\d+: ([a-z-]+)`).exec(l)
-        if (m) codes[m[1]!] = (codes[m[1]!] ?? 0) + 1
+        if (m) codes[m[1]] = (codes[m[1]] ?? 0) + 1
       }
       console.log(`mesh-fuzz: ${connections} fuzz connections, each refused once (${JSON.stringify(codes)}); daemon up; ${legit} still established`)
     } finally {

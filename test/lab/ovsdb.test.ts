@@ -117,14 +117,14 @@ if (why) {
 
         const info = await datapathInfo(c, 'datapath')
         assert.ok(info)
-        assert.is(info!.datapathType, 'netdev')
-        assert.is(info!.failMode, 'secure')
-        const byName = Object.fromEntries(info!.ports.map((p) => [p.name, p]))
+        assert.is(info.datapathType, 'netdev')
+        assert.is(info.failMode, 'secure')
+        const byName = Object.fromEntries(info.ports.map((p) => [p.name, p]))
         assert.equal(Object.keys(byName).sort(), ['datapath', 'vethwe-datapath', 'vxlan-6784'])
         assert.is(byName['vxlan-6784'].type, 'vxlan')
         assert.equal(byName['vxlan-6784'].options, { remote_ip: 'flow', key: 'flow', dst_port: '6784' })
-        for (const p of info!.ports) assert.ok((p.ofport ?? -1) >= 0, `${p.name} has an ofport: ${p.ofport} ${p.error ?? ''}`)
-        assert.equal(datapathProblems(info!), [])
+        for (const p of info.ports) assert.ok((p.ofport ?? -1) >= 0, `${p.name} has an ofport: ${p.ofport} ${p.error ?? ''}`)
+        assert.equal(datapathProblems(info), [])
 
         // adoption: someone changed the vxlan options and the type; ensure puts them back
         await h.ovsVsctl(['set', 'interface', 'vxlan-6784', 'options:dst_port=4789'])

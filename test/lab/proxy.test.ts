@@ -110,8 +110,8 @@ if (why) {
       const mounts = JSON.parse((await docker(viaProxy, ['inspect', '--format', '{{json .Mounts}}', id])).stdout) as Array<{ Destination: string; RW: boolean; Source: string }>
       const w = mounts.find((m) => m.Destination === '/w')
       assert.ok(w, JSON.stringify(mounts))
-      assert.is(w!.RW, false)
-      assert.is(w!.Source, weavewaitDir)
+      assert.is(w.RW, false)
+      assert.is(w.Source, weavewaitDir)
       // Starting it passes the claimed address to the hook.
       await docker(viaProxy, ['start', '-a', id])
       assert.equal(started[started.length - 1].items, [{ kind: 'ip', cidr: '10.32.2.50/24' }])

@@ -99,7 +99,7 @@ async function tcpTransfer(bytes: number, from = ns.c1, to = ns.c2, toAddr = c2)
     let buf = ''
     let closed = false
     let wake: () => void = () => {}
-    server.stdout!.on('data', (d: Buffer) => { buf += d; const parts = buf.split('\n'); buf = parts.pop()!; lines.push(...parts); wake() })
+    server.stdout.on('data', (d: Buffer) => { buf += d.toString(); const parts = buf.split('\n'); buf = parts.pop()!; lines.push(...parts); wake() })
     server.on('close', () => { closed = true; wake() })
     const line = async (k: number): Promise<string> => {
       for (;;) {

@@ -91,7 +91,7 @@ async function tcpTransfer(fromNs: string, toNs: string, toAddr: string, bytes: 
     const lines: string[] = []
     const waitLine = (k: number) => new Promise<string>((resolve, reject) => {
       const check = () => { if (lines.length > k) resolve(lines[k]) }
-      server.stdout!.on('data', (d: Buffer) => { out += d; const parts = out.split('\n'); out = parts.pop()!; lines.push(...parts); check() })
+      server.stdout.on('data', (d: Buffer) => { out += d.toString(); const parts = out.split('\n'); out = parts.pop()!; lines.push(...parts); check() })
       server.on('exit', () => reject(new Error('TCP server exited early')))
       check()
     })
