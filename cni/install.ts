@@ -45,7 +45,7 @@ export function installCni(opts: InstallOptions): InstallResult {
   fs.mkdirSync(libDir, { recursive: true })
   for (const f of PLUGIN_FILES) writeAtomic(path.join(libDir, f), fs.readFileSync(path.join(__dirname, f)), 0o644)
   const plugin = path.join(binDir, PLUGIN_NAME)
-  writeAtomic(plugin, wrapperScript(node, path.join(libDir, 'main.js')), 0o755)
+  writeAtomic(plugin, wrapperScript(node, libDir), 0o755)
 
   fs.mkdirSync(confDir, { recursive: true })
   const conflist = path.join(confDir, CONFLIST_NAME)
@@ -69,17 +69,22 @@ export function defaultConflist(opts: Pick<InstallOptions, 'socket' | 'cniVersio
 }
 
 /**
- * The wrapper. NODE_EXTRA_CA_CERTS and NODE_OPTIONS go: the plugin makes no TLS connection, and a
- * CA bundle named there is parsed at every node start (about 80 ms here, more than the rest of an
- * ADD); a runtime passes its own environment through to plugins.
+ * The wrapper. It finds the plugin files beside itself (`${0%/*}`, no process started), so the
+ * directory may be mounted elsewhere in the installer's container than on the host (a DaemonSet
+ * writes /host/opt/cni/bin, the runtime runs /opt/cni/bin); so is a node binary copied in there.
+ * NODE_EXTRA_CA_CERTS and NODE_OPTIONS go: the plugin makes no TLS connection, and a CA bundle
+ * named there is parsed at every node start (about 80 ms here, more than the rest of an ADD); a
+ * runtime passes its own environment through to plugins.
  */
-export function wrapperScript(node: string, main: string): string {
+export function wrapperScript(node: string, libDir: string): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+  const lib = `"\${0%/*}"/${q(path.basename(libDir))}`
+  const nodeExpr = path.dirname(node) === libDir ? `${lib}/${q(path.basename(node))}` : q(node)
   return [
     '#!/bin/sh',
     '# weave-net CNI plugin, installed by `weave setup-cni` (weave-ts).',
     'unset NODE_EXTRA_CA_CERTS NODE_OPTIONS',
-    `exec ${q(node)} ${q(main)} "$@"`,
+    `exec ${nodeExpr} ${lib}/main.js "$@"`,
     '',
   ].join('\n')
 }
