@@ -13,6 +13,9 @@ const root = path.join(__dirname, '..')
 const fail = (msg) => { console.error(`build-native: ${msg}`); process.exit(1) }
 const sources = (dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.c')).sort().map((f) => path.join(dir, f)) : [])
 
+/** Stack canaries, checked libc calls (needs -O1 or more), read-only relocations after start. */
+const HARDENING = ['-fstack-protector-strong', '-D_FORTIFY_SOURCE=2', '-Wl,-z,relro,-z,now']
+
 function findCompiler() {
   for (const cc of [process.env.CC, 'cc', 'gcc', 'clang'].filter(Boolean)) {
     if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).status === 0) return cc
@@ -42,7 +45,8 @@ function buildAddon(cc) {
   fs.mkdirSync(path.dirname(out), { recursive: true })
   // Write then rename: a running daemon has the old .node mapped; overwriting it in place crashes it.
   const tmp = `${out}.tmp${process.pid}`
-  compile(cc, ['-O2', '-Wall', '-Werror=implicit-function-declaration', '-shared', '-fPIC', '-std=gnu11',
+  // Hardened like a distribution package: the addon parses what peers send (frames, pieces).
+  compile(cc, ['-O2', '-Wall', '-Werror=implicit-function-declaration', '-shared', '-fPIC', '-std=gnu11', ...HARDENING,
     '-I', nodeHeaders(), '-DNAPI_VERSION=8', '-o', tmp, ...srcs], 'the N-API addon (router/native)')
   fs.renameSync(tmp, out)
   console.log(`build-native: ${path.relative(root, out)}`)

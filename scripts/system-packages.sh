@@ -17,6 +17,7 @@ tests=(
   make python3
   qemu-system-x86 linux-image-amd64 xz-utils           # the stock-kernel VM lab (test/vm): kernel OVS datapath, ESP
   chromium curl                                        # a real browser and curl against the local API (api-browser, api-guard)
+  clang libfuzzer-14-dev libclang-rt-14-dev            # libFuzzer + ASan/UBSan on the addon's parsing (native-fuzz)
   podman containernetworking-plugins runc conmon jq   # CNI plugin tests: podman (CNI backend), portmap; jq in the lab runc wrapper
 )
 packages=("${runtime[@]}")

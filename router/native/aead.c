@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <node_api.h>
+#include "common.h"
 #include <dlfcn.h>
 #include <stdint.h>
 #include <string.h>
@@ -256,6 +257,7 @@ static napi_value aead_context(napi_env env, napi_callback_info info) {
     }
   }
   if (napi_create_external(env, c, ctx_finalize, NULL, &out) != napi_ok) { ctx_finalize(env, c, NULL); return NULL; }
+  if (!wn_tag(env, out, &WN_TAG_AEAD)) return NULL; /* the finalizer frees c */
   return out;
 bad:
   napi_throw_type_error(env, "ERR_INVALID_ARG", "aeadContext(alg: 0 | 1, key: 32 bytes)");
@@ -266,12 +268,11 @@ bad:
 static aead_ctx *parse_ctx(napi_env env, napi_callback_info info, unsigned char nonce[NONCE_BYTES], unsigned char **buf, size_t *len, uint32_t *adlen) {
   size_t argc = 5;
   napi_value argv[5];
-  napi_valuetype t;
   void *c = NULL;
   int32_t dir = 0;
   double seq = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) goto bad;
-  if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], &c) != napi_ok || !c) goto bad;
+  if (!(c = wn_external_of(env, argv[0], &WN_TAG_AEAD))) goto bad;
   *buf = bytes_of(env, argv[3], len);
   if (!*buf || *len > 0x7fffffff) goto bad;
   if (napi_get_value_int32(env, argv[1], &dir) != napi_ok || napi_get_value_double(env, argv[2], &seq) != napi_ok) goto bad;
@@ -314,14 +315,13 @@ static napi_value aead_ctx_seal(napi_env env, napi_callback_info info) {
 static napi_value aead_ctx_sealv(napi_env env, napi_callback_info info) {
   size_t argc = 6, len, plen[8];
   napi_value argv[6], el;
-  napi_valuetype t;
   void *cp = NULL;
   unsigned char *out, *part[8], nonce[NONCE_BYTES];
   int32_t dir = 0;
   double seq = 0;
   uint32_t adlen, nparts = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) goto bad;
-  if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], &cp) != napi_ok || !cp) goto bad;
+  if (!(cp = wn_external_of(env, argv[0], &WN_TAG_AEAD))) goto bad;
   aead_ctx *c = cp;
   out = bytes_of(env, argv[3], &len);
   if (!out || len > 0x7fffffff) goto bad;
@@ -400,12 +400,11 @@ int weave_aead_piece(void *ctxp, int dir, uint8_t *dest, const uint8_t *src, uin
 static napi_value aead_ctx_piece(napi_env env, napi_callback_info info) {
   size_t argc = 6, dlen, slen;
   napi_value argv[6], out;
-  napi_valuetype t;
   void *c = NULL;
   int32_t dir = 0;
   uint32_t off = 0, total = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) goto bad;
-  if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], &c) != napi_ok || !c) goto bad;
+  if (!(c = wn_external_of(env, argv[0], &WN_TAG_AEAD))) goto bad;
   uint8_t *dest = bytes_of(env, argv[2], &dlen);
   uint8_t *src = bytes_of(env, argv[3], &slen);
   if (!dest || !src || napi_get_value_int32(env, argv[1], &dir) != napi_ok) goto bad;
@@ -422,11 +421,10 @@ bad:
 static napi_value aead_ctx_pieces_done(napi_env env, napi_callback_info info) {
   size_t argc = 2, len;
   napi_value argv[2], out;
-  napi_valuetype t;
   void *cp = NULL;
   int ok = 0, l;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], &cp) != napi_ok || !cp) {
+      !(cp = wn_external_of(env, argv[0], &WN_TAG_AEAD))) {
     napi_throw_type_error(env, "ERR_INVALID_ARG", "aeadCtxPiecesDone(ctx, buf)");
     return NULL;
   }

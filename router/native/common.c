@@ -7,6 +7,7 @@
 #include <node_api.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -64,4 +65,22 @@ void wn_leave_netns(int saved) {
   if (setns(saved, CLONE_NEWNET) < 0) { perror("weave_native: setns back"); abort(); }
   close(saved);
   errno = e;
+}
+
+/* Random 128-bit values, fixed at build time: only their identity matters. */
+const napi_type_tag WN_TAG_SOCK = { 0x8f3b2c1d4e5a6978ULL, 0x1a2b3c4d5e6f7081ULL };
+const napi_type_tag WN_TAG_AEAD = { 0x5c7e9a1b3d2f4e60ULL, 0x91a3b5c7d9e1f203ULL };
+
+int wn_tag(napi_env env, napi_value v, const napi_type_tag *tag) {
+  return napi_type_tag_object(env, v, tag) == napi_ok;
+}
+
+void *wn_external_of(napi_env env, napi_value v, const napi_type_tag *tag) {
+  napi_valuetype t;
+  bool tagged = false;
+  void *p = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external) return NULL;
+  if (napi_check_object_type_tag(env, v, tag, &tagged) != napi_ok || !tagged) return NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return p;
 }

@@ -19,4 +19,13 @@ WN_HIDDEN int wn_is_nullish(napi_env env, napi_value v);
  * wrong namespace). */
 WN_HIDDEN int wn_enter_netns(const char *path, int *saved);
 WN_HIDDEN void wn_leave_netns(int saved);
+
+/* Type tags of the addon's handles (externals): a handle of one kind passed where another is
+ * expected (or any other external) must throw, never be read as the wrong struct. */
+WN_HIDDEN extern const napi_type_tag WN_TAG_SOCK;
+WN_HIDDEN extern const napi_type_tag WN_TAG_AEAD;
+/* Tags a new external `v` with `tag`: 1, else 0. */
+WN_HIDDEN int wn_tag(napi_env env, napi_value v, const napi_type_tag *tag);
+/* The pointer inside external `v` if it carries `tag`, else NULL (throws nothing). */
+WN_HIDDEN void *wn_external_of(napi_env env, napi_value v, const napi_type_tag *tag);
 #endif

@@ -23,6 +23,7 @@
 #include <node_api.h>
 #include <uv.h>
 #include "common.h"
+#include "pieces.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -83,12 +84,12 @@ typedef struct sock {
 
 /* ---- argument helpers (strings, nullish: common.h) ----------------------------------------- */
 
+/* The socket behind handle `v`; NULL (with a TypeError thrown) for anything that is not one of
+ * our socket handles: another external (an AEAD context) is never read as a sock_t. */
 static sock_t *get_sock(napi_env env, napi_value v) {
-  void *p = NULL;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external) return NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
-  return (sock_t *)p;
+  sock_t *s = wn_external_of(env, v, &WN_TAG_SOCK);
+  if (!s) wn_throw_type(env, "not a socket handle of this addon");
+  return s;
 }
 
 /* A typed array's data pointer and element count, checking its element type. */
@@ -151,6 +152,7 @@ static napi_value wrap_sock(napi_env env, int fd, int kind, const char *netns) {
     close(fd); free(s->netns); free(s);
     return wn_throw_type(env, "napi_create_external failed");
   }
+  if (!wn_tag(env, ext, &WN_TAG_SOCK)) return wn_throw_type(env, "napi_type_tag_object failed"); /* the finalizer frees s */
   return ext;
 }
 
@@ -419,18 +421,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
         len -= VNET_HDR_BYTES;
       }
     } else if (s->vnet && len < 0) len += VNET_HDR_BYTES;
-    if (seg <= 0 || len <= seg) seg = len > 0 ? len : 1;
-    /* One entry per datagram: a GRO message is cut at the segment size, the last piece shorter. */
-    int o = 0;
-    do {
-      int piece = len > 0 ? (len - o < seg ? len - o : seg) : len;
-      offs[e] = base + (uint32_t)(o > 0 ? o : 0);
-      lens[e] = piece;
-      if (addrs) addrs[e] = from;
-      if (ports) ports[e] = port;
-      e++;
-      o += seg;
-    } while (len > 0 && o < len && e < cap);
+    e = wn_split_message(len, seg, base, from, port, offs, lens, addrs, ports, e, cap);
   }
   CHECK(napi_create_uint32(env, e, &out));
   return out;
@@ -633,7 +624,6 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
  * 64 of them per message. Returns 0 when all left, -1 when the socket buffer filled (some
  * pieces may have left: the receiver drops the incomplete datagram), else the errno.
  */
-#define PIECE_HDR 20
 #define MAX_PARTS 4
 static napi_value udp_send_pieces(napi_env env, napi_callback_info info) {
   size_t argc = 7;
@@ -776,33 +766,19 @@ static napi_value collect_pieces(napi_env env, napi_callback_info info) {
   int32_t dir = 0;
   napi_valuetype at;
   if (argc >= 11 && napi_typeof(env, argv[9], &at) == napi_ok && at == napi_external) {
-    CHECK(napi_get_value_external(env, argv[9], &aead));
+    aead = wn_external_of(env, argv[9], &WN_TAG_AEAD);
+    if (!aead) return wn_throw_type(env, "collectPieces: not an AEAD context handle");
     CHECK(napi_get_value_int32(env, argv[10], &dir));
   }
   size_t cap = noffs < nlens ? noffs : nlens;
   if (cap > naddrs) cap = naddrs;
   if (cap > nports) cap = nports;
-  if (end > cap) end = (uint32_t)cap;
-  uint32_t k = start, got = st[4];
-  const uint8_t *b = bufp;
-  for (; k < end && got < st[3]; k++) {
-    int32_t len = lens[k];
-    if (len <= PIECE_HDR || addrs[k] != st[0] || ports[k] != st[1]) break;
-    if ((size_t)offs[k] + (size_t)len > buflen) break;
-    const uint8_t *p = b + offs[k];
-    if (p[0] != 1 || p[1] != 3 || p[6] || p[7]) break;
-    uint32_t id = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
-    uint32_t total = (uint32_t)p[12] << 24 | (uint32_t)p[13] << 16 | (uint32_t)p[14] << 8 | p[15];
-    uint32_t off = (uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19];
-    uint32_t dlen = (uint32_t)len - PIECE_HDR;
-    if (id != st[2] || total != st[3] || off != got || (size_t)off + dlen > total || (size_t)off + dlen > destlen) break;
-    if (dry) { /* checked only */ }
-    else if (aead) { if (weave_aead_piece(aead, dir, destp, p + PIECE_HDR, off, dlen, total) != 0) break; }
-    else memcpy((uint8_t *)destp + off, p + PIECE_HDR, dlen);
-    got += dlen;
-  }
-  st[4] = got;
-  CHECK(napi_create_uint32(env, k - start, &out));
+  struct wn_piece_run run = {
+    .buf = bufp, .buflen = buflen, .offs = offs, .lens = lens, .addrs = addrs, .ports = ports, .cap = cap,
+    .start = start, .end = end, .st = st, .dest = dry ? NULL : destp, .destlen = destlen,
+    .open = aead ? weave_aead_piece : NULL, .ctx = aead, .dir = dir,
+  };
+  CHECK(napi_create_uint32(env, wn_collect_pieces(&run), &out));
   return out;
 }
 
