@@ -119,7 +119,8 @@ export function createAttachApi(config: WeaverConfig, deps: AttachApiDeps, hooks
       router.route('POST', '/attach', async (req) => {
         const b = body(req)
         const t = await resolve(b.target)
-        const r = await containerNet.attach({ id: t.id, netns: t.netns, items: items(b.addresses) }).catch(fail)
+        const link = b.multicastRoute === false ? { multicastRoute: false } : undefined
+        const r = await containerNet.attach({ id: t.id, netns: t.netns, items: items(b.addresses), link }).catch(fail)
         attached.set(t.id, t.netns)
         hooks.attached(r.mac)
         return { json: { id: t.id, mac: r.mac, addresses: r.addresses } }

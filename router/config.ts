@@ -5,6 +5,7 @@
  * and the parser can never disagree.
  */
 import * as os from 'node:os'
+import { parseUserPeerName } from './peer-name'
 
 export interface WeaverConfig {
   /** Peers to connect to (the launch arguments), host[:port]. */
@@ -15,6 +16,10 @@ export interface WeaverConfig {
   readonly httpAddr: { readonly host: string; readonly port: number } | undefined
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error'
   readonly nickname: string
+  /** `--name`: this peer's name (MAC form); undefined = the one saved in the state dir. */
+  readonly name?: string
+  /** `--no-multicast-route`: containers the proxy attaches get no 224.0.0.0/4 route. */
+  readonly noMulticastRoute?: boolean
   /** Shared secret for encrypted connections; undefined = no encryption. */
   readonly password: string | undefined
   readonly noDiscovery: boolean
@@ -105,6 +110,8 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--http-addr', key: 'httpAddr', kind: 'string', env: 'WEAVE_HTTP_ADDR', help: `API address host:port, or "off" (default ${DEFAULTS.httpAddr})` },
   { flag: '--log-level', key: 'logLevel', kind: 'string', env: 'WEAVE_LOG_LEVEL', help: 'debug, info, warn or error (default info)' },
   { flag: '--nickname', key: 'nickname', kind: 'string', help: 'nickname shown to peers (default: hostname)' },
+  { flag: '--name', key: 'name', kind: 'string', help: 'peer name, MAC form (aa:bb:cc:dd:ee:ff, or with :: as in ::1) (default: made once, kept in the state dir)' },
+  { flag: '--no-multicast-route', key: 'noMulticastRoute', kind: 'bool', help: 'no 224.0.0.0/4 route in containers the proxy attaches' },
   { flag: '--password', key: 'password', kind: 'string', env: 'WEAVE_PASSWORD', help: 'encrypt all traffic with this shared secret' },
   { flag: '--no-discovery', key: 'noDiscovery', kind: 'bool', help: 'connect only to peers named explicitly' },
   { flag: '--conn-limit', key: 'connLimit', kind: 'int', help: `maximum number of connections (default ${DEFAULTS.connLimit})` },
@@ -117,7 +124,8 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--proxy', key: 'proxy', kind: 'bool', help: 'run the Docker API proxy (default: on when the Docker socket exists)' },
   { flag: '--no-proxy', key: 'proxy', kind: 'bool', negate: true, help: 'do not run the Docker API proxy' },
   { flag: '--docker-api', key: 'dockerApi', kind: 'string', env: 'DOCKER_HOST', help: `Docker API to proxy (default ${DEFAULTS.dockerApi})` },
-  { flag: '--proxy-listen', key: 'proxyListen', kind: 'list', help: 'extra proxy address, e.g. tcp://127.0.0.1:12375 (repeatable)' },
+  { flag: '--proxy-listen', key: 'proxyListen', kind: 'list', help: 'extra proxy address: one tcp://HOST[:PORT] (port 12375, loopback by default), any number of unix:///PATH (repeatable); the run dir\'s weave.sock is always served' },
+  { flag: '-H', key: 'proxyListen', kind: 'list', help: 'as --proxy-listen (Weave\'s proxy syntax: -H tcp://0.0.0.0:12375 -H unix:///var/run/weave/weave.sock)' },
   { flag: '--no-default-ipalloc', key: 'noDefaultIpalloc', kind: 'bool', help: 'leave containers without WEAVE_CIDR alone' },
   { flag: '--rewrite-inspect', key: 'rewriteInspect', kind: 'bool', help: 'show the weave address in docker inspect' },
   { flag: '--plugin', key: 'plugin', kind: 'bool', help: 'serve the Docker network plugin (default: on when the Docker socket exists)' },
@@ -202,6 +210,8 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     httpAddr: parseHttpAddr(str('httpAddr') ?? DEFAULTS.httpAddr),
     logLevel: logLevel as WeaverConfig['logLevel'],
     nickname: str('nickname') ?? os.hostname(),
+    name: peerNameFlag(str('name')),
+    noMulticastRoute: raw.noMulticastRoute === true,
     password: str('password'),
     noDiscovery: raw.noDiscovery === true,
     connLimit: int('connLimit', DEFAULTS.connLimit, 0, 100000),
@@ -253,6 +263,13 @@ function validateDns(cfg: WeaverConfig): void {
   if (cfg.dnsDomain && !/^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+$/i.test(cfg.dnsDomain.endsWith('.') ? cfg.dnsDomain : cfg.dnsDomain + '.')) {
     throw new ConfigError(`--dns-domain "${cfg.dnsDomain}" is not a DNS domain`)
   }
+}
+
+function peerNameFlag(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined
+  const n = parseUserPeerName(v)
+  if (!n) throw new ConfigError(`--name "${v}" is not a peer name: want a MAC form such as 02:00:00:00:00:01, or with :: as in ::1`)
+  return n
 }
 
 function parseHttpAddr(v: string): WeaverConfig['httpAddr'] {

@@ -21,6 +21,24 @@ export function isPeerName(s: string): boolean {
 }
 
 /**
+ * A peer name as Weave's `--name` takes it: six groups of 1-2 hex digits, or fewer with one `::`
+ * standing for the missing zero groups (`::1` is 00:00:00:00:00:01). Undefined when it is not one.
+ */
+export function parseUserPeerName(text: string): string | undefined {
+  const t = text.trim().toLowerCase()
+  const halves = t.split('::')
+  if (halves.length > 2) return undefined
+  const groups = (s: string) => (s === '' ? [] : s.split(':'))
+  const head = groups(halves[0])
+  const tail = halves.length === 2 ? groups(halves[1]) : []
+  const missing = 6 - head.length - tail.length
+  if (halves.length === 2 ? missing < 1 || missing > 5 : missing !== 0) return undefined
+  const all = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...tail]
+  if (!all.every((g) => /^[0-9a-f]{1,2}$/.test(g))) return undefined
+  return all.map((g) => g.padStart(2, '0')).join(':')
+}
+
+/**
  * Read `${stateDir}/peer-name`, or create it. A file that exists but does not hold a name is an
  * error, not something to overwrite: it may be a typo'd state dir of another tool.
  */

@@ -14,8 +14,8 @@ import type { Clock, Logger } from './deps'
 import type { WeaverConfig } from './config'
 import type { ContainerNet } from './container-net'
 import {
-  createProxy, createEngineClient, inspectWeaveContainer, installWeavewait, parseDockerHost,
-  type ContainerEvent, type DockerEndpoint, type Proxy,
+  createProxy, createEngineClient, inspectWeaveContainer, installWeavewait, parseDockerHost, DEFAULT_PROXY_TCP_PORT,
+  type ContainerEvent, type DockerEndpoint, type Proxy, type ProxyConfig, type ProxyHooks,
 } from '../proxy'
 import { parseCidr } from '../ipam'
 import type { DnsWiring } from './dns-wiring'
@@ -48,13 +48,7 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
   // The start through the proxy and its `start` event race; both must share one attach.
   const inFlight = new Map<string, Promise<void>>()
 
-  const tcp = config.proxyListen
-    .map((l) => parseDockerHost(l, { defaultTcpHost: '127.0.0.1' }))
-    .map((r) => {
-      if (!r.ok) throw new Error(`--proxy-listen: ${r.error}`)
-      if (!('host' in r.endpoint)) throw new Error('--proxy-listen takes a tcp:// address (the unix socket is always served)')
-      return r.endpoint
-    })[0]
+  const { tcp, extraUnix } = listenAddresses(config)
 
   const attach = async (c: { id: string; pid: number; items: import('../proxy').StartedContainer['items'] }) => {
     if (attached.get(c.id) === c.pid) return // the start event of a start we already handled
@@ -62,7 +56,7 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
     let p = inFlight.get(key)
     if (!p) {
       p = deps.containerNet
-        .attach({ id: c.id, netns: { pid: c.pid }, items: c.items, mtu: config.mtu })
+        .attach({ id: c.id, netns: { pid: c.pid }, items: c.items, mtu: config.mtu, ...(config.noMulticastRoute ? { link: { multicastRoute: false } } : {}) })
         .then(() => {
           attached.set(c.id, c.pid)
         })
@@ -90,8 +84,7 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
     }
   }
 
-  const proxy = createProxy(
-    {
+  const proxyConfig: ProxyConfig = {
       socketPath: proxySocketPath(config.runDir),
       tcp,
       docker,
@@ -100,11 +93,8 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
       rewriteInspect: config.rewriteInspect,
       // A little longer than the allocation deadline, so the error that says why (IPAM's state) wins.
       attachTimeoutMs: config.attachTimeoutMs + 5_000,
-    },
-    {
-      clock: deps.clock,
-      logger: log,
-      hooks: {
+  }
+  const hooks: ProxyHooks = {
         onStarted: (c) => attach(c),
         // Hostname from the container name (or label), --dns/--dns-search pointing at weaveDNS.
         onCreate: deps.dns ? (body, ctx) => deps.dns!.rewriteCreate(body, ctx) : undefined,
@@ -114,9 +104,19 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
           const c = first ? parseCidr(first) : undefined
           return c ? { ip: first.split('/')[0], prefixLen: c.prefix } : undefined
         },
-      },
-    },
-  )
+  }
+  const main = createProxy(proxyConfig, { clock: deps.clock, logger: log, hooks })
+  // Each further unix socket (`-H unix://…`) is one more listener in front of the same hooks;
+  // only the main one follows the events stream.
+  const extras = extraUnix.map((socketPath) =>
+    createProxy({ ...proxyConfig, socketPath, tcp: undefined }, { clock: deps.clock, logger: log, hooks: { ...hooks, onEvent: undefined } }))
+  const all = [main, ...extras]
+  const proxy: Proxy = {
+    async start() { for (const p of all) await p.start() },
+    async stop() { await Promise.all(all.map((p) => p.stop())) },
+    addresses: () => all.flatMap((p) => p.addresses()),
+    openConnections: () => all.reduce((n, p) => n + p.openConnections(), 0),
+  }
 
   return {
     proxy,
@@ -130,4 +130,22 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
     ],
     report: () => ({ Addresses: proxy.addresses(), DockerApi: config.dockerApi, Containers: attached.size }),
   }
+}
+
+/**
+ * `-H`/`--proxy-listen` addresses in Weave's syntax: at most one `tcp://HOST[:PORT]` (port 12375
+ * by default, loopback when HOST is empty) and any number of `unix:///PATH`; the unix socket in
+ * the run dir (what `weave env` points at) is always served as well.
+ */
+export function listenAddresses(config: Pick<WeaverConfig, 'proxyListen' | 'runDir'>): { tcp?: { host: string; port: number }; extraUnix: string[] } {
+  const tcp: Array<{ host: string; port: number }> = []
+  const unix: string[] = []
+  for (const l of config.proxyListen) {
+    const r = parseDockerHost(l, { defaultTcpHost: '127.0.0.1', defaultPort: DEFAULT_PROXY_TCP_PORT })
+    if (!r.ok) throw new Error(`-H ${l}: ${r.error}`)
+    if ('host' in r.endpoint) tcp.push(r.endpoint)
+    else if (r.endpoint.socketPath !== proxySocketPath(config.runDir) && !unix.includes(r.endpoint.socketPath)) unix.push(r.endpoint.socketPath)
+  }
+  if (tcp.length > 1) throw new Error(`-H: one tcp:// address at most (got ${tcp.length}); unix:// ones may be repeated`)
+  return { tcp: tcp[0], extraUnix: unix }
 }

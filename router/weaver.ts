@@ -47,7 +47,7 @@ export function apiSocketPath(runDir: string): string {
 export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   const log = deps.logger
   fs.mkdirSync(config.stateDir, { recursive: true })
-  const peerName = loadOrCreatePeerName(config.stateDir, deps.rng)
+  const peerName = config.name ?? loadOrCreatePeerName(config.stateDir, deps.rng)
   const router = new ApiRouter()
   const status = new StatusModel(VERSION)
   // Started in this order, stopped in reverse.

@@ -1,8 +1,8 @@
 import { CliFailure, expectOk, positionalOnly, type Command, type CliContext } from '../context'
 
 /** `[ADDR...] TARGET`: the last argument is the target, the others its addresses. */
-function split(args: string[], name: string): { target: string; addresses: string[] } {
-  const pos = positionalOnly(args, name)
+function split(args: string[], name: string, known: string[] = []): { target: string; addresses: string[] } {
+  const pos = positionalOnly(args, name, known)
   const target = pos.pop()
   if (target === undefined) throw new CliFailure(`weave ${name} needs a container (name or id), a pid or a netns path`)
   return { target, addresses: pos }
@@ -21,10 +21,12 @@ const ADDR_HELP =
 export const attachCommand: Command = {
   name: 'attach',
   summary: 'give a container or namespace weave addresses (ethwe)',
-  usage: 'Usage: weave attach [ADDR...] TARGET\n\n' + ADDR_HELP + 'Prints the addresses on ethwe.\n',
+  usage: 'Usage: weave attach [--no-multicast-route] [ADDR...] TARGET\n\n' + ADDR_HELP +
+    '--no-multicast-route: no 224.0.0.0/4 route via ethwe in the container.\nPrints the addresses on ethwe.\n',
   async run(args, ctx) {
-    const { target, addresses } = split(args, 'attach')
-    const r = await call(ctx, '/attach', { target, addresses }, `attach ${target}`)
+    const { target, addresses } = split(args, 'attach', ['--no-multicast-route'])
+    const noMcast = args.includes('--no-multicast-route')
+    const r = await call(ctx, '/attach', { target, addresses, ...(noMcast ? { multicastRoute: false } : {}) }, `attach ${target}`)
     ctx.out((r.addresses as string[]).map((a) => a.replace(/\/\d+$/, '')).join(' '))
   },
 }

@@ -4,7 +4,10 @@
  * - start-up lease GC: a container removed while the router was down loses its lease when the
  *   router starts again; a running one keeps it;
  * - a relaunch with another `--ipalloc-range` than the saved ring is refused by `weave launch`
- *   itself, saying what to do (`--ipalloc-range OLD` or `weave reset`), and starts nothing.
+ *   itself, saying what to do (`--ipalloc-range OLD` or `weave reset`), and starts nothing;
+ * - `--name ::1a` (Weave's short MAC form), `-H tcp://…` and `-H unix://…` proxy listeners (docker
+ *   through each gets ethwe), `--no-multicast-route` on launch (proxy containers) and on
+ *   `weave attach`.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -69,6 +72,31 @@ if (skip) {
     // The advice works: with the old range it starts.
     const ok = await h.launchWeave(RANGE)
     assert.is(ok.code, 0, ok.stderr)
+  })
+
+  test('--name ::1a, -H tcp:// and -H unix:// listeners, --no-multicast-route on launch and attach', async () => {
+    assert.is((await h.weave(['reset'])).code, 0)
+    const extra = path.join(h.dir, 'extra.sock')
+    const l = await h.launchWeave([...RANGE, '--name', '::1a', '-H', 'tcp://127.0.0.1:12375', '-H', `unix://${extra}`, '--no-multicast-route'])
+    assert.is(l.code, 0, l.stderr)
+    assert.is(l.stdout.trim(), '00:00:00:00:00:1a', 'launch prints the peer name')
+    const rep = (await h.api('/report')).body as { Daemon: { PeerName: string } }
+    assert.is(rep.Daemon.PeerName, '00:00:00:00:00:1a')
+    const viaTcp = await h.sh('docker -H tcp://127.0.0.1:12375 run --rm busybox sh -c "ip -4 addr show ethwe; ip route"', { timeoutMs: 120_000 })
+    assert.match(viaTcp.stdout, /inet 10\.2\./, viaTcp.stdout)
+    assert.not.match(viaTcp.stdout, /224\.0\.0\.0\/4/, '--no-multicast-route: no multicast route in proxy containers')
+    const viaUnix = await h.sh(`docker -H unix://${extra} run --rm busybox ip -4 addr show ethwe`, { timeoutMs: 120_000 })
+    assert.match(viaUnix.stdout, /inet 10\.2\./, viaUnix.stdout)
+    // weave attach: the multicast route unless told otherwise.
+    await h.docker(['run', '-d', '--name', 'm1', 'busybox', 'sleep', '600'])
+    await h.docker(['run', '-d', '--name', 'm2', 'busybox', 'sleep', '600'])
+    assert.is((await h.weave(['attach', 'm1'])).code, 0)
+    assert.is((await h.weave(['attach', '--no-multicast-route', 'm2'])).code, 0)
+    assert.match((await h.docker(['exec', 'm1', 'ip', 'route'])).stdout, /224\.0\.0\.0\/4 dev ethwe/)
+    const r2 = (await h.docker(['exec', 'm2', 'ip', 'route'])).stdout
+    assert.match(r2, /dev ethwe/)
+    assert.not.match(r2, /224\.0\.0\.0\/4/)
+    await h.docker(['rm', '-f', 'm1', 'm2'])
   })
 }
 

@@ -3,7 +3,8 @@ import * as assert from 'uvu/assert'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { generatePeerName, isPeerName, loadOrCreatePeerName } from '../../router/peer-name'
+import { generatePeerName, isPeerName, loadOrCreatePeerName, parseUserPeerName } from '../../router/peer-name'
+import { listenAddresses } from '../../router/proxy-wiring'
 import { claimPidFile, runningPid } from '../../router/pid-file'
 import { seededRng } from '../../router/deps'
 
@@ -56,6 +57,24 @@ test('pid file: claimed once, refused while the owner lives, taken over when sta
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+})
+
+test('--name takes Weave\'s MAC forms, :: standing for zero groups', () => {
+  assert.is(parseUserPeerName('::1'), '00:00:00:00:00:01')
+  assert.is(parseUserPeerName('::1a'), '00:00:00:00:00:1a')
+  assert.is(parseUserPeerName('a::b'), '0a:00:00:00:00:0b')
+  assert.is(parseUserPeerName('1:2::'), '01:02:00:00:00:00')
+  assert.is(parseUserPeerName('AA:BB:CC:DD:EE:FF'), 'aa:bb:cc:dd:ee:ff')
+  for (const bad of ['', '::', 'host1', '1:2:3', '1::2::3', '1:2:3:4:5:6:7', '::123', '1:2:3:4:5::6']) assert.is(parseUserPeerName(bad), undefined, bad)
+})
+
+test('-H: one tcp (default port 12375, loopback), any number of unix sockets, the run dir\'s one not twice', () => {
+  const runDir = '/run/weave'
+  assert.equal(listenAddresses({ runDir, proxyListen: ['tcp://:12375', 'unix:///tmp/a.sock', 'unix:///run/weave/weave.sock', 'unix:///tmp/a.sock'] }),
+    { tcp: { host: '127.0.0.1', port: 12375 }, extraUnix: ['/tmp/a.sock'] })
+  assert.equal(listenAddresses({ runDir, proxyListen: ['tcp://0.0.0.0'] }), { tcp: { host: '0.0.0.0', port: 12375 }, extraUnix: [] })
+  assert.throws(() => listenAddresses({ runDir, proxyListen: ['tcp://:1', 'tcp://:2'] }), /one tcp/)
+  assert.throws(() => listenAddresses({ runDir, proxyListen: ['unix://relative'] }), /absolute/)
 })
 
 test.run()
