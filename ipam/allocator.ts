@@ -441,6 +441,13 @@ export class Allocator implements Gossiper {
     return this.pending.length
   }
 
+  /** Pending operations by kind (Weave's weave_ipam_pending_allocates / _claims). */
+  pendingByKind(): { allocates: number; claims: number } {
+    let allocates = 0
+    for (const op of this.pending) if (op.kind === 'alloc') allocates++
+    return { allocates, claims: this.pending.length - allocates }
+  }
+
   // ---- Gossiper ----
 
   onGossipUnicast(src: PeerName, bytes: Uint8Array): void {

@@ -9,10 +9,10 @@ import { type Cidr, cidrRange, formatCidr, hostRange, intersect, isNetworkCidr, 
 import { Allocator, type AllocatorConfig, type InitMode, IpamError } from './allocator'
 import { type IpamRequest, type IpamResponse, IPAM_ROUTES, handleIpamHttp } from './http'
 import { type StateStore, applyJournal, decodeState, fileStore, memoryStore, savedRange } from './persistence'
-import { formatIpamStatus, peerShares } from './status'
+import { formatIpamStatus, peerShares, type PeerShare } from './status'
 
 export { Allocator, IpamError, IPAM_ROUTES, fileStore, memoryStore, handleIpamHttp, savedRange }
-export type { AllocatorConfig, InitMode, IpamRequest, IpamResponse, StateStore, Cidr }
+export type { AllocatorConfig, InitMode, IpamRequest, IpamResponse, StateStore, Cidr, PeerShare }
 export { parseCidr, formatCidr } from './address'
 export { soloGossipHost } from './solo-host'
 
@@ -69,6 +69,16 @@ export interface Ipam {
   statusLines(): Array<[string, string]>
   /** The IPAM part of `weave report`. */
   report(): Record<string, unknown>
+  /** Counts for metrics and the topology page: leases here, range size, pending ops, every peer's share. */
+  facts(): IpamFacts
+}
+
+export interface IpamFacts {
+  activeIps: number
+  rangeSize: number
+  pendingAllocates: number
+  pendingClaims: number
+  shares: PeerShare[]
 }
 
 /** Parse --ipalloc-init; `consensus` without N derives N from the launch peers and warns. */
@@ -186,6 +196,16 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
         ['Range', formatCidr(universe)],
         ['DefaultSubnet', formatCidr(defaultSubnet)],
       ]
+    },
+    facts() {
+      const p = allocator.pendingByKind()
+      return {
+        activeIps: allocator.activeCount(),
+        rangeSize: allocator.ring.end - allocator.ring.start,
+        pendingAllocates: p.allocates,
+        pendingClaims: p.claims,
+        shares: allocator.ring.isEmpty() ? [] : peerShares(allocator.ring, view, nicknames),
+      }
     },
     report() {
       return {

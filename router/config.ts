@@ -14,6 +14,8 @@ export interface WeaverConfig {
   readonly runDir: string
   /** The control API's TCP address; the unix socket `${runDir}/api.sock` is always served too. */
   readonly httpAddr: { readonly host: string; readonly port: number } | undefined
+  /** Another address serving /metrics alone (Weave's status port, e.g. 0.0.0.0:6782); undefined = only on the API. */
+  readonly metricsAddr?: { readonly host: string; readonly port: number }
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error'
   readonly nickname: string
   /** `--name`: this peer's name (MAC form); undefined = the one saved in the state dir. */
@@ -108,6 +110,7 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--state-dir', key: 'stateDir', kind: 'string', env: 'WEAVE_STATE_DIR', help: `state directory (default ${DEFAULTS.stateDir})` },
   { flag: '--run-dir', key: 'runDir', kind: 'string', env: 'WEAVE_RUN_DIR', help: `runtime directory (default ${DEFAULTS.runDir})` },
   { flag: '--http-addr', key: 'httpAddr', kind: 'string', env: 'WEAVE_HTTP_ADDR', help: `API address host:port, or "off" (default ${DEFAULTS.httpAddr})` },
+  { flag: '--metrics-addr', key: 'metricsAddr', kind: 'string', env: 'WEAVE_METRICS_ADDR', help: 'also serve /metrics alone on host:port, e.g. 0.0.0.0:6782 (default: only on the API address)' },
   { flag: '--log-level', key: 'logLevel', kind: 'string', env: 'WEAVE_LOG_LEVEL', help: 'debug, info, warn or error (default info)' },
   { flag: '--nickname', key: 'nickname', kind: 'string', help: 'nickname shown to peers (default: hostname)' },
   { flag: '--name', key: 'name', kind: 'string', help: 'peer name, MAC form (aa:bb:cc:dd:ee:ff, or with :: as in ::1) (default: made once, kept in the state dir)' },
@@ -208,6 +211,7 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     stateDir: str('stateDir') ?? DEFAULTS.stateDir,
     runDir: str('runDir') ?? DEFAULTS.runDir,
     httpAddr: parseHttpAddr(str('httpAddr') ?? DEFAULTS.httpAddr),
+    metricsAddr: str('metricsAddr') === undefined || str('metricsAddr') === 'off' ? undefined : parseHttpAddr(str('metricsAddr')!, 'metrics'),
     logLevel: logLevel as WeaverConfig['logLevel'],
     nickname: str('nickname') ?? os.hostname(),
     name: peerNameFlag(str('name')),
@@ -272,10 +276,10 @@ function peerNameFlag(v: string | undefined): string | undefined {
   return n
 }
 
-function parseHttpAddr(v: string): WeaverConfig['httpAddr'] {
+function parseHttpAddr(v: string, what = 'API'): WeaverConfig['httpAddr'] {
   if (v === 'off') return undefined
   const m = /^(.*):(\d+)$/.exec(v)
-  if (!m || Number(m[2]) > 65535) throw new ConfigError(`API address "${v}" is not host:port`)
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${what} address "${v}" is not host:port`)
   return { host: m[1] || '127.0.0.1', port: Number(m[2]) }
 }
 

@@ -19,6 +19,9 @@ import {
 
 export interface WiredMesh {
   mesh: Mesh
+  /** The texts of `weave status peers` and `weave status connections` (the API routes and /ui show the same). */
+  peersText(): string
+  connectionsText(): string
   start(): Promise<void>
   stop(): Promise<void>
 }
@@ -108,17 +111,18 @@ export function wireMesh(
     mesh.forget(peers)
     return { text: '' }
   })
-  router.route('GET', '/status/peers', () => ({ text: peersText(mesh.status()) }))
-  router.route('GET', '/status/connections', () => {
-    const st = mesh.status()
-    return { text: connectionsText(st, deps.overlayInfo) + relayedText(st, deps.overlayInfo) }
-  })
+  const statusPeers = (st = mesh.status()) => peersText(st)
+  const statusConnections = (st = mesh.status()) => connectionsText(st, deps.overlayInfo) + relayedText(st, deps.overlayInfo)
+  router.route('GET', '/status/peers', () => ({ text: statusPeers() }))
+  router.route('GET', '/status/connections', () => ({ text: statusConnections() }))
   router.route('GET', '/status/targets', () => ({ text: targetsText(mesh.status()) }))
   status.addSection('router', { order: 10, lines: () => statusLines(mesh.status()) })
   status.addReport('Router', () => reportJson(mesh.status()))
 
   return {
     mesh,
+    peersText: () => statusPeers(),
+    connectionsText: () => statusConnections(),
     async start() {
       // Argon2id once, before any connection (seconds of CPU by design).
       if (config.password) passwordKey = await derivePasswordKey(config.password)

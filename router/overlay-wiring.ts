@@ -15,8 +15,9 @@ import type { ApiRouter } from './api'
 import { SLEEVE_PCAP_END, type BridgeInfo, type NetHost } from './net'
 import {
   NullOverlay, Sleeve, createOverlaySwitch, createOvsOverlay, kernelOvsModule, overlayConnectionLine, probeOvsdb, sleeveCryptoReady,
-  startFastdp, type Fastdp, type FastdpConfig, type FastdpDeps, type HeartbeatSender, type Overlay, type OverlayMeshHost,
+  startFastdp, type Fastdp, type FastdpConfig, type FastdpDeps, type HeartbeatSender, type Overlay, type OverlayConnectionStatus, type OverlayMeshHost,
 } from './overlay'
+import type { PeerTraffic } from './metrics'
 import { createXfrm, probeEsp as probeKernelEsp, removeAllEsp, type Xfrm } from './net/xfrm'
 import { createAttachApi } from './attach-api'
 import type { Allocator } from '../ipam'
@@ -43,6 +44,14 @@ export interface OverlayWiring {
   routerLink(): Promise<'ovs' | 'pcap'>
   /** The bridge as ensureBridge made it (call before start()). */
   useBridge(br: BridgeInfo): void
+  /** The overlay's connections (data path, state, MTU, encryption per peer), for metrics and /ui. */
+  connections(): OverlayConnectionStatus[]
+  /** fastdp→sleeve fallbacks since start, by the switch's reason. */
+  fallbacks(): ReadonlyMap<string, number>
+  /** Flows in the fastdp datapath (ours and learnt); undefined without fastdp. */
+  flows(): number | undefined
+  /** Data frames and bytes exchanged with each neighbour, per data path, since start. */
+  traffic(): PeerTraffic[]
 }
 
 export interface OverlayWiringDeps {
@@ -180,6 +189,30 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       return lines
     },
     connectionInfo: (peer) => sw.connectionInfo(peer),
+    connections: () => overlay.connections(),
+    fallbacks: () => sw.fallbacks(),
+    flows() {
+      if (fast.unavailable() !== undefined) return undefined
+      const d = fast.report().Datapath as { Flows?: number; LearntFlows?: number } | undefined
+      return d?.Flows === undefined ? undefined : d.Flows + (d.LearntFlows ?? 0)
+    },
+    traffic() {
+      const counts = sleeve?.trafficByPeer()
+      if (!counts || !counts.size || !mesh) return []
+      const nameOf = new Map<number, string>()
+      for (const r of mesh.topology.records()) if (r.shortId !== undefined) nameOf.set(r.shortId, r.name)
+      const encrypted = new Map(overlay.connections().map((c) => [c.peer, c.encrypted]))
+      const out: PeerTraffic[] = []
+      for (const [id, t] of counts) {
+        const peer = nameOf.get(id)
+        if (peer === undefined) continue
+        out.push({
+          peer, datapath: 'sleeve', encrypted: encrypted.get(peer) ?? !!config.password,
+          txBytes: t.txBytes, rxBytes: t.rxBytes, txPackets: t.txFrames, rxPackets: t.rxFrames,
+        })
+      }
+      return out
+    },
     report() {
       const up = fast.unavailable() === undefined
       return {

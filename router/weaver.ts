@@ -19,6 +19,7 @@ import { wireMesh } from './mesh-wiring'
 import { wireDns, withDnsRegistration } from './dns-wiring'
 import { EXPOSE_ID } from './net'
 import { registerCniApi } from './cni-api'
+import { wireObserve } from './observe-wiring'
 import type { GossipHost, PeerName } from './mesh'
 import { createIpam, formatCidr, IPAM_ROUTES, IPAM_STATE_FILE } from '../ipam'
 import { createDockerPlugin } from '../plugin'
@@ -188,6 +189,19 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
     starts.push(() => plugin.start())
     stops.unshift(() => plugin.stop())
   }
+  // ---- metrics and the topology page ----
+  // GET /metrics (and alone on --metrics-addr), GET /ui with its WebSocket feed /ui/ws: they
+  // read the mesh, overlay and IPAM as they are, so they start last (but before the API).
+  const observe = wireObserve(config, {
+    clock: deps.clock, logger: log.child('observe'), router, mesh: wiredMesh, overlay, ipam,
+    dnsByPeer: dnsWired && (() => {
+      const by = new Map<string, number>()
+      for (const e of dnsWired.dns.entries()) by.set(e.origin, (by.get(e.origin) ?? 0) + 1)
+      return by
+    }),
+  })
+  starts.push(() => observe.start())
+  stops.unshift(() => observe.stop())
 
   // ---- api (last to start: once it answers, `weave launch` reports success) ----
   const api = createApiServer(

@@ -26,6 +26,8 @@ export interface ApiListen {
 export interface ApiServer {
   start(): Promise<void>
   stop(): Promise<void>
+  /** The TCP port bound (after start), e.g. when asked for port 0. */
+  tcpPort(): number | undefined
 }
 
 export function createApiServer(router: ApiRouter, listen: ApiListen, logger: Logger): ApiServer {
@@ -89,6 +91,7 @@ export function createApiServer(router: ApiRouter, listen: ApiListen, logger: Lo
     s.on('upgrade', onUpgradeFor(() => (viaTcp ? tcpPolicy ?? REFUSE_ALL : undefined)))
     return s
   }
+  let tcpServer: http.Server | undefined
 
   const listenOne = (server: http.Server, target: { port: number; host: string } | string) =>
     new Promise<void>((resolve, reject) => {
@@ -110,6 +113,7 @@ export function createApiServer(router: ApiRouter, listen: ApiListen, logger: Lo
         })
         tcpPolicy = listenerPolicy(listen.tcp.host, (s.address() as AddressInfo).port, { writesNeedNonSimpleType: true })
         servers.push(s)
+        tcpServer = s
         logger.info(`API listening on http://${listen.tcp.host}:${listen.tcp.port}`)
       }
       if (listen.unixPath) {
@@ -122,6 +126,10 @@ export function createApiServer(router: ApiRouter, listen: ApiListen, logger: Lo
         logger.info(`API listening on unix:${listen.unixPath}`)
       }
     },
+    tcpPort() {
+      const a = tcpServer?.address()
+      return a && typeof a === 'object' ? a.port : undefined
+    },
     async stop() {
       await Promise.all(
         servers.map(
@@ -133,6 +141,7 @@ export function createApiServer(router: ApiRouter, listen: ApiListen, logger: Lo
         ),
       )
       servers.length = 0
+      tcpServer = undefined
       if (listen.unixPath) fs.rmSync(listen.unixPath, { force: true })
     },
   }

@@ -19,7 +19,7 @@ export {
 } from './sleeve-crypto'
 export type { SleeveCipher, SleeveCipherName, OpenResult, OpenFailure, ReplayVerdict } from './sleeve-crypto'
 export { Sleeve } from './sleeve'
-export type { SleeveConfig, SleeveDeps, SleevePeer, SleeveStats } from './sleeve'
+export type { SleeveConfig, SleeveDeps, SleevePeer, SleeveStats, SleeveTraffic } from './sleeve'
 export { handleTooBig, ipChecksum } from './too-big'
 export type { TooBigAction } from './too-big'
 export {

@@ -46,6 +46,8 @@ export interface OverlaySwitch {
   connectionInfo(peer: string): string | undefined
   /** `weave report`'s heartbeat part. */
   heartbeatReport(): Record<string, unknown> | undefined
+  /** fastdp→sleeve fallbacks since start, by the reason given (metrics). */
+  fallbacks(): ReadonlyMap<string, number>
 }
 
 interface Candidate { peer: string; ip: string; via: 'fastdp' | 'sleeve'; why: string | undefined; conn: OverlayConnection }
@@ -68,6 +70,7 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
   let healthTicks = 0
   let heartbeatErrors = 0
   let running = false
+  const fallbacks = new Map<string, number>()
 
   /** Apply the health verdict for one candidate peer (only when the choice or its reason changed). */
   function reevaluate(id: number): void {
@@ -78,6 +81,7 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
     const why = v.ok ? undefined : v.why
     if (via === c.via && why === c.why) return
     if (via !== c.via) log.info(`peer ${c.peer}: ${c.via} → ${via}${why ? ` (${why})` : ''}`)
+    if (c.via === 'fastdp' && via === 'sleeve') fallbacks.set(why ?? '', (fallbacks.get(why ?? '') ?? 0) + 1)
     c.via = via
     c.why = why
     // Into the fast path first when moving to it, out of the sleeve's routes after (the fast
@@ -246,6 +250,7 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
       const why = c.why === undefined ? '' : ` (not fastdp: ${c.why})`
       return (c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ` encrypted${c.cipher ? ` ${c.cipher}` : ''}` : ''}` : `sleeve ${c.state}`) + why
     },
+    fallbacks: () => fallbacks,
     heartbeatReport() {
       const beats = deps.fast().heartbeats?.()
       if (!beats) return undefined

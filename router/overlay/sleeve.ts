@@ -113,6 +113,14 @@ export interface SleeveStats {
   drops: Record<string, number>
 }
 
+/** Data frames exchanged with one neighbour over the sleeve (control datagrams not counted). */
+export interface SleeveTraffic {
+  txFrames: number
+  txBytes: number
+  rxFrames: number
+  rxBytes: number
+}
+
 export class Sleeve {
   private readonly forwarder: Forwarder
   private readonly peers = new Map<number, SleevePeer>()
@@ -133,6 +141,11 @@ export class Sleeve {
   private readonly gso = new Map<Uint8Array, Uint8Array>()
   private readonly reassembly = new Map<number, Reassembly>()
   private nextPieceId = 1
+  /**
+   * Per neighbour short ID, since start; kept when a neighbour goes (a counter never runs
+   * backwards while the router lives; short IDs are few).
+   */
+  private readonly traffic = new Map<number, SleeveTraffic>()
   /** Heartbeats and probes from neighbours go to the overlay-connection layer through this. */
   onControl: (from: number, datagram: SleeveDatagram) => void = () => {}
 
@@ -196,6 +209,17 @@ export class Sleeve {
     this.byAddr.delete(`${old.addr}:${old.port}`)
     const a = parseIpv4(old.addr)
     if (a !== undefined && this.byNum.get(a * 65536 + old.port) === id) this.byNum.delete(a * 65536 + old.port)
+  }
+
+  /** Frames and bytes exchanged with each neighbour (metrics, the topology page). */
+  trafficByPeer(): ReadonlyMap<number, Readonly<SleeveTraffic>> {
+    return this.traffic
+  }
+
+  private count(id: number): SleeveTraffic {
+    let t = this.traffic.get(id)
+    if (!t) this.traffic.set(id, (t = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0 }))
+    return t
   }
 
   /** The path MTU in use towards neighbour `id` (for `weave status connections`). */
@@ -379,6 +403,9 @@ export class Sleeve {
     } else if (dg.kind !== 'frames') { this.onControl(from, dg); return }
     else frames = dg.frames
     if (dg.dst !== this.config.self) this.stats.relayed += frames.length
+    const t = this.count(from)
+    t.rxFrames += frames.length
+    for (const f of frames) t.rxBytes += f.length
     const fr = this.forwarder.fromPeer(dg.src, dg.dst, frames)
     for (const k in fr.drops) this.drop(k, fr.drops[k as keyof typeof fr.drops] as number)
     for (const e of fr.effects) {
@@ -439,6 +466,9 @@ export class Sleeve {
     this.stats.datagramsReceived += more
     this.stats.superFramesReceived++
     this.stats.superFramesGathered++
+    const t = this.count(from)
+    t.rxFrames++
+    t.rxBytes += total - skip
     const r = pkt.injectPieces(udp, k, 1 + more, skip, buf.subarray(q + HEADER_BYTES, q + skip))
     if (r === 0) this.stats.injected++
     else this.drop('inject-failed')
@@ -526,6 +556,9 @@ export class Sleeve {
   private encode(e: Extract<ForwardEffect, { kind: 'send' }>, out: OutDatagram[], replies: Uint8Array[] | undefined): void {
     const peer = this.peers.get(e.hop)
     if (!peer) { this.drop('no-peer-address', e.frames.length); return }
+    const t = this.count(e.hop)
+    t.txFrames += e.frames.length
+    for (const f of e.frames) t.txBytes += f.length
     const maxBytes = this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES - (peer.cipher ? SEAL_OVERHEAD_BYTES : 0)
     let frames = e.frames
     if (this.gso.size) {
