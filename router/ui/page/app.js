@@ -61,7 +61,7 @@
     if (n.ipam) lines.push(`IPAM: ${n.ipam.addresses} IPs (${n.ipam.percent}% of total)`)
     if (n.containers !== undefined) lines.push(`containers: ${n.containers}`)
     lines.push(`DNS entries: ${n.dns === undefined ? 'DNS off' : n.dns}`)
-    v.panel.innerHTML = lines.join('<br>')
+    v.panel.innerHTML = lines[0] + lines.slice(1).join('<br>')
   }
 
   function upsertEdge(e) {
@@ -119,6 +119,9 @@
       v.el.setAttribute('x1', a.x); v.el.setAttribute('y1', a.y); v.el.setAttribute('x2', b.x); v.el.setAttribute('y2', b.y)
       if (v.label) { v.label.setAttribute('x', ((a.x + b.x) / 2).toFixed(1)); v.label.setAttribute('y', ((a.y + b.y) / 2 - 4).toFixed(1)) }
     }
+    // Labels on our own connections while they stay readable; with many peers the tooltip tells.
+    const labels = ids.length <= 12
+    for (const v of edges.values()) if (v.label) v.label.style.display = labels ? '' : 'none'
     $('counts').textContent = `${[...nodes.values()].filter((v) => !v.gone).length} peers, ${[...edges.values()].filter((v) => !v.gone).length} connections`
   }
 
