@@ -55,7 +55,8 @@
     v.panel.classList.remove('gone')
     v.el.setAttribute('data-self', String(n.self))
     v.el.setAttribute('data-reachable', String(n.reachable))
-    v.el.querySelector('text').textContent = n.nickname
+    // nicknames repeat (hostnames): the name's last two bytes tell peers apart
+    v.el.querySelector('text').textContent = `${n.nickname} ${n.id.slice(-5)}`
     v.el.querySelector('title').textContent = `${n.id}(${n.nickname})`
     const lines = [`<h3>${esc(n.id)}(${esc(n.nickname)})${n.self ? ' — this peer' : ''}${n.reachable ? '' : ' [unreachable]'}</h3>`]
     if (n.ipam) lines.push(`IPAM: ${n.ipam.addresses} IPs (${n.ipam.percent}% of total)`)
@@ -84,7 +85,7 @@
     if (e.datapath || e.rateBps !== undefined) {
       if (!v.label) { v.label = svg('text', { class: 'elabel' }); $('edges').appendChild(v.label) }
       v.label.textContent = edgeText(e)
-    }
+    } else if (v.label) { v.label.remove(); v.label = undefined }
   }
 
   function markGone(map, id, isNode) {
