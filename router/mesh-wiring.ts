@@ -14,14 +14,14 @@ import type { WeaverConfig } from './config'
 import { ApiError, type ApiRequest, type ApiRouter, type StatusModel } from './api'
 import {
   createMesh, createTcpTransport, derivePasswordKey, connectionsText, peersText, reportJson, statusLines, targetsText,
-  type Mesh, type PasswordKey, type PeerName, type TargetsStore,
+  type Mesh, type MeshStatus, type PasswordKey, type PeerName, type TargetsStore,
 } from './mesh'
 
 export interface WiredMesh {
   mesh: Mesh
-  /** The texts of `weave status peers` and `weave status connections` (the API routes and /ui show the same). */
-  peersText(): string
-  connectionsText(): string
+  /** The texts of `weave status peers` and `weave status connections` (the API routes and /ui show the same), from `st` when given. */
+  peersText(st?: MeshStatus): string
+  connectionsText(st?: MeshStatus): string
   start(): Promise<void>
   stop(): Promise<void>
 }
@@ -121,8 +121,8 @@ export function wireMesh(
 
   return {
     mesh,
-    peersText: () => statusPeers(),
-    connectionsText: () => statusConnections(),
+    peersText: (st) => statusPeers(st),
+    connectionsText: (st) => statusConnections(st),
     async start() {
       // Argon2id once, before any connection (seconds of CPU by design).
       if (config.password) passwordKey = await derivePasswordKey(config.password)

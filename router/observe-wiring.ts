@@ -35,7 +35,7 @@ export function wireObserve(config: WeaverConfig, deps: ObserveDeps): ObserveWir
   const { mesh, overlay, ipam } = deps
   const self = () => mesh.mesh.identity.name as string
   const sources: MetricsSources = {
-    mesh: () => mesh.mesh.status(),
+    mesh: () => ({ connections: mesh.mesh.connectionStatus(), stats: mesh.mesh.stats }),
     carrier(peer) {
       const c = overlay.connections().find((x) => x.peer === peer)
       return c && { datapath: c.state === 'established' ? c.overlay : undefined, encrypted: c.encrypted }
@@ -61,8 +61,8 @@ export function wireObserve(config: WeaverConfig, deps: ObserveDeps): ObserveWir
         const carriers = new Map(overlay.connections().map((c) => [c.peer, { datapath: c.overlay, encrypted: c.encrypted, mtu: c.mtu, state: c.state }]))
         return {
           mesh: st,
-          peersText: mesh.peersText(),
-          connectionsText: mesh.connectionsText(),
+          peersText: mesh.peersText(st),
+          connectionsText: mesh.connectionsText(st),
           carriers,
           ipamShares: facts?.shares,
           containers: ipam ? ipam.allocator.owned().filter((o) => o.containerid !== EXPOSE_ID).length : undefined,

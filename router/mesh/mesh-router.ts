@@ -19,7 +19,7 @@ import type { Gossip, Gossiper, MeshView, PeerInfo, PeerName } from './gossip-co
 import { createLocalIdentity } from './identity'
 import { MakerDriver } from './maker-driver'
 import { NamedTimers, type Live, type MeshCore, type MeshHooks } from './mesh-core'
-import { meshStatus, RefusalLog } from './mesh-status'
+import { meshConnections, meshStatus, RefusalLog } from './mesh-status'
 import { MESH_DEFAULTS, TOPOLOGY_CHANNEL, type Mesh, type MeshConfig, type MeshDeps, type MeshStats } from './mesh-types'
 import { RouteTable } from './routes'
 import { Topology } from './topology'
@@ -137,6 +137,7 @@ export function createMesh(config: MeshConfig, deps: MeshDeps): Mesh {
       driver.soon()
     },
     status: () => meshStatus(core, refusals),
+    connectionStatus: () => meshConnections(core, refusals),
     connections: () => new Map([...live].map(([k, v]) => [k, v.conn])),
     setDataPath: (peer, ok, why) => setDataPath(core, peer, ok, why),
   }

@@ -27,9 +27,9 @@ export class RefusalLog {
   }
 }
 
-export function meshStatus(core: MeshCore, refusals: RefusalLog): MeshStatus {
-  const { config, live, maker, routes, stats, topology } = core
-  const me = topology.self()
+/** Our connections, targets being tried and recent refusals: `status().connections` alone (cheap). */
+export function meshConnections(core: MeshCore, refusals: RefusalLog): ConnectionStatus[] {
+  const { config, live, maker, routes, topology } = core
   const connections: ConnectionStatus[] = []
   const data = routes.unicast()
   for (const [name, l] of live) {
@@ -52,6 +52,13 @@ export function meshStatus(core: MeshCore, refusals: RefusalLog): MeshStatus {
     connections.push(targetStatus(t))
   }
   connections.push(...refusals.entries)
+  return connections
+}
+
+export function meshStatus(core: MeshCore, refusals: RefusalLog): MeshStatus {
+  const { config, maker, routes, stats, topology } = core
+  const me = topology.self()
+  const connections = meshConnections(core, refusals)
   const reach = routes.unicastAll()
   const peers: PeerStatus[] = [...topology.records()].map((r) => ({
     name: r.name,

@@ -141,6 +141,8 @@ export interface Mesh extends GossipHost {
   connect(peers: string[], replace?: boolean): { invalid: string[] }
   forget(peers: string[]): void
   status(): MeshStatus
+  /** Just `status().connections` (no walk over every peer's record), for metrics. */
+  connectionStatus(): ConnectionStatus[]
   /** Live connections by peer name. */
   connections(): Map<PeerName, PeerConnection>
   /**

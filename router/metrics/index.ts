@@ -11,4 +11,4 @@
 export { createWeaveRegistry, fallbackReason, CONNECTION_STATES, CONNECTION_TYPES, FALLBACK_REASONS, type WeaveRegistry } from './weave-metrics'
 export { requestLatency, latencyRegistry, type LatencyRecorder } from './latency'
 export { createMetricsServer, isLoopback, type MetricsServer } from './metrics-server'
-export type { MetricsSources, ConnectionFacts, IpamFacts, PeerTraffic } from './sources'
+export type { MetricsSources, IpamFacts, MeshFacts, PeerTraffic } from './sources'

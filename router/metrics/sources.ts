@@ -6,14 +6,6 @@
  */
 import type { MeshStatus } from '../mesh'
 
-/** One connection as the metrics see it: its state and, once established, what carries it. */
-export interface ConnectionFacts {
-  state: string
-  /** `fastdp`, `sleeve`, or undefined while nothing carries it yet. */
-  datapath?: 'fastdp' | 'sleeve'
-  encrypted: boolean
-}
-
 export interface IpamFacts {
   /** Addresses leased on this peer (Weave's `weave_ips{state="local-used"}`). */
   activeIps: number
@@ -36,9 +28,12 @@ export interface PeerTraffic {
   rxPackets: number
 }
 
+/** The part of the mesh's status the metrics read (cheap to build even in a mesh of hundreds). */
+export type MeshFacts = Pick<MeshStatus, 'connections' | 'stats'>
+
 export interface MetricsSources {
-  /** The mesh's status model (connections, peers, gossip counters). */
-  mesh(): MeshStatus
+  /** Our connections and the mesh's counters (Mesh.connectionStatus() and Mesh.stats). */
+  mesh(): MeshFacts
   /** What carries the established connection to `peer`, as `weave status connections` says. */
   carrier?(peer: string): { datapath?: 'fastdp' | 'sleeve'; encrypted?: boolean } | undefined
   /** Undefined when IPAM is off. */
