@@ -2,7 +2,8 @@
  * The topology page with a simulated mesh of 100 peers (the pure status model, test/observe-
  * fixtures) behind the real page routes, WebSocket hub and API server on a loopback port of
  * this test's own (port 0): headless Chromium renders all 100 peers in under 2 s, a change in
- * the mesh reaches the page within 2 s, and the WebSocket refuses other origins and hosts.
+ * the mesh reaches the page within 2 s, and the WebSocket route, behind the API's Host/Origin
+ * guard, refuses other origins and hosts while the page from the API's own origin works.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -10,8 +11,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import WebSocket from 'ws'
 import { ApiRouter, createApiServer, type ApiServer } from '../../router/api'
-import { createTopologyHub, registerPageRoutes, type TopologyHub } from '../../router/ui'
-import { apiHostCheck } from '../../router/observe-wiring'
+import { createTopologyHub, registerPageRoutes, UI_WS_PATH, type TopologyHub } from '../../router/ui'
 import { systemClock } from '../../router/deps'
 import { simulatedIpam, simulatedMesh } from '../observe-fixtures'
 import { ARTIFACT_DIR, chromiumUnavailableReason, launchChromium, type LaunchedBrowser } from '../browser'
@@ -38,8 +38,9 @@ async function setUp(): Promise<void> {
       containers: 10,
     }),
     trafficBytes: () => new Map(),
-  }, { clock: systemClock(), logger: quiet, allowedHost: apiHostCheck(listen, () => server.tcpPort()) })
-  server = createApiServer(router, { tcp: listen, onUpgrade: (q, s, h) => hub.handleUpgrade(q, s, h) }, quiet)
+  }, { clock: systemClock(), logger: quiet })
+  router.upgrade(UI_WS_PATH, (q, s, h) => hub.handleUpgrade(q, s, h))
+  server = createApiServer(router, { tcp: listen }, quiet)
   await server.start()
   port = server.tcpPort()!
 }
@@ -63,9 +64,9 @@ else {
     await server?.stop()
   })
 
-  test('the WebSocket refuses another origin and a foreign Host; takes its own origin', async () => {
+  test('the WebSocket (behind the API guard) refuses another origin and a foreign Host; takes its own origin', async () => {
     assert.is(await wsOutcome({ Origin: 'http://evil.example' }), '403')
-    assert.is(await wsOutcome({ Host: `rebound.example:${port}` }), '421')
+    assert.is(await wsOutcome({ Host: `rebound.example:${port}` }), '403')
     assert.is(await wsOutcome({ Origin: `http://127.0.0.1:${port}` }), 'open')
     assert.is(await wsOutcome({ Host: `localhost:${port}`, Origin: `http://localhost:${port}` }), 'open')
   })
