@@ -19,6 +19,7 @@ tests=(
   chromium curl                                        # a real browser and curl against the local API (api-browser, api-guard)
   clang libfuzzer-14-dev libclang-rt-14-dev            # libFuzzer + ASan/UBSan on the addon's parsing (native-fuzz)
   podman containernetworking-plugins runc conmon jq   # CNI plugin tests: podman (CNI backend), portmap; jq in the lab runc wrapper
+  prometheus                                           # a real Prometheus scraping lab routers (lab/observe)
 )
 packages=("${runtime[@]}")
 [ "${1:-all}" = runtime ] || packages+=("${tests[@]}")
