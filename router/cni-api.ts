@@ -95,7 +95,7 @@ export function registerCniApi(router: ApiRouter, deps: CniApiDeps): void {
     // The spec's DEL is idempotent: no namespace (already gone) or no interface is not an error,
     // and the leases go in any case.
     if (netns && fs.existsSync(netns)) {
-      await net.detach({ netns: { path: netns }, containerId: id, ifname, isolateMulticast: false })
+      await net.removeLink({ path: netns }, ifname)
         .catch((err: Error) => { throw new ApiError(500, `removing ${ifname} in ${netns}: ${err.message}`) })
     }
     const released = containerNet.addressesOf(id)

@@ -197,9 +197,41 @@ function execIn(nl: NativeNetlink, ns: string, argv: string[], input: string): P
   })
 }
 
+/** A pod's interface to delete (CNI DEL): the veth pair goes with it. */
+export interface NativeDeleteParams { ns: string; ifname: string }
+
+/**
+ * Delete `ifname` in the namespace at `ns`: 'deleted', or 'absent' when it (or the namespace) is
+ * gone already. A veth's deletion waits for the kernel's RCU grace period, so it runs in the
+ * worker too.
+ */
+export function runNativeDelete(nl: NativeNetlink, p: NativeDeleteParams): 'deleted' | 'absent' {
+  let fd: number
+  try {
+    fd = nl.nlOpen(p.ns)
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code === 'ENOENT' || code === 'EINVAL') return 'absent' // the namespace is gone (or its file no longer one)
+    throw err
+  }
+  try {
+    const l = nl.nlLink(fd, p.ifname)
+    if (!l) return 'absent'
+    try {
+      nl.nlLinkDel(fd, l.index)
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENODEV') return 'absent' // its peer's deletion took it first
+      throw err
+    }
+    return 'deleted'
+  } finally {
+    nl.nlClose(fd)
+  }
+}
+
 // ---- the worker ----------------------------------------------------------------------------
 
-interface Pending { resolve: (o: NativeAttachOutcome) => void; reject: (e: Error) => void }
+interface Pending { resolve: (o: unknown) => void; reject: (e: Error) => void }
 
 let worker: Worker | undefined
 let workerBroken = false
@@ -216,7 +248,7 @@ function startWorker(): Worker | undefined {
   try {
     const w = new Worker(workerFile())
     w.unref() // an idle worker never keeps the daemon (or a test) alive
-    w.on('message', (m: { id: number; ok?: NativeAttachOutcome; err?: AttachFailure }) => {
+    w.on('message', (m: { id: number; ok?: unknown; err?: AttachFailure }) => {
       const p = pending.get(m.id)
       if (!p) return
       pending.delete(m.id)
@@ -251,10 +283,21 @@ export function warmUpNativeAttach(): void {
 export function nativeAttach(nl: NativeNetlink, p: NativeAttachParams): Promise<NativeAttachOutcome> {
   const w = startWorker()
   if (!w) return runNativeAttach(nl, p).then((o) => { afterAttach(nl, o, p, false); return o })
+  return post<NativeAttachOutcome>(w, { params: p })
+}
+
+/** runNativeDelete in the netlink worker; inline when no worker can be started. */
+export function nativeDelete(nl: NativeNetlink, p: NativeDeleteParams): Promise<'deleted' | 'absent'> {
+  const w = startWorker()
+  if (!w) return Promise.resolve().then(() => runNativeDelete(nl, p))
+  return post<'deleted' | 'absent'>(w, { op: 'delete', params: p })
+}
+
+function post<T>(w: Worker, msg: { op?: 'delete'; params: unknown }): Promise<T> {
   return new Promise((resolve, reject) => {
     const id = nextId++
-    pending.set(id, { resolve, reject })
+    pending.set(id, { resolve: resolve as (o: unknown) => void, reject })
     w.ref() // a caller is waiting: keep the process alive until the answer comes
-    w.postMessage({ id, params: p })
+    w.postMessage({ id, ...msg })
   })
 }

@@ -10,7 +10,7 @@ import { Rule, containerMulticastAccept, containerMulticastDrop, deleteRule, ens
 import { AddrInfo, CONTAINER_IFNAME, MULTICAST_ROUTE, bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, parseLinks, txOffloadOff } from './ip-args'
 import { DEFAULT_BRIDGE, getLink } from './bridge'
 import type { NativeNetlink } from '../native'
-import { nativeAttach } from './attach-native'
+import { nativeAttach, nativeDelete } from './attach-native'
 
 /**
  * Longest wait for the kernel's link watcher to mark both veth ends running (usually well under
@@ -335,4 +335,20 @@ export async function listAttached(ctx: NetContext, targets: AttachedTarget[]): 
     if (e) out.push({ id: t.id, mac: e.mac, addresses: e.addresses.map(formatCidr) })
   }
   return out
+}
+
+/**
+ * Delete `ifname` in a namespace (CNI DEL): over netlink when the addon is built, else one `ip`.
+ * True when it was there; a missing interface or namespace is not an error (DEL is idempotent).
+ */
+export async function removeLink(ctx: NetContext, ref: NetnsRef, ifname: string): Promise<boolean> {
+  const nl = ctx.netlink?.()
+  if (nl) return (await nativeDelete(nl, { ns: netnsRefPath(ref), ifname })) === 'deleted'
+  try {
+    await runIn(ctx, ref, ip.delLink(ifname))
+    return true
+  } catch (err) {
+    if (err instanceof NetCommandError && (isNoSuchDevice(err.stderr) || isNetnsGone(err))) return false
+    throw err
+  }
 }

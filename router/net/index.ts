@@ -27,7 +27,7 @@ import { nullLogger } from '../deps'
 import { Runner, createRunner } from './exec'
 import { NetContext, NetnsRef, detectArping } from './context'
 import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, DEFAULT_CONTROL_PORT, ensureBridge, ensureBridgeRules, getLink } from './bridge'
-import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached, readEthwe } from './attach'
+import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached, readEthwe, removeLink } from './attach'
 import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide } from './expose'
 import { ResetResult, resetHost } from './reset'
 import { formatCidr } from './cidr'
@@ -102,6 +102,11 @@ export interface NetHost {
    * such interface or the namespace is gone (CNI's CHECK).
    */
   inspect(netns: NetnsRef, ifname?: string): Promise<{ mac: string; addresses: string[] } | undefined>
+  /**
+   * Delete `ifname` in a namespace, its veth peer with it, and nothing else (CNI DEL; no multicast
+   * rules to undo); false when it or the namespace was gone already.
+   */
+  removeLink(netns: NetnsRef, ifname: string): Promise<boolean>
   /** The bridge's own IPv4 addresses (what expose gave it), `a.b.c.d/n` each. */
   bridgeAddresses(opts?: { bridge?: string }): Promise<string[]>
   /**
@@ -169,6 +174,7 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
       const e = await readEthwe(ctx, netns, ifname)
       return e && { mac: e.mac, addresses: e.addresses.map(formatCidr) }
     }),
+    removeLink: (netns, ifname) => serial(() => removeLink(ctx, netns, ifname)),
     bridgeAddresses: (o = {}) => serial(async () => (await bridgeAddresses(ctx, o.bridge)).map(formatCidr)),
     enableIpForwarding: () => serial(async () => { await ctx.run(sysctl.set('net.ipv4.ip_forward', 1)) }),
     expose: (cidr, o) => serial(() => expose(ctx, cidr, o)),
