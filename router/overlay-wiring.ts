@@ -149,7 +149,11 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       if (config.password) await sleeveCryptoReady()
       const s = new Sleeve(
         { self: mesh.identity.shortId(), bridgeIf: SLEEVE_PCAP_END, bindAddr: config.meshHost, port: config.meshPort },
-        { clock: deps.clock, logger: log, routes: overlay.routes },
+        {
+          clock: deps.clock, logger: log, routes: overlay.routes,
+          // a middle host: sleeve peers' frames for a neighbour the fast overlay reaches
+          toDatapath: (hop, src, dst, frames) => fast.relayFrames?.(hop, src, dst, frames) ?? 0,
+        },
       )
       try {
         s.start()
@@ -221,8 +225,14 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
         Fastdp: up ? { ...fast.report(), Heartbeats: sw.heartbeatReport(), ...(esp ? { Esp: esp.report() } : {}) } : { Unavailable: fast.unavailable() },
         Connections: overlay.connections(),
         Control: overlay.stats,
-        Sleeve: sleeve ? { ...sleeve.stats, MacTableSize: sleeve.macs.size } : undefined,
+        Sleeve: sleeve ? { ...sleeve.stats, MacTableSize: sleeve.macs.size, LocalMacs: localMacs(sleeve) } : undefined,
       }
     },
   }
+}
+
+/** MACs the sleeve holds as behind our own bridge (a few hundred at most are shown). */
+function localMacs(s: Sleeve): string[] {
+  const self = s.macs.self
+  return s.macs.dump().filter((e) => e.owner === self).slice(0, 500).map((e) => e.mac)
 }

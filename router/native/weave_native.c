@@ -208,6 +208,9 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
     setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
     set_bufsize(fd, bufsize);
     if ((flags & PKT_F_VNET) && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) == 0) vnet = 1;
+    /* The kernel takes VLAN tags off received frames (into metadata): auxdata gives them back,
+     * so the datapath's relay tag (802.1ad, see RELAY_TAG_TPID) reaches the router. */
+    setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one);
   }
   wn_leave_netns(saved);
   if (err) {
@@ -333,6 +336,28 @@ static void finish_csum(uint8_t *frame, size_t len, uint16_t start, uint16_t off
 }
 
 /*
+ * A received frame whose 802.1ad (S-)tag the kernel took off into auxdata gets it back in place
+ * (after the MACs), so the router sees the datapath's relay tag; only plain frames (no GSO
+ * super-frame, whose header offsets would move) and only when the slot has room. Other tags
+ * stay as the kernel left them. Returns the frame's new length.
+ */
+static int restore_stag(struct msghdr *m, uint8_t *frame, int len, int room, const uint8_t *vnet_hdr) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level != SOL_PACKET || c->cmsg_type != PACKET_AUXDATA) continue;
+    if (c->cmsg_len < CMSG_LEN(sizeof(struct tpacket_auxdata))) return len;
+    struct tpacket_auxdata aux;
+    memcpy(&aux, CMSG_DATA(c), sizeof aux);
+    if (!(aux.tp_status & TP_STATUS_VLAN_VALID) || !(aux.tp_status & TP_STATUS_VLAN_TPID_VALID)) return len;
+    if (aux.tp_vlan_tpid != 0x88a8 || len + 4 > room || (vnet_hdr && vnet_hdr[1] != 0)) return len;
+    memmove(frame + 16, frame + 12, (size_t)(len - 12));
+    frame[12] = 0x88; frame[13] = 0xa8;
+    frame[14] = (uint8_t)(aux.tp_vlan_tci >> 8); frame[15] = (uint8_t)aux.tp_vlan_tci;
+    return len + 4;
+  }
+  return len;
+}
+
+/*
  * recvBatch(ext, buf, slotSize, max, offs: Uint32Array, lens: Int32Array,
  *           addrs: Uint32Array|null, ports: Uint16Array|null) -> entries
  * Receives up to `max` messages; message i lands at buf[i*slotSize]. Each datagram becomes one
@@ -371,7 +396,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   union { struct sockaddr_in in; struct sockaddr_ll ll; } names[MAX_BATCH];
-  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctrl[MAX_BATCH];
+  union { char buf[CMSG_SPACE(sizeof(struct tpacket_auxdata))]; struct cmsghdr align; } ctrl[MAX_BATCH];
   memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max);
   for (int i = 0; i < max; i++) {
     iov[i].iov_base = (char *)bufp + (size_t)i * (size_t)slot;
@@ -380,7 +405,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &names[i];
     msgs[i].msg_hdr.msg_namelen = sizeof names[i];
-    if (s->gro) {
+    if (s->gro || s->kind == KIND_PACKET) {
       msgs[i].msg_hdr.msg_control = ctrl[i].buf;
       msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i].buf;
     }
@@ -421,6 +446,8 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
         len -= VNET_HDR_BYTES;
       }
     } else if (s->vnet && len < 0) len += VNET_HDR_BYTES;
+    if (s->kind == KIND_PACKET && len >= 12) len = restore_stag(&msgs[i].msg_hdr, (uint8_t *)bufp + base, len,
+      (int)((uint32_t)slot - (base - (uint32_t)i * (uint32_t)slot)), s->vnet ? (uint8_t *)bufp + base - VNET_HDR_BYTES : NULL);
     e = wn_split_message(len, seg, base, from, port, offs, lens, addrs, ports, e, cap);
   }
   CHECK(napi_create_uint32(env, e, &out));

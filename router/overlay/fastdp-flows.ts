@@ -24,7 +24,10 @@
  *   (with `learn`: a late tunnel frame must not point a MAC back into a tunnel P left)     [110]
  * - from the tunnel, key's dst = self → the bridge                                          [100]
  * - from the tunnel, key's dst = another peer P → re-tunnel (same key) to P's next hop       [90]
- *   unless it came from that next hop (a loop while routes converge) → drop                 [95]
+ *   unless it came from that next hop (a loop while routes converge) → drop                 [95];
+ *   when that hop is reached by sleeve → the router port with a relay tag: an 802.1ad tag
+ *   (RELAY_TAG_TPID) whose VLAN ID is the key's source, so the router knows the frame is not
+ *   one of ours and whom it is from
  * - from the router port → the bridge                                                       [100]
  * - everything else → drop                                                                    [0]
  */
@@ -36,6 +39,9 @@ export const LEARNT_COOKIE = 0x7765616c // 'weal'
 export const MAX_FASTDP_SHORT_ID = 0xfff
 /** Bytes the vxlan encapsulation adds on an IPv4 underlay: outer IP 20 + UDP 8 + vxlan 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD_BYTES = 50
+
+/** TPID of the tag on frames relayed to the router port (802.1ad; its VLAN ID: the sender's short ID). */
+export const RELAY_TAG_TPID = 0x88a8
 
 export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, noLearn: 110, toBridge: 100, relayBack: 95, relay: 90, flood: 10, drop: 0 } as const
 /** Ethertype of fastdp heartbeat frames (IEEE 802 local experimental 1). */
@@ -240,7 +246,8 @@ export function computeFlows(state: FlowState): Flow[] {
       const src = hopPeer.localIp ?? selfIp
       actions = `${src ? `set_field:${src}->tun_src,` : ''}set_field:${hopPeer.ip}->tun_dst,in_port`
     } else if (ports.router !== undefined) {
-      actions = `output:${ports.router}`
+      // the key's source (bits 12-23) as the tag's VLAN ID (TCI bits 0-11; bit 12: a VLAN is present)
+      actions = `push_vlan:${hex(RELAY_TAG_TPID)},move:NXM_NX_TUN_ID[12..23]->NXM_OF_VLAN_TCI[0..11],load:1->NXM_OF_VLAN_TCI[12],output:${ports.router}`
     }
     if (actions) flows.push({ priority: PRIORITY.relay, match: `${inVxlan},tun_id=${hex(p.shortId)}/0xfff`, actions })
     // Never relay a frame back to the hop it came from: while routes converge two peers may each

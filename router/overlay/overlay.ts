@@ -57,6 +57,11 @@ export interface Overlay {
   syncRoutes?(hop: ReadonlyMap<number, number>, neighbours: ReadonlySet<number>, names: ReadonlyMap<number, string>): void
   /** Relayed peers the overlay carries (for status). */
   relayed?(): number
+  /**
+   * A middle host's handoff: frames of sleeve peers for neighbour `hop`, which this overlay
+   * reaches, tunnelled with key src → dst. Returns how many went.
+   */
+  relayFrames?(hop: number, src: number, dst: number, frames: readonly Uint8Array[]): number
   /** `weave status`'s line for it. */
   statusLine(): string
   /** `weave report`'s part for it. */

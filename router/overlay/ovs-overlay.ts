@@ -13,7 +13,7 @@ import type { Clock, Logger } from '../deps'
 import { connectOvsdb } from '../ovsdb'
 import { rundirFor, startFastdp, type Fastdp, type FastdpConfig, type FastdpDeps } from './fastdp'
 import { createOpenFlowConn, type OpenFlowConn } from './fastdp-openflow'
-import { FLOW_COOKIE, LEARNT_COOKIE } from './fastdp-flows'
+import { FLOW_COOKIE, LEARNT_COOKIE, tunnelKey } from './fastdp-flows'
 import { heartbeatCounts, openflowHeartbeats, type HeartbeatSender } from './fastdp-health'
 import { TunnelHeartbeats } from './tunnel-heartbeats'
 import type { Overlay, OverlayConnection, OverlayPeer } from './overlay'
@@ -70,6 +70,9 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
   let cancelVerify: (() => void) | undefined
   /** Reachable peers without a connection of ours, told to the datapath so relayed frames reach them. */
   const relayed = new Set<number>()
+  /** Underlay address of each peer we hold a connection to (where a handed-off frame is tunnelled). */
+  const peerIps = new Map<number, string>()
+  let relayOutErrors = 0
   let selfId = 0
 
   const o: OvsOverlay = {
@@ -118,6 +121,7 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
 
     connect(p: OverlayPeer): OverlayConnection {
       const id = p.shortId
+      peerIps.set(id, p.ip)
       return {
         start: () => driver?.setPeer(id, { ip: p.ip, via: 'sleeve', heartbeat: true, localIp: p.localIp }).catch(fastdpLog(`peer ${p.peer}`)) ?? Promise.resolve(),
         health: (now) => beats ? beats.health.verdict(id, now) : { ok: false, why: why ?? 'no fastdp' },
@@ -129,7 +133,10 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
           }
           return driver?.setPeer(id, { via: on ? 'fastdp' : 'sleeve' }) ?? Promise.resolve()
         },
-        stop: () => driver?.removePeer(id) ?? Promise.resolve(),
+        stop: () => {
+          if (peerIps.get(id) === p.ip) peerIps.delete(id)
+          return driver?.removePeer(id) ?? Promise.resolve()
+        },
         status: () => 'fastdp',
       }
     },
@@ -171,12 +178,28 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
 
     relayed: () => relayed.size,
 
+    // One OpenFlow packet-out per frame (the same connection as the heartbeats): slower than a
+    // flow, but only frames relayed between a sleeve peer and a fastdp one take this way.
+    relayFrames(hop, src, dst, frames) {
+      const ports = driver?.info()?.ports
+      const ip = peerIps.get(hop)
+      if (!ofConn || !ports || ip === undefined) return 0
+      const actions = [{ kind: 'set-tun-dst', ip }, { kind: 'set-tun-id', id: tunnelKey(src, dst) }, { kind: 'output', port: ports.vxlan }] as const
+      let sent = 0
+      for (const f of frames) {
+        if (ofConn.packetOut(Buffer.from(f.buffer, f.byteOffset, f.length), actions)) sent++
+        else if (relayOutErrors++ === 0) log.warn('fastdp: cannot hand relayed frames to the datapath: no OpenFlow connection (yet)')
+      }
+      return sent
+    },
+
     async stop() {
       cancelVerify?.()
       beats?.close()
       beats = undefined
       ofConn = undefined
       relayed.clear()
+      peerIps.clear()
       const d = driver
       driver = undefined
       why = 'stopped'

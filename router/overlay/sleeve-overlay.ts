@@ -252,7 +252,15 @@ export class SleeveRoutes implements Routes {
   private readonly bcast = new Map<number, number[]>()
   private uni = new Map<number, number | undefined>()
 
-  constructor(private readonly mesh: MeshRouting, private readonly usable: (hop: number) => boolean) {}
+  /**
+   * `usable(hop)`: the sleeve can reach that neighbour now; `viaDatapath(hop)`: the datapath
+   * carries it instead (a middle host hands sleeve peers' frames for it to the datapath).
+   */
+  constructor(
+    private readonly mesh: MeshRouting,
+    private readonly usable: (hop: number) => boolean,
+    private readonly viaDatapath: (hop: number) => boolean = () => false,
+  ) {}
 
   invalidate(): void {
     this.nameOf = this.shortOf = undefined
@@ -274,6 +282,16 @@ export class SleeveRoutes implements Routes {
   }
 
   unicastNextHop(dst: number): number | undefined {
+    const hop = this.rawNextHop(dst)
+    return hop !== undefined && this.usable(hop) ? hop : undefined
+  }
+
+  datapathNextHop(dst: number): number | undefined {
+    const hop = this.rawNextHop(dst)
+    return hop !== undefined && this.viaDatapath(hop) ? hop : undefined
+  }
+
+  private rawNextHop(dst: number): number | undefined {
     let hop = this.uni.get(dst)
     if (hop === undefined && !this.uni.has(dst)) {
       const { nameOf, shortOf } = this.maps()
@@ -282,10 +300,18 @@ export class SleeveRoutes implements Routes {
       hop = hopName === undefined || hopName === this.mesh.selfName() ? undefined : shortOf.get(hopName)
       this.uni.set(dst, hop)
     }
-    return hop !== undefined && this.usable(hop) ? hop : undefined
+    return hop
   }
 
   broadcastNextHops(src: number): readonly number[] {
+    return this.tree(src).filter(this.usable)
+  }
+
+  broadcastDatapathHops(src: number): readonly number[] {
+    return this.tree(src).filter(this.viaDatapath)
+  }
+
+  private tree(src: number): number[] {
     let hops = this.bcast.get(src)
     if (!hops) {
       const { nameOf, shortOf } = this.maps()
@@ -299,7 +325,7 @@ export class SleeveRoutes implements Routes {
       }
       this.bcast.set(src, hops)
     }
-    return hops.filter(this.usable)
+    return hops
   }
 }
 
@@ -460,7 +486,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
   }, (hop) => {
     const l = byShort.get(hop)
     return l !== undefined && l.link.remote !== undefined && l.via === 'sleeve'
-  })
+  }, (hop) => byShort.get(hop)?.via === 'fastdp')
 
   function sendHello(l: Live): void {
     const got = l.link.remote !== undefined

@@ -33,6 +33,7 @@ import {
   PIECE_HEADER_BYTES, MAX_PIECED_BYTES, MAX_SHORT_ID, SLEEVE_VERSION, MIN_FRAME_BYTES, type SleeveDatagram, type DecodeResult,
 } from './sleeve-frame'
 import { handleTooBig } from './too-big'
+import { RELAY_TAG_TPID } from './fastdp-flows'
 import { SEAL_OVERHEAD_BYTES, type SleeveCipher, type OpenResult, type PieceOpener } from './sleeve-crypto'
 
 /** Weave sweeps its MAC cache every minute. */
@@ -73,6 +74,12 @@ export interface SleeveDeps {
   clock: Clock
   logger: Logger
   routes: Routes
+  /**
+   * A middle host's handoff to its datapath: frames from a sleeve peer whose next hop the
+   * datapath (fastdp) reaches, to be tunnelled to `hop` with key src → dst. Returns how many
+   * left; absent: such frames are dropped (`no-datapath`).
+   */
+  toDatapath?: (hop: number, src: number, dst: number, frames: readonly Uint8Array[]) => number
 }
 
 /** How to reach one neighbour over UDP. */
@@ -98,6 +105,10 @@ export interface SleeveStats {
   framesSent: number
   /** Frames that arrived for another peer and were passed on towards it. */
   relayed: number
+  /** Frames from sleeve peers handed to the datapath (a middle host between sleeve and fastdp). */
+  toDatapath: number
+  /** Frames the datapath relayed to us for a sleeve-reached hop (tagged with their sender). */
+  fromDatapath: number
   /** Frames too big for the path that were cut into IP fragments. */
   fragmented: number
   /** ICMP fragmentation-needed answers injected to local senders. */
@@ -136,7 +147,7 @@ export class Sleeve {
   private udp: UdpSocket | undefined
   private cancelSweep: (() => void) | undefined
   private readonly log: Logger
-  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, relayed: 0, fragmented: 0, icmpSent: 0, superFramesSent: 0, superFramesReceived: 0, superFramesGathered: 0, truncated: 0, drops: {} }
+  readonly stats: SleeveStats = { captured: 0, injected: 0, datagramsSent: 0, datagramsReceived: 0, framesSent: 0, relayed: 0, toDatapath: 0, fromDatapath: 0, fragmented: 0, icmpSent: 0, superFramesSent: 0, superFramesReceived: 0, superFramesGathered: 0, truncated: 0, drops: {} }
   /** GSO headers of the super-frames in the batch being handled (frame → virtio_net_hdr). */
   private readonly gso = new Map<Uint8Array, Uint8Array>()
   private readonly reassembly = new Map<number, Reassembly>()
@@ -315,11 +326,18 @@ export class Sleeve {
       this.stats.captured += frames.length
       this.gso.clear()
       if (pkt.vnet) for (const f of frames) { const g = pkt.gsoHeader(f); if (g) this.gso.set(f, g) }
-      const r = this.forwarder.fromBridge(frames)
-      for (const [k, n] of Object.entries(r.drops)) this.drop(k, n)
+      const { local, relayed } = splitRelayTagged(frames)
+      const results = [this.forwarder.fromBridge(local)]
+      for (const [src, fs] of relayed) { this.stats.fromDatapath += fs.length; results.push(this.forwarder.fromDatapath(src, fs)) }
       const out: OutDatagram[] = []
       const replies: Uint8Array[] = []
-      for (const e of r.effects) if (e.kind === 'send') this.encode(e, out, replies)
+      for (const r of results) {
+        for (const [k, n] of Object.entries(r.drops)) this.drop(k, n)
+        for (const e of r.effects) {
+          if (e.kind === 'send') this.encode(e, out, replies)
+          else if (e.kind === 'datapath') this.handToDatapath(e)
+        }
+      }
       this.gso.clear()
       this.send(out)
       this.inject(replies)
@@ -416,8 +434,19 @@ export class Sleeve {
           b.inject.push(f)
           b.injectGso.push(g)
         }
-      } else this.encode(e, b.out, undefined)
+      } else if (e.kind === 'datapath') this.handToDatapath(e)
+      else this.encode(e, b.out, undefined)
     }
+  }
+
+  /** Frames for a neighbour the datapath reaches: tunnelled by it (no GSO super-frames: it would send them whole). */
+  private handToDatapath(e: Extract<ForwardEffect, { kind: 'datapath' }>): void {
+    const frames = e.frames.filter((f) => !this.gso.has(f))
+    if (frames.length < e.frames.length) this.drop('super-frame-to-datapath', e.frames.length - frames.length)
+    if (!frames.length) return
+    const sent = this.deps.toDatapath ? this.deps.toDatapath(e.hop, e.src, e.dst, frames) : 0
+    this.stats.toDatapath += sent
+    if (sent < frames.length) this.drop(this.deps.toDatapath ? 'datapath-handoff-failed' : 'no-datapath', frames.length - sent)
   }
 
   /**
@@ -671,4 +700,27 @@ export class Sleeve {
       this.scheduleSweep()
     })
   }
+}
+
+/**
+ * Frames on the router port carrying the datapath's relay tag (an 802.1ad tag whose VLAN ID is
+ * the original sender's short ID; see fastdp-flows) are relayed frames, not captured ones: they
+ * are taken apart from the rest, untagged, by sender.
+ */
+export function splitRelayTagged(frames: readonly Uint8Array[]): { local: Uint8Array[]; relayed: Map<number, Uint8Array[]> } {
+  const relayed = new Map<number, Uint8Array[]>()
+  let local: Uint8Array[] | undefined
+  for (let i = 0; i < frames.length; i++) {
+    const f = frames[i]
+    if (f.length < 18 || ((f[12] << 8) | f[13]) !== RELAY_TAG_TPID) { local?.push(f); continue }
+    local ??= frames.slice(0, i)
+    const src = ((f[14] << 8) | f[15]) & 0xfff
+    const untagged = new Uint8Array(f.length - 4)
+    untagged.set(f.subarray(0, 12))
+    untagged.set(f.subarray(16), 12)
+    const xs = relayed.get(src) ?? []
+    xs.push(untagged)
+    relayed.set(src, xs)
+  }
+  return { local: local ?? (frames as Uint8Array[]), relayed }
 }

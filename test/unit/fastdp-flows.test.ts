@@ -88,7 +88,8 @@ test('sleeve peer: to the router port when there is one (flooded once), else dro
   assert.is(find(withRouter, `in_port=1,dl_dst=${macD}`)?.actions, 'output:7')
   assert.is(find(withRouter, 'in_port=1')?.actions, `${tunnel('10.0.0.2', 0x1002)},${tunnel('10.0.0.3', 0x1003)},output:7`)
   assert.is(find(withRouter, 'in_port=7')?.actions, 'output:1', 'what the router injects goes to the bridge')
-  assert.is(find(withRouter, 'in_port=2,tun_id=0x4/0xfff')?.actions, 'output:7')
+  // relayed to the router with the relay tag: the key's sender as an 802.1ad VLAN ID
+  assert.is(find(withRouter, 'in_port=2,tun_id=0x4/0xfff')?.actions, 'push_vlan:0x88a8,move:NXM_NX_TUN_ID[12..23]->NXM_OF_VLAN_TCI[0..11],load:1->NXM_OF_VLAN_TCI[12],output:7')
   const without = computeFlows(base({ peers }))
   assert.is(find(without, `in_port=1,dl_dst=${macD}`)?.actions, 'drop')
   assert.not.match(find(without, 'in_port=1')!.actions, 'output:7')

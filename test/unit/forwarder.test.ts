@@ -161,4 +161,41 @@ test('a relayed datagram keeps its original source and destination', () => {
   assert.is(fw.macs.size, 0, 'relays learn nothing')
 })
 
+// ---- a middle host between a sleeve peer and a datapath (fastdp) peer ----
+
+/** Peer 2 in the middle: 1 by sleeve, 3 by the datapath; a line 1 — 2 — 3. */
+function middleRoutes(): Routes {
+  return {
+    unicastNextHop: (dst) => (dst === 1 ? 1 : undefined),
+    broadcastNextHops: (src) => (src === 3 ? [1] : []),
+    datapathNextHop: (dst) => (dst === 3 ? 3 : undefined),
+    broadcastDatapathHops: (src) => (src === 1 ? [3] : []),
+  }
+}
+
+test('middle host: a sleeve peer\'s relayed frames and floods for the fastdp side go to the datapath, key kept', () => {
+  const f = new Forwarder(2, new MacTable<number>(new FakeClock(), 2), middleRoutes())
+  const uni = f.fromPeer(1, 3, [frame(mac(3, 1), mac(1, 1))])
+  assert.equal(uni.effects.map((e) => [e.kind, 'hop' in e ? e.hop : -1, 'src' in e ? e.src : -1, 'dst' in e ? e.dst : -1]), [['datapath', 3, 1, 3]])
+  const arp = f.fromPeer(1, 2, [frame(BCAST, mac(1, 1))])
+  assert.equal(arp.effects.map((e) => e.kind === 'datapath' ? [e.kind, e.hop, e.src, e.dst] : [e.kind]), [['inject'], ['datapath', 3, 1, 3]],
+    'delivered here and flooded on to 3 through the datapath')
+  assert.is(f.fromBridge([frame(BCAST, mac(2, 1))]).effects.some((e) => e.kind === 'datapath'), false,
+    'what we capture ourselves the datapath floods itself: no second copy')
+})
+
+test('middle host: frames the datapath relays to the sleeve keep their sender; their MACs are never learnt as ours', () => {
+  const macs = new MacTable<number>(new FakeClock(), 2)
+  const f = new Forwarder(2, macs, middleRoutes())
+  f.fromPeer(1, 2, [frame(BCAST, mac(1, 1))]) // 1's MAC learnt from its own frames
+  const r = f.fromDatapath(3, [frame(mac(1, 1), mac(3, 1))])
+  assert.equal(r.effects.map((e) => e.kind === 'send' ? [e.hop, e.src, e.dst] : []), [[1, 3, 1]], 'to 1, from 3')
+  assert.is(macs.lookup(mac(3, 1)), 3, '3\'s MAC belongs to 3, not to us')
+  // and a frame later captured from our own bridge for that MAC is not dropped as local
+  const back = f.fromBridge([frame(mac(3, 1), mac(2, 9))])
+  assert.is(back.drops['local-destination'], undefined)
+  const flood = f.fromDatapath(3, [frame(BCAST, mac(3, 1))])
+  assert.equal(flood.effects.map((e) => e.kind === 'send' ? [e.hop, e.src, e.dst] : []), [[1, 3, 1]], 'a broadcast follows 3\'s tree')
+})
+
 test.run()
