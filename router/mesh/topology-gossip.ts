@@ -144,7 +144,10 @@ export class TopologyGossip {
         this.ownChanged()
       }
     })
-    timers.schedule('gc', opt.gcDelayMs, () => this.runGc())
+    // Our own change (a connection gone) may have cut the last path to a peer: collect it now, so
+    // a killed peer leaves the peer list at once. Merged changes are coalesced like routes.
+    if (own) timers.reschedule('gc', 0, () => this.runGc())
+    else timers.schedule('gc', opt.gcDelayMs, () => this.runGc())
     timers.schedule('maker', own ? 0 : opt.routeDelayMs, () => this.core.hooks.runMaker())
     timers.schedule('peers-changed', opt.routeDelayMs, () => this.notifyPeersChanged())
   }

@@ -112,6 +112,8 @@ export class Topology {
   private readonly peers = new Map<PeerName, PeerRecord>()
   /** When each currently-unreachable peer was first seen unreachable (for the GC grace period). */
   private readonly unreachableSince = new Map<PeerName, number>()
+  /** Peers the last GC pass found reachable: if one is unreachable now, it departed. */
+  private readonly wasReachable = new Set<PeerName>()
 
   constructor(self: { name: PeerName; nickname: string; uid: bigint; shortId?: number }) {
     this.peers.set(self.name, {
@@ -280,9 +282,12 @@ export class Topology {
   }
 
   /**
-   * Garbage-collect peers unreachable for at least `graceMs` (0: at once). The grace period
-   * keeps a just-joined peer whose neighbour's record is still on its way from being dropped and
-   * fetched again. Returns the names removed.
+   * Garbage-collect unreachable peers. A peer the previous pass found reachable has departed (its
+   * last path is gone: a killed peer, a cut link, a partition) and goes at once, as in Weave, so
+   * the peer list never shows the dead. A peer never yet seen reachable waits `graceMs`: it is
+   * usually a just-joined peer whose neighbour's record is still on its way, and dropping it would
+   * only make us fetch it again. Either comes back with the next gossip that connects it (a heal
+   * exchanges digests). Returns the names removed.
    */
   gc(now: number, graceMs = 0): PeerName[] {
     const reach = this.reachable()
@@ -290,13 +295,15 @@ export class Topology {
     for (const name of this.peers.keys()) {
       if (reach.has(name)) {
         this.unreachableSince.delete(name)
+        this.wasReachable.add(name)
         continue
       }
       const since = this.unreachableSince.get(name)
       if (since === undefined) this.unreachableSince.set(name, now)
-      if (now - (since ?? now) >= graceMs) {
+      if (this.wasReachable.has(name) || now - (since ?? now) >= graceMs) {
         this.peers.delete(name)
         this.unreachableSince.delete(name)
+        this.wasReachable.delete(name)
         removed.push(name)
       }
     }

@@ -122,7 +122,7 @@ test('restarted peer: an old incarnation of ourselves makes our version jump pas
   assert.is(other.get(N(1))!.conns.size, 0)
 })
 
-test('GC removes peers no longer reachable, after the grace period', () => {
+test('GC: a peer that was reachable goes at once when its last path goes; a never-reached one after the grace', () => {
   const me = new Topology({ name: N(0), nickname: 'me', uid: 1n })
   const b = new Topology({ name: N(1), nickname: 'b', uid: 2n })
   b.setConnection(N(0), { outbound: false, established: true, addr: 'x:1' })
@@ -130,9 +130,37 @@ test('GC removes peers no longer reachable, after the grace period', () => {
   me.merge(b.fullState())
   assert.equal(me.gc(0, 1000), [])
   me.removeConnection(N(1))
-  assert.equal(me.gc(100, 1000), [], 'within grace')
-  assert.equal(me.gc(1200, 1000), [N(1)])
+  assert.equal(me.gc(100, 1000), [N(1)], 'departed: collected at once (Weave drops it at once too)')
   assert.is(me.size(), 1)
+  // A record learnt before anything connects it to us (a joiner whose neighbour's record is late)
+  const c = new Topology({ name: N(2), nickname: 'c', uid: 3n })
+  me.merge(c.fullState())
+  assert.equal(me.gc(2000, 1000), [], 'never reachable: within grace')
+  assert.equal(me.gc(3100, 1000), [N(2)], 'after the grace')
+})
+
+test('GC under a partition: the other side goes at once and comes back whole with the heal', () => {
+  // a - b - c in a line; a loses b: b and c (behind it) depart at once; healing brings both back.
+  const [a, b, c] = [0, 1, 2].map((i) => new Topology({ name: N(i), nickname: `p${i}`, uid: BigInt(i + 1) }))
+  const link = (x: Topology, y: Topology, xi: number, yi: number) => {
+    x.setConnection(N(yi), { outbound: true, established: true, addr: `h${yi}:1` })
+    y.setConnection(N(xi), { outbound: false, established: true, addr: `h${xi}:1` })
+  }
+  link(a, b, 0, 1)
+  link(b, c, 1, 2)
+  for (const t of [a, b, c]) for (const u of [a, b, c]) if (t !== u) t.merge(u.fullState())
+  assert.equal(a.gc(0, 1000), [])
+  assert.is(a.size(), 3)
+  a.removeConnection(N(1))
+  assert.equal(a.gc(10, 1000).sort(), [N(1), N(2)])
+  assert.is(a.size(), 1)
+  // heal: the connection comes back and a full exchange restores both records
+  a.setConnection(N(1), { outbound: true, established: true, addr: 'h1:1' })
+  a.merge(b.fullState())
+  a.merge(c.fullState())
+  assert.equal(a.gc(20, 1000), [])
+  assert.is(a.size(), 3)
+  assert.ok(a.reachable().has(N(2)))
 })
 
 test('short ID collision: the higher name re-picks', () => {
