@@ -14,6 +14,8 @@
  *   implicit (TCP is ordered), so a replayed, dropped or reordered message fails to open.
  *   Separate keys AND a direction bit mean the two directions can never reuse a (key, nonce).
  */
+import * as path from 'node:path'
+import { Worker } from 'node:worker_threads'
 import sodium from 'libsodium-wrappers-sumo'
 
 /** Public, fixed Argon2id salt (16 bytes = crypto_pwhash_SALTBYTES). Changing it breaks the wire. */
@@ -41,13 +43,27 @@ function lib(): typeof sodium {
   return sodium
 }
 
-/** Argon2id of the password; slow on purpose (~0.3 s, 64 MiB), so call it once at start. */
+/**
+ * Argon2id of the password; slow on purpose (~0.3 s, 64 MiB), so call it once at start. It runs
+ * in a worker thread that exits afterwards (password-hash-worker.ts), so the 64 MiB of Argon2's
+ * memory are returned instead of staying in this thread's WebAssembly heap.
+ */
 export async function derivePasswordKey(password: string): Promise<PasswordKey> {
-  await sodiumReady()
-  const s = lib()
-  const bytes = s.crypto_pwhash(32, password, PASSWORD_SALT, s.crypto_pwhash_OPSLIMIT_INTERACTIVE,
-    s.crypto_pwhash_MEMLIMIT_INTERACTIVE, s.crypto_pwhash_ALG_ARGON2ID13)
-  return { bytes, __brand: 'PasswordKey' }
+  await sodiumReady() // callers go on to seal and open with this thread's libsodium
+  const worker = new Worker(path.join(__dirname, 'password-hash-worker.js'), { workerData: { password, salt: PASSWORD_SALT } })
+  try {
+    const result = await new Promise<unknown>((resolve, reject) => {
+      worker.once('message', resolve)
+      worker.once('error', reject)
+      worker.once('exit', (code) => reject(new Error(`password hash worker exited (${code}) without a result`)))
+    })
+    if (!(result instanceof Uint8Array) || result.length !== 32) {
+      throw new Error(`password hash failed: ${(result as { error?: string } | undefined)?.error ?? 'no key'}`)
+    }
+    return { bytes: new Uint8Array(result), __brand: 'PasswordKey' }
+  } finally {
+    void worker.terminate()
+  }
 }
 
 /** An X25519 key pair from 32 random bytes (taken from the injected Rng, so tests are deterministic). */
