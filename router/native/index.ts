@@ -26,7 +26,7 @@ type Handle = { readonly __brand: 'NativeSocket' }
 /** The raw addon surface; see weave_native.c for each function's contract. */
 interface Addon {
   MAX_BATCH: number
-  packetOpen(ifname: string, netns: string | null, bufBytes: number, flags?: number): Handle
+  packetOpen(ifname: string, netns: string | null, bufBytes: number, flags?: number, ethertype?: number): Handle
   udpOpen(addr: string, port: number, netns: string | null, bufBytes: number, flags: number): Handle
   localPort(h: Handle): number
   features(h: Handle): number
@@ -377,6 +377,8 @@ export interface PacketSocketOptions extends SocketOptions {
    * Give slots of 64 KiB + a little (a super-frame plus its header). Default off.
    */
   vnetHdr?: boolean
+  /** Only frames of this ethertype (e.g. heartbeats on a tunnel device); default every frame. */
+  ethertype?: number
 }
 
 /** An AF_PACKET socket bound to one interface: whole Ethernet frames in and out. */
@@ -393,7 +395,7 @@ export class PacketSocket extends BatchSocket {
   /** Opens and binds; throws an Error with an errno `code` (ENODEV, EPERM...) on failure. */
   static open(ifname: string, opts: PacketSocketOptions = {}): PacketSocket {
     const a = addon()
-    const h = a.packetOpen(ifname, opts.netns ?? null, opts.bufferBytes ?? 8 << 20, opts.vnetHdr ? FLAG_VNET : 0)
+    const h = a.packetOpen(ifname, opts.netns ?? null, opts.bufferBytes ?? 8 << 20, opts.vnetHdr ? FLAG_VNET : 0, opts.ethertype ?? 0)
     return new PacketSocket(a, h, ifname, opts)
   }
 

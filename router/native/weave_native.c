@@ -166,22 +166,27 @@ static void set_bufsize(int fd, int bytes) {
 }
 
 /*
- * packetOpen(ifname, netns|null, bufBytes[, flags (8 vnet)]) -> external
+ * packetOpen(ifname, netns|null, bufBytes[, flags (8 vnet)[, ethertype]]) -> external
+ * An ethertype other than 0 binds to that protocol only: the kernel then hands over nothing else
+ * (heartbeats on a busy tunnel device without copying its traffic), and frames a bridge port
+ * passes up rather than forwards still reach it.
  * With PKT_F_VNET (when the kernel grants PACKET_VNET_HDR) frames are read and written with a
  * virtio_net_hdr in front: the kernel then hands over TCP/UDP GSO super-frames (up to 64 KiB)
  * whole instead of segmenting them first, and frames whose checksum was left to offload.
  */
 static napi_value packet_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   char ifname[IF_NAMESIZE + 1], netns[512];
-  int32_t bufsize = 0, flags = 0;
+  int32_t bufsize = 0, flags = 0, ethertype = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 3 || !wn_get_string(env, argv[0], ifname, sizeof ifname)) return wn_throw_type(env, "packetOpen(ifname, netns, bufBytes)");
   int has_ns = !wn_is_nullish(env, argv[1]);
   if (has_ns && !wn_get_string(env, argv[1], netns, sizeof netns)) return wn_throw_type(env, "netns must be a path or null");
   napi_get_value_int32(env, argv[2], &bufsize);
   if (argc > 3 && !wn_is_nullish(env, argv[3])) napi_get_value_int32(env, argv[3], &flags);
+  if (argc > 4 && !wn_is_nullish(env, argv[4])) napi_get_value_int32(env, argv[4], &ethertype);
+  if (ethertype < 0 || ethertype > 0xffff) return wn_throw_type(env, "ethertype must be 0..65535");
   int vnet = 0;
 
   int saved;
@@ -198,7 +203,7 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
   if (fd < 0) err = errno;
   if (!err && !(idx = if_nametoindex(ifname))) { err = errno ? errno : ENODEV; step = "if_nametoindex"; }
   if (!err) {
-    struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)idx };
+    struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ethertype ? (uint16_t)ethertype : ETH_P_ALL), .sll_ifindex = (int)idx };
     if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) { err = errno; step = "bind"; }
   }
   if (!err) {
