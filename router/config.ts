@@ -46,6 +46,8 @@ export interface WeaverConfig {
   readonly attachTimeoutMs: number
   /** Which data planes may be used. */
   readonly noFastdp: boolean
+  /** Let fastdp use the userspace OVS datapath when the kernel has no openvswitch module (slower than sleeve). */
+  readonly fastdpUserspace: boolean
   /** OVSDB server for fastdp (`unix:PATH` or `tcp:IP:PORT`). */
   readonly ovsdb: string
   /** Where ovs-vswitchd keeps its bridges' management sockets; undefined = next to the OVSDB socket. */
@@ -135,7 +137,8 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--no-plugin', key: 'plugin', kind: 'bool', negate: true, help: 'do not serve the Docker network plugin' },
   { flag: '--plugin-socket', key: 'pluginSocket', kind: 'string', env: 'WEAVE_PLUGIN_SOCKET', help: `the plugin's unix socket (default ${DEFAULTS.pluginSocket})` },
   { flag: '--attach-timeout', key: 'attachTimeoutMs', kind: 'int', help: `seconds a docker start waits for an address and ethwe (default ${DEFAULTS.attachTimeoutS})` },
-  { flag: '--no-fastdp', key: 'noFastdp', kind: 'bool', env: 'WEAVE_NO_FASTDP', help: 'use sleeve only, never Open vSwitch' },
+  { flag: '--no-fastdp', key: 'noFastdp', kind: 'bool', env: 'WEAVE_NO_FASTDP', help: 'use sleeve only, never Open vSwitch or the kernel vxlan path' },
+  { flag: '--fastdp-userspace', key: 'fastdpUserspace', kind: 'bool', env: 'WEAVE_FASTDP_USERSPACE', help: 'fastdp on the userspace OVS datapath when the kernel has no openvswitch module (else the kernel vxlan path)' },
   { flag: '--ovsdb', key: 'ovsdb', kind: 'string', env: 'WEAVE_OVSDB', help: `OVSDB server for fastdp (default ${DEFAULTS.ovsdb})` },
   { flag: '--esp-rotate', key: 'espRotateMs', kind: 'int', env: 'WEAVE_ESP_ROTATE', help: `seconds between ESP key rotations of encrypted fastdp (default ${DEFAULTS.espRotateS})` },
   { flag: '--ovs-rundir', key: 'ovsRundir', kind: 'string', env: 'OVS_RUNDIR', help: 'run directory of ovs-vswitchd (default: the OVSDB socket\'s directory)' },
@@ -235,6 +238,7 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     attachTimeoutMs: int('attachTimeoutMs', DEFAULTS.attachTimeoutS, 1, 3600) * 1000,
     // the flag sets true; WEAVE_NO_FASTDP is on unless empty, 0, false or no
     noFastdp: raw.noFastdp === true || (typeof raw.noFastdp === 'string' && !/^(0|false|no)$/i.test(raw.noFastdp)),
+    fastdpUserspace: raw.fastdpUserspace === true || (typeof raw.fastdpUserspace === 'string' && !/^(0|false|no|)$/i.test(raw.fastdpUserspace)),
     ovsdb: str('ovsdb') ?? DEFAULTS.ovsdb,
     ovsRundir: str('ovsRundir'),
     espRotateMs: int('espRotateMs', DEFAULTS.espRotateS, 1, 86400) * 1000,

@@ -1,9 +1,14 @@
 /**
  * The data plane inside the daemon, wired: the Sleeve driver on the bridge's `vethwe-pcap` end
- * and UDP `meshHost:meshPort`; the fast overlay chosen for this host (OVS fastdp, see
- * overlay/ovs-overlay; or none, NullOverlay); the overlay switch that picks one per peer and falls
- * back (overlay/overlay-switch); and the attach API (attach-api). Kept out of weaver.ts so the
- * daemon's wiring stays one screen per component.
+ * and UDP `meshHost:meshPort`; the fast overlay chosen for this host; the overlay switch that
+ * picks one per peer and falls back (overlay/overlay-switch); and the attach API (attach-api).
+ * Kept out of weaver.ts so the daemon's wiring stays one screen per component.
+ *
+ * The choice of fast overlay (routerLink, before the bridge is made): OVS fastdp on the kernel
+ * datapath when the openvswitch module is there and OVSDB answers (overlay/ovs-overlay); else the
+ * kernel's vxlan on the weave bridge (overlay/vxlan-overlay); the userspace OVS datapath only with
+ * --fastdp-userspace (it is slower than sleeve); none with --no-fastdp, or with a password where
+ * kernel ESP is missing. The sleeve is always there as the fallback; status says which and why.
  *
  * API: the attach/detach/ps/expose/hide routes (attach-api), and
  *   GET  /status/overlay                         → text, one line per overlay connection
@@ -12,10 +17,11 @@ import type { Clock, Logger } from './deps'
 import type { WeaverConfig } from './config'
 import type { ContainerNet } from './container-net'
 import type { ApiRouter } from './api'
-import { SLEEVE_PCAP_END, type BridgeInfo, type NetHost } from './net'
+import { DEFAULT_BRIDGE, SLEEVE_PCAP_END, type BridgeInfo, type NetHost } from './net'
 import {
-  NullOverlay, Sleeve, createOverlaySwitch, createOvsOverlay, kernelOvsModule, overlayConnectionLine, probeOvsdb, sleeveCryptoReady,
-  startFastdp, type Fastdp, type FastdpConfig, type FastdpDeps, type HeartbeatSender, type Overlay, type OverlayConnectionStatus, type OverlayMeshHost,
+  NullOverlay, Sleeve, createOverlaySwitch, createOvsOverlay, createVxlanOverlay, kernelOvsModule, openVxlanIo, overlayConnectionLine, probeOvsdb,
+  sleeveCryptoReady, startFastdp, type Fastdp, type FastdpConfig, type FastdpDeps, type HeartbeatSender, type Overlay, type OverlayConnectionStatus,
+  type OverlayMeshHost, type VxlanIo,
 } from './overlay'
 import type { PeerTraffic } from './metrics'
 import { createXfrm, probeEsp as probeKernelEsp, removeAllEsp, type Xfrm } from './net/xfrm'
@@ -75,6 +81,8 @@ export interface OverlayWiringDeps {
   startFastdp?: (cfg: FastdpConfig, deps: FastdpDeps) => ReturnType<typeof startFastdp>
   /** Default: packet-out through ovs-ofctl. */
   heartbeatSender?: (self: number, fastdp: Fastdp) => HeartbeatSender
+  /** The kernel vxlan path's sockets. Default: native packet + UDP sockets (overlay/vxlan-io). */
+  vxlanIo?: () => VxlanIo
 }
 
 export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): OverlayWiring {
@@ -82,6 +90,13 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
   const fastLog = (what: string) => (err: Error) => log.warn(`fastdp: ${what}: ${err.message}`)
   const ovs = createOvsOverlay({ ovsdb: config.ovsdb, ovsRundir: config.ovsRundir, mtu: config.mtu },
     { clock: deps.clock, logger: log, startFastdp: deps.startFastdp, heartbeatSender: deps.heartbeatSender })
+  const kv = deps.net.kernelVxlan as NetHost['kernelVxlan'] | undefined // absent in fakes of tests that never start it
+  const vx = createVxlanOverlay({ mtu: config.mtu, bridge: DEFAULT_BRIDGE }, {
+    clock: deps.clock, logger: log, openIo: deps.vxlanIo ?? openVxlanIo,
+    host: {
+      ensure: (o) => kv!.ensure(o), remove: () => kv!.remove(), applyFdb: (ops) => kv!.applyFdb(ops), localMacs: (b) => kv!.localMacs(b),
+    },
+  })
   const none = new NullOverlay('not started')
   /** The fast overlay in force: OVS fastdp once chosen, else none (its reason in status). */
   let fast: Overlay & { sleeveOnly?(shortId: number): void } = none
@@ -116,22 +131,29 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     async routerLink() {
       if (config.noFastdp) return noFast('fastdp turned off (--no-fastdp)')
       const kernel = (deps.kernelDatapath ?? kernelOvsModule)()
+      let noOvsdb: string | undefined
       try {
         await (deps.probeOvsdb ?? probeOvsdb)(config.ovsdb)
       } catch (err) {
-        const cause = (err as Error).message.split(': ').pop() // e.g. `connect ENOENT /run/…/db.sock`
-        return noFast(`no OVS datapath (${kernel ? '' : 'no openvswitch kernel module, and '}no OVSDB server at ${config.ovsdb}: ${cause})`)
+        noOvsdb = (err as Error).message.split(': ').pop() // e.g. `connect ENOENT /run/…/db.sock`
       }
       if (config.password) {
-        // With a password fastdp must be encrypted (kernel ESP); without it, sleeve only.
+        // With a password the fast path must be encrypted (kernel ESP, for OVS and vxlan alike); without it, sleeve only.
         const no = await (deps.probeEsp ?? (() => probeKernelEsp()))()
         if (no !== undefined) return noFast(`encrypted fastdp needs kernel ESP (${no})`)
       }
-      // Without the kernel module, an OVSDB server that answers means a userspace switch (the lab).
-      ovs.datapathType = kernel ? 'system' : 'netdev'
-      ovs.setWhy('not started')
-      fast = ovs
-      return 'ovs'
+      if (noOvsdb === undefined && (kernel || config.fastdpUserspace)) {
+        // Without the kernel module, only when asked for: the userspace datapath is slower than sleeve.
+        ovs.datapathType = kernel ? 'system' : 'netdev'
+        ovs.setWhy('not started')
+        fast = ovs
+        return 'ovs'
+      }
+      vx.setChoice(noOvsdb !== undefined
+        ? `no OVS datapath (${kernel ? '' : 'no openvswitch kernel module, and '}no OVSDB server at ${config.ovsdb}: ${noOvsdb})`
+        : 'no openvswitch kernel module (the userspace OVS datapath only with --fastdp-userspace)')
+      fast = vx
+      return 'pcap'
     },
     async start() {
       if (!mesh) { unavailable = 'no mesh in this daemon'; return }
@@ -144,6 +166,10 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
           // back to today's layout: the sleeve straight on the bridge
           bridge = await deps.net.ensureBridge({ mtu: config.mtu, routerLink: 'pcap' })
         }
+      }
+      if (fast === vx) {
+        vx.useBridgeMac(bridge?.mac)
+        await vx.start(mesh.identity.shortId())
       }
       sw.start()
       if (config.password) await sleeveCryptoReady()

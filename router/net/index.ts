@@ -26,6 +26,7 @@ import type { Logger } from '../deps'
 import { nullLogger } from '../deps'
 import { Runner, createRunner } from './exec'
 import { NetContext, NetnsRef, detectArping } from './context'
+import { applyFdb, ensureKernelVxlan, localMacs, removeKernelVxlan, type FdbOp, type VxlanOptions } from './vxlan'
 import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, DEFAULT_CONTROL_PORT, ensureBridge, ensureBridgeRules, getLink } from './bridge'
 import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached, readEthwe, removeLink } from './attach'
 import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide } from './expose'
@@ -43,6 +44,8 @@ export type { NetnsRef } from './context'
 export { netnsRefPath } from './context'
 export { CidrError, parseCidr, networkOf } from './cidr'
 export type { Ipv4Cidr } from './cidr'
+export { KERNEL_VXLAN_DEV, KERNEL_VXLAN_PORT, KERNEL_VXLAN_VNI, fdbCommands, parseLocalMacs } from './vxlan'
+export type { FdbOp, VxlanOptions } from './vxlan'
 export { DEFAULT_BRIDGE, DEFAULT_MTU, DEFAULT_CONTROL_PORT, SLEEVE_BRIDGE_END, SLEEVE_PCAP_END, DATAPATH_END } from './bridge'
 export type { BridgeInfo, BridgeOptions, RouterLink } from './bridge'
 export type { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, RouteSpec } from './attach'
@@ -118,7 +121,7 @@ export interface NetHost {
   expose(cidr: string, opts?: ExposeOptions): Promise<ExposeResult>
   /** Undo expose: the address and every rule it added. */
   hide(cidr: string, opts?: { bridge?: string }): Promise<HideResult>
-  /** Delete the bridge, all vethwe* links, our iptables chains and the jumps into them. */
+  /** Delete the bridge, all vethwe* links, vxlan-6784, our iptables chains and the jumps into them. */
   resetHost(opts?: { bridge?: string }): Promise<ResetResult>
   /**
    * The Docker plugin's attach: a veth pair with its host end on the bridge and the other end
@@ -129,6 +132,13 @@ export interface NetHost {
   delEndpointVeth(endpointId: string): Promise<boolean>
   /** In a started container: ethwe's sysctls and a gratuitous ARP, on whichever interface holds each address. */
   announceIn(netns: NetnsRef, addresses: string[]): Promise<void>
+  /** The kernel vxlan path's device and fdb (see vxlan.ts). */
+  readonly kernelVxlan: {
+    ensure(o: VxlanOptions): Promise<void>
+    remove(): Promise<boolean>
+    applyFdb(ops: readonly FdbOp[]): Promise<void>
+    localMacs(bridge?: string): Promise<string[]>
+  }
 }
 
 /**
@@ -184,5 +194,12 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
     delEndpointVeth: (id) => serial(() => delEndpointVeth(ctx, id)),
     // Not serialised: it only touches the container's namespace, and an ARP may take a second.
     announceIn: (ns, addrs) => announceIn(ctx, ns, addrs.map(parseCidrStrict)),
+    // fdb changes and MAC reads run beside attach: they touch only vxlan-6784's and the bridge's fdb
+    kernelVxlan: {
+      ensure: (o) => serial(() => ensureKernelVxlan(ctx, o)),
+      remove: () => serial(() => removeKernelVxlan(ctx)),
+      applyFdb: (ops) => applyFdb(ctx, ops),
+      localMacs: (bridge) => localMacs(ctx, bridge ?? DEFAULT_BRIDGE),
+    },
   }
 }

@@ -5,19 +5,20 @@ import { ip, isNoSuchDevice, parseLinks } from './ip-args'
 import { removeAllOurs } from './iptables'
 import { DEFAULT_BRIDGE } from './bridge'
 import { removeAllEsp } from './xfrm'
+import { KERNEL_VXLAN_DEV } from './vxlan'
 
-/** Links of ours besides the bridge: vethwe-bridge/-pcap/-datapath, vethwedu, vethwepl<id>. */
+/** Links of ours besides the bridge: vethwe-bridge/-pcap/-datapath, vethwedu, vethwepl<id>, and the kernel path's vxlan-6784. */
 export const OUR_LINK_PREFIX = 'vethwe'
 
 export interface ResetResult { links: string[]; iptablesJumps: number; iptablesChains: number }
 
 /** Names `resetHost` deletes, from the host's link list. Pure. */
 export function linksToRemove(names: string[], bridge: string): string[] {
-  return names.filter((n) => n === bridge || n.startsWith(OUR_LINK_PREFIX))
+  return names.filter((n) => n === bridge || n.startsWith(OUR_LINK_PREFIX) || n === KERNEL_VXLAN_DEV)
 }
 
 /**
- * Delete the bridge (its addresses and routes go with it), every vethwe* link (a container's
+ * Delete the bridge (its addresses and routes go with it), the kernel path's vxlan-6784, every vethwe* link (a container's
  * ethwe goes with its host end), encrypted fastdp's xfrm SAs and policies, then our iptables jumps
  * and chains. Safe to run twice.
  */

@@ -30,7 +30,7 @@ export function createFastEspGate(
   config: { rotateMs?: number },
   deps: {
     clock: Clock; logger: Logger; xfrm: () => Xfrm; sleeve: () => SleeveOverlay
-    ready: () => boolean; why: () => string | undefined; selfName: () => string
+    ready: () => boolean; why: () => string | undefined; kind: () => string | undefined; selfName: () => string
     /** The setup failed: the peer goes by sleeve only. */
     fallback: (h: OverlayPeerHello) => void
   },
@@ -46,7 +46,7 @@ export function createFastEspGate(
   return {
     first(h, again) {
       if (!h.esp) return true // chooseOverlay refuses the fast path without ESP
-      if (chooseOverlay({ ready: deps.ready(), why: deps.why(), encrypt: true }, h).via !== 'fastdp') return true
+      if (chooseOverlay({ ready: deps.ready(), why: deps.why(), encrypt: true, kind: deps.kind() }, h).via !== 'fastdp') return true
       const cur = espFor.get(h.shortId)
       if (cur?.h === h && cur.done) return true
       if (cur?.h === h) return false

@@ -158,13 +158,14 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
     {
       udpPort: config.udpPort, encrypt: config.encrypt,
       fastdp: () => deps.fast().unavailable() ?? true,
+      fastdpKind: () => deps.fast().kind,
       esp: () => esp !== undefined && ready(),
     },
     {
       clock: deps.clock, logger: log,
       onPeerHello(h) {
         if (esp && !esp.first(h, () => this.onPeerHello?.(h))) return
-        const c = chooseOverlay({ ready: ready(), why: deps.fast().unavailable(), encrypt: esp !== undefined }, h)
+        const c = chooseOverlay({ ready: ready(), why: deps.fast().unavailable(), encrypt: esp !== undefined, kind: deps.fast().kind }, h)
         neighbours.add(h.shortId)
         toldRx.delete(h.shortId) // a new connection: tell it about its heartbeats at the next tick
         const fast = deps.fast()
@@ -205,7 +206,7 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
   )
 
   const esp = config.encrypt ? createFastEspGate({ rotateMs: config.espRotateMs }, {
-    clock: deps.clock, logger: log, xfrm: deps.xfrm, sleeve: () => sleeve, ready, why: () => deps.fast().unavailable(),
+    clock: deps.clock, logger: log, xfrm: deps.xfrm, sleeve: () => sleeve, ready, why: () => deps.fast().unavailable(), kind: () => deps.fast().kind,
     selfName: () => mesh?.identity.name ?? '',
     fallback: (h) => deps.fast().sleeveOnly?.(h.shortId),
   }) : undefined

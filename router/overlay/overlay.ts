@@ -42,6 +42,8 @@ export interface OverlayConnection {
 export interface Overlay {
   /** As status shows it: `fastdp` (OVS), `fastdp vxlan` (the kernel's vxlan), `sleeve`, `none`. */
   readonly name: string
+  /** What our hellos name our fast path (`vxlan`); none: OVS fastdp (what older peers assume). */
+  readonly kind?: string
   /** undefined when it can carry peers here, else why not (host-neutral: peers see it in our hello). */
   unavailable(): string | undefined
   /** Make the host side (after the bridge exists); on failure unavailable() says why. */
@@ -93,15 +95,20 @@ export class NullOverlay implements Overlay {
 
 /** The overlay switch's choice for one peer: the fast overlay when both ends are ready, else sleeve and why. */
 export function chooseOverlay(
-  here: { ready: boolean; why?: string; encrypt?: boolean },
-  h: Pick<OverlayPeerHello, 'ip' | 'fastdp'> & { esp?: unknown },
+  here: { ready: boolean; why?: string; encrypt?: boolean; kind?: string },
+  h: Pick<OverlayPeerHello, 'ip' | 'fastdp'> & { esp?: unknown; dp?: string },
 ): { via: 'fastdp' | 'sleeve'; why?: string } {
   if (!here.ready) return { via: 'sleeve', why: `here: ${here.why ?? 'no fastdp'}` }
   if (h.fastdp === undefined) return { via: 'sleeve', why: 'peer without fastdp' }
   if (h.fastdp !== true) return { via: 'sleeve', why: `on the peer: ${h.fastdp}` }
+  // OVS and the kernel's vxlan tunnel with different keys: each only decapsulates its own
+  const ours = here.kind ?? 'ovs', theirs = h.dp ?? 'ovs'
+  if (ours !== theirs) return { via: 'sleeve', why: `the peer's fast path is ${kindName(theirs)}, ours ${kindName(ours)}` }
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(h.ip)) return { via: 'sleeve', why: `peer address ${h.ip} is not IPv4` }
   // With a password the tunnel must be encrypted: an offer without ESP keys is a peer that
   // would send vxlan in clear (older version, or it lost ESP since its fastdp offer).
   if (here.encrypt && h.esp === undefined) return { via: 'sleeve', why: 'the peer offers fastdp without ESP encryption' }
   return { via: 'fastdp' }
 }
+
+const kindName = (k: string): string => k === 'ovs' ? 'OVS fastdp' : k === 'vxlan' ? 'kernel vxlan' : k

@@ -138,7 +138,7 @@ export class SleeveLink {
 export type FastdpOffer = true | string
 
 export type OverlayControl =
-  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer; ciphers?: string[]; esp?: Uint8Array }
+  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer; dp?: string; ciphers?: string[]; esp?: Uint8Array }
   | { t: 'ack'; uid: bigint }
   | { t: 'fdp'; ok: boolean }
   | { t: 'pmtu'; size: number }
@@ -146,7 +146,7 @@ export type OverlayControl =
 
 export function encodeOverlayControl(m: OverlayControl): Uint8Array {
   const obj = m.t === 'hello'
-    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp, ciphers: m.ciphers, esp: m.esp ? Buffer.from(m.esp).toString('base64') : undefined }
+    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp, dp: m.dp, ciphers: m.ciphers, esp: m.esp ? Buffer.from(m.esp).toString('base64') : undefined }
     : m.t === 'ack' ? { t: 'ack', uid: m.uid.toString() } : m.t === 'esp' || m.t === 'pmtu' ? m : { t: 'fdp', ok: m.ok }
   return new TextEncoder().encode(JSON.stringify(obj))
 }
@@ -176,6 +176,8 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
     if (r.fastdp === true) fastdp = true
     else if (typeof r.fastdp === 'string') fastdp = r.fastdp.slice(0, 200).replace(/[^\x20-\x7e]/g, '?')
     else if (r.fastdp !== undefined) fastdp = 'unreadable fastdp offer'
+    // which fast path the offer is for (absent: OVS); an unknown one is kept, it never matches ours
+    const dp = typeof r.dp === 'string' && /^[a-z0-9-]{1,16}$/.test(r.dp) ? r.dp : r.dp === undefined ? undefined : 'unknown'
     // ciphers: names we do not know are kept out (they can never be chosen); a few at most
     let ciphers: string[] | undefined
     if (Array.isArray(r.ciphers)) ciphers = r.ciphers.slice(0, 16).filter((c): c is string => typeof c === 'string' && KNOWN_CIPHERS.has(c))
@@ -186,7 +188,7 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
       esp = new Uint8Array(Buffer.from(r.esp, 'base64'))
       if (esp.length !== ESP_NONCE_BYTES) return undefined
     }
-    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }), ...(ciphers === undefined ? {} : { ciphers }), ...(esp === undefined ? {} : { esp }) }
+    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }), ...(dp === undefined ? {} : { dp }), ...(ciphers === undefined ? {} : { ciphers }), ...(esp === undefined ? {} : { esp }) }
   }
   if (r.t === 'ack') {
     if (typeof r.uid !== 'string' || !/^\d{1,20}$/.test(r.uid)) return undefined
@@ -370,6 +372,8 @@ export interface SleeveOverlayConfig {
   ciphers?: readonly SleeveCipherName[]
   /** What our hellos say about fastdp (asked per hello); none: the hello says nothing (sleeve only). */
   fastdp?: () => FastdpOffer
+  /** Which fast path the offer is for: `vxlan` (the kernel's), none = OVS (asked per hello). */
+  fastdpKind?: () => string | undefined
   /** With `encrypt`: whether our hellos offer kernel ESP for fastdp (asked per hello). */
   esp?: () => boolean
 }
@@ -382,6 +386,8 @@ export interface OverlayPeerHello {
   ip: string
   /** The peer's fastdp offer; undefined: a peer without fastdp. */
   fastdp: FastdpOffer | undefined
+  /** Which fast path the offer is for: `vxlan` (the kernel's); undefined = OVS. */
+  dp?: string
   /**
    * When both hellos offered ESP (encrypted mesh): the connection's overlay secret, both nonces
    * and our address on the connection, for encrypted fastdp's keys (fastdp-ipsec).
@@ -492,7 +498,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     const got = l.link.remote !== undefined
     const ciphers = ourCiphers && [...ourCiphers]
     const esp = l.espNonce && config.esp?.() ? l.espNonce : undefined
-    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.(), ciphers, esp }) })
+    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.(), dp: config.fastdpKind?.(), ciphers, esp }) })
   }
 
   function shortIdOf(conn: PeerConnection): number {
@@ -596,7 +602,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       sleeve?.setPeer(l.shortId, { addr: ip, port: m.port, cipher })
       l.cipherSet = cipher !== undefined
       log.info(`sleeve peer ${l.link.peer} (short ID ${l.shortId}) at ${l.addr}${cipher ? `, encrypted with ${cipher.name}` : ''}`)
-      deps.onPeerHello?.({ peer: l.link.peer, shortId: l.shortId, ip, fastdp: m.fastdp, ...(esp ? { esp } : {}) })
+      deps.onPeerHello?.({ peer: l.link.peer, shortId: l.shortId, ip, fastdp: m.fastdp, ...(m.dp ? { dp: m.dp } : {}), ...(esp ? { esp } : {}) })
       routes.invalidate()
       heartbeat(l)
     }

@@ -57,6 +57,10 @@ test('config: WEAVE_OVSDB, --ovsdb, OVS_RUNDIR, --no-fastdp and WEAVE_NO_FASTDP'
   assert.is(parseDaemonArgs([], { WEAVE_NO_FASTDP: '1' }).noFastdp, true)
   assert.is(parseDaemonArgs([], { WEAVE_NO_FASTDP: '0' }).noFastdp, false)
   assert.is(parseDaemonArgs([], { WEAVE_NO_FASTDP: '' }).noFastdp, false)
+  assert.is(d.fastdpUserspace, false)
+  assert.is(parseDaemonArgs(['--fastdp-userspace'], {}).fastdpUserspace, true)
+  assert.is(parseDaemonArgs([], { WEAVE_FASTDP_USERSPACE: '1' }).fastdpUserspace, true)
+  assert.is(parseDaemonArgs([], { WEAVE_FASTDP_USERSPACE: '0' }).fastdpUserspace, false)
 })
 
 function wiring(cfg: Partial<WeaverConfig>, probe: (t: string) => Promise<void>, kernel = false) {
@@ -69,16 +73,23 @@ function wiring(cfg: Partial<WeaverConfig>, probe: (t: string) => Promise<void>,
   return { w, probed }
 }
 
-test('routerLink: ovs when OVSDB answers, else pcap; status and report say why', async () => {
-  const up = wiring({}, async () => undefined)
-  assert.is(await up.w.routerLink(), 'ovs')
-  assert.equal(up.probed, ['unix:/nonexistent/db.sock'])
+test('routerLink: OVS on the kernel datapath, userspace only when asked, else the kernel vxlan path (pcap); status says why', async () => {
+  const kernel = wiring({}, async () => undefined, true)
+  assert.is(await kernel.w.routerLink(), 'ovs')
+  assert.equal(kernel.probed, ['unix:/nonexistent/db.sock'])
+
+  const user = wiring({ fastdpUserspace: true }, async () => undefined)
+  assert.is(await user.w.routerLink(), 'ovs', '--fastdp-userspace: the userspace datapath')
+
+  const notAsked = wiring({}, async () => undefined)
+  assert.is(await notAsked.w.routerLink(), 'pcap', 'no module, not asked for userspace: the kernel vxlan path on the bridge')
+  assert.match(notAsked.w.statusLines().find(([k]) => k === 'Fastdp')?.[1] ?? '',
+    /^off: not started \(kernel vxlan: no openvswitch kernel module \(the userspace OVS datapath only with --fastdp-userspace\)\)$/)
 
   const down = wiring({}, async () => { throw new Error('connect-failed: unix:/nonexistent/db.sock: connect ENOENT /nonexistent/db.sock') })
   assert.is(await down.w.routerLink(), 'pcap')
   const line = down.w.statusLines().find(([k]) => k === 'Fastdp')?.[1] ?? ''
-  assert.match(line, /^off: no OVS datapath \(no openvswitch kernel module, and no OVSDB server at unix:\/nonexistent\/db.sock: connect ENOENT/)
-  assert.match(JSON.stringify(down.w.report()), /no OVSDB server/)
+  assert.match(line, /^off: not started \(kernel vxlan: no OVS datapath \(no openvswitch kernel module, and no OVSDB server at unix:\/nonexistent\/db.sock: connect ENOENT/)
 
   const off = wiring({ noFastdp: true }, async () => undefined)
   assert.is(await off.w.routerLink(), 'pcap')

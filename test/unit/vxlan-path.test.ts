@@ -1,0 +1,175 @@
+/**
+ * The kernel vxlan path's pure parts: heartbeat datagrams and the MAC pages they carry (every
+ * page reaches every peer; a set counts only when complete), the fdb plan (flood entry and MACs
+ * only for peers on the path; removals first), the fdb commands, the bridge's local MACs, the
+ * overlay choice between OVS and kernel vxlan peers, and the overlay itself over fake sockets
+ * and host: heartbeats out, a peer's MACs installed only while the switch has it forwarding.
+ */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { FakeClock, nullLogger } from '../../router/deps'
+import {
+  MacAnnouncer, MacCollector, chooseOverlay, createVxlanOverlay, decodeVxlanHeartbeat, emptyFdb, encodeVxlanHeartbeat, planFdb, wantedFdb,
+  type VxlanIo,
+} from '../../router/overlay'
+import { KERNEL_VXLAN_VNI, fdbCommands, parseLocalMacs, type FdbOp } from '../../router/net'
+import { linksToRemove } from '../../router/net/reset'
+
+const mac = (i: number) => `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`
+
+test('heartbeat: a vxlan datagram (VNI, I flag) whose inner frame round-trips; small ones 60 bytes, full ones the MTU', () => {
+  const page = { gen: 7, total: 3, offset: 1, macs: [mac(1), mac(2)] }
+  const d = encodeVxlanHeartbeat({ vni: KERNEL_VXLAN_VNI, src: 5, dst: 9, full: false, fullBytes: 1390, page })
+  assert.is(d[0], 0x08)
+  assert.is(d.readUIntBE(4, 3), KERNEL_VXLAN_VNI)
+  assert.is(d.length, 8 + 60)
+  assert.equal(decodeVxlanHeartbeat(d.subarray(8)), { src: 5, dst: 9, full: false, page })
+  const full = encodeVxlanHeartbeat({ vni: 1, src: 5, dst: 9, full: true, fullBytes: 1390, page })
+  assert.is(full.length, 8 + 1390)
+  assert.is(decodeVxlanHeartbeat(full.subarray(8))?.full, true)
+  // not ours, or malformed: undefined / no page (peer input never throws)
+  const f = Buffer.from(d.subarray(8))
+  f[0] = 0xff
+  assert.is(decodeVxlanHeartbeat(f), undefined)
+  assert.is(decodeVxlanHeartbeat(d.subarray(8, 40)), undefined)
+  const lying = Buffer.from(d.subarray(8))
+  lying.writeUInt16BE(200, 24) // claims 200 MACs in 60 bytes
+  assert.equal(decodeVxlanHeartbeat(lying), { src: 5, dst: 9, full: false })
+})
+
+test('MAC pages: each peer walks every page; a set counts once complete, only changes are news', () => {
+  const a = new MacAnnouncer()
+  assert.ok(a.set([mac(3), mac(1), mac(2), mac(1)]))
+  assert.not.ok(a.set([mac(1), mac(2), mac(3)]), 'the same set: no new generation')
+  const c = new MacCollector()
+  let cursor = 0, got: ReadonlySet<string> | undefined
+  for (let i = 0; i < 2; i++) {
+    const { page, next } = a.page(cursor, 2)
+    cursor = next
+    got = c.add(page) ?? got
+    if (i === 0) assert.is(got, undefined, 'one page of two: nothing yet')
+  }
+  assert.equal([...got!].sort(), [mac(1), mac(2), mac(3)])
+  // the same generation again (pages wrap around): no news
+  for (let i = 0; i < 4; i++) { const { page, next } = a.page(cursor, 2); cursor = next; assert.is(c.add(page), undefined) }
+  a.set([mac(1)])
+  const { page } = a.page(cursor, 2)
+  assert.equal([...c.add(page)!], [mac(1)], 'a new generation replaces the set')
+  assert.equal([...c.macs()], [mac(1)])
+  a.set([])
+  assert.equal([...(c.add(a.page(0, 2).page) ?? ['?'])], [], 'none left')
+})
+
+test('fdb plan: only peers on the path; MACs and flood entries out first, then in', () => {
+  const want = wantedFdb([
+    { ip: '10.0.0.2', forwarding: true, macs: [mac(1), mac(2)] },
+    { ip: '10.0.0.3', forwarding: false, macs: [mac(3)] },
+  ])
+  assert.equal([...want.flood], ['10.0.0.2'])
+  assert.equal([...want.macs], [[mac(1), '10.0.0.2'], [mac(2), '10.0.0.2']])
+  const ops = planFdb(emptyFdb(), want)
+  assert.equal(ops, [{ op: 'add-flood', ip: '10.0.0.2' }, { op: 'set-mac', mac: mac(1), ip: '10.0.0.2' }, { op: 'set-mac', mac: mac(2), ip: '10.0.0.2' }])
+  assert.equal(planFdb(want, want), [])
+  const moved = wantedFdb([{ ip: '10.0.0.3', forwarding: true, macs: [mac(2)] }])
+  assert.equal(planFdb(want, moved), [
+    { op: 'del-mac', mac: mac(1) }, { op: 'del-flood', ip: '10.0.0.2' }, { op: 'add-flood', ip: '10.0.0.3' }, { op: 'set-mac', mac: mac(2), ip: '10.0.0.3' },
+  ])
+})
+
+test('fdb commands: all-zeros appended per peer; a MAC gets its vxlan and its bridge entry', () => {
+  assert.equal(fdbCommands({ op: 'add-flood', ip: '10.0.0.2' }), [['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', 'vxlan-6784', 'dst', '10.0.0.2', 'self', 'permanent']])
+  assert.equal(fdbCommands({ op: 'set-mac', mac: mac(1), ip: '10.0.0.2' }), [
+    ['bridge', 'fdb', 'replace', mac(1), 'dev', 'vxlan-6784', 'dst', '10.0.0.2', 'self', 'permanent'],
+    ['bridge', 'fdb', 'replace', mac(1), 'dev', 'vxlan-6784', 'master', 'static'],
+  ])
+  assert.is(fdbCommands({ op: 'del-mac', mac: mac(1) }).length, 2)
+  assert.equal(linksToRemove(['lo', 'eth0', 'weave', 'vxlan-6784', 'vxlan0', 'vethwe-pcap'], 'weave'), ['weave', 'vxlan-6784', 'vethwe-pcap'])
+})
+
+test('local MACs: learnt on container ports only, never on the ports that lead off the host', () => {
+  const rows = [
+    { mac: 'aa:00:00:00:00:01', ifname: 'vethwepl123', master: 'weave', state: '' },
+    { mac: 'aa:00:00:00:00:02', ifname: 'vethwepl123', master: 'weave', state: 'permanent' },
+    { mac: 'aa:00:00:00:00:03', ifname: 'vethwe-bridge', master: 'weave', state: '' },
+    { mac: 'aa:00:00:00:00:04', ifname: 'vxlan-6784', master: 'weave', state: 'static' },
+    { mac: '00:00:00:00:00:00', ifname: 'vxlan-6784', dst: '10.0.0.2', flags: ['self'], state: 'permanent' },
+    { mac: '33:33:00:00:00:01', ifname: 'vethwepl123', master: 'weave', state: '' },
+    { mac: 'AA:00:00:00:00:05', ifname: 'vethweplabc', master: 'weave' },
+    { mac: 'aa:00:00:00:00:06', ifname: 'eth1', master: 'other' },
+  ]
+  assert.equal(parseLocalMacs(JSON.stringify(rows), 'weave', ['vxlan-6784', 'vethwe-bridge']), ['aa:00:00:00:00:01', 'aa:00:00:00:00:05'])
+  assert.equal(parseLocalMacs('not json', 'weave', []), [])
+})
+
+test('choice: OVS and kernel vxlan peers stay on sleeve, and say why', () => {
+  const ip = '192.168.250.2'
+  assert.equal(chooseOverlay({ ready: true, kind: 'vxlan' }, { ip, fastdp: true, dp: 'vxlan' }), { via: 'fastdp' })
+  assert.equal(chooseOverlay({ ready: true, kind: 'vxlan' }, { ip, fastdp: true }), { via: 'sleeve', why: "the peer's fast path is OVS fastdp, ours kernel vxlan" })
+  assert.equal(chooseOverlay({ ready: true }, { ip, fastdp: true, dp: 'vxlan' }), { via: 'sleeve', why: "the peer's fast path is kernel vxlan, ours OVS fastdp" })
+  assert.equal(chooseOverlay({ ready: true }, { ip, fastdp: true }), { via: 'fastdp' })
+})
+
+function fakeOverlay() {
+  const clock = new FakeClock()
+  const fdb: FdbOp[][] = []
+  const sent: Array<{ ip: string; d: Buffer }> = []
+  let deliver: ((frames: Uint8Array[]) => void) | undefined
+  const host = {
+    ensured: 0, removed: 0,
+    async ensure() { host.ensured++ },
+    async remove() { host.removed++; return true },
+    async applyFdb(ops: readonly FdbOp[]) { fdb.push([...ops]) },
+    async localMacs() { return ['aa:00:00:00:00:01'] },
+  }
+  const io: VxlanIo = { send: (ip, _port, d) => { sent.push({ ip, d: Buffer.from(d) }); return 0 }, onFrames: (fn) => { deliver = fn }, close: () => undefined }
+  const o = createVxlanOverlay({ mtu: 1376, bridge: 'weave' }, { clock, logger: nullLogger, host, openIo: () => io })
+  return { o, clock, fdb, sent, host, deliver: (f: Uint8Array[]) => deliver!(f) }
+}
+
+test('kernel vxlan overlay: heartbeats out with our MACs; a peer\'s MACs in the fdb only while it forwards', async () => {
+  const { o, clock, fdb, sent, host, deliver } = fakeOverlay()
+  assert.is(o.unavailable(), 'not started')
+  o.setChoice('no openvswitch kernel module')
+  o.useBridgeMac('AA:BB:CC:00:00:01')
+  await o.start(5)
+  assert.is(o.unavailable(), undefined)
+  assert.is(host.ensured, 1)
+  const c = o.connect({ shortId: 9, peer: 'p9', ip: '10.0.0.9' })
+  await c.start()
+  const beats = o.heartbeats!()!
+  beats.health.add(9, clock.now())
+  await beats.tick([{ shortId: 9, ip: '10.0.0.9', peer: 'p9' }], () => assert.unreachable())
+  assert.is(sent.length, 1)
+  assert.is(sent[0].ip, '10.0.0.9')
+  const out = decodeVxlanHeartbeat(sent[0].d.subarray(8))!
+  assert.equal({ src: out.src, dst: out.dst, full: out.full, macs: out.page?.macs }, { src: 5, dst: 9, full: true, macs: ['aa:bb:cc:00:00:01'] })
+  // the peer's heartbeat, with its two MACs: heard, but nothing installed until it forwards
+  const theirs = encodeVxlanHeartbeat({ vni: KERNEL_VXLAN_VNI, src: 9, dst: 5, full: true, fullBytes: 1390, page: { gen: 1, total: 2, offset: 0, macs: [mac(1), mac(2)] } })
+  deliver([theirs.subarray(8)])
+  assert.ok(beats.health.rxOk(9, clock.now()))
+  await c.forward(true)
+  assert.equal(fdb.flat(), [{ op: 'add-flood', ip: '10.0.0.9' }, { op: 'set-mac', mac: mac(1), ip: '10.0.0.9' }, { op: 'set-mac', mac: mac(2), ip: '10.0.0.9' }])
+  assert.match(o.statusLine(), /^vxlan-6784 \(kernel vxlan: no openvswitch kernel module\) 1 of 1 peers, 2 remote MACs$/)
+  fdb.length = 0
+  await c.forward(false)
+  assert.equal(fdb.flat(), [{ op: 'del-mac', mac: mac(1) }, { op: 'del-mac', mac: mac(2) }, { op: 'del-flood', ip: '10.0.0.9' }])
+  // a neighbour that is our next hop to another peer goes by sleeve, which relays
+  o.syncRoutes!(new Map([[9, 9], [11, 9]]), new Set([9]), new Map([[11, 'p11']]))
+  assert.match((c.health(clock.now()) as { why: string }).why, /^next hop to p11: peers not reached directly go by sleeve/)
+  await o.stop()
+  assert.is(host.removed, 1)
+  assert.is(o.unavailable(), 'stopped')
+})
+
+test('kernel vxlan overlay: a host that cannot make the device says why (sleeve only)', async () => {
+  const clock = new FakeClock()
+  const o = createVxlanOverlay({ mtu: 1376, bridge: 'weave' }, {
+    clock, logger: nullLogger, openIo: () => { throw new Error('unused') },
+    host: { ensure: async () => { throw new Error('Error: Unknown device type.\n') }, remove: async () => true, applyFdb: async () => undefined, localMacs: async () => [] },
+  })
+  await o.start(1)
+  assert.is(o.unavailable(), 'no kernel vxlan: Error: Unknown device type.')
+  assert.is(o.statusLine(), 'off: no kernel vxlan: Error: Unknown device type.')
+})
+
+test.run()
