@@ -47,6 +47,8 @@ export class LabHost {
   dockerHost: string | undefined
   /** OVSDB unix socket path when this host runs Open vSwitch (weaver gets WEAVE_OVSDB=unix:PATH). */
   ovsSocket: string | undefined
+  /** Whether the daemon may take the kernel vxlan path (LabOptions.kernelVxlan); else, without OVS, sleeve only. */
+  kernelVxlan = false
   /** ovs-vswitchd's unixctl socket, for `ovs-appctl -t`. */
   ovsCtl: string | undefined
   readonly weaveStateDir: string
@@ -132,8 +134,12 @@ export class LabHost {
     if (this.ovsSocket) {
       env.WEAVE_OVSDB = `unix:${this.ovsSocket}`
       env.OVS_RUNDIR = path.dirname(this.ovsSocket) // where ovs-ofctl finds the bridges' mgmt sockets
+      // the lab's OVS is userspace (no module here): the daemon takes it only when told to; with
+      // the module (the VM lab) it takes the kernel datapath whatever this says
+      env.WEAVE_FASTDP_USERSPACE = '1'
     } else {
       env.WEAVE_OVSDB = `unix:${path.join(this.dir, 'no-ovsdb.sock')}`
+      if (!this.kernelVxlan) env.WEAVE_NO_FASTDP = '1'
     }
     return { ...env, ...extra }
   }

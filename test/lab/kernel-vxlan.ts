@@ -7,6 +7,8 @@
  * userspace datapath (br-phy, ~1 Gbit/s here) and the baseline would be no baseline. A datapath
  * benchmark can make a lab of 4 hosts, OVS on h1/h2 only, and take the baseline on h3/h4.
  */
+import { execFile, spawn } from 'node:child_process'
+import { promisify } from 'node:util'
 import type { LabHost } from './host'
 import { iperf, type IperfOptions } from './iperf'
 
@@ -81,4 +83,57 @@ export async function measureKernelVxlan(a: LabHost, b: LabHost,
 /** iperf3 a -> b over the plain underlay. Gbit/s. */
 export async function measureUnderlay(a: LabHost, b: LabHost, opts: IperfOptions = {}): Promise<number> {
   return (await iperf(b, a, b.underlayIp, opts)).gbps
+}
+
+/**
+ * The container-to-container baseline, flannel's layout: on each host a plain Linux bridge with a
+ * kernel vxlan device (static fdb: the peer container's MAC and an all-zeros flood entry, no
+ * learning) and a namespace on a veth, at `mtu` (give the weave MTU, so only the datapath
+ * differs). iperf3 from a's namespace to b's; everything made is removed. Gbit/s.
+ */
+export async function measureKernelVxlanContainers(a: LabHost, b: LabHost, opts: { mtu: number; seconds?: number }): Promise<number> {
+  const run = promisify(execFile)
+  const ends = [{ h: a, ns: `${a.ns}-kvc`, ip: '172.31.251.1', peer: b }, { h: b, ns: `${b.ns}-kvc`, ip: '172.31.251.2', peer: a }]
+  const m = String(opts.mtu)
+  const inNs = (ns: string, argv: string[]) => run('ip', ['netns', 'exec', ns, ...argv], { timeout: 60_000 })
+  try {
+    for (const e of ends) {
+      await run('ip', ['netns', 'add', e.ns])
+      await inNs(e.ns, ['ip', 'link', 'set', 'lo', 'up'])
+      await e.h.exec(['ip', 'link', 'add', 'name', 'kvbr', 'mtu', m, 'type', 'bridge'])
+      await e.h.exec(['ip', 'link', 'add', 'name', 'kvbase', 'mtu', m, 'type', 'vxlan', 'id', '4243', 'dstport', '4790', 'nolearning'])
+      await e.h.exec(['ip', 'link', 'add', 'name', 'kvveth', 'mtu', m, 'type', 'veth', 'peer', 'name', 'ethkv', 'mtu', m, 'netns', e.ns])
+      for (const dev of ['kvbase', 'kvveth']) await e.h.exec(['ip', 'link', 'set', 'dev', dev, 'master', 'kvbr', 'up'])
+      await e.h.exec(['ip', 'link', 'set', 'dev', 'kvbr', 'up'])
+      await inNs(e.ns, ['ip', 'addr', 'add', `${e.ip}/24`, 'dev', 'ethkv'])
+      await inNs(e.ns, ['ip', 'link', 'set', 'dev', 'ethkv', 'up'])
+    }
+    const macs = await Promise.all(ends.map(async (e) => /link\/ether ([0-9a-f:]{17})/.exec((await inNs(e.ns, ['ip', '-o', 'link', 'show', 'dev', 'ethkv'])).stdout)?.[1] ?? ''))
+    for (const [i, e] of ends.entries()) {
+      const o = ends[1 - i]
+      await e.h.exec(['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', 'kvbase', 'dst', e.peer.underlayIp, 'self', 'permanent'])
+      await e.h.exec(['bridge', 'fdb', 'replace', macs[1 - i], 'dev', 'kvbase', 'dst', e.peer.underlayIp, 'self', 'permanent'])
+      await inNs(e.ns, ['ip', 'neigh', 'replace', o.ip, 'lladdr', macs[1 - i], 'dev', 'ethkv', 'nud', 'permanent'])
+    }
+    const srv = spawn('ip', ['netns', 'exec', ends[1].ns, 'iperf3', '-s', '-1', '-p', '5202'], { stdio: 'ignore' })
+    try {
+      const t0 = Date.now()
+      while (!(await inNs(ends[1].ns, ['ss', '-Hltn', 'sport = :5202'])).stdout.trim()) {
+        if (Date.now() - t0 > 20_000) throw new Error('iperf3 server did not start')
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      const seconds = opts.seconds ?? 5
+      const r = await inNs(ends[0].ns, ['iperf3', '-c', ends[1].ip, '-p', '5202', '-t', String(seconds), '-J'])
+      const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number } }; error?: string }
+      if (!j.end?.sum_received) throw new Error(`iperf3: ${j.error ?? 'no result'}`)
+      return j.end.sum_received.bits_per_second / 1e9
+    } finally {
+      srv.kill('SIGKILL')
+    }
+  } finally {
+    for (const e of ends) {
+      for (const dev of ['kvbase', 'kvveth', 'kvbr']) await e.h.exec(['ip', 'link', 'del', 'dev', dev], { allowFail: true })
+      await run('ip', ['netns', 'del', e.ns]).catch(() => undefined)
+    }
+  }
 }

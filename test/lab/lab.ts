@@ -20,6 +20,12 @@ export interface LabOptions {
   docker?: boolean | string[]
   /** Open vSwitch on every host (true) or on the named hosts. */
   ovs?: boolean | string[]
+  /**
+   * Hosts (all, or the named ones) whose daemon may take the kernel vxlan path where it has no
+   * OVS. Others without OVS run sleeve only (WEAVE_NO_FASTDP), as every lab host did before that
+   * path existed, so tests of the sleeve keep testing the sleeve.
+   */
+  kernelVxlan?: boolean | string[]
   /** Lab prefix (`wlab` + digits/letter, or `wlabm`); default `wlab<pid>`, `wlab<pid>b`, ... */
   prefix?: string
   /** First three octets of the underlay /24; host hI gets .I. Default 192.168.250 (clear of 10.32.0.0/12). */
@@ -198,6 +204,7 @@ export class Lab {
     }
     const dockerHosts = this.hosts.filter((h) => choose(opts.docker, h.name))
     const ovsHosts = this.hosts.filter((h) => choose(opts.ovs, h.name))
+    for (const h of this.hosts) h.kernelVxlan = choose(opts.kernelVxlan, h.name)
     const tar = dockerHosts.length ? await buildBusyboxTar(this.dir) : ''
     await Promise.all([
       ...dockerHosts.map((h) => startDockerd(h, tar)),
