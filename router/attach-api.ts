@@ -93,7 +93,7 @@ export function createAttachApi(config: WeaverConfig, deps: AttachApiDeps, hooks
   function body(req: { body: Buffer }): Record<string, unknown> {
     if (!req.body.length) return {}
     try {
-      const b = JSON.parse(req.body.toString('utf8'))
+      const b = JSON.parse(req.body.toString('utf8')) as unknown
       if (typeof b === 'object' && b !== null && !Array.isArray(b)) return b as Record<string, unknown>
     } catch { /* fall through */ }
     throw new ApiError(400, 'expected a JSON object')
@@ -144,7 +144,7 @@ export function createAttachApi(config: WeaverConfig, deps: AttachApiDeps, hooks
           let cidr: string
           try {
             if (it.kind === 'net-default') cidr = formatCidr(await allocator.allocate(EXPOSE_ID))
-            else if (it.kind === 'net') cidr = formatCidr(await allocator.allocate(EXPOSE_ID, parseCidr(it.cidr)!))
+            else if (it.kind === 'net') cidr = formatCidr(await allocator.allocate(EXPOSE_ID, parseCidr(it.cidr)))
             else { await allocator.claim(EXPOSE_ID, parseCidr(it.cidr)!); cidr = it.cidr }
           } catch (err) {
             throw new ApiError(503, `cannot get an address to expose: ${(err as Error).message}`)

@@ -121,7 +121,7 @@ export class MacCollector {
   add(p: HeartbeatPage): ReadonlySet<string> | undefined {
     if (p.gen !== this.gen || p.total !== this.got.length) {
       this.gen = p.gen
-      this.got = new Array(p.total).fill(undefined)
+      this.got = Array.from({ length: p.total }, () => undefined)
       this.missing = p.total
       if (p.total === 0) return this.finish()
     }
@@ -137,7 +137,7 @@ export class MacCollector {
     const same = this.complete !== undefined && this.complete.size === set.size && [...set].every((m) => this.complete!.has(m))
     this.complete = set
     // the same generation keeps arriving (pages wrap around): only a change is news
-    this.got = new Array(this.got.length).fill(undefined)
+    this.got = Array.from({ length: this.got.length }, () => undefined)
     this.missing = this.got.length
     if (this.got.length === 0) this.gen = undefined
     return same ? undefined : set

@@ -109,7 +109,7 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
         if (!h || h.dst !== self) continue
         hear?.(h.src, h.full)
         const p = peers.get(h.src)
-        if (p && h.page && p.macs.add(h.page) && p.forwarding) sync()
+        if (p && h.page && p.macs.add(h.page) && p.forwarding) void sync()
       }
     })
     return {

@@ -105,7 +105,7 @@ if (reason) {
           const ns = await extraNs.add(`${h.ns}-c`)
           eps.push({ host: h, ns, ip: await attach(h, ns) })
         }
-        assert.is(new Set(eps.map((e) => e.ip)).size, 4, `distinct addresses: ${eps.map((e) => e.ip)}`)
+        assert.is(new Set(eps.map((e) => e.ip)).size, 4, `distinct addresses: ${eps.map((e) => e.ip).join(", ")}`)
         const vxlanBefore = await tunnelPackets(h1)
         for (const a of eps) for (const b of eps) {
           if (a === b) continue

@@ -73,7 +73,7 @@ async function countArp(ns: string): Promise<void> {
   const rules = `table netdev ${COUNT_TABLE} {\n chain in {\n  type filter hook ingress device "ethwe" priority 0;\n` +
     `  arp operation request arp daddr ip ${ARP_TARGET} counter\n }\n}\n`
   await new Promise<void>((res, rej) => {
-    const c = execFile('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], (err) => err ? rej(err) : res())
+    const c = execFile('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], (err) => { if (err) rej(new Error(err.message)); else res() })
     c.stdin!.end(rules)
   })
 }
