@@ -247,7 +247,7 @@ async function mainInVm(): Promise<void> {
   }
   const r = await runInVm({
     argv: ['node', '--enable-source-maps', 'dist/test/bench/datapath.js', String(SECONDS)],
-    timeoutMs: 30 * 60_000, memMb: 2048, cpus: 2, stream: process.stdout,
+    timeoutMs: 55 * 60_000, memMb: 2048, cpus: 2, stream: process.stdout,
   })
   console.log(`datapath bench --vm: exit ${r.exitCode} after ${r.seconds.toFixed(0)} s in the VM (kernel ${r.kernel})`)
   const last = r.output.trimEnd().split('\n').pop() ?? ''
