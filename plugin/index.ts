@@ -102,7 +102,8 @@ export function createDockerPlugin(config: DockerPluginConfig, deps: DockerPlugi
 
   const onEvent = (e: { action: string; id: string }) => {
     if (e.action === 'start') {
-      containerStarted(e.id).catch((err: Error) => log.warn(`container ${e.id.slice(0, 12)} started: ${err.message}`))
+      // A short-lived container may be gone before we look: nothing to announce or name then.
+      containerStarted(e.id).catch((err: Error) => log.debug(`container ${e.id.slice(0, 12)} started: ${err.message}`))
     } else if (e.action === 'die' && deps.dns) {
       withdrawNames(deps.dns, e.id)
     } else if (e.action === 'destroy' && deps.dns) {

@@ -32,7 +32,7 @@ export interface NetworkDriverDeps {
 
 export interface NetworkDriverState {
   networks: Map<string, { subnet: string }>
-  endpoints: Map<string, { networkId: string; address: string; hostEnd: string }>
+  endpoints: Map<string, { networkId: string; address: string; hostEnd: string; containerEnd: string }>
 }
 
 export function createNetworkDriver(deps: NetworkDriverDeps): { routes: Map<string, (b: Json) => Promise<Json> | Json>; state: NetworkDriverState } {
@@ -72,7 +72,7 @@ export function createNetworkDriver(deps: NetworkDriverDeps): { routes: Map<stri
     const address = typeof iface.Address === 'string' ? iface.Address : ''
     if (!address) throw new PluginError(400, `${call}: the endpoint has no IPv4 address (is the network's IPAM driver weave?)`)
     const v = await endpointVeth(endpointId)
-    state.endpoints.set(endpointId, { networkId, address, hostEnd: v.hostEnd })
+    state.endpoints.set(endpointId, { networkId, address, hostEnd: v.hostEnd, containerEnd: v.containerEnd })
     log.info(`endpoint ${endpointId.slice(0, 12)}: ${address} on ${v.hostEnd}`)
     // Docker refuses a MAC from the driver when the user gave one (--mac-address).
     return iface.MacAddress ? {} : { Interface: { MacAddress: v.mac } }
@@ -82,10 +82,11 @@ export function createNetworkDriver(deps: NetworkDriverDeps): { routes: Map<stri
     const call = 'Join'
     str(b, 'NetworkID', call)
     const endpointId = str(b, 'EndpointID', call)
-    // Idempotent: after a reboot or a lost pair the endpoint gets a fresh one.
-    const v = await endpointVeth(endpointId)
+    // Made by CreateEndpoint just before; an endpoint from before this daemon started (or whose
+    // pair was lost) gets one now (idempotent).
+    const containerEnd = state.endpoints.get(endpointId)?.containerEnd ?? (await endpointVeth(endpointId)).containerEnd
     return {
-      InterfaceName: { SrcName: v.containerEnd, DstPrefix: CONTAINER_IF_PREFIX },
+      InterfaceName: { SrcName: containerEnd, DstPrefix: CONTAINER_IF_PREFIX },
       StaticRoutes: [{ Destination: MULTICAST, RouteType: ROUTE_CONNECTED }],
       // No gateway (see GATEWAY_LABEL): keep Docker from adding docker_gwbridge for one.
       DisableGatewayService: true,
@@ -95,9 +96,9 @@ export function createNetworkDriver(deps: NetworkDriverDeps): { routes: Map<stri
   async function deleteEndpoint(b: Json): Promise<Json> {
     const endpointId = str(b, 'EndpointID', 'DeleteEndpoint')
     state.endpoints.delete(endpointId)
-    await deps.net.delEndpointVeth(endpointId).catch((err: Error) => {
-      throw new PluginError(500, `weave cannot remove the endpoint's interface: ${err.message}`)
-    })
+    // Answered at once: Docker is done with the pair (a `docker run --rm` waits for this), and
+    // endpoint ids are never reused, so removing it in the background races with nothing.
+    deps.net.delEndpointVeth(endpointId).catch((err: Error) => log.warn(`removing endpoint ${endpointId.slice(0, 12)}'s interface: ${err.message}`))
     return {}
   }
 

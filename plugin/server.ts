@@ -6,6 +6,7 @@
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as path from 'node:path'
+import { performance } from 'node:perf_hooks'
 import type { Logger } from '../router/deps'
 import { PLUGIN_CONTENT_TYPE, answer, type PluginAnswer, type Routes } from './protocol'
 
@@ -20,7 +21,9 @@ export interface PluginServer {
 
 export function createPluginServer(socketPath: string, routes: Routes, logger: Logger): PluginServer {
   const server = http.createServer((req, res) => {
+    const t0 = performance.now()
     const send = (a: PluginAnswer) => {
+      logger.debug(`${req.url} ${a.status} in ${(performance.now() - t0).toFixed(1)} ms`)
       const text = JSON.stringify(a.body)
       res.writeHead(a.status, { 'Content-Type': PLUGIN_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) })
       res.end(text)

@@ -191,7 +191,8 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
     hide: (cidr, o) => serial(() => hide(ctx, cidr, o)),
     resetHost: (o) => serial(() => resetHost(ctx, o)),
     addEndpointVeth: (req) => serial(() => addEndpointVeth(ctx, req)),
-    delEndpointVeth: (id) => serial(() => delEndpointVeth(ctx, id)),
+    // Not serialised: it removes names only this endpoint uses, and takes tens of ms.
+    delEndpointVeth: (id) => delEndpointVeth(ctx, id),
     // Not serialised: it only touches the container's namespace, and an ARP may take a second.
     announceIn: (ns, addrs) => announceIn(ctx, ns, addrs.map(parseCidrStrict)),
     // fdb changes and MAC reads run beside attach: they touch only vxlan-6784's and the bridge's fdb
