@@ -45,7 +45,7 @@ export async function spawnDownResponder(socketPath: string, names: Iterable<str
 
 /** The responder process itself (down-main.ts): serve, then exit once the socket is replaced. */
 export async function runDownResponder(socketPath: string, names: string[], logger: Logger): Promise<void> {
-  const server = createPluginServer(socketPath, downRoutes(names), logger)
+  const server = createPluginServer(socketPath, downRoutes(names), logger, { closeEach: true })
   await server.start()
   const ino = fs.statSync(socketPath).ino
   const timer = setInterval(() => {

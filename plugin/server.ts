@@ -19,13 +19,21 @@ export interface PluginServer {
   readonly socketPath: string
 }
 
-export function createPluginServer(socketPath: string, routes: Routes, logger: Logger): PluginServer {
+/**
+ * `closeEach`: answer with `Connection: close` (the router-down responder: Docker must not keep a
+ * pooled connection to it once the next daemon has taken the socket path over).
+ */
+export function createPluginServer(socketPath: string, routes: Routes, logger: Logger, opts: { closeEach?: boolean } = {}): PluginServer {
   const server = http.createServer((req, res) => {
     const t0 = performance.now()
     const send = (a: PluginAnswer) => {
       logger.debug(`${req.url} ${a.status} in ${(performance.now() - t0).toFixed(1)} ms`)
       const text = JSON.stringify(a.body)
-      res.writeHead(a.status, { 'Content-Type': PLUGIN_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) })
+      res.writeHead(a.status, {
+        'Content-Type': PLUGIN_CONTENT_TYPE,
+        'Content-Length': Buffer.byteLength(text),
+        ...(opts.closeEach ? { Connection: 'close' } : {}),
+      })
       res.end(text)
       if (a.status !== 200) logger.warn(`${req.method} ${req.url}: ${a.status} ${String(a.body.Err)}`)
     }
