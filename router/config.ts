@@ -20,6 +20,13 @@ export interface WeaverConfig {
   readonly nickname: string
   /** `--name`: this peer's name (MAC form); undefined = the one saved in the state dir. */
   readonly name?: string
+  /** `--no-restart`: `weave launch` runs the daemon without the supervisor that restarts it. */
+  readonly noRestart?: boolean
+  /**
+   * Peer targets to start with: `stored+launch` (the stored ones plus launch peers: `--resume`, a
+   * launch without peers, or a restart by the supervisor) or `launch` (explicit peers replace them).
+   */
+  readonly targetsFrom?: 'stored+launch' | 'launch'
   /** `--no-multicast-route`: containers the proxy attaches get no 224.0.0.0/4 route. */
   readonly noMulticastRoute?: boolean
   /** Shared secret for encrypted connections; undefined = no encryption. */
@@ -117,6 +124,8 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--nickname', key: 'nickname', kind: 'string', help: 'nickname shown to peers (default: hostname)' },
   { flag: '--name', key: 'name', kind: 'string', help: 'peer name, MAC form (aa:bb:cc:dd:ee:ff, or with :: as in ::1) (default: made once, kept in the state dir)' },
   { flag: '--no-multicast-route', key: 'noMulticastRoute', kind: 'bool', help: 'no 224.0.0.0/4 route in containers the proxy attaches' },
+  { flag: '--no-restart', key: 'noRestart', kind: 'bool', help: 'do not restart the router when it dies (default: a supervisor restarts it until weave stop)' },
+  { flag: '--resume', key: 'targetsFrom', kind: 'bool', help: 'connect to the peers stored by the last run (peers named on the command line replace them)' },
   { flag: '--password', key: 'password', kind: 'string', env: 'WEAVE_PASSWORD', help: 'encrypt all traffic with this shared secret' },
   { flag: '--no-discovery', key: 'noDiscovery', kind: 'bool', help: 'connect only to peers named explicitly' },
   { flag: '--conn-limit', key: 'connLimit', kind: 'int', help: `maximum number of connections (default ${DEFAULTS.connLimit})` },
@@ -169,6 +178,8 @@ export function parseDaemonArgs(argv: readonly string[], env: Readonly<Record<st
   for (const f of FLAGS) {
     if (f.env && env[f.env] !== undefined && env[f.env] !== '') raw[f.key] = env[f.env] as string
   }
+  // Set by router/supervisor.ts when it starts the daemon again after a death.
+  if (env.WEAVE_SUPERVISED_RESTART === '1') raw.supervisedRestart = true
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (!arg.startsWith('-')) {
@@ -219,6 +230,9 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     nickname: str('nickname') ?? os.hostname(),
     name: peerNameFlag(str('name')),
     noMulticastRoute: raw.noMulticastRoute === true,
+    noRestart: raw.noRestart === true,
+    // A restart by the supervisor resumes what `weave connect` added since the launch.
+    targetsFrom: peers.length > 0 && raw.supervisedRestart !== true ? 'launch' : 'stored+launch',
     password: str('password'),
     noDiscovery: raw.noDiscovery === true,
     connLimit: int('connLimit', DEFAULTS.connLimit, 0, 100000),

@@ -62,6 +62,7 @@ async function main(): Promise<void> {
     return
   }
   fs.writeFileSync(path.join(config.runDir, 'peer-name'), weaver.peerName + '\n')
+  process.send?.('ready') // to the supervisor (router/supervisor.ts), when it started us
 }
 
 main().catch((err: Error) => {

@@ -32,12 +32,14 @@ export function targetsFile(stateDir: string): string {
 }
 
 /**
- * Stored targets plus the launch arguments: a restart resumes what `weave connect` added, and
- * peers named at launch are always included.
+ * Stored targets plus the launch arguments: a restart (or `--resume`, or a launch naming no peers)
+ * resumes what `weave connect` added, and peers named at launch are always included; with
+ * `from: 'launch'` (a launch naming peers, as Weave's) the named peers replace the stored ones.
  */
-export function fileTargetsStore(file: string, launchPeers: readonly string[], log: Logger): TargetsStore {
+export function fileTargetsStore(file: string, launchPeers: readonly string[], log: Logger, from: 'stored+launch' | 'launch' = 'stored+launch'): TargetsStore {
   return {
     load() {
+      if (from === 'launch') return [...new Set(launchPeers)]
       let stored: string[] = []
       try {
         const j: unknown = JSON.parse(fs.readFileSync(file, 'utf8'))
@@ -88,7 +90,7 @@ export function wireMesh(
       clock: deps.clock,
       rng: deps.rng,
       logger: log,
-      targets: fileTargetsStore(targetsFile(config.stateDir), config.peers, log),
+      targets: fileTargetsStore(targetsFile(config.stateDir), config.peers, log, config.targetsFrom),
       transport: (local) =>
         createTcpTransport(
           { local, password: passwordKey, listenAddr: config.meshHost, listenPort: config.meshPort },

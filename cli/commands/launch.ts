@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { ConfigError, launchHelp, parseDaemonArgs, pidFilePath, runningPid } from '../../router'
+import { ConfigError, isAlive, launchHelp, parseDaemonArgs, pidFilePath, runningPid, runningSupervisor } from '../../router'
 import { callApi, CliFailure, type Command } from '../context'
 
 /** How long `weave launch` waits for the daemon's API before giving up. */
@@ -24,11 +24,21 @@ export const command: Command = {
     fs.mkdirSync(config.runDir, { recursive: true })
     const running = runningPid(pidFilePath(config.runDir))
     if (running !== undefined) throw new CliFailure(`the weave router is already running (pid ${running}); stop it first with: weave stop`)
+    // A supervisor without a router is between restarts of a dead one: this launch takes over.
+    const supervisor = runningSupervisor(config.runDir)
+    if (supervisor !== undefined) {
+      process.kill(supervisor, 'SIGTERM')
+      const until = Date.now() + 5000
+      while (isAlive(supervisor) && Date.now() < until) await new Promise((r) => setTimeout(r, 50))
+      const again = runningPid(pidFilePath(config.runDir))
+      if (again !== undefined) throw new CliFailure(`the weave router is already running (pid ${again}); stop it first with: weave stop`)
+    }
     await checkSavedRange(config.stateDir, config.ipallocRange)
 
     const logFile = path.join(config.runDir, 'weaver.log')
     const log = fs.openSync(logFile, 'a')
-    const entry = path.join(__dirname, '..', '..', 'router', 'main.js')
+    // The supervisor restarts the daemon when it dies (Weave: restart policy always); --no-restart runs it alone.
+    const entry = path.join(__dirname, '..', '..', 'router', config.noRestart ? 'main.js' : 'supervisor.js')
     const child = spawn(process.execPath, [entry, ...daemonArgs], {
       detached: true,
       stdio: ['ignore', log, log],
@@ -50,7 +60,7 @@ export const command: Command = {
         if (a.status === 200) {
           const report = JSON.parse(a.body) as { Daemon?: { PeerName?: string; Pid?: number } }
           // Another daemon on the same socket would be a bug in the pid-file guard; check it.
-          if (report.Daemon?.Pid === child.pid) {
+          if (report.Daemon?.Pid !== undefined && (report.Daemon.Pid === child.pid || parentOf(report.Daemon.Pid) === child.pid)) {
             ctx.out(report.Daemon?.PeerName ?? '')
             return 0
           }
@@ -80,6 +90,16 @@ async function checkSavedRange(stateDir: string, range: string): Promise<void> {
       `Either launch again with --ipalloc-range ${saved} (keeping this host's addresses and ring),\n` +
       `or run 'weave reset' first to discard that state (this host's containers lose their weave addresses) and launch with ${range}.`,
   )
+}
+
+/** The parent pid of `pid` (from /proc), or undefined. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+  } catch {
+    return undefined
+  }
 }
 
 function tail(file: string, lines: number): string {

@@ -45,7 +45,8 @@ async function routerUp(h: LabHost): Promise<boolean> {
 }
 
 async function launch(lab: Lab, h: LabHost): Promise<void> {
-  await h.launchWeaveWait([...RANGE, ...peersOf(lab, h)])
+  // --no-restart: this bench kills and relaunches routers itself (no supervisor restarting them).
+  await h.launchWeaveWait([...RANGE, '--no-restart', ...peersOf(lab, h)])
 }
 
 async function weaverPid(h: LabHost): Promise<number | undefined> {

@@ -7,10 +7,14 @@
  *   itself, saying what to do (`--ipalloc-range OLD` or `weave reset`), and starts nothing;
  * - `--name ::1a` (Weave's short MAC form), `-H tcp://…` and `-H unix://…` proxy listeners (docker
  *   through each gets ethwe), `--no-multicast-route` on launch (proxy containers) and on
- *   `weave attach`.
+ *   `weave attach`;
+ * - the supervisor: a SIGKILLed router comes back by itself (resuming its stored targets, with
+ *   what `weave connect` added), `weave stop` stops it for good, `--no-restart` leaves it dead;
+ *   `--resume` starts with the stored targets, peers named at launch replace them.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createLab, labUnavailableReason, REPO_ROOT, type Lab, type LabHost } from '../lab'
 import { skipFile } from '../skip'
@@ -97,6 +101,52 @@ if (skip) {
     assert.match(r2, /dev ethwe/)
     assert.not.match(r2, /224\.0\.0\.0\/4/)
     await h.docker(['rm', '-f', 'm1', 'm2'])
+  })
+
+  const daemonPid = async () => ((await h.api('/report').catch(() => undefined))?.body as { Daemon?: { Pid?: number } } | undefined)?.Daemon?.Pid
+  const targets = async () => (await h.api('/status/targets')).text.trim().split('\n').filter(Boolean).sort()
+  const waitFor = async (what: string, fn: () => Promise<boolean>, ms = 30_000) => {
+    const until = Date.now() + ms
+    while (!(await fn())) {
+      if (Date.now() > until) throw new Error(`timed out waiting for ${what}\n${h.weaverLog(20)}`)
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  }
+  const supervisorPid = () => { try { return Number(fs.readFileSync(path.join(h.weaveRunDir, 'supervisor.pid'), 'utf8')) } catch { return undefined } }
+  const alive = (pid: number) => { try { process.kill(pid, 0); return !/\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')) } catch { return false } }
+
+  test('supervisor: SIGKILLed router comes back with its targets; weave stop ends it; --no-restart stays dead; --resume', async () => {
+    assert.is((await h.weave(['reset'])).code, 0) // the last test named this peer ::1a
+    const l = await h.launchWeave([...RANGE, '192.168.250.98'])
+    assert.is(l.code, 0, l.stderr)
+    assert.equal(await targets(), ['192.168.250.98:6783'], 'peers named at launch replace the stored ones')
+    assert.is((await h.weave(['connect', '192.168.250.97'])).code, 0)
+    const first = (await daemonPid())!
+    const sup = supervisorPid()!
+    assert.ok(sup && alive(sup), 'a supervisor runs')
+    process.kill(first, 'SIGKILL')
+    await waitFor('the router to come back', async () => { const p = await daemonPid(); return p !== undefined && p !== first })
+    assert.equal(await targets(), ['192.168.250.97:6783', '192.168.250.98:6783'], 'the restart resumes the stored targets')
+    assert.match(h.weaverLog(40), /\[supervisor\] the weave router exited \(signal SIGKILL\); restarting it/)
+    // weave stop: stays down.
+    const second = (await daemonPid())!
+    assert.is((await h.weave(['stop'])).code, 0)
+    assert.not.ok(alive(second) || alive(sup), 'router and supervisor are gone')
+    await new Promise((r) => setTimeout(r, 2500))
+    assert.is(await daemonPid(), undefined, 'nothing restarted it after weave stop')
+    // --resume: the stored targets; a named peer list replaces them.
+    assert.is((await h.launchWeave([...RANGE, '--resume'])).code, 0)
+    assert.equal(await targets(), ['192.168.250.97:6783', '192.168.250.98:6783'])
+    assert.is((await h.weave(['stop'])).code, 0)
+    // --no-restart: no supervisor, a killed router stays dead, and the next launch still works.
+    assert.is((await h.launchWeave([...RANGE, '--no-restart', '192.168.250.96'])).code, 0)
+    assert.equal(await targets(), ['192.168.250.96:6783'])
+    assert.is(supervisorPid() !== undefined && alive(supervisorPid()!), false, 'no supervisor with --no-restart')
+    process.kill((await daemonPid())!, 'SIGKILL')
+    await new Promise((r) => setTimeout(r, 2500))
+    assert.is(await daemonPid(), undefined, '--no-restart: it stays dead')
+    const again = await h.launchWeave(RANGE)
+    assert.is(again.code, 0, again.stderr)
   })
 }
 
