@@ -11,7 +11,7 @@ import * as fs from 'node:fs'
 import type { Clock, Logger } from './deps'
 import type { AttachRequest, NetHost, NetnsRef } from './net'
 import { formatCidr, parseCidr, type Allocator } from '../ipam'
-import type { CidrItem } from '../proxy/weave-cidr'
+import type { CidrItem } from '../proxy'
 
 export interface ContainerAttach {
   /** Container ID (Docker) or a stable id for a plain namespace; owns the IPAM leases. */

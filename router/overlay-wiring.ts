@@ -24,7 +24,7 @@ import {
   type OverlayMeshHost, type VxlanIo,
 } from './overlay'
 import type { PeerTraffic } from './metrics'
-import { createXfrm, probeEsp as probeKernelEsp, removeAllEsp, type Xfrm } from './net/xfrm'
+import { createXfrm, probeEsp as probeKernelEsp, removeAllEsp, type Xfrm } from './net'
 import { createAttachApi } from './attach-api'
 import type { Allocator } from '../ipam'
 

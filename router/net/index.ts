@@ -54,6 +54,8 @@ export type { ResetResult } from './reset'
 export { CONTAINER_IFNAME, hostVethName } from './ip-args'
 export type { EndpointVeth, EndpointVethRequest } from './endpoint-veth'
 export { endpointPeerName } from './endpoint-veth'
+export { createXfrm, probeEsp, removeAllEsp, ESP_KEY_BYTES } from './xfrm'
+export type { Xfrm, EspSa, XfrmOp } from './xfrm'
 
 /** The id `weave ps` shows for the host's own exposed addresses. */
 export const EXPOSE_ID = 'weave:expose'

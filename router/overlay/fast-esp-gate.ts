@@ -5,7 +5,7 @@
  * vxlan path: both tunnel over UDP 6784 between the same addresses.
  */
 import type { Clock, Logger } from '../deps'
-import type { Xfrm } from '../net/xfrm'
+import type { Xfrm } from '../net'
 import { EspDriver } from './fastdp-esp'
 import { ESP_VXLAN_PORT, type EspControl } from './fastdp-ipsec'
 import { chooseOverlay } from './overlay'

@@ -12,7 +12,7 @@
  * ```
  */
 import type { Clock, Logger } from '../deps'
-import type { Xfrm } from '../net/xfrm'
+import type { Xfrm } from '../net'
 import { DEFAULT_ESP_ROTATION, EspPeer, type EspControl, type EspPair, type EspRotation, type EspStatus, type EspStep } from './fastdp-ipsec'
 
 export interface EspDriverConfig {

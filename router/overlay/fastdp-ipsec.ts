@@ -27,7 +27,7 @@
  * is counted and ignored.
  */
 import { hkdfSync } from 'node:crypto'
-import { ESP_KEY_BYTES, type EspSa, type XfrmOp } from '../net/xfrm'
+import { ESP_KEY_BYTES, type EspSa, type XfrmOp } from '../net'
 
 export const ESP_NONCE_BYTES = 32
 export const ESP_SECRET_BYTES = 32

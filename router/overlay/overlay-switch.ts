@@ -14,7 +14,7 @@ import type { Clock, Logger } from '../deps'
 import { createSleeveOverlay, type OverlayMeshHost, type SleeveOverlay } from './sleeve-overlay'
 import { chooseOverlay, type Overlay, type OverlayConnection } from './overlay'
 import { createFastEspGate, type FastEspGate } from './fast-esp-gate'
-import type { Xfrm } from '../net/xfrm'
+import type { Xfrm } from '../net'
 
 export { chooseOverlay }
 
