@@ -109,18 +109,21 @@ async function addressesInUse(lab: Lab): Promise<Map<string, Set<string>>> {
   return out
 }
 
-/** Mean RSS (MiB) of the last window minus the first, over the longest-lived pid of one router. */
-function rssGrowth(samples: RssSample[], windowS: number): { growth: number | null; spanS: number } {
+/** Mean RSS (MiB) of the last window minus the first, over the longest-lived pid of one router; `trace`: means of five equal slices of its life (where the growth happens). */
+function rssGrowth(samples: RssSample[], windowS: number): { growth: number | null; spanS: number; trace: number[] } {
   const byPid = new Map<number, RssSample[]>()
   for (const s of samples) byPid.set(s.pid, [...(byPid.get(s.pid) ?? []), s])
   let best: RssSample[] = []
   for (const xs of byPid.values()) if (xs.length && (!best.length || xs[xs.length - 1].t - xs[0].t > best[best.length - 1].t - best[0].t)) best = xs
-  if (best.length < 4) return { growth: null, spanS: 0 }
+  if (best.length < 5) return { growth: null, spanS: 0, trace: [] }
   const t0 = best[0].t, t1 = best[best.length - 1].t
   const w = Math.min(windowS * 1000, (t1 - t0) / 4)
-  const mean = (xs: RssSample[]) => xs.reduce((a, s) => a + s.kib, 0) / xs.length / 1024
+  const mean = (xs: RssSample[]) => xs.reduce((a, s) => a + s.kib, 0) / Math.max(1, xs.length) / 1024
+  const r2 = (x: number) => Math.round(x * 100) / 100
   const first = best.filter((s) => s.t <= t0 + w), last = best.filter((s) => s.t >= t1 - w)
-  return { growth: Math.round((mean(last) - mean(first)) * 100) / 100, spanS: Math.round((t1 - t0) / 1000) }
+  const slice = (t1 - t0) / 5
+  const trace = [0, 1, 2, 3, 4].map((k) => r2(mean(best.filter((s) => s.t >= t0 + k * slice && s.t <= t0 + (k + 1) * slice))))
+  return { growth: r2(mean(last) - mean(first)), spanS: Math.round((t1 - t0) / 1000), trace }
 }
 
 async function ethweIp(h: LabHost, name: string): Promise<string | undefined> {
@@ -268,6 +271,7 @@ async function main(): Promise<void> {
       live_containers_at_end: live.length,
       rss_growth_mib: Object.fromEntries(Object.entries(growth).map(([k, v]) => [k, v.growth])),
       rss_span_s: Object.fromEntries(Object.entries(growth).map(([k, v]) => [k, v.spanS])),
+      rss_trace_mib: Object.fromEntries(Object.entries(growth).map(([k, v]) => [k, v.trace])),
       rss_window_s: Math.round(Math.min(WINDOW_S, SOAK_S / 4)),
       leftover_veths: left.veths,
       leftover_rules: left.rules,
