@@ -34,6 +34,7 @@ import {
 } from './sleeve-frame'
 import { handleTooBig } from './too-big'
 import { RELAY_TAG_TPID } from './fastdp-flows'
+import { segmentTcp4 } from './tcp-segment'
 import { SEAL_OVERHEAD_BYTES, type SleeveCipher, type OpenResult, type PieceOpener } from './sleeve-crypto'
 
 /** Weave sweeps its MAC cache every minute. */
@@ -439,10 +440,19 @@ export class Sleeve {
     }
   }
 
-  /** Frames for a neighbour the datapath reaches: tunnelled by it (no GSO super-frames: it would send them whole). */
+  /**
+   * Frames for a neighbour the datapath reaches: tunnelled by it, frame by frame, so a TCP
+   * super-frame (GSO) is cut into segments here first, as a NIC would; other super-frames drop.
+   */
   private handToDatapath(e: Extract<ForwardEffect, { kind: 'datapath' }>): void {
-    const frames = e.frames.filter((f) => !this.gso.has(f))
-    if (frames.length < e.frames.length) this.drop('super-frame-to-datapath', e.frames.length - frames.length)
+    const frames: Uint8Array[] = []
+    for (const f of e.frames) {
+      const g = this.gso.get(f)
+      if (!g) { frames.push(f); continue }
+      const r = segmentTcp4(f, g)
+      if (r.ok) frames.push(...r.frames)
+      else this.drop(`super-frame-to-datapath:${r.reason}`)
+    }
     if (!frames.length) return
     const sent = this.deps.toDatapath ? this.deps.toDatapath(e.hop, e.src, e.dst, frames) : 0
     this.stats.toDatapath += sent

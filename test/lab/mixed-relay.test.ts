@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert'
 import { withLab, labUnavailableReason, waitFor, type Lab, type LabHost } from './index'
 import { ExtraNamespaces, pingFromNamespace, weaveAttach } from './namespaces'
 import { skipFile } from '../skip'
+import { run, startProcess } from './exec'
 
 const reason = labUnavailableReason({ ovs: true })
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=3']
@@ -71,6 +72,23 @@ else {
         assert.ok(after.toDatapath > before.toDatapath, `h2's sleeve handed h1's frames to its datapath: ${JSON.stringify(after)}`)
         assert.ok(after.fromDatapath > before.fromDatapath, `h2's datapath handed h3's frames to its sleeve, tagged: ${JSON.stringify(after)}`)
         assert.not.ok(after.LocalMacs.includes(mac3), `h2's sleeve does not hold h3's container MAC ${mac3} as local: ${after.LocalMacs.join(' ')}`)
+        // TCP h1 → h3: h1's container sends TSO super-frames, which h2 cuts into segments for its datapath
+        const srv = `require('net').createServer(s=>{let n=0;s.on('data',d=>n+=d.length);s.on('end',()=>{s.end(String(n))})}).listen(5557,'${ip3}',()=>console.log('ready'))`
+        const server = startProcess(['ip', 'netns', 'exec', n3, 'node', '-e', srv], { stdio: ['ignore', 'pipe', 'pipe'] })
+        try {
+          let ready = ''
+          server.stdout!.on('data', (d) => { ready += d })
+          await waitFor('tcp server in h3', () => ready.includes('ready'), 10_000)
+          const cli = `const s=require('net').connect(5557,'${ip3}',()=>{s.end(Buffer.alloc(8<<20,7))});let r='';s.on('data',d=>r+=d);s.on('end',()=>{console.log(r);process.exit(0)});setTimeout(()=>{console.log('timeout');process.exit(1)},60000)`
+          const c = await run(['ip', 'netns', 'exec', n1, 'node', '-e', cli], { allowFail: true, timeoutMs: 70_000 })
+          assert.is(c.stdout.trim(), String(8 << 20), `8 MiB over TCP h1 → h3 through h2: ${c.stdout}${c.stderr}\n${JSON.stringify(await sleeveReport(h2))}`)
+        } finally {
+          server.kill('SIGKILL')
+        }
+        const afterTcp = await sleeveReport(h2) as SleeveReport & { superFramesReceived: number }
+        console.log(`  8 MiB TCP h1 → h3: h2 took ${afterTcp.superFramesReceived} super-frames from h1, handed ${afterTcp.toDatapath - after.toDatapath} frames to its datapath`)
+        const drops = afterTcp.drops
+        assert.not.ok(Object.keys(drops).some((k) => k.startsWith('super-frame-to-datapath')), `no super-frame dropped at the handoff: ${JSON.stringify(drops)}`)
         const o2 = (await h2.api('/status/overlay')).text
         assert.is(count(o2, / established fastdp /g), 1, `h2 ⇄ h3 still fastdp\n${o2}`)
       } finally {
