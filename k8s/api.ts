@@ -25,7 +25,7 @@ export interface KubeApiConfig {
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount'
 
 /** The in-cluster configuration every pod gets: service env variables and the service account files. */
-export function inClusterConfig(env: Record<string, string | undefined>, saDir = SA_DIR): KubeApiConfig {
+export function inClusterConfig(env: Record<string, string | undefined>, saDir: string = SA_DIR): KubeApiConfig {
   const host = env.KUBERNETES_SERVICE_HOST
   const port = env.KUBERNETES_SERVICE_PORT ?? '443'
   if (!host) throw new Error('KUBERNETES_SERVICE_HOST is not set: not running in a Kubernetes pod?')

@@ -7,7 +7,8 @@
  *
  * Environment: NODE_NAME (spec.nodeName, required), WEAVE_STATE_DIR (/var/lib/weave),
  * WEAVE_RUN_DIR (/run/weave), CNI_BIN_DIR (/opt/cni/bin), CNI_CONF_DIR (/etc/cni/net.d),
- * WEAVE_EXTRA_ARGS (more router flags, space-separated); WEAVE_PASSWORD etc. reach the router.
+ * WEAVE_EXTRA_ARGS (more router flags, space-separated); WEAVE_PASSWORD etc. reach the router;
+ * WEAVE_KUBE_SA_DIR moves the service account files (tests).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => { router?.kill(sig) })
 
   await startUp({
-    api: new KubeApi(inClusterConfig(env)),
+    api: new KubeApi(inClusterConfig(env, env.WEAVE_KUBE_SA_DIR)),
     nodeName,
     async startRouter(args) {
       const extra = (env.WEAVE_EXTRA_ARGS ?? '').split(/\s+/).filter(Boolean)

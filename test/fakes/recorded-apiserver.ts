@@ -38,16 +38,26 @@ export class RecordedApiServer {
   url = ''
   /** Called before a ConfigMap write is applied (tests interleave other writers here). */
   beforeWrite: ((req: RecordedRequest) => Promise<void>) | undefined
+  /** Called after every answered request. */
+  onRequest: (() => void) | undefined
+  private readonly host: string
 
-  constructor() {
-    this.nodes = (JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as { items: any[] }).items
+  /** `nodes`: the node list to serve (default: the recorded fixture); `host`: address to listen on. */
+  constructor(opts: { host?: string; nodes?: any[] } = {}) {
+    this.host = opts.host ?? '127.0.0.1'
+    this.nodes = opts.nodes ?? (JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as { items: any[] }).items
+  }
+
+  /** Everything the server holds and saw (for a test in another process). */
+  dump(): { nodes: any[]; configMaps: Record<string, any>; requests: RecordedRequest[] } {
+    return { nodes: this.nodes, configMaps: Object.fromEntries([...this.configMaps].map(([k, v]) => [k, v.obj])), requests: this.requests }
   }
 
   async start(): Promise<void> {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'k8s-fake-'))
     const key = path.join(this.dir, 'key.pem'), cert = path.join(this.dir, 'cert.pem')
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+      '-subj', `/CN=${this.host}`, '-addext', `subjectAltName=IP:${this.host}`, '-keyout', key, '-out', cert], { stdio: 'ignore' })
     this.ca = fs.readFileSync(cert, 'utf8')
     const s = https.createServer({ key: fs.readFileSync(key), cert: this.ca }, (req, res) => {
       const chunks: Buffer[] = []
@@ -59,14 +69,15 @@ export class RecordedApiServer {
         const reply = (status: number, body: unknown) => {
           res.writeHead(status, { 'content-type': 'application/json' })
           res.end(JSON.stringify(body))
+          this.onRequest?.()
         }
         if (req.headers.authorization !== `Bearer ${this.token}`) return reply(401, status(401, 'Unauthorized', 'Unauthorized'))
         this.handle(rec).then(([st, body]) => reply(st, body), (err: Error) => reply(500, status(500, 'InternalError', err.message)))
       })
     })
-    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>((resolve) => s.listen(0, this.host, resolve))
     this.server = s
-    this.url = `https://127.0.0.1:${(s.address() as AddressInfo).port}`
+    this.url = `https://${this.host}:${(s.address() as AddressInfo).port}`
   }
 
   async stop(): Promise<void> {
@@ -87,6 +98,8 @@ export class RecordedApiServer {
   private async handle(r: RecordedRequest): Promise<[number, unknown]> {
     const url = new URL(r.path, 'https://x')
     const p = url.pathname
+    const gone = /^\/test\/nodes\/([^/]+)$/.exec(p)
+    if (gone && r.method === 'DELETE') { this.deleteNode(decodeURIComponent(gone[1])); return [200, {}] }
     if (r.method === 'GET' && p === '/api/v1/nodes') return [200, { kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: this.nodes }]
     let m = /^\/api\/v1\/nodes\/([^/]+)\/status$/.exec(p)
     if (m && r.method === 'PATCH') {
