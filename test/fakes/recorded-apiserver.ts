@@ -20,6 +20,8 @@ export interface RecordedRequest {
   path: string
   contentType?: string
   body?: any
+  /** The status answered. */
+  status?: number
 }
 
 interface StoredConfigMap { rv: number; obj: any }
@@ -67,6 +69,7 @@ export class RecordedApiServer {
         const rec: RecordedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', contentType: req.headers['content-type'], body: text ? JSON.parse(text) : undefined }
         this.requests.push(rec)
         const reply = (status: number, body: unknown) => {
+          rec.status = status
           res.writeHead(status, { 'content-type': 'application/json' })
           res.end(JSON.stringify(body))
           this.onRequest?.()

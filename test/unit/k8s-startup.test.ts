@@ -94,8 +94,16 @@ test('a dead node\'s space is reclaimed by exactly one of three survivors racing
   await registerSelf(api(), rec(4, 'node-d'))
   await registerSelf(api(), rec(5, 'node-e'))
   // node-d and node-e are not in the node list: their routers are gone with them.
-  let writes = 0
-  fake.beforeWrite = async () => { if (writes++ % 2 === 0) await new Promise((r) => setTimeout(r, 5)) } // let the racers interleave
+  // The first three writes wait for each other: all three survivors then claim the same lock
+  // from the same version, and the API server's compare-and-swap must pick one.
+  let arrived = 0
+  let release: () => void = () => {}
+  const barrier = new Promise<void>((r) => { release = r })
+  fake.beforeWrite = async () => {
+    if (++arrived > 3) return
+    if (arrived === 3) release()
+    await Promise.race([barrier, new Promise((r) => setTimeout(r, 2000))])
+  }
   const rmpeers: string[] = []
   const results = await Promise.all(survivors.map((me) => reclaimDeadPeers({
     api: api(),
@@ -109,7 +117,8 @@ test('a dead node\'s space is reclaimed by exactly one of three survivors racing
   const ann = fake.configMap('kube-system', 'weave-net').metadata.annotations
   assert.equal(readPeers(ann).map((p) => p.PeerName).sort(), [peer(1), peer(2), peer(3)])
   assert.is(ann[lockKey(peer(4))], undefined)
-  assert.ok(fake.requests.some((q) => q.method === 'PUT') && writes > 6, 'the survivors raced through compare-and-swap')
+  const conflicts = fake.requests.filter((q) => q.method === 'PUT' && q.status === 409).length
+  assert.ok(conflicts >= 2, `the racing claims met compare-and-swap: ${conflicts} conflicts`)
 })
 
 test('a survivor that died holding a lock: another takes the stale lock over', async () => {
