@@ -24,6 +24,8 @@ export interface Command {
   name: string
   summary: string
   usage: string
+  /** `-h FQDN` names a host (dns-add, dns-remove, expose, as Weave), so only --help asks for help. */
+  dashHIsHostname?: boolean
   /** Returns the exit code (0 when omitted). */
   run(args: string[], ctx: CliContext): Promise<number | void>
 }

@@ -63,7 +63,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
   }
   const command = find(name)
   if (!command) return fail(`unknown command "${name}" (see weave --help)`, 2)
-  if (args.includes('--help') || args.includes('-h')) {
+  if (args.includes('--help') || (args.includes('-h') && !command.dashHIsHostname)) {
     process.stdout.write(command.usage)
     return 0
   }

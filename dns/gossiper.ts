@@ -15,6 +15,11 @@ export interface DnsGossiperDeps {
   self: string
   maxClockSkewMs: number
   isKnownPeer(origin: string): boolean
+  /**
+   * Entries of owners not (yet) in our topology. Gossip on a new connection can arrive before the
+   * topology says who is there (after a heal), so these are held, not dropped.
+   */
+  onUnknownOrigin(entries: Entry[]): void
   /** Entries of ours we re-issued to outbid stale gossip: broadcast them to everyone. */
   onOwnChanged(entries: Entry[]): void
   /** Anything changed (for status/metrics). */
@@ -66,6 +71,8 @@ export class DnsGossiper implements Gossiper {
       return undefined
     }
     this.skewLogged.delete(from)
+    const unknown = r.msg.entries.filter((e) => e.origin !== this.d.self && !this.d.isKnownPeer(e.origin))
+    if (unknown.length) this.d.onUnknownOrigin(unknown)
     const changed = this.d.records.merge(r.msg.entries, now, (o) => this.d.isKnownPeer(o))
     if (!changed.length) return undefined
     this.counters.merged += changed.length

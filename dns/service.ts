@@ -5,7 +5,7 @@
  */
 import type { Clock, Logger, Rng } from '../router/deps'
 import type { Gossip, GossipHost } from '../router/mesh'
-import { EXTERN_ID, Records, type Entry } from './records'
+import { EXTERN_ID, Records, entryKey, type Entry } from './records'
 import { DnsGossiper } from './gossiper'
 import { answerQuery, servfail } from './answer'
 import { Upstream, type Server } from './upstream'
@@ -53,6 +53,9 @@ export function createWeaveDns(config: DnsConfig, deps: DnsDeps): WeaveDns {
     truncated: 0, httpRefused: 0, refusedClockSkew: 0, droppedPeerEntries: 0,
   }
   let known = new Set<string>([self])
+  /** Entries whose owner our topology does not know yet, by key; taken in when it does, else dropped at the next GC. */
+  let pending = new Map<string, Entry>()
+  const MAX_PENDING = 20_000
   let gossip: Gossip | undefined
   let stopGc = () => {}
   let unsubscribe = () => {}
@@ -63,6 +66,14 @@ export function createWeaveDns(config: DnsConfig, deps: DnsDeps): WeaveDns {
     maxClockSkewMs: config.maxClockSkewMs ?? DNS_DEFAULTS.maxClockSkewMs,
     isKnownPeer: (o) => known.has(o),
     onOwnChanged: (own) => broadcast(own),
+    onUnknownOrigin: (entries) => {
+      for (const e of entries) {
+        const k = entryKey(e)
+        const old = pending.get(k)
+        if (!old && pending.size >= MAX_PENDING) continue
+        if (!old || old.version < e.version) pending.set(k, e)
+      }
+    },
     onChanged: () => {},
   })
 
@@ -128,12 +139,18 @@ export function createWeaveDns(config: DnsConfig, deps: DnsDeps): WeaveDns {
 
   function gcTick(): void {
     records.gc(deps.clock.now())
+    pending = new Map()
     stopGc = deps.clock.setTimer(config.gcIntervalMs ?? DNS_DEFAULTS.gcIntervalMs, gcTick)
   }
 
   function onPeers(): void {
     known = new Set(deps.host.view.peers().map((p) => p.name as string))
     known.add(self)
+    const ready = [...pending.values()].filter((e) => known.has(e.origin))
+    if (ready.length) {
+      for (const e of ready) pending.delete(entryKey(e))
+      records.merge(ready, deps.clock.now(), (o) => known.has(o))
+    }
     for (const origin of new Set(records.all().map((e) => e.origin))) {
       if (!known.has(origin)) {
         const n = records.dropPeer(origin)

@@ -50,6 +50,8 @@ export interface DnsWiringDeps {
   status: StatusModel
   /** Addresses `weave expose` gave this host (CIDR form). */
   exposedAddresses(): string[]
+  /** Weave addresses IPAM holds for a container (CIDR form): `dns-add CONTAINER` without IPs. */
+  containerAddresses(id: string): string[]
 }
 
 /** `auto` → the docker bridge's IPv4 address, port 53 (Weave's choice); undefined when there is none. */
@@ -240,7 +242,8 @@ function routes(deps: DnsWiringDeps, w: DnsWiring, inspect: Inspect): void {
     return { status: 204 }
   })
 
-  async function resolveBody(raw: Buffer, needAddresses: boolean): Promise<{ id?: string; fqdn?: string; addresses: string[] }> {
+  /** `adding`: a container's hostname and weave addresses fill in what is not given. */
+  async function resolveBody(raw: Buffer, adding: boolean): Promise<{ id?: string; fqdn?: string; addresses: string[] }> {
     let b: Record<string, unknown>
     try { b = raw.length ? JSON.parse(raw.toString('utf8')) as Record<string, unknown> : {} } catch { throw new ApiError(400, 'expected a JSON object') }
     const addresses = Array.isArray(b.addresses) ? b.addresses.map(String).map((a) => a.replace(/\/\d+$/, '')) : []
@@ -252,16 +255,14 @@ function routes(deps: DnsWiringDeps, w: DnsWiring, inspect: Inspect): void {
       const c = await inspect(b.target)
       if (!c) throw new ApiError(404, `no container ${b.target}`)
       id = c.id
-      if (!fqdn) fqdn = c.fqdn
-      if (needAddresses && !addresses.length) {
-        for (const e of dns.allEntries()) if (e.containerId === c.id && !e.tombstone) addresses.push(e.address)
-      }
+      if (adding && !fqdn) fqdn = c.fqdn
+      if (adding && !addresses.length) addresses.push(...deps.containerAddresses(c.id).map((a) => a.split('/')[0]))
     }
     return { id, fqdn, addresses: [...new Set(addresses)] }
   }
 
   router.route('POST', '/dns-add', async (req) => {
-    const b = await resolveBody(req.body, false)
+    const b = await resolveBody(req.body, true)
     if (!b.fqdn) throw new ApiError(400, 'a name is needed (-h FQDN, or a container with a hostname in the domain)')
     if (!b.addresses.length) throw new ApiError(400, 'no addresses given and the container has none registered')
     const r = dns.addRecord({ containerId: b.id ?? EXTERN_ID, fqdn: b.fqdn, addresses: b.addresses })

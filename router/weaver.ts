@@ -114,6 +114,7 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   const dnsWired = wireDns(config, {
     clock: deps.clock, rng: deps.rng, logger: log.child('dns'), host: mesh, router, status,
     exposedAddresses: () => ipam.allocator.lookup(EXPOSE_ID).map(formatCidr),
+    containerAddresses: (id) => containerNet.addressesOf(id), // containerNet is built below; asked only later
   })
   if (dnsWired) {
     starts.push(() => dnsWired.start())

@@ -54,6 +54,7 @@ export const psCommand: Command = {
 
 export const exposeCommand: Command = {
   name: 'expose',
+  dashHIsHostname: true,
   summary: 'give the host an address on the weave network (with masquerading)',
   usage: 'Usage: weave expose [ADDR...] [-h FQDN]\n\nADDR as for weave attach; none given means net:default. Prints the addresses.\n' +
     'With -h, FQDN names the host\'s addresses in weaveDNS.\n',

@@ -31,6 +31,7 @@ const USAGE_TAIL = 'IP addresses default to the container\'s; the name defaults 
 
 export const dnsAddCommand: Command = {
   name: 'dns-add',
+  dashHIsHostname: true,
   summary: 'add weaveDNS records for a container or by hand',
   usage: 'Usage: weave dns-add [IP...] [CONTAINER] [-h FQDN]\n\n' + USAGE_TAIL,
   async run(args, ctx) {
@@ -44,6 +45,7 @@ export const dnsAddCommand: Command = {
 
 export const dnsRemoveCommand: Command = {
   name: 'dns-remove',
+  dashHIsHostname: true,
   summary: 'remove weaveDNS records of a container or added by hand',
   usage: 'Usage: weave dns-remove [IP...] [CONTAINER] [-h FQDN]\n\nRemoves the matching records this host owns.\n',
   async run(args, ctx) {

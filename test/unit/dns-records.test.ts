@@ -8,9 +8,9 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
-import { Records, entryKey, type Entry, decodeDnsMsg, encodeDnsMsgs, DnsGossipData } from '../../dns'
+import { Records, entryKey, type Entry, decodeDnsMsg, encodeDnsMsgs, DnsGossipData, createWeaveDns } from '../../dns'
 import { DnsGossiper } from '../../dns/gossiper'
-import { FakeClock, memoryLogger } from '../../router/deps'
+import { FakeClock, memoryLogger, seededRng } from '../../router/deps'
 
 const P = ['aa:00:00:00:00:01', 'aa:00:00:00:00:02', 'aa:00:00:00:00:03']
 const opts = (self: string) => ({ self, tombstoneTtlMs: 30 * 60_000, maxTombstones: 1000 })
@@ -140,7 +140,7 @@ test('gossip from a peer whose clock is 20 min off is refused with one clear log
   const clock = new FakeClock(100 * 60_000)
   const logger = memoryLogger()
   const records = new Records(opts(P[1]))
-  const g = new DnsGossiper({ records, clock, logger, self: P[1], maxClockSkewMs: 15 * 60_000, isKnownPeer: all, onOwnChanged: () => {}, onChanged: () => {} })
+  const g = new DnsGossiper({ records, clock, logger, self: P[1], maxClockSkewMs: 15 * 60_000, isKnownPeer: all, onUnknownOrigin: () => {}, onOwnChanged: () => {}, onChanged: () => {} })
   const e: Entry = { hostname: 'a.weave.local.', origin: P[0], containerId: 'c', address: '10.32.0.1', version: 1, tombstone: 0 }
   const skewed = encodeDnsMsgs([e], clock.now() - 20 * 60_000)[0]
   assert.is(g.onGossipBroadcast(P[0] as never, skewed), undefined)
@@ -164,6 +164,34 @@ test('memory stays bounded: 10,000 register/remove events keep at most maxTombst
     peer.merge([a, ...t], i + 1, all)
   }
   assert.ok(peer.size <= 1000, `peer holds ${peer.size}`)
+})
+
+test('entries of an owner the topology does not know yet are held until it does (gossip before topology after a heal)', async () => {
+  const clock = new FakeClock(1000)
+  let peers = [P[1]]
+  let listener = () => {}
+  let gossiper: import('../../router/mesh').Gossiper | undefined
+  const host = {
+    view: {
+      self: { name: P[1], nickname: 'h2', uid: 1n },
+      peers: () => peers.map((name) => ({ name, nickname: name, uid: 1n })),
+      isReachable: () => true,
+      onPeersChanged: (fn: () => void) => { listener = fn; return () => {} },
+    },
+    newGossip: (_c: string, g: import('../../router/mesh').Gossiper) => { gossiper = g; return { gossipUnicast: () => true, gossipBroadcast: () => {}, gossipNeighbourSubset: () => {} } },
+  } as unknown as import('../../router/mesh').GossipHost
+  const dns = createWeaveDns({}, { clock, rng: seededRng(1), logger: memoryLogger(), host })
+  await dns.start()
+  const e: Entry = { hostname: 'web.weave.local.', origin: P[0], containerId: 'c', address: '10.32.0.1', version: 3, tombstone: 0 }
+  gossiper!.onGossip(encodeDnsMsgs([e], clock.now())[0])
+  assert.equal(dns.lookup('web'), [], 'not answered while its owner is unknown')
+  peers = [P[0], P[1]]
+  listener()
+  assert.equal(dns.lookup('web'), ['10.32.0.1'])
+  peers = [P[1]]
+  listener()
+  assert.equal(dns.lookup('web'), [], 'dropped when its owner leaves')
+  await dns.stop()
 })
 
 test.run()

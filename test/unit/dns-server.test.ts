@@ -136,6 +136,20 @@ test('malformed queries and a flood from one source are dropped and counted; HTT
   assert.ok(dns.counters().httpRefused >= 1)
 })
 
+test('--dns-domain: another domain is answered, weave.local is not ours then', async () => {
+  const other = createWeaveDns({ domain: 'cluster.internal', listen: { host: '127.0.0.1', port: 0 }, resolvConf: resolv, fallbackTimeoutMs: 200 },
+    { clock: systemClock(), rng: cryptoRng(), logger, host: soloGossipHost('aa:00:00:00:00:02' as PeerName, 'h2') })
+  await other.start()
+  try {
+    const p = other.listenAddress()!.port
+    assert.not.ok(other.registerContainer('c1', 'web.weave.local', ['10.32.0.1']).ok)
+    assert.ok(other.registerContainer('c1', 'web.cluster.internal', ['10.32.0.1']).ok)
+    assert.equal(await short(p, ['web']), ['10.32.0.1'])
+    assert.match(await dig(p, ['nope.cluster.internal']), /NXDOMAIN/)
+    assert.match(await dig(p, ['web.weave.local']), /SERVFAIL/, 'outside the domain: forwarded, and no upstream here')
+  } finally { await other.stop() }
+})
+
 test('pure pieces: looksLikeHttp, SourceLimiter, qualify, deriveHostname, answerQuery FORMERR', () => {
   assert.ok(looksLikeHttp(Buffer.from('POST /x HTTP/1.1')))
   assert.not.ok(looksLikeHttp(Buffer.from([0, 30, 1, 2, 3, 4])))
