@@ -8,6 +8,8 @@
  * write (we restarted and forgot), we answer with a higher version — our live entry if we still
  * hold it, else a tombstone. Tombstones are collected `tombstoneTtlMs` after they were set, and
  * at most `maxTombstones` are kept (oldest dropped first), so memory stays bounded under churn.
+ * Dropping one early is safe here: should a peer that missed it gossip the live entry back, the
+ * owner (the only writer) hears of an entry it does not hold and tombstones it again.
  */
 
 export interface Entry {
@@ -132,9 +134,10 @@ export class Records {
     return n
   }
 
+  /** Down to 90% of the cap (not just under it), so a steady stream of removals sorts rarely. */
   private trimTombstones(): number {
     const ts = [...this.byKey.entries()].filter(([, e]) => e.tombstone).sort((a, b) => a[1].tombstone - b[1].tombstone)
-    const excess = ts.length - this.opts.maxTombstones
+    const excess = ts.length - Math.floor(this.opts.maxTombstones * 0.9)
     for (let i = 0; i < excess; i++) this.delete(ts[i][0])
     return Math.max(0, excess)
   }
@@ -145,9 +148,13 @@ export class Records {
     if (old?.tombstone) this.tombstones--
     if (e.tombstone) this.tombstones++
     this.byKey.set(key, e)
-    let set = this.byName.get(e.hostname)
-    if (!set) this.byName.set(e.hostname, (set = new Set()))
-    set.add(key)
+    // Only live entries are indexed by name (lookups never want tombstones; churn makes many).
+    if (e.tombstone) this.unindex(key, e.hostname)
+    else {
+      let set = this.byName.get(e.hostname)
+      if (!set) this.byName.set(e.hostname, (set = new Set()))
+      set.add(key)
+    }
     return e
   }
 
@@ -156,8 +163,12 @@ export class Records {
     if (!e) return
     if (e.tombstone) this.tombstones--
     this.byKey.delete(key)
-    const set = this.byName.get(e.hostname)
+    this.unindex(key, e.hostname)
+  }
+
+  private unindex(key: string, hostname: string): void {
+    const set = this.byName.get(hostname)
     set?.delete(key)
-    if (set && set.size === 0) this.byName.delete(e.hostname)
+    if (set && set.size === 0) this.byName.delete(hostname)
   }
 }

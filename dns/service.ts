@@ -22,7 +22,7 @@ export const DNS_DEFAULTS = {
   resolvConf: '/etc/resolv.conf',
   tombstoneTtlMs: 30 * 60_000, // Weave's: long enough to reach every peer, bounded
   maxClockSkewMs: 15 * 60_000, // Weave's: half the tombstone lifetime
-  maxTombstones: 20_000, // bounds memory under churn even within the tombstone lifetime
+  maxTombstones: 5_000, // bounds memory under churn within the tombstone lifetime; safe to drop early (records.ts)
   perSourceQps: 2000, // far above any real resolver's need, far below what starves others
   gcIntervalMs: 60_000,
 } as const
