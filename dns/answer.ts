@@ -98,7 +98,10 @@ function reply(q: DecodedPacket, rcode: Rcode, transport: 'udp' | 'tcp', local: 
     additionals: hasOpt ? [{ type: 'OPT', name: '.', udpPayloadSize: UDP_MAX_SIZE, flags: 0 } as unknown as Answer] : [],
   }
   const limit = transport === 'tcp' ? TCP_MAX_SIZE : udpLimit(q)
-  let len = packet.encodingLength(base)
+  // The common case fits: encode once (dns-packet sizes the buffer itself).
+  const whole = packet.encode(base)
+  if (whole.length <= limit) return { kind: 'reply', bytes: whole, rcode, truncated: false, local }
+  let len = whole.length
   let truncated = false
   if (len > limit) {
     // Keep as many answers as fit (each costs the same here), then say TC.

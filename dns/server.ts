@@ -43,7 +43,7 @@ export class DnsSockets {
     })
     this.udp = udp
     udp.on('error', (err) => this.deps.logger.warn(`udp: ${err.message}`))
-    udp.on('message', (msg, rinfo) => { void this.onUdp(msg, rinfo) })
+    udp.on('message', (msg, rinfo) => this.onUdp(msg, rinfo))
     // TCP on the same port UDP got (the port may have been 0 in tests).
     const port = udp.address().port
     const tcp = net.createServer({ pauseOnConnect: false }, (s) => this.onTcp(s))
@@ -66,15 +66,16 @@ export class DnsSockets {
     if (tcp) await new Promise<void>((r) => tcp.close(() => r()))
   }
 
-  private async onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
-    let out: Buffer | undefined
+  private onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const reply = (out: Buffer | undefined) => { if (out && this.udp) this.udp.send(out, rinfo.port, rinfo.address) }
+    const fail = (err: unknown) => this.deps.logger.warn(`query from ${rinfo.address}: ${(err as Error).message}`)
     try {
-      out = await this.handler(msg, 'udp', rinfo.address)
+      const r = this.handler(msg, 'udp', rinfo.address)
+      if (r instanceof Promise) r.then(reply, fail)
+      else reply(r)
     } catch (err) {
-      this.deps.logger.warn(`query from ${rinfo.address}: ${(err as Error).message}`)
-      return
+      fail(err)
     }
-    if (out && this.udp) this.udp.send(out, rinfo.port, rinfo.address)
   }
 
   private onTcp(s: net.Socket): void {

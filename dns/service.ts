@@ -98,7 +98,8 @@ export function createWeaveDns(config: DnsConfig, deps: DnsDeps): WeaveDns {
     return a
   }
 
-  async function handleQuery(query: Buffer, transport: 'udp' | 'tcp', source: string): Promise<Buffer | undefined> {
+  /** Local answers return at once (no promise per query: this is the hot path); forwards return a promise. */
+  function handleQuery(query: Buffer, transport: 'udp' | 'tcp', source: string): Buffer | undefined | Promise<Buffer | undefined> {
     counters.queries++
     if (!limiter.allow(source, deps.clock.now())) { counters.rateLimited++; return undefined }
     const d = answerQuery(query, transport, { domain, ttlSeconds, lookup: (n) => records.lookup(n), reverse: (a) => records.reverse(a), shuffle })
@@ -111,10 +112,11 @@ export function createWeaveDns(config: DnsConfig, deps: DnsDeps): WeaveDns {
       return d.bytes
     }
     counters.forwarded++
-    const r = await upstream.forward(query, transport)
-    if (r) return r
-    counters.servfail++
-    return servfail(d.query, transport)
+    return upstream.forward(query, transport).then((r) => {
+      if (r) return r
+      counters.servfail++
+      return servfail(d.query, transport)
+    })
   }
 
   const sockets = config.listen ? new DnsSockets({ host: config.listen.host, port: config.listen.port }, handleQuery, { clock: deps.clock, logger: log }) : undefined
@@ -168,6 +170,9 @@ export function createWeaveDns(config: DnsConfig, deps: DnsDeps): WeaveDns {
       // Entries of this container that are not part of the new registration go (a new address).
       const stale = (e: Entry) => e.containerId === containerId && !isManual(e) && !(e.hostname === want && addresses.includes(e.address))
       broadcast(records.removeLocal(stale, deps.clock.now()))
+      return addEntries(containerId, fqdn, addresses, false)
+    },
+    addContainerName(containerId, fqdn, addresses) {
       return addEntries(containerId, fqdn, addresses, false)
     },
     unregisterContainer(containerId) {

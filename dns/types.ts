@@ -53,6 +53,11 @@ export interface WeaveDns {
    * re-registering with other addresses or another name replaces the container's earlier entries.
    */
   registerContainer(containerId: string, fqdn: string, addresses: string[]): RegisterResult
+  /**
+   * One more name of a running container (an alias): added beside its other names, withdrawn with
+   * them by unregisterContainer (unlike addRecord's hand-made records, which outlive a stop).
+   */
+  addContainerName(containerId: string, fqdn: string, addresses: string[]): RegisterResult
   /** The container stopped or died: tombstone its entries (hand-added ones survive); returns how many. */
   unregisterContainer(containerId: string): number
   /** The container was removed: tombstone everything of it, hand-added entries too. */
@@ -74,7 +79,7 @@ export interface WeaveDns {
   upstreams(): Server[]
   counters(): DnsCounters
   /** The query path without sockets (tests, benchmarks). */
-  handleQuery(query: Buffer, transport: 'udp' | 'tcp', source: string): Promise<Buffer | undefined>
+  handleQuery(query: Buffer, transport: 'udp' | 'tcp', source: string): Buffer | undefined | Promise<Buffer | undefined>
   start(): Promise<void>
   stop(): Promise<void>
 }

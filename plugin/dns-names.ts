@@ -23,7 +23,7 @@ export function registerNames(dns: WeaveDns, c: WeaveContainer, log: Logger): vo
   for (const n of c.networks) {
     for (const alias of n.aliases) {
       if (alias === c.name) continue
-      const r = dns.addRecord({ containerId: c.id, fqdn: qualifyName(alias, dns.domain), addresses: [n.address.split('/')[0]] })
+      const r = dns.addContainerName(c.id, qualifyName(alias, dns.domain), [n.address.split('/')[0]])
       if (!r.ok) log.warn(`not registering alias ${alias} of ${c.name || c.id.slice(0, 12)}: ${r.reason}`)
     }
   }
@@ -31,6 +31,6 @@ export function registerNames(dns: WeaveDns, c: WeaveContainer, log: Logger): vo
 
 /** The container died: its name and aliases go (Docker gives it a new endpoint if it starts again). */
 export function withdrawNames(dns: WeaveDns, id: string): void {
+  // Names and aliases only: records added by hand (`weave dns-add ... CONTAINER`) outlive a stop.
   dns.unregisterContainer(id)
-  dns.removeRecord({ containerId: id })
 }
