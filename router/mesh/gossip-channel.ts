@@ -87,11 +87,30 @@ export class GossipChannels {
   newGossip(channel: string, gossiper: Gossiper | ChannelGossiper): Gossip {
     if (this.channels.has(channel)) throw new Error(`gossip channel ${channel} registered twice`)
     this.channels.set(channel, gossiper)
+    const surrogate = this.surrogates.get(channel)
     this.surrogates.delete(channel)
+    this.catchUp(channel, gossiper, surrogate)
     return {
       gossipUnicast: (dst, msg) => this.sendUnicast(channel, this.deps.self, dst, msg),
       gossipBroadcast: (update) => this.relayBroadcast(channel, this.deps.self, update),
       gossipNeighbourSubset: (update) => this.neighbourSubset(channel, update, undefined),
+    }
+  }
+
+  /**
+   * A channel registered after connections came up (a subsystem that starts after the mesh, as
+   * DNS and IPAM do in the daemon) missed the full state each neighbour sent on connect, and its
+   * neighbours have not had ours: without this both sides wait for the periodic gossip (30 s).
+   * What neighbours sent meanwhile was kept by the channel's surrogate: hand it over, then send
+   * our state to every neighbour.
+   */
+  private catchUp(channel: string, gossiper: Gossiper | ChannelGossiper, surrogate: SurrogateGossiper | undefined): void {
+    try {
+      for (const u of surrogate?.recent() ?? []) gossiper.onGossip(u.bytes, u.from)
+      const data = gossiper.gossip()
+      if (data) for (const n of this.deps.neighbours()) this.queue(n, channel, 'gossip', this.deps.self, data)
+    } catch (err) {
+      this.log.warn(`gossip channel ${channel}: catching up on registration failed: ${(err as Error).message}`)
     }
   }
 
@@ -230,7 +249,7 @@ export class GossipChannels {
  */
 export class SurrogateGossiper implements ChannelGossiper {
   /** Bounded too: a flood of distinct updates within the window keeps only the newest. */
-  private readonly seen = new BoundedMap<string, { at: number; bytes: Uint8Array }>(MAX_SURROGATE_SEEN)
+  private readonly seen = new BoundedMap<string, { at: number; bytes: Uint8Array; from: PeerName }>(MAX_SURROGATE_SEEN)
   constructor(private readonly clock: Clock, private readonly windowMs: number) {}
 
   onGossipUnicast(): void {}
@@ -240,14 +259,24 @@ export class SurrogateGossiper implements ChannelGossiper {
   gossip(): GossipData | undefined {
     return undefined
   }
-  onGossip(update: Uint8Array): GossipData | undefined {
+  onGossip(update: Uint8Array, from: PeerName): GossipData | undefined {
     const now = this.clock.now()
-    for (const [k, v] of this.seen) if (now - v.at > this.windowMs) this.seen.delete(k)
+    this.expire(now)
     const key = `${fnv1a(update)}:${update.length}`
     const prev = this.seen.get(key)
     if (prev && equalBytes(prev.bytes, update)) return undefined
-    this.seen.set(key, { at: now, bytes: update })
+    this.seen.set(key, { at: now, bytes: update, from })
     return new BytesGossipData([update])
+  }
+
+  /** Full-state gossip seen within the window, oldest first (for a channel registered late). */
+  recent(): Array<{ bytes: Uint8Array; from: PeerName }> {
+    this.expire(this.clock.now())
+    return [...this.seen.values()].map(({ bytes, from }) => ({ bytes, from }))
+  }
+
+  private expire(now: number): void {
+    for (const [k, v] of this.seen) if (now - v.at > this.windowMs) this.seen.delete(k)
   }
 }
 

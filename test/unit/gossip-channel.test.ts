@@ -123,8 +123,28 @@ test('pending sends to one neighbour are merged into one message; fan-out is 2·
   assert.is(fanout(100, 50), 14)
   assert.is(fanout(1000, 10), 10)
   const s = new SurrogateGossiper(clock, 1000)
-  assert.ok(s.onGossip(Buffer.from('z')))
-  assert.is(s.onGossip(Buffer.from('z')), undefined, 'same bytes within the window are not relayed again')
+  assert.ok(s.onGossip(Buffer.from('z'), peer))
+  assert.is(s.onGossip(Buffer.from('z'), peer), undefined, 'same bytes within the window are not relayed again')
+})
+
+test('a channel registered after connecting catches up both ways (a subsystem that starts after the mesh)', async () => {
+  const { sim, a } = await line()
+  try {
+    const ga = reg(a, 'dns')
+    ga.g.items.add('on-a')
+    // d connects to a, whose full state arrives on connect while d has no dns channel yet
+    const d = await sim.addPeer([a.addr])
+    await sim.runUntil(() => sim.converged(), 5_000)
+    await sim.run(100)
+    const gd = { g: new SetGossiper() }
+    gd.g.items.add('on-d') // state it holds when it registers (restored from disk, say)
+    d.mesh.newGossip('dns', gd.g)
+    await sim.run(100) // far below the 30 s periodic gossip
+    assert.ok(gd.g.items.has('on-a'), 'what neighbours sent before registration is handed over')
+    assert.ok(ga.g.items.has('on-d'), 'our state goes to the neighbours at registration')
+  } finally {
+    await sim.stop()
+  }
 })
 
 test.run()
