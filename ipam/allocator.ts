@@ -47,6 +47,11 @@ export interface AllocatorConfig {
   voteTimeoutMs?: number
   /** A container that died keeps its leases this long, to come back with them (Weave: 30 s). */
   releaseGraceMs?: number
+  /**
+   * `--ipalloc-range ""`: no IP allocation. Only claims of explicit addresses (all outside the
+   * empty universe) work; allocations fail saying so; no ring, no gossip.
+   */
+  disabled?: boolean
 }
 
 export interface AllocatorDeps {
@@ -185,6 +190,10 @@ export class Allocator implements Gossiper {
   }
 
   start(): void {
+    if (this.config.disabled) {
+      this.scheduleTick() // the die grace of claimed leases still runs
+      return
+    }
     this.gossipHandle = this.deps.host.newGossip('ipam', this)
     this.unsubscribePeers = this.view.onPeersChanged(() => this.onPeersChanged())
     this.scheduleTick()
@@ -224,6 +233,9 @@ export class Allocator implements Gossiper {
   /** Allocate an address for `id` in `subnet` (default subnet when undefined); idempotent. */
   allocate(id: string, subnet: Cidr = this.config.defaultSubnet): Promise<Cidr> {
     this.deaths.alive(id) // asking again for a container we thought dead: it was restarted
+    if (this.config.disabled) {
+      return Promise.reject(new IpamError(400, 'IP allocation is off (launched with --ipalloc-range ""): give an explicit address, e.g. weave attach 10.2.1.5/24 CONTAINER or WEAVE_CIDR=ip:10.2.1.5/24'))
+    }
     return new Promise((resolve, reject) => {
       const sub = { ip: cidrRange(subnet).start, prefix: subnet.prefix }
       if (!intersect(hostRange(sub), this.universe)) {
@@ -413,6 +425,7 @@ export class Allocator implements Gossiper {
 
   /** One-line state as in `weave status`: idle, awaiting consensus (...), ready, ... */
   statusText(): string {
+    if (this.config.disabled) return 'off (--ipalloc-range ""): explicit addresses only'
     if (this.removedSelf) return "removed by rmpeer on another peer - run 'weave reset'"
     if (this.ring.isEmpty()) {
       if (this.config.init.kind === 'observer') return this.pending.length ? 'priming' : 'idle'
@@ -826,7 +839,7 @@ export class Allocator implements Gossiper {
     const head: Omit<IpamState, 'leases'> = {
       format: STATE_FORMAT,
       peerName: this.self,
-      range: formatCidr(this.config.universe),
+      range: this.config.disabled ? '' : formatCidr(this.config.universe),
       ...(this.ring.isEmpty() ? {} : { ring: this.ring.toWire() }),
       ...(this.paxos ? { paxos: this.paxos.own } : {}),
       ...(this.removedSelf ? { removed: true } : {}),

@@ -128,13 +128,16 @@ export function parseRanges(range: string, defaultSubnet: string | undefined): {
 
 export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
   const log = deps.logger
-  const { universe, defaultSubnet } = parseRanges(config.range, config.defaultSubnet)
+  // `--ipalloc-range ""`: IPAM off; a one-address universe nobody claims keeps the code paths single.
+  const disabled = config.range === ''
+  const { universe, defaultSubnet } = disabled ? { universe: { ip: 0, prefix: 32 }, defaultSubnet: { ip: 0, prefix: 32 } } : parseRanges(config.range, config.defaultSubnet)
+  const rangeText = disabled ? '' : formatCidr(universe)
   const init = parseInit(config.init, config.launchPeerCount ?? 0, log)
   const store = deps.store ?? (config.stateFile ? fileStore(config.stateFile) : memoryStore())
   const allocator = new Allocator(
     {
       universe, defaultSubnet, init, tickMs: config.tickMs, reproposeMs: config.reproposeMs,
-      requestTimeoutMs: config.requestTimeoutMs, releaseGraceMs: config.releaseGraceMs,
+      requestTimeoutMs: config.requestTimeoutMs, releaseGraceMs: config.releaseGraceMs, disabled,
     },
     { clock: deps.clock, rng: deps.rng, logger: log, host: deps.host, store, isRunning: deps.isRunning },
   )
@@ -173,12 +176,13 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
     allocator,
     async start() {
       const stored = await store.load()
-      let loaded = decodeState(stored.snapshot, { peerName: view.self.name, range: formatCidr(universe), where: store.where })
+      let loaded = decodeState(stored.snapshot, { peerName: view.self.name, range: rangeText, where: store.where })
       if (loaded.ok && loaded.state && stored.journal.length) loaded = applyJournal(loaded.state, stored.journal, store.where)
       if (!loaded.ok) throw new IpamError(500, loaded.reason, 'state-refused')
       allocator.restore(loaded.state)
       allocator.start()
-      log.info(`IPAM on ${formatCidr(universe)}, default subnet ${formatCidr(defaultSubnet)}, init ${describeInit(init)}`)
+      if (disabled) log.info('IP allocation is off (--ipalloc-range ""): containers get explicit addresses only')
+      else log.info(`IPAM on ${formatCidr(universe)}, default subnet ${formatCidr(defaultSubnet)}, init ${describeInit(init)}`)
       // Not awaited: a slow or hung engine must not hold up the start.
       void collectGone().catch((err: Error) => log.warn(`start-up lease check: ${err.message}`))
     },
@@ -193,8 +197,8 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
       return [
         ['Service', 'ipam'],
         ['Status', allocator.statusText()],
-        ['Range', formatCidr(universe)],
-        ['DefaultSubnet', formatCidr(defaultSubnet)],
+        ['Range', disabled ? 'none' : formatCidr(universe)],
+        ['DefaultSubnet', disabled ? 'none' : formatCidr(defaultSubnet)],
       ]
     },
     facts() {
@@ -210,8 +214,8 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
     report() {
       return {
         Paxos: null,
-        Range: formatCidr(universe),
-        DefaultSubnet: formatCidr(defaultSubnet),
+        Range: rangeText,
+        DefaultSubnet: disabled ? '' : formatCidr(defaultSubnet),
         Status: allocator.statusText(),
         Init: describeInit(init),
         Entries: peerShares(allocator.ring, view, nicknames).map((s) => ({

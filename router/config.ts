@@ -131,7 +131,7 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--conn-limit', key: 'connLimit', kind: 'int', help: `maximum number of connections (default ${DEFAULTS.connLimit})` },
   { flag: '--host', key: 'meshHost', kind: 'string', help: `address to listen on for peers (default ${DEFAULTS.meshHost})` },
   { flag: '--port', key: 'meshPort', kind: 'int', help: `TCP/UDP port for peers (default ${DEFAULTS.meshPort})` },
-  { flag: '--ipalloc-range', key: 'ipallocRange', kind: 'string', help: `range of container addresses (default ${DEFAULTS.ipallocRange})` },
+  { flag: '--ipalloc-range', key: 'ipallocRange', kind: 'string', help: `range of container addresses (default ${DEFAULTS.ipallocRange}); "" turns IP allocation off (explicit addresses only)` },
   { flag: '--ipalloc-default-subnet', key: 'ipallocDefaultSubnet', kind: 'string', help: 'subnet for containers without WEAVE_CIDR (default: the range)' },
   { flag: '--ipalloc-init', key: 'ipallocInit', kind: 'string', help: 'consensus[=N] | seed=PEER,... | observer' },
   { flag: '--mtu', key: 'mtu', kind: 'int', env: 'WEAVE_MTU', help: `MTU of the weave network (default ${DEFAULTS.mtu})` },
@@ -245,7 +245,8 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     proxy,
     dockerApi,
     proxyListen: (raw.proxyListen as string[] | undefined) ?? [],
-    noDefaultIpalloc: raw.noDefaultIpalloc === true,
+    // Without IPAM (--ipalloc-range "") the proxy attaches only containers with an explicit WEAVE_CIDR.
+    noDefaultIpalloc: raw.noDefaultIpalloc === true || raw.ipallocRange === '',
     rewriteInspect: raw.rewriteInspect === true,
     plugin: raw.plugin === undefined ? dockerApi.startsWith('unix://') && dockerExists(dockerApi.slice('unix://'.length)) : (raw.plugin as boolean),
     pluginSocket: str('pluginSocket') ?? DEFAULTS.pluginSocket,

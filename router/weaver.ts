@@ -20,7 +20,7 @@ import { wireDns, withDnsRegistration } from './dns-wiring'
 import { EXPOSE_ID } from './net'
 import { registerCniApi } from './cni-api'
 import { wireObserve } from './observe-wiring'
-import type { GossipHost, PeerName } from './mesh'
+import type { GossipHost } from './mesh'
 import { createIpam, formatCidr, IPAM_ROUTES, IPAM_STATE_FILE } from '../ipam'
 import { createDockerPlugin } from '../plugin'
 import { VERSION } from './version'
@@ -172,7 +172,9 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   }
 
   // ---- Docker network plugin (driver + IPAM driver `weave` on a unix socket) ----
-  if (config.plugin) {
+  // Its IPAM driver hands out pool addresses: nothing to do without IP allocation (--ipalloc-range "").
+  if (config.plugin && config.ipallocRange === '') log.info('Docker plugin off: IP allocation is off (--ipalloc-range "")')
+  else if (config.plugin) {
     const plugin = createDockerPlugin(
       {
         socketPath: config.pluginSocket,

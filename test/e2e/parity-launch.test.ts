@@ -10,7 +10,9 @@
  *   `weave attach`;
  * - the supervisor: a SIGKILLed router comes back by itself (resuming its stored targets, with
  *   what `weave connect` added), `weave stop` stops it for good, `--no-restart` leaves it dead;
- *   `--resume` starts with the stored targets, peers named at launch replace them.
+ *   `--resume` starts with the stored targets, peers named at launch replace them;
+ * - `--ipalloc-range ""`: no IPAM; `weave attach` needs an explicit address (and says so), the
+ *   proxy attaches only containers with an explicit WEAVE_CIDR.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -147,6 +149,25 @@ if (skip) {
     assert.is(await daemonPid(), undefined, '--no-restart: it stays dead')
     const again = await h.launchWeave(RANGE)
     assert.is(again.code, 0, again.stderr)
+  })
+
+  test('--ipalloc-range "": explicit addresses only, and a clear error for the rest', async () => {
+    assert.is((await h.weave(['reset'])).code, 0)
+    const l = await h.launchWeave(['--ipalloc-range', ''])
+    assert.is(l.code, 0, l.stderr)
+    assert.match((await h.weave(['status'])).stdout, /Status: off \(--ipalloc-range ""\)/)
+    await h.docker(['run', '-d', '--name', 'n1', 'busybox', 'sleep', '600'])
+    const auto = await h.weave(['attach', 'n1'], { allowFail: true })
+    assert.is.not(auto.code, 0)
+    assert.match(auto.stderr, /IP allocation is off.*explicit address/)
+    const ok = await h.weave(['attach', '10.9.1.5/24', 'n1'])
+    assert.is(ok.stdout.trim(), '10.9.1.5')
+    assert.match((await h.docker(['exec', 'n1', 'ip', '-4', 'addr', 'show', 'ethwe'])).stdout, /inet 10\.9\.1\.5\/24/)
+    const plain = await user('docker run --rm busybox sh -c "ip link show ethwe || echo no-ethwe"')
+    assert.match(plain.stdout, /no-ethwe/, 'no WEAVE_CIDR: left alone')
+    const given = await user('docker run --rm -e WEAVE_CIDR=ip:10.9.1.6/24 busybox ip -4 addr show ethwe')
+    assert.match(given.stdout, /inet 10\.9\.1\.6\/24/)
+    await h.docker(['rm', '-f', 'n1'])
   })
 }
 
