@@ -16,11 +16,20 @@ export interface EngineResponse {
 }
 
 export interface EngineClient {
+  /** One call, answered in full within the client's timeout or rejected with code ENGINE_TIMEOUT. */
   request(method: string, path: string, body?: unknown): Promise<EngineResponse>
-  /** Open a streaming GET; the caller reads and destroys the response. */
+  /** Open a streaming GET (its headers within the timeout); the caller reads and destroys the response. */
   stream(path: string): Promise<http.IncomingMessage>
   readonly endpoint: DockerEndpoint
 }
+
+export interface EngineClientOptions {
+  /** A hung dockerd must not hang the daemon: every call ends by then. */
+  timeoutMs?: number
+}
+
+/** Inspects, kills and lists answer in milliseconds; 30 s is a dockerd that is stuck. */
+export const DEFAULT_ENGINE_TIMEOUT_MS = 30_000
 
 export function describeEndpoint(ep: DockerEndpoint): string {
   return 'socketPath' in ep ? `unix://${ep.socketPath}` : `tcp://${ep.host}:${ep.port}`
@@ -29,17 +38,28 @@ export function describeEndpoint(ep: DockerEndpoint): string {
 /** Largest engine answer the proxy reads for itself (inspect bodies are a few KiB). */
 const MAX_BODY = 16 * 1024 * 1024
 
-export function createEngineClient(endpoint: DockerEndpoint): EngineClient {
+export function createEngineClient(endpoint: DockerEndpoint, opts: EngineClientOptions = {}): EngineClient {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_ENGINE_TIMEOUT_MS
   const base = (method: string, path: string, headers: Record<string, string>): http.RequestOptions => ({
     ...endpoint, method, path, headers: { Host: 'docker', ...headers }, agent: false,
   })
+  const timeoutError = (what: string) => Object.assign(
+    new Error(`the Docker engine at ${describeEndpoint(endpoint)} did not answer ${what} within ${timeoutMs / 1000} s`), { code: 'ENGINE_TIMEOUT' })
+  /** Fails the call with `err` and destroys `req` unless `until` settles first (a real timer: this is the edge). */
+  const deadline = (req: http.ClientRequest, err: Error, fail: (e: Error) => void, until: Promise<unknown>) => {
+    const t = setTimeout(() => { fail(err); req.destroy(err) }, timeoutMs)
+    until.then(() => clearTimeout(t), () => clearTimeout(t))
+  }
   return {
     endpoint,
     request(method, path, body) {
-      return new Promise((resolve, reject) => {
+      let req!: http.ClientRequest
+      let fail!: (e: Error) => void
+      const done = new Promise<EngineResponse>((resolve, reject) => {
+        fail = reject
         const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
         const headers: Record<string, string> = payload ? { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) } : {}
-        const req = http.request(base(method, path, headers), (res) => {
+        req = http.request(base(method, path, headers), (res) => {
           const parts: Buffer[] = []
           let size = 0
           res.on('data', (d: Buffer) => {
@@ -58,13 +78,20 @@ export function createEngineClient(endpoint: DockerEndpoint): EngineClient {
         req.on('error', (err) => reject(new Error(`cannot reach the Docker engine at ${describeEndpoint(endpoint)}: ${err.message}`, { cause: err })))
         req.end(payload)
       })
+      deadline(req, timeoutError(`${method} ${path}`), fail, done)
+      return done
     },
     stream(path) {
-      return new Promise((resolve, reject) => {
-        const req = http.request(base('GET', path, {}), resolve)
+      let req!: http.ClientRequest
+      let fail!: (e: Error) => void
+      const headers = new Promise<http.IncomingMessage>((resolve, reject) => {
+        fail = reject
+        req = http.request(base('GET', path, {}), resolve)
         req.on('error', reject)
         req.end()
       })
+      deadline(req, timeoutError(`GET ${path} (its headers)`), fail, headers)
+      return headers
     },
   }
 }

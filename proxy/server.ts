@@ -38,7 +38,7 @@ class ProxyReply extends Error {
 
 export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
   const log = deps.logger
-  const engine = createEngineClient(config.docker)
+  const engine = createEngineClient(config.docker, { timeoutMs: config.engineTimeoutMs })
   const sockets = new Set<net.Socket>()
   const servers: net.Server[] = []
   let watcher: EventWatcher | undefined
@@ -95,6 +95,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
       client.pause()
       dispatch(conn, buf.subarray(0, end), buf.subarray(end)).catch((err: Error) => {
         if (err instanceof ProxyReply) replyError(client, err.status, err.message)
+        else if ((err as NodeJS.ErrnoException).code === 'ENGINE_TIMEOUT') { log.warn(`proxy: ${err.message}`); replyError(client, 504, `weave proxy: ${err.message}`) }
         else { log.error(`proxy: ${err.stack ?? err.message}`); replyError(client, 500, `weave proxy: ${err.message}`) }
       })
       return true

@@ -21,6 +21,9 @@ export interface ProxyConfig {
   rewriteInspect?: boolean
   /** Longest wait for `onStarted` before the start is failed; default 60 s (IPAM may await consensus). */
   attachTimeoutMs?: number
+  /** Every call the proxy itself makes to the engine ends by then (default 30 s): a hung dockerd
+   *  gets a 504 to the client, not a hung proxy. */
+  engineTimeoutMs?: number
 }
 
 /** A container's first weave address, for `--rewrite-inspect`. */

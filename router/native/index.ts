@@ -136,10 +136,15 @@ export interface NativeNetlink {
   nlGarp(netns: string | null, ifname: string, ip: string): number
   /**
    * Run argv (argv[0] on PATH) inside `netns` with `input` (< 64 KiB) on stdin, without forking
-   * node (vfork + setns); `fn` gets the exit code and the output (stdout and stderr, a few KiB).
+   * node (vfork + setns); `fn` gets the exit code and the output (stdout and stderr, read while it
+   * runs, the first 16 KiB kept). Past `timeoutMs` (default 30 s) the child is SIGKILLed and the
+   * code is 124 (NS_EXEC_TIMED_OUT).
    */
-  nsExec?(netns: string | null, argv: readonly string[], input: string, fn: (code: number, output: string) => void): void
+  nsExec?(netns: string | null, argv: readonly string[], input: string, fn: (code: number, output: string) => void, timeoutMs?: number): void
 }
+
+/** nsExec's exit code for a child killed at its deadline (as timeout(1) reports it). */
+export const NS_EXEC_TIMED_OUT = 124
 
 /** The netlink calls, or undefined when the addon is not built (callers then spawn `ip`). */
 export function nativeNetlink(): NativeNetlink | undefined {

@@ -435,37 +435,85 @@ static napi_value nl_garp(napi_env env, napi_callback_info info) {
  * namespace itself (setns), so no nsenter either. Exit is seen through a pidfd polled on node's
  * loop; libuv reaps only the pids it spawned, so this child is ours to reap.
  */
+/* Output kept for the callback (the rest is read and dropped, so the child never blocks on a
+ * full pipe); exit code reported for a child killed at its deadline (as timeout(1) does). */
+#define NSEXEC_OUT_CAP 16384
+#define NSEXEC_TIMED_OUT 124
+
 typedef struct {
-  uv_poll_t poll;
-  int pidfd, errfd;
+  uv_poll_t exit_poll;    /* the child's pidfd: readable once it exited */
+  uv_poll_t out_poll;     /* its stdout+stderr pipe, read while it runs */
+  uv_timer_t timer;       /* its deadline */
+  int pidfd, outfd, out_open, closing, timed_out;
+  uint64_t timeout_ms;
   pid_t pid;
+  size_t out_len, dropped;
+  char out[NSEXEC_OUT_CAP];
   napi_env env;
   napi_ref cb;
   napi_async_context actx;
 } nschild_t;
 
-static void nschild_closed(uv_handle_t *h) { free(h->data); }
+/* All three handles share the struct: it is freed when the last of them has closed. */
+static void nschild_closed(uv_handle_t *h) {
+  nschild_t *c = h->data;
+  if (--c->closing == 0) free(c);
+}
+
+/* Reads what the pipe holds now; at EOF stops watching it. */
+static void nschild_drain(nschild_t *c) {
+  char scratch[4096];
+  while (c->out_open) {
+    char *to = c->out_len < sizeof c->out ? c->out + c->out_len : scratch;
+    size_t room = c->out_len < sizeof c->out ? sizeof c->out - c->out_len : sizeof scratch;
+    ssize_t n = read(c->outfd, to, room);
+    if (n > 0) {
+      if (to == scratch) c->dropped += (size_t)n; else c->out_len += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) { uv_poll_stop(&c->out_poll); c->out_open = 0; }
+    break;
+  }
+}
+
+static void nschild_output(uv_poll_t *h, int status, int events) {
+  (void)status; (void)events;
+  nschild_drain(h->data);
+}
+
+/* The deadline: kill it; its exit then arrives through the pidfd as usual. */
+static void nschild_deadline(uv_timer_t *t) {
+  nschild_t *c = t->data;
+  c->timed_out = 1;
+  if (syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0) < 0) kill(c->pid, SIGKILL);
+}
 
 static void nschild_exited(uv_poll_t *h, int status, int events) {
   (void)status; (void)events;
   nschild_t *c = h->data;
   int st = 0;
   while (waitpid(c->pid, &st, 0) < 0 && errno == EINTR) {}
-  char err[2048];
-  ssize_t n = read(c->errfd, err, sizeof err - 1);
-  if (n < 0) n = 0;
-  err[n] = 0;
-  close(c->errfd);
-  close(c->pidfd);
-  uv_poll_stop(&c->poll);
+  nschild_drain(c); /* what it wrote last (a grandchild holding the pipe gets no more waiting) */
+  uv_poll_stop(&c->exit_poll);
+  uv_poll_stop(&c->out_poll);
+  uv_timer_stop(&c->timer);
+  char note[128];
+  int nl = 0;
+  if (c->timed_out) nl = snprintf(note, sizeof note, "\n(killed: no exit within %llu ms)", (unsigned long long)c->timeout_ms);
+  else if (c->dropped) nl = snprintf(note, sizeof note, "\n(%zu more bytes of output dropped)", c->dropped);
+  size_t keep = c->out_len + (size_t)nl > sizeof c->out ? sizeof c->out - (size_t)nl : c->out_len;
+  memcpy(c->out + keep, note, (size_t)nl);
+  size_t len = keep + (size_t)nl;
   napi_env env = c->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value cb, recv, argv[2], res;
     napi_get_reference_value(env, c->cb, &cb);
     napi_get_global(env, &recv);
-    napi_create_int32(env, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), &argv[0]);
-    napi_create_string_utf8(env, err, (size_t)n, &argv[1]);
+    int code = c->timed_out ? NSEXEC_TIMED_OUT : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    napi_create_int32(env, code, &argv[0]);
+    napi_create_string_utf8(env, c->out, len, &argv[1]);
     if (napi_make_callback(env, c->actx, recv, cb, 2, argv, &res) == napi_pending_exception) {
       napi_value e;
       napi_get_and_clear_last_exception(env, &e);
@@ -475,12 +523,21 @@ static void nschild_exited(uv_poll_t *h, int status, int events) {
   }
   napi_delete_reference(env, c->cb);
   napi_async_destroy(env, c->actx);
-  uv_close((uv_handle_t *)&c->poll, nschild_closed);
+  c->closing = 3;
+  uv_close((uv_handle_t *)&c->exit_poll, nschild_closed);
+  uv_close((uv_handle_t *)&c->out_poll, nschild_closed);
+  uv_close((uv_handle_t *)&c->timer, nschild_closed);
+  close(c->outfd);
+  close(c->pidfd);
 }
 
-/* nsExec(netns|null, argv[], input, fn(exitCode, stderrAndStdout)); argv[0] is looked up on PATH. */
+/*
+ * nsExec(netns|null, argv[], input, fn(exitCode, stderrAndStdout) [, timeoutMs = 30000]); argv[0]
+ * is looked up on PATH. Its output is read while it runs (a child writing more than a pipe holds
+ * never blocks; 16 KiB are kept); past timeoutMs it is SIGKILLed and fn gets exit code 124.
+ */
 static napi_value ns_exec(napi_env env, napi_callback_info info) {
-  ARGS(4);
+  ARGS(5);
   char ns[512];
   int has_ns = argc >= 1 && !wn_is_nullish(env, argv[0]);
   bool is_array = false;
@@ -506,6 +563,10 @@ static napi_value ns_exec(napi_env env, napi_callback_info info) {
   size_t in_len = 0;
   if (napi_get_value_string_utf8(env, argv[2], input, sizeof input, &in_len) != napi_ok || in_len >= sizeof input - 1)
     return wn_throw_type(env, "nsExec: input must be a string under 64 KiB");
+  double tmo = 30000;
+  if (argc >= 5 && !wn_is_nullish(env, argv[4]) && (napi_get_value_double(env, argv[4], &tmo) != napi_ok || !(tmo >= 1 && tmo <= 86400000)))
+    return wn_throw_type(env, "nsExec: timeoutMs must be 1 to 86400000");
+  uint64_t timeout_ms = (uint64_t)tmo;
 
   int nsfd = -1, in[2] = { -1, -1 }, out[2] = { -1, -1 };
   if (has_ns && (nsfd = open(ns, O_RDONLY | O_CLOEXEC)) < 0) return wn_throw_errno(env, errno, ns);
@@ -555,22 +616,30 @@ static napi_value ns_exec(napi_env env, napi_callback_info info) {
   nschild_t *c = calloc(1, sizeof *c);
   uv_loop_t *loop;
   napi_value name, resource;
-  if (!c || napi_get_uv_event_loop(env, &loop) != napi_ok || uv_poll_init(loop, &c->poll, pidfd) < 0) {
-    /* Cannot watch it: wait here (rare; the command is short). */
+  if (!c || napi_get_uv_event_loop(env, &loop) != napi_ok || uv_poll_init(loop, &c->exit_poll, pidfd) < 0) {
+    /* Cannot watch it: kill and reap it here rather than leave it unwatched. */
+    kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     free(c); close(pidfd); close(out[0]);
     return wn_throw_errno(env, ENOMEM, "nsExec: watching the child");
   }
-  c->poll.data = c;
+  /* Both can only fail on a bad fd or loop: the fds and loop are good by now. */
+  uv_poll_init(loop, &c->out_poll, out[0]);
+  uv_timer_init(loop, &c->timer);
+  c->exit_poll.data = c->out_poll.data = c->timer.data = c;
   c->pid = pid;
   c->pidfd = pidfd;
-  c->errfd = out[0];
+  c->outfd = out[0];
+  c->out_open = 1;
+  c->timeout_ms = timeout_ms;
   c->env = env;
   napi_create_reference(env, argv[3], 1, &c->cb);
   napi_create_object(env, &resource);
   napi_create_string_utf8(env, "weave_native.nsExec", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, resource, name, &c->actx);
-  uv_poll_start(&c->poll, UV_READABLE, nschild_exited);
+  uv_poll_start(&c->out_poll, UV_READABLE, nschild_output);
+  uv_poll_start(&c->exit_poll, UV_READABLE, nschild_exited);
+  uv_timer_start(&c->timer, nschild_deadline, timeout_ms, 0);
   return undefined(env);
 }
 

@@ -178,16 +178,19 @@ export function closeArpFds(nl: NativeNetlink, o: NativeAttachOutcome, inWorker:
  * Run `argv` inside the namespace at `ns` with `input` on stdin. With the addon's nsExec the
  * daemon is not forked (see netlink.c), else nsenter through child_process.
  */
+/** A command in a namespace (iptables-restore and the like) gets this long before it is killed. */
+const EXEC_TIMEOUT_MS = 30_000
+
 function execIn(nl: NativeNetlink, ns: string, argv: string[], input: string): Promise<void> {
   const full = ['nsenter', `--net=${ns}`, '--', ...argv]
   const failed = (code: number | null, output: string) =>
     Object.assign(new Error(`command failed (exit ${code ?? 'signal'}): ${full.join(' ')}: ${output.trim() || '(no output)'}`), { code: 'NET_COMMAND_FAILED' })
   return new Promise((resolve, reject) => {
     if (nl.nsExec) {
-      nl.nsExec(ns, argv, input, (code, output) => (code === 0 ? resolve() : reject(failed(code, output || (code === 127 ? `${argv[0]}: not found` : '')))))
+      nl.nsExec(ns, argv, input, (code, output) => (code === 0 ? resolve() : reject(failed(code, output || (code === 127 ? `${argv[0]}: not found` : '')))), EXEC_TIMEOUT_MS)
       return
     }
-    const child = execFile(full[0], full.slice(1), { timeout: 30_000, encoding: 'utf8' }, (err, _stdout, stderr) => {
+    const child = execFile(full[0], full.slice(1), { timeout: EXEC_TIMEOUT_MS, killSignal: 'SIGKILL', encoding: 'utf8' }, (err, _stdout, stderr) => {
       if (!err) { resolve(); return }
       const e = err as NodeJS.ErrnoException
       reject(failed(typeof e.code === 'number' ? e.code : null, stderr || e.message))
