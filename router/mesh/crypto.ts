@@ -16,7 +16,7 @@
  */
 import * as path from 'node:path'
 import { Worker } from 'node:worker_threads'
-import sodium from 'libsodium-wrappers-sumo'
+import type Sodium from 'libsodium-wrappers-sumo'
 
 /** Public, fixed Argon2id salt (16 bytes = crypto_pwhash_SALTBYTES). Changing it breaks the wire. */
 export const PASSWORD_SALT = new TextEncoder().encode('weave-ts-mesh-v1')
@@ -29,17 +29,19 @@ export interface PasswordKey {
 
 export interface KeyPair { publicKey: Uint8Array; privateKey: Uint8Array }
 
-let isReady = false
+// Loaded on first use (~13 MiB and ~150 ms of start-up): a router without a password never needs it.
+let sodium: typeof Sodium | undefined
 
-/** Resolve once libsodium is usable; cheap after the first call. */
+/** Resolve once libsodium is usable (loading it the first time); cheap after the first call. */
 export async function sodiumReady(): Promise<void> {
-  if (isReady) return
-  await sodium.ready
-  isReady = true
+  if (sodium) return
+  const m = (await import('libsodium-wrappers-sumo')).default
+  await m.ready
+  sodium = m
 }
 
-function lib(): typeof sodium {
-  if (!isReady) throw new Error('libsodium used before sodiumReady() resolved')
+function lib(): typeof Sodium {
+  if (!sodium) throw new Error('libsodium used before sodiumReady() resolved')
   return sodium
 }
 

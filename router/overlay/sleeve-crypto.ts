@@ -20,7 +20,7 @@
  * The AEAD runs in the native addon (OpenSSL's libcrypto or libsodium, in place, ≥10× faster)
  * when available, else (ChaCha only) in libsodium-wrappers; all produce the same bytes.
  */
-import sodium from 'libsodium-wrappers-sumo'
+import type Sodium from 'libsodium-wrappers-sumo'
 import { nativeAead, nativeAeadKey, nativeCiphers, type AeadContext, type NativeAead } from '../native'
 import { decodeBody, decodeDatagram, HEADER_BYTES, type DecodeFailure, type SleeveDatagram } from './sleeve-frame'
 
@@ -35,17 +35,21 @@ const SEALED_BIT = 0x80
 const NONCE_BYTES = 12
 const AD_BYTES = HEADER_BYTES + SEQ_BYTES
 
-let ready = false
-/** Resolve before creating ciphers; cheap after the first call. */
+// libsodium-wrappers is loaded on first use (~13 MiB): a router without a password never needs it.
+let sodium: typeof Sodium | undefined
+/** Resolve before creating ciphers (loads libsodium the first time); cheap after the first call. */
 export async function sleeveCryptoReady(): Promise<void> {
-  if (ready) return
-  await sodium.ready
-  ready = true
+  if (sodium) return
+  const m = (await import('libsodium-wrappers-sumo')).default
+  await m.ready
+  sodium = m
 }
-function lib(): typeof sodium {
-  if (!ready) throw new Error('sleeve crypto used before sleeveCryptoReady() resolved')
+/** libsodium-wrappers, once sleeveCryptoReady() has resolved. */
+export function sleeveSodium(): typeof Sodium {
+  if (!sodium) throw new Error('sleeve crypto used before sleeveCryptoReady() resolved')
   return sodium
 }
+const lib = sleeveSodium
 
 export type ReplayVerdict = 'ok' | 'replayed' | 'too-old'
 

@@ -41,14 +41,13 @@
  * the mesh connection), and the sleeve uses the smaller figure; status shows the frame MTU.
  *   pmtu  {t:'pmtu', size}             "your probe of `size` bytes (plaintext datagram) reached me"
  */
-import sodium from 'libsodium-wrappers-sumo'
 import type { Clock, Logger } from '../deps'
 import type { PeerConnection, PeerName } from '../mesh'
 import type { Routes } from './forwarder'
 import { HEADER_BYTES, UNDERLAY_HEADER_BYTES, encodeHeartbeat, encodeProbe, maxFrameBytes, type SleeveDatagram } from './sleeve-frame'
 import { PmtuSearch, PMTU_PROBE_TIMEOUT_MS } from './sleeve-pmtu'
 import {
-  chooseSleeveCipher, createSleeveCipher, SEAL_OVERHEAD_BYTES, sleeveCiphers, sleeveCryptoReady, type SleeveCipher, type SleeveCipherName,
+  chooseSleeveCipher, createSleeveCipher, SEAL_OVERHEAD_BYTES, sleeveCiphers, sleeveCryptoReady, sleeveSodium, type SleeveCipher, type SleeveCipherName,
 } from './sleeve-crypto'
 import type { SleevePeer } from './sleeve'
 import { ESP_NONCE_BYTES, validateEspControl, type EspControl } from './fastdp-ipsec'
@@ -215,12 +214,13 @@ export interface KxKeyPair {
 
 /** An ephemeral X25519 key pair; call after sleeveCryptoReady(). */
 export function kxKeyPair(): KxKeyPair {
-  const k = sodium.crypto_kx_keypair()
+  const k = sleeveSodium().crypto_kx_keypair()
   return { publicKey: k.publicKey, privateKey: k.privateKey }
 }
 
 /** The 32-byte secret both ends of one connection compute; `dialer` is whether we dialled. */
 export function deriveSleeveSecret(ours: KxKeyPair, theirPub: Uint8Array, dialer: boolean): Uint8Array {
+  const sodium = sleeveSodium()
   const q = sodium.crypto_scalarmult(ours.privateKey, theirPub)
   const [dialPub, listenPub] = dialer ? [ours.publicKey, theirPub] : [theirPub, ours.publicKey]
   const input = new Uint8Array(96)
@@ -525,7 +525,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       link: new SleeveLink(name, conn.connUid, timeoutMs),
       shortId: shortIdOf(conn),
       keys: config.encrypt ? kxKeyPair() : undefined,
-      espNonce: config.encrypt ? sodium.randombytes_buf(ESP_NONCE_BYTES) : undefined,
+      espNonce: config.encrypt ? sleeveSodium().randombytes_buf(ESP_NONCE_BYTES) : undefined,
       cipherSet: false,
       cipherName: undefined,
       addr: conn.remoteAddr,
