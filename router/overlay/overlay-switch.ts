@@ -144,7 +144,16 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
       const dstId = idOf.get(dst), viaId = idOf.get(via)
       if (dstId !== undefined && viaId !== undefined && dst !== m.identity.name && via !== m.identity.name) hop.set(dstId, viaId)
     }
-    fast.syncRoutes(hop, neighbours, nameOf)
+    // Broadcasts we pass on: the children at us of each other peer's broadcast tree (none in a full mesh)
+    const bcastTo = new Map<number, number[]>()
+    for (const [src, srcId] of idOf) {
+      if (src === m.identity.name) continue
+      for (const child of m.routes.broadcast(src as never)) {
+        const c = idOf.get(child)
+        if (c !== undefined && c !== srcId) bcastTo.set(c, [...(bcastTo.get(c) ?? []), srcId])
+      }
+    }
+    fast.syncRoutes(hop, neighbours, nameOf, bcastTo)
   }
 
   /** Our underlay address on the mesh connection to `peer` (IPv4 only; the tunnels are IPv4). */

@@ -55,8 +55,12 @@ export interface Overlay {
   heartbeats?(): TunnelHeartbeats | undefined
   /** A MAC behind our own bridge (a container attached through the API). */
   learnLocal?(mac: string): void
-  /** Every topology change: peers we reach only through others (relays), by next hop. */
-  syncRoutes?(hop: ReadonlyMap<number, number>, neighbours: ReadonlySet<number>, names: ReadonlyMap<number, string>): void
+  /**
+   * Every topology change: the next hop to each peer (relays where it is not the peer itself), and
+   * the neighbours we pass other peers' broadcasts on to (child → the sources whose trees say so).
+   */
+  syncRoutes?(hop: ReadonlyMap<number, number>, neighbours: ReadonlySet<number>, names: ReadonlyMap<number, string>,
+    broadcastTo?: ReadonlyMap<number, readonly number[]>): void
   /** Relayed peers the overlay carries (for status). */
   relayed?(): number
   /**

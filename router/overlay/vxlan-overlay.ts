@@ -177,7 +177,7 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
         },
         health(now): OverlayHealth {
           const relays = relayFor.get(id)
-          if (relays) return { ok: false, why: `next hop to ${relays.join(', ')}: peers not reached directly go by sleeve, which relays (the kernel path cannot)` }
+          if (relays) return { ok: false, why: `${relays.join('; ')}: peers not reached directly go by sleeve, which relays (the kernel path cannot)` }
           return beats ? beats.health.verdict(id, now) : { ok: false, why: why ?? 'no kernel vxlan' }
         },
         async forward(on) {
@@ -196,11 +196,16 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
 
     heartbeats: () => beats,
 
-    syncRoutes(hop, neighbours, names) {
+    syncRoutes(hop, neighbours, names, broadcastTo) {
+      // Either way a frame would cross this host between the tunnel and the sleeve, which the
+      // isolated ports forbid: such a neighbour goes by sleeve, which relays.
       const next = new Map<number, string[]>()
+      const add = (via: number, what: string) => next.set(via, [...(next.get(via) ?? []), what])
       for (const [dst, via] of hop) {
-        if (dst === via || !neighbours.has(via)) continue
-        next.set(via, [...(next.get(via) ?? []), names.get(dst) ?? String(dst)])
+        if (dst !== via && neighbours.has(via)) add(via, `next hop to ${names.get(dst) ?? String(dst)}`)
+      }
+      for (const [child, sources] of broadcastTo ?? []) {
+        if (neighbours.has(child)) add(child, `gets broadcasts of ${sources.map((s) => names.get(s) ?? String(s)).join(', ')} through us`)
       }
       relayFor = next
     },

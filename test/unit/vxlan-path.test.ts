@@ -156,6 +156,11 @@ test('kernel vxlan overlay: heartbeats out with our MACs; a peer\'s MACs in the 
   // a neighbour that is our next hop to another peer goes by sleeve, which relays
   o.syncRoutes!(new Map([[9, 9], [11, 9]]), new Set([9]), new Map([[11, 'p11']]))
   assert.match((c.health(clock.now()) as { why: string }).why, /^next hop to p11: peers not reached directly go by sleeve/)
+  // and one we pass another peer's broadcasts on to (we are the relay)
+  o.syncRoutes!(new Map([[9, 9], [11, 11]]), new Set([9, 11]), new Map([[11, 'p11']]), new Map([[9, [11]]]))
+  assert.match((c.health(clock.now()) as { why: string }).why, /^gets broadcasts of p11 through us: peers not reached directly go by sleeve/)
+  o.syncRoutes!(new Map([[9, 9], [11, 11]]), new Set([9, 11]), new Map(), new Map())
+  assert.match((c.health(clock.now()) as { why: string }).why, /^fastdp heartbeats do not get through to the peer/, 'a full mesh: the heartbeats decide (the peer has not said it hears ours)')
   await o.stop()
   assert.is(host.removed, 1)
   assert.is(o.unavailable(), 'stopped')
