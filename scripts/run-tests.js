@@ -72,10 +72,29 @@ function accountOutput(out, code, signal, ci, allowed = ALLOWED_IN_CI) {
   return { passed, failed, skipped, skips, refused }
 }
 
+/**
+ * ESLint over the whole tree (eslint.config.mjs), counted as one test: a full run lints before the
+ * tests; a run of chosen files lints only with the pattern `lint`.
+ */
+function runLint() {
+  return new Promise((resolve) => {
+    const started = Date.now()
+    const repo = path.join(__dirname, '..')
+    console.log('\n=== lint (eslint .)')
+    const child = spawn(process.execPath, [path.join(repo, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.', '--max-warnings', '0'], { cwd: repo, stdio: ['ignore', 'inherit', 'inherit'] })
+    child.on('close', (code) => {
+      const ok = code === 0
+      if (ok) console.log('lint: no problems')
+      resolve({ file: path.join(root, 'lint (eslint .)'), passed: ok ? 1 : 0, failed: ok ? 0 : 1, skipped: 0, skips: [], seconds: (Date.now() - started) / 1000 })
+    })
+  })
+}
+
 async function main() {
   let files = layers.flatMap((l) => walk(path.join(root, l)))
   if (patterns.length) files = files.filter((f) => patterns.some((p) => p.test(f)))
   const results = []
+  if (!patterns.length || patterns.some((p) => p.test('lint'))) results.push(await runLint())
   for (const f of files) {
     console.log(`\n=== ${path.relative(process.cwd(), f)}`)
     results.push(await runFile(f))
@@ -87,7 +106,7 @@ async function main() {
   const sum = (k) => results.reduce((a, r) => a + r[k], 0)
   const passed = sum('passed'), failed = sum('failed'), skipped = sum('skipped')
   console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`)
-  process.exitCode = failed || files.length === 0 ? 1 : 0
+  process.exitCode = failed || results.length === 0 ? 1 : 0
 }
 module.exports = { accountOutput, ALLOWED_IN_CI }
 if (require.main === module) main()
