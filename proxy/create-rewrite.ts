@@ -22,7 +22,7 @@ export type CreateRewrite =
 export function strSlice(v: unknown): string[] | null {
   if (v === null || v === undefined) return null
   if (typeof v === 'string') return [v]
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[]
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v
   return null
 }
 
@@ -41,7 +41,7 @@ export function needsImageCommand(body: Record<string, unknown>): boolean {
 
 /** Binds without any existing /w, plus ours (read-only). */
 function withWeavewaitBind(hostConfig: Record<string, unknown>, weavewaitDir: string): Record<string, unknown> {
-  const binds = Array.isArray(hostConfig.Binds) ? (hostConfig.Binds as unknown[]).filter((b) => typeof b === 'string') as string[] : []
+  const binds = Array.isArray(hostConfig.Binds) ? (hostConfig.Binds as unknown[]).filter((b): b is string => typeof b === 'string') : []
   const kept = binds.filter((b) => b.split(':')[1] !== WEAVEWAIT_MOUNT)
   const out: Record<string, unknown> = { ...hostConfig, Binds: [...kept, `${weavewaitDir}:${WEAVEWAIT_MOUNT}:ro`] }
   if (Array.isArray(hostConfig.Mounts)) {

@@ -20,7 +20,7 @@ export interface ContainerEvent {
 /** Turn one line of the events stream into an event; undefined for other types or junk. */
 export function parseEventLine(line: string): ContainerEvent | undefined {
   let e: Record<string, unknown>
-  try { e = JSON.parse(line) } catch { return undefined }
+  try { e = JSON.parse(line) as Record<string, unknown> } catch { return undefined }
   if (!e || typeof e !== 'object') return undefined
   const actor = (e.Actor ?? {}) as { ID?: unknown; Attributes?: unknown }
   const type = e.Type ?? 'container'

@@ -16,7 +16,7 @@ import * as net from 'node:net'
 import * as os from 'node:os'
 import { inspectWeaveContainer } from './container-info'
 import { rewriteCreate, needsImageCommand, strSlice, type ImageCommand } from './create-rewrite'
-import { createEngineClient, describeEndpoint, engineMessage, type EngineClient } from './engine-client'
+import { createEngineClient, describeEndpoint, engineMessage } from './engine-client'
 import { watchContainerEvents, type EventWatcher } from './events'
 import {
   decodeChunked, findHeadEnd, responseFrame, splitResponse, getHeader, parseHead, parseRequestLine, serializeHead, setHeader, statusOf, withConnectionClose,
@@ -329,7 +329,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     const split = splitResponse(answer)
     if (!split || statusOf(split.head) !== 200) return undefined
     let json: { Id?: unknown; NetworkSettings?: Record<string, unknown> }
-    try { json = JSON.parse(split.body.toString('utf8')) } catch { return undefined }
+    try { json = JSON.parse(split.body.toString('utf8')) as typeof json } catch { return undefined }
     if (typeof json.Id !== 'string') return undefined
     const addr = await deps.hooks.inspectAddress!(json.Id)
     if (!addr) return undefined
@@ -368,7 +368,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
   function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
     return new Promise((resolve, reject) => {
       const cancel = deps.clock.setTimer(ms, () => reject(new Error(`attaching took longer than ${ms} ms`)))
-      p.then((v) => { cancel(); resolve(v) }, (e) => { cancel(); reject(e) })
+      p.then((v) => { cancel(); resolve(v) }, (e: Error) => { cancel(); reject(e) })
     })
   }
 

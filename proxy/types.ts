@@ -62,19 +62,19 @@ export interface ProxyHooks {
    * A rejection (its message is shown to the user) makes the proxy kill the container and
    * fail the start with HTTP 500.
    */
-  onStarted?(c: StartedContainer): Promise<void>
+  onStarted?: (c: StartedContainer) => Promise<void>
   /**
    * Container events from the engine (die/destroy → release; start → attach if not done, e.g.
    * after a restart-policy restart: `inspectWeaveContainer` says whether and with what).
    * A start through the proxy also arrives here, after or while `onStarted` runs, so attaching
    * must be idempotent per container and pid.
    */
-  onEvent?(e: ContainerEvent): void
+  onEvent?: (e: ContainerEvent) => void
   /**
    * With `rewriteInspect`: the weave address to show in `docker inspect` as
    * NetworkSettings.IPAddress/IPPrefixLen/MacAddress, or undefined to leave the answer alone.
    */
-  inspectAddress?(containerId: string): WeaveAddress | undefined | Promise<WeaveAddress | undefined>
+  inspectAddress?: (containerId: string) => WeaveAddress | undefined | Promise<WeaveAddress | undefined>
 }
 
 export interface ProxyDeps {

@@ -79,6 +79,7 @@ function addon(): Addon {
     throw loadError
   }
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a native addon is loaded by path, at run time
     loaded = require(file) as Addon
     return loaded
   } catch (err) {
@@ -237,7 +238,7 @@ export function formatIpv4(v: number): string {
   return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`
 }
 
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v as number, k]))
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]))
 const errnoName = (n: number): string => errnoNames.get(n) ?? `E${n}`
 
 // ---- readiness -------------------------------------------------------------------------
@@ -580,7 +581,7 @@ export class UdpSocket extends BatchSocket {
   sendBatch(dgrams: readonly OutDatagram[]): SendResult {
     const n = dgrams.length
     if (this.saddrs.length < n) { this.saddrs = new Uint32Array(n); this.sports = new Uint16Array(n); this.ssegs = new Uint16Array(n) }
-    const bufs: Uint8Array[] = new Array(n)
+    const bufs = new Array<Uint8Array>(n)
     let segmented = false
     for (let i = 0; i < n; i++) {
       const d = dgrams[i]
@@ -601,7 +602,7 @@ export class UdpSocket extends BatchSocket {
    * reads the bytes straight from the parts (no copy in userspace), up to 64 pieces per GSO
    * message. Returns 0 when all left, 'full' when the socket buffer filled, else an errno code.
    */
-  sendPieces(addr: string, port: number, head: Uint8Array, id: number, parts: readonly Uint8Array[], room: number): 0 | 'full' | string {
+  sendPieces(addr: string, port: number, head: Uint8Array, id: number, parts: readonly Uint8Array[], room: number): 0 | string /* 'full', or why not */ {
     this.assertOpen()
     const r = this.a.sendPieces(this.h, this.parseAddr(addr), port, head, id >>> 0, parts, room)
     return r === 0 ? 0 : r < 0 ? 'full' : errnoName(r)
