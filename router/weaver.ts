@@ -25,6 +25,9 @@ import { createIpam, formatCidr, IPAM_ROUTES, IPAM_STATE_FILE } from '../ipam'
 import { createDockerPlugin } from '../plugin'
 import { VERSION } from './version'
 
+/** How often weave's iptables rules are checked and put back when something removed them. */
+export const RULES_RECHECK_MS = 10_000
+
 export interface WeaverDeps {
   clock: Clock
   rng: Rng
@@ -136,6 +139,20 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
     overlay.useBridge(br)
     log.info(`bridge ${br.name} ${br.created ? 'created' : 'reused'} (mtu ${br.mtu}, ${routerLink === 'ovs' ? 'to the OVS datapath' : 'to the sleeve'})`)
   })
+  // Weave re-checks its iptables rules: a firewall reload (firewalld, `iptables -F`) wipes them
+  // under a running network. Every RULES_RECHECK_MS the missing ones are put back.
+  let stopRecheck: (() => void) | undefined
+  let rechecking = true
+  const recheckRules = () => {
+    stopRecheck = deps.clock.setTimer(RULES_RECHECK_MS, () => {
+      net.ensureRules()
+        .then((n) => { if (n > 0) log.warn(`iptables: ${n} of weave's chains/rules had gone (a firewall reload?); put them back`) })
+        .catch((err: Error) => log.warn(`iptables re-check: ${err.message}`))
+        .finally(() => { if (rechecking) recheckRules() })
+    })
+  }
+  starts.push(async () => { recheckRules() })
+  stops.unshift(async () => { rechecking = false; stopRecheck?.() })
 
   // ---- overlay ----
   // fastdp (OVS `datapath`, when the host plumbing linked it) and Sleeve on vethwe-pcap ⇄ UDP

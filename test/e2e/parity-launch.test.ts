@@ -12,7 +12,8 @@
  *   what `weave connect` added), `weave stop` stops it for good, `--no-restart` leaves it dead;
  *   `--resume` starts with the stored targets, peers named at launch replace them;
  * - `--ipalloc-range ""`: no IPAM; `weave attach` needs an explicit address (and says so), the
- *   proxy attaches only containers with an explicit WEAVE_CIDR.
+ *   proxy attaches only containers with an explicit WEAVE_CIDR;
+ * - weave's iptables rules, flushed under the running router, are put back within its re-check.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -168,6 +169,20 @@ if (skip) {
     const given = await user('docker run --rm -e WEAVE_CIDR=ip:10.9.1.6/24 busybox ip -4 addr show ethwe')
     assert.match(given.stdout, /inet 10\.9\.1\.6\/24/)
     await h.docker(['rm', '-f', 'n1'])
+  })
+
+  test('iptables: flushed rules are put back by the running router (re-checked every 10 s)', async () => {
+    const rules = async () => (await h.exec(['iptables', '-S'])).stdout + (await h.exec(['iptables', '-t', 'nat', '-S'])).stdout
+    assert.match(await rules(), /-A FORWARD -j WEAVE-FORWARD/)
+    await h.exec(['iptables', '-F', 'FORWARD'])
+    await h.exec(['iptables', '-F', 'WEAVE-FORWARD'])
+    await h.exec(['iptables', '-t', 'nat', '-F', 'POSTROUTING'])
+    assert.not.match(await rules(), /-A FORWARD -j WEAVE-FORWARD/)
+    await waitFor('the rules to come back', async () => {
+      const r = await rules()
+      return /-A FORWARD -j WEAVE-FORWARD/.test(r) && /-A POSTROUTING -j WEAVE/.test(r) && /-A WEAVE-FORWARD /.test(r)
+    }, 25_000)
+    assert.match(h.weaverLog(20), /iptables: \d+ of weave's chains\/rules had gone/)
   })
 }
 
