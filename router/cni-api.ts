@@ -71,7 +71,10 @@ export function registerCniApi(router: ApiRouter, deps: CniApiDeps): void {
     let routes = routesOf(b.routes)
     let gateway: string | undefined
     if (!routes.length) {
-      gateway = ip(await gatewayFor(subnet).catch((err: Error) => { throw new ApiError(503, `cannot give the bridge an address in ${formatCidr(subnet)}: ${err.message}`) }))
+      gateway = ip(await gatewayFor(subnet).catch((err: Error) => {
+        const st = (err as { status?: unknown }).status // IPAM's 400 (outside the range) stays a configuration error
+        throw new ApiError(typeof st === 'number' ? st : 503, `cannot give the bridge an address in ${formatCidr(subnet)}: ${err.message}`)
+      }))
       routes = [{ dst: '0.0.0.0/0', gw: gateway }]
     }
     const mtu = b.mtu === undefined ? undefined : positiveInt(b.mtu, 'mtu')
@@ -79,7 +82,13 @@ export function registerCniApi(router: ApiRouter, deps: CniApiDeps): void {
       id, netns: { path: netns }, mtu,
       items: b.subnet === undefined ? [] : [{ kind: 'net', cidr: formatCidr(subnet) }],
       link: { ifname, hairpin: b.hairpin === true, routes, multicastRoute: false, isolateMulticast: false },
-    }).catch((err: Error) => { throw new ApiError(500, err.message) })
+    }).catch((err: Error) => {
+      // IPAM's own refusal keeps its status (400: a subnet outside the range, CNI code 7); no address
+      // in time (awaiting consensus, no space reachable) is transient: 503, CNI code 11, the runtime retries.
+      const ipamStatus = (err.cause as { status?: unknown } | undefined)?.status
+      const status = typeof ipamStatus === 'number' ? ipamStatus : err.message.startsWith('cannot get an address') ? 503 : 500
+      throw new ApiError(status, err.message)
+    })
     if (!r.mac) {
       await containerNet.release(id)
       throw new ApiError(404, `network namespace ${netns} went away during ADD`)

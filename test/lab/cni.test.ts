@@ -167,6 +167,7 @@ else {
       const outside = await runPlugin(h, cni.plugin, { command: 'ADD', containerId: id('e3'), netns: ns, conf: conf('1.0.0', { ipam: { subnet: '192.168.7.0/24' } }) })
       assert.is(outside.code, 1)
       assert.match(parse(outside.stdout).msg, /out of bounds|192\.168\.7/)
+      assert.is(parse(outside.stdout).code, 7, 'a subnet outside the range is a configuration error')
       const gone = path.join(h.dir, 'no-such-router', 'api.sock')
       const t0 = Date.now()
       const down = await runPlugin(h, cni.plugin, { command: 'ADD', containerId: id('e4'), netns: ns, conf: conf('1.0.0', { socket: gone }) })
