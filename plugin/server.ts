@@ -8,6 +8,7 @@ import * as http from 'node:http'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from '../router/deps'
+import { requestLatency } from '../router/metrics'
 import { PLUGIN_CONTENT_TYPE, answer, type PluginAnswer, type Routes } from './protocol'
 
 /** Plugin calls are small; anything bigger is not Docker. */
@@ -24,9 +25,14 @@ export interface PluginServer {
  * pooled connection to it once the next daemon has taken the socket path over).
  */
 export function createPluginServer(socketPath: string, routes: Routes, logger: Logger, opts: { closeEach?: boolean } = {}): PluginServer {
+  const latency = requestLatency('plugin')
   const server = http.createServer((req, res) => {
     const t0 = performance.now()
+    // weave_request_duration_seconds{component="plugin"}: the route is one of Docker's calls, never free text
+    const route = (req.url ?? '/').replace(/^\//, '').split('?')[0]
+    const done = latency.start(routes.has(route) ? route : 'other')
     const send = (a: PluginAnswer) => {
+      done(a.status)
       logger.debug(`${req.url} ${a.status} in ${(performance.now() - t0).toFixed(1)} ms`)
       const text = JSON.stringify(a.body)
       res.writeHead(a.status, {

@@ -25,6 +25,7 @@ import {
 import { decideAttach, networkModeSkipReason, weaveCidrFromEnv } from './qualify'
 import { keepAliveSafe, routeRequest } from './routes'
 import type { Proxy, ProxyConfig, ProxyDeps } from './types'
+import { requestLatency } from '../router/metrics'
 import { listenerPolicy, refuseForeign, type LocalPolicy } from '../router/api'
 
 const MAX_HEAD = 64 * 1024 // Go's engine allows 1 MiB; Docker clients send a few hundred bytes
@@ -38,6 +39,7 @@ class ProxyReply extends Error {
 
 export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
   const log = deps.logger
+  const latency = requestLatency('proxy')
   const engine = createEngineClient(config.docker, { timeoutMs: config.engineTimeoutMs })
   const sockets = new Set<net.Socket>()
   const servers: net.Server[] = []
@@ -138,20 +140,28 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     conn.up?.destroy()
     conn.up = undefined
     head = setHeader(head, 'Connection', withConnectionClose(getHeader(head, 'Connection')))
-    if (intercepted) client.once('close', () => log.debug(`${line.method} ${line.target}: ${deps.clock.now() - t0} ms`))
-    if (route.kind === 'create') {
-      const body = await readBody(client, head, rest)
-      const query = new URLSearchParams(line.target.split('?')[1] ?? '')
-      const out = await interceptCreate(body, query.get('name') ?? undefined)
-      forward(client, withBody(head, out), out)
-    } else if (route.kind === 'start') {
-      const body = await readBody(client, head, rest)
-      await interceptStart(client, withBody(head, body), body, route.container)
-    } else if (route.kind === 'inspect' && config.rewriteInspect && deps.hooks.inspectAddress) {
-      const answer = await exchange(withBody(head, rest), rest)
-      finish(client, await rewriteInspectAnswer(answer) ?? answer)
-    } else {
-      forward(client, head, rest)
+    // weave_request_duration_seconds{component="proxy",route=create|start|inspect}: what the proxy
+    // does itself, until the client has its answer (or the error it was refused with)
+    const done = intercepted ? latency.start(route.kind) : undefined
+    if (intercepted) client.once('close', () => { done?.('forwarded'); log.debug(`${line.method} ${line.target}: ${deps.clock.now() - t0} ms`) })
+    try {
+      if (route.kind === 'create') {
+        const body = await readBody(client, head, rest)
+        const query = new URLSearchParams(line.target.split('?')[1] ?? '')
+        const out = await interceptCreate(body, query.get('name') ?? undefined)
+        forward(client, withBody(head, out), out)
+      } else if (route.kind === 'start') {
+        const body = await readBody(client, head, rest)
+        await interceptStart(client, withBody(head, body), body, route.container)
+      } else if (route.kind === 'inspect' && config.rewriteInspect && deps.hooks.inspectAddress) {
+        const answer = await exchange(withBody(head, rest), rest)
+        finish(client, await rewriteInspectAnswer(answer) ?? answer)
+      } else {
+        forward(client, head, rest)
+      }
+    } catch (err) {
+      done?.(err instanceof ProxyReply ? err.status : 500)
+      throw err
     }
   }
 

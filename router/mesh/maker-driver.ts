@@ -16,15 +16,21 @@ export interface MakerWorld {
 }
 
 /** What the maker needs to know: whom we are connected to, and (with discovery) whom others are. */
-export function makerWorld(core: MeshCore): MakerWorld {
-  const { config, identity, live, topology } = core
+/** Addresses we hold connections to: dialled ones, and the IPs of peers that dialled us. */
+export function connectedSets(core: MeshCore): { connectedAddrs: Set<string>; connectedIps: Set<string> } {
   const connectedAddrs = new Set<string>()
   const connectedIps = new Set<string>()
-  for (const l of live.values()) {
+  for (const l of core.live.values()) {
     if (l.conn.outbound) connectedAddrs.add(l.conn.remoteAddr)
     else connectedIps.add(addrHost(l.conn.remoteAddr))
     if (l.target) connectedAddrs.add(l.target)
   }
+  return { connectedAddrs, connectedIps }
+}
+
+export function makerWorld(core: MeshCore): MakerWorld {
+  const { config, identity, live, topology } = core
+  const { connectedAddrs, connectedIps } = connectedSets(core)
   const discovered = new Set<string>()
   // At the limit discovery dials nothing: skip the walk over every connection in the mesh.
   if (config.discovery && (config.connLimit <= 0 || live.size < config.connLimit)) {

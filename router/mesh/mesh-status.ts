@@ -5,7 +5,7 @@
  */
 import type { HandshakeFailure } from './connection-contract'
 import { addrHost, type Target } from './connection-maker'
-import { makerWorld } from './maker-driver'
+import { connectedSets } from './maker-driver'
 import type { MeshCore } from './mesh-core'
 import type { ConnectionStatus, MeshStatus, PeerStatus } from './mesh-types'
 import { presentConns } from './topology'
@@ -45,7 +45,8 @@ export function meshConnections(core: MeshCore, refusals: RefusalLog): Connectio
       ...(hop === name ? {} : { dataVia: hop === undefined ? 'unreachable' : `${hop}(${topology.get(hop)?.nickname ?? ''})` }),
     })
   }
-  const w = makerWorld(core)
+  // only which targets are already connected: not makerWorld's walk over the whole mesh
+  const w = connectedSets(core)
   for (const t of maker.allTargets()) {
     if (t.state === 'connected' || (t.state === 'waiting' && (w.connectedAddrs.has(t.addr) || w.connectedIps.has(addrHost(t.addr))))) continue
     if (t.kind === 'discovered' && t.state === 'waiting') continue

@@ -13,6 +13,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { createProxy, type Proxy, type ProxyHooks, type StartedContainer, type ContainerEvent } from '../../proxy'
 import { memoryLogger, systemClock } from '../../router/deps'
+import { latencyRegistry } from '../../router/metrics'
 
 interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
 
@@ -530,6 +531,22 @@ it('container events reach onEvent (other types filtered out)', async () => {
     assert.equal(events.map((e) => `${e.action} ${e.id}`), ['die abc', 'destroy abc'])
     assert.is(events[0].attributes.exitCode, '0')
     assert.match(c.engine.seen.find((s) => s.url.startsWith('/events'))!.url, 'filters=')
+  } finally { await teardown(c) }
+})
+
+it('intercepted calls are timed: weave_request_duration_seconds{component="proxy"} by route and outcome', async () => {
+  const c = await setup()
+  try {
+    const count = async (route: string, code: string) => {
+      const m = new RegExp(`^weave_request_duration_seconds_count\\{component="proxy",route="${route}",code="${code}"\\} (\\d+)$`, 'm').exec(await latencyRegistry.metrics())
+      return m ? Number(m[1]) : 0
+    }
+    const [ok0, bad0] = [await count('create', 'forwarded'), await count('create', '400')]
+    assert.is((await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'busybox', Cmd: ['true'] }))).status, 201)
+    assert.is((await call(c.sock, 'POST', '/containers/create', JSON.stringify({ Image: 'badweave', Cmd: ['true'] }))).status, 400)
+    await new Promise((r) => setTimeout(r, 50)) // the client connection's close ends the timing
+    assert.is(await count('create', 'forwarded'), ok0 + 1)
+    assert.is(await count('create', '400'), bad0 + 1)
   } finally { await teardown(c) }
 })
 
