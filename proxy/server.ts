@@ -140,9 +140,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
     conn.up?.destroy()
     conn.up = undefined
     head = setHeader(head, 'Connection', withConnectionClose(getHeader(head, 'Connection')))
-    // weave_request_duration_seconds{component="proxy",route=create|start|inspect}: what the proxy
-    // does itself, until the client has its answer (or the error it was refused with)
-    const done = intercepted ? latency.start(route.kind) : undefined
+    const done = intercepted ? latency.start(route.kind) : undefined // until the client has its answer (metrics)
     if (intercepted) client.once('close', () => { done?.('forwarded'); log.debug(`${line.method} ${line.target}: ${deps.clock.now() - t0} ms`) })
     try {
       if (route.kind === 'create') {
@@ -159,10 +157,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
       } else {
         forward(client, head, rest)
       }
-    } catch (err) {
-      done?.(err instanceof ProxyReply ? err.status : 500)
-      throw err
-    }
+    } catch (err) { done?.(err instanceof ProxyReply ? err.status : 500); throw err }
   }
 
   /** A new engine connection kept for `conn` across calls. */
