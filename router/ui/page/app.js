@@ -132,6 +132,7 @@
 
   /** Apply one message of the feed (also what a test feeds a simulated mesh through). */
   function apply(m) {
+    const t0 = performance.now()
     self = m.self
     $('self').textContent = m.self
     if (m.type === 'snapshot') {
@@ -146,6 +147,7 @@
     if (m.connectionsText !== undefined) $('connections-text').textContent = m.connectionsText
     layout()
     window.weaveTopology.applied++
+    window.weaveTopology.lastApplyMs = performance.now() - t0
   }
 
   let backoff = 500
