@@ -145,13 +145,23 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   let rechecking = true
   const recheckRules = () => {
     stopRecheck = deps.clock.setTimer(RULES_RECHECK_MS, () => {
+      checkHairpin()
       net.ensureRules()
         .then((n) => { if (n > 0) log.warn(`iptables: ${n} of weave's chains/rules had gone (a firewall reload?); put them back`) })
         .catch((err: Error) => log.warn(`iptables re-check: ${err.message}`))
         .finally(() => { if (rechecking) recheckRules() })
     })
   }
-  starts.push(async () => { recheckRules() })
+  // Hairpin mode on the router's bridge port reflects the router's own frames back to it (Weave
+  // detects and logs it; container ports have it on purpose). Logged once each time it turns on.
+  let hairpinSeen = false
+  const checkHairpin = () => {
+    let on = false
+    try { on = fs.readFileSync('/sys/class/net/vethwe-bridge/brport/hairpin_mode', 'utf8').trim() === '1' } catch { /* no such port */ }
+    if (on && !hairpinSeen) log.warn('hairpin mode is on on the bridge port vethwe-bridge: frames the router sends come back to it; turn it off (bridge link set dev vethwe-bridge hairpin off)')
+    hairpinSeen = on
+  }
+  starts.push(async () => { checkHairpin(); recheckRules() })
   stops.unshift(async () => { rechecking = false; stopRecheck?.() })
 
   // ---- overlay ----

@@ -13,7 +13,8 @@
  *   `--resume` starts with the stored targets, peers named at launch replace them;
  * - `--ipalloc-range ""`: no IPAM; `weave attach` needs an explicit address (and says so), the
  *   proxy attaches only containers with an explicit WEAVE_CIDR;
- * - weave's iptables rules, flushed under the running router, are put back within its re-check.
+ * - weave's iptables rules, flushed under the running router, are put back within its re-check;
+ *   hairpin mode turned on on the router's bridge port is detected and logged.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -171,7 +172,7 @@ if (skip) {
     await h.docker(['rm', '-f', 'n1'])
   })
 
-  test('iptables: flushed rules are put back by the running router (re-checked every 10 s)', async () => {
+  test('iptables: flushed rules are put back by the running router (re-checked every 10 s); hairpin on vethwe-bridge is logged', async () => {
     const rules = async () => (await h.exec(['iptables', '-S'])).stdout + (await h.exec(['iptables', '-t', 'nat', '-S'])).stdout
     assert.match(await rules(), /-A FORWARD -j WEAVE-FORWARD/)
     await h.exec(['iptables', '-F', 'FORWARD'])
@@ -183,6 +184,9 @@ if (skip) {
       return /-A FORWARD -j WEAVE-FORWARD/.test(r) && /-A POSTROUTING -j WEAVE/.test(r) && /-A WEAVE-FORWARD /.test(r)
     }, 25_000)
     assert.match(h.weaverLog(20), /iptables: \d+ of weave's chains\/rules had gone/)
+    await h.exec(['ip', 'link', 'set', 'vethwe-bridge', 'type', 'bridge_slave', 'hairpin', 'on'])
+    await waitFor('the hairpin warning', async () => /hairpin mode is on on the bridge port vethwe-bridge/.test(h.weaverLog(20)), 25_000)
+    await h.exec(['ip', 'link', 'set', 'vethwe-bridge', 'type', 'bridge_slave', 'hairpin', 'off'])
   })
 }
 
