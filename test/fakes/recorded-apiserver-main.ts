@@ -11,7 +11,7 @@ import { RecordedApiServer } from './recorded-apiserver'
 
 async function main(): Promise<void> {
   const [host, nodesFile, dir] = process.argv.slice(2)
-  const s = new RecordedApiServer({ host, nodes: (JSON.parse(fs.readFileSync(nodesFile, 'utf8')) as { items: unknown[] }).items })
+  const s = new RecordedApiServer({ host, certDir: dir, nodes: (JSON.parse(fs.readFileSync(nodesFile, 'utf8')) as { items: unknown[] }).items })
   s.onRequest = () => {
     fs.writeFileSync(path.join(dir, 'state.json.tmp'), JSON.stringify(s.dump()))
     fs.renameSync(path.join(dir, 'state.json.tmp'), path.join(dir, 'state.json'))

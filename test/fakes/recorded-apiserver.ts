@@ -43,10 +43,16 @@ export class RecordedApiServer {
   /** Called after every answered request. */
   onRequest: (() => void) | undefined
   private readonly host: string
+  private readonly certDir: string | undefined
 
-  /** `nodes`: the node list to serve (default: the recorded fixture); `host`: address to listen on. */
-  constructor(opts: { host?: string; nodes?: any[] } = {}) {
+  /**
+   * `nodes`: the node list to serve (default: the recorded fixture); `host`: address to listen on;
+   * `certDir`: where the throwaway key and certificate go (default a temp dir stop() removes; a
+   * server in a lab host puts them in the lab's dir, which teardown removes even after a SIGKILL).
+   */
+  constructor(opts: { host?: string; nodes?: any[]; certDir?: string } = {}) {
     this.host = opts.host ?? '127.0.0.1'
+    this.certDir = opts.certDir
     this.nodes = opts.nodes ?? (JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as { items: any[] }).items
   }
 
@@ -56,8 +62,9 @@ export class RecordedApiServer {
   }
 
   async start(): Promise<void> {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'k8s-fake-'))
-    const key = path.join(this.dir, 'key.pem'), cert = path.join(this.dir, 'cert.pem')
+    if (!this.certDir) this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'k8s-fake-'))
+    const d = this.certDir ?? this.dir!
+    const key = path.join(d, 'key.pem'), cert = path.join(d, 'cert.pem')
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
       '-subj', `/CN=${this.host}`, '-addext', `subjectAltName=IP:${this.host}`, '-keyout', key, '-out', cert], { stdio: 'ignore' })
     this.ca = fs.readFileSync(cert, 'utf8')
