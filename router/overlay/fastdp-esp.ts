@@ -128,7 +128,7 @@ export class EspDriver {
     if (this.cancelTick) return
     this.cancelTick = this.deps.clock.setTimer(this.config.tickMs ?? 1_000, () => {
       this.cancelTick = undefined
-      this.tick().finally(() => { if (this.peers.size) this.ensureTick() })
+      void this.tick().finally(() => { if (this.peers.size) this.ensureTick() })
     })
   }
 

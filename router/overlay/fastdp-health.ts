@@ -19,10 +19,8 @@
  * timings: ovs-vswitchd refreshes counters from the datapath only every ~0.5 s.
  *
  * `FastdpHealth` is the pure part (heartbeats or counters and times in, verdicts out);
- * `openflowHeartbeats` and `ofctlHeartbeatSender` are edges.
+ * `openflowHeartbeats` is the edge.
  */
-import { spawn } from 'node:child_process'
-import { bridgeTarget } from './ofctl'
 import { OXM, type OpenFlowConn } from './fastdp-openflow'
 import { HEARTBEAT_ETHERTYPE, PRIORITY, parseTunnelKey, tunnelKey, type FlowPorts } from './fastdp-flows'
 import type { FlowStat } from './ofctl'
@@ -222,26 +220,5 @@ export function openflowHeartbeats(conn: OpenFlowConn, opts: { self: number; por
       })
     },
     close: () => conn.close(),
-  }
-}
-
-/** packet-out through `ovs-ofctl`: one process per heartbeat (a second apart per peer). */
-export function ofctlHeartbeatSender(opts: { bridge: string; rundir: string; self: number; ports: () => FlowPorts | undefined; frameBytes: number; timeoutMs?: number }): HeartbeatSender {
-  const target = bridgeTarget(opts.bridge, opts.rundir)
-  return {
-    send(peer) {
-      const ports = opts.ports()
-      if (!ports) return Promise.resolve()
-      const frame = heartbeatFrame(opts.frameBytes, opts.self, peer.shortId).toString('hex')
-      const actions = `set_field:${peer.ip}->tun_dst,set_field:0x${tunnelKey(opts.self, peer.shortId).toString(16)}->tun_id,output:${ports.vxlan}`
-      return new Promise((resolve, reject) => {
-        const child = spawn('ovs-ofctl', ['-O', 'OpenFlow14', 'packet-out', target, `in_port=controller packet=${frame} actions=${actions}`], { stdio: ['ignore', 'ignore', 'pipe'] })
-        let err = ''
-        child.stderr!.on('data', (d) => { err += d })
-        const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 5_000) // the edge: a child process, not protocol time
-        child.on('error', (e) => { clearTimeout(t); reject(e) })
-        child.on('exit', (code) => { clearTimeout(t); if (code === 0) resolve(); else reject(new Error(`ovs-ofctl packet-out: ${err.trim() || `exit ${code}`}`)) })
-      })
-    },
   }
 }

@@ -24,7 +24,7 @@ import {
   FLOW_COOKIE, LEARNT_COOKIE, checkShortId, computeFlows, diffFlows, isEmptyChange, normalizeMac, VXLAN_OVERHEAD_BYTES,
   type Flow, type FlowPeer, type FlowPorts, type FlowState,
 } from './fastdp-flows'
-import { DEFAULT_OVS_RUNDIR, bridgeTarget, createOfctlProgrammer, type FlowProgrammer, type FlowStat, type OfctlOptions } from './ofctl'
+import { DEFAULT_OVS_RUNDIR, createOfctlProgrammer, type FlowProgrammer, type FlowStat, type OfctlOptions } from './ofctl'
 
 export interface FastdpConfig {
   /** OVSDB address, `unix:PATH` (or `tcp:IP:PORT`). */

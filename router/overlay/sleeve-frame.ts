@@ -233,7 +233,7 @@ function readU32(b: Uint8Array, at: number): number {
 
 /** Parses a frame list body of `count` frames; frames are views into `body`. */
 export function decodeFrameList(body: Uint8Array, count: number): { ok: true; frames: Uint8Array[] } | { ok: false; reason: DecodeFailure } {
-  const frames: Uint8Array[] = new Array(count)
+  const frames = new Array<Uint8Array>(count)
   let p = 0
   for (let i = 0; i < count; i++) {
     if (p + PER_FRAME_BYTES > body.length) return { ok: false, reason: 'truncated' }

@@ -426,7 +426,7 @@ export class Sleeve {
     t.rxFrames += frames.length
     for (const f of frames) t.rxBytes += f.length
     const fr = this.forwarder.fromPeer(dg.src, dg.dst, frames)
-    for (const k in fr.drops) this.drop(k, fr.drops[k as keyof typeof fr.drops] as number)
+    for (const k in fr.drops) this.drop(k, fr.drops[k as keyof typeof fr.drops])
     for (const e of fr.effects) {
       if (e.kind === 'inject') {
         for (const f of e.frames) {
@@ -627,7 +627,7 @@ export class Sleeve {
     const h = { src: e.src, dst: e.dst }
     const id = this.nextPieceId++ >>> 0
     const room = this.mtuOf(e.hop, peer) - UNDERLAY_HEADER_BYTES - HEADER_BYTES - PIECE_HEADER_BYTES
-    let r: 0 | 'full' | string
+    let r: 0 | string // 'full', or why not
     try {
       writeHeader(this.pieceHead, Kind.Piece, h, 0)
       writeHeader(this.superHead, Kind.Super, h, 0)
@@ -663,7 +663,9 @@ export class Sleeve {
 
   private encodePlain(e: Extract<ForwardEffect, { kind: 'send' }>, peer: SleevePeer, frames: Uint8Array[], maxBytes: number,
     out: OutDatagram[], replies: Uint8Array[] | undefined): void {
-    let { groups, tooBig } = packFrames(frames, maxBytes)
+    const packed = packFrames(frames, maxBytes)
+    let groups = packed.groups
+    const tooBig = packed.tooBig
     if (tooBig.length) {
       const pieces: Uint8Array[] = []
       for (const f of tooBig) {
