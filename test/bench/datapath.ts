@@ -31,7 +31,7 @@
  *             "fastdp_encrypted_gbps":…,"fastdp_encrypted_ratio":… (kernel ESP; where esp4 exists),
  *             "fastdp_kernel_vxlan_gbps":…,"fastdp_kernel_vxlan_ratio":…, their spreads, baseline and rounds,
  *             on the kernel datapath "fastdp_spread_gbps", "fastdp_baseline_spread_gbps", "fastdp_rounds"}
- * `--rounds=N`: more rounds (default and minimum 3).
+ * `--rounds=N`: more rounds (default and minimum 3). `--no-sleeve`: without the sleeve rows.
  */
 import { execFile, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -43,6 +43,8 @@ import { runInVm, vmUnavailableReason } from '../vm'
 const run = promisify(execFile)
 const ARGS = process.argv.slice(2)
 const IN_VM = ARGS.includes('--vm')
+/** Skip the sleeve rows (plain and encrypted): the fast paths alone, e.g. in the slow VM. */
+const NO_SLEEVE = ARGS.includes('--no-sleeve')
 const SECONDS = Number(ARGS.find((a) => !a.startsWith('--')) ?? 5)
 /** How long the daemons get to establish the overlay; under emulation (the VM) much longer. */
 const SETTLE_MS = process.env.WEAVE_VM ? 300_000 : 30_000
@@ -246,7 +248,7 @@ async function mainInVm(): Promise<void> {
     return
   }
   const r = await runInVm({
-    argv: ['node', '--enable-source-maps', 'dist/test/bench/datapath.js', String(SECONDS)],
+    argv: ['node', '--enable-source-maps', 'dist/test/bench/datapath.js', String(SECONDS), ...ARGS.filter((a) => a === '--no-sleeve' || a.startsWith('--rounds='))],
     timeoutMs: 55 * 60_000, memMb: 2048, cpus: 2, stream: process.stdout,
   })
   console.log(`datapath bench --vm: exit ${r.exitCode} after ${r.seconds.toFixed(0)} s in the VM (kernel ${r.kernel})`)
@@ -277,24 +279,29 @@ async function main(): Promise<void> {
       console.log(`kernel vxlan: ${kernel.toFixed(2)} Gbit/s`)
       const n1 = await extraNs.add(`${h1.ns}-b1`)
       const n2 = await extraNs.add(`${h2.ns}-b2`)
-      const plain = await sleeveRun(lab, [], n1, n2)
-      console.log(`sleeve: ${plain.gbps.toFixed(2)} Gbit/s, routers ${plain.cpuS.toFixed(2)} CPU s over ${SECONDS} s`)
-      const enc = await sleeveRun(lab, ['--password', 'datapath-bench-secret'], n1, n2)
-      console.log(`sleeve encrypted: ${enc.gbps.toFixed(2)} Gbit/s, routers ${enc.cpuS.toFixed(2)} CPU s`)
+      const r3 = (v: number) => Math.round(v * 1000) / 1000
+      out = { bench: 'datapath', kernel_vxlan_gbps: r3(kernel) }
+      if (!NO_SLEEVE) {
+        const plain = await sleeveRun(lab, [], n1, n2)
+        console.log(`sleeve: ${plain.gbps.toFixed(2)} Gbit/s, routers ${plain.cpuS.toFixed(2)} CPU s over ${SECONDS} s`)
+        const enc = await sleeveRun(lab, ['--password', 'datapath-bench-secret'], n1, n2)
+        console.log(`sleeve encrypted: ${enc.gbps.toFixed(2)} Gbit/s, routers ${enc.cpuS.toFixed(2)} CPU s`)
+        out = {
+          ...out,
+          sleeve_gbps: r3(plain.gbps),
+          sleeve_encrypted_gbps: r3(enc.gbps),
+          sleeve_ratio: r3(plain.gbps / kernel),
+          sleeve_encrypted_ratio: r3(enc.gbps / kernel),
+          router_cpu_s_per_gbit: r3(plain.cpuS / (plain.gbps * SECONDS)),
+          router_cpu_s_per_gbit_encrypted: r3(enc.cpuS / (enc.gbps * SECONDS)),
+        }
+      }
       const kv = await kernelVxlanRun(lab, n1, n2)
       const kvs = stats(kv.ours), kvb = stats(kv.base)
       console.log(`fastdp on the kernel vxlan path: median ${kvs.median.toFixed(2)} Gbit/s (spread ${kvs.spread.toFixed(2)}), ` +
         `kernel vxlan container to container: median ${kvb.median.toFixed(2)} (spread ${kvb.spread.toFixed(2)})`)
-      const r3 = (v: number) => Math.round(v * 1000) / 1000
       out = {
-        bench: 'datapath',
-        kernel_vxlan_gbps: r3(kernel),
-        sleeve_gbps: r3(plain.gbps),
-        sleeve_encrypted_gbps: r3(enc.gbps),
-        sleeve_ratio: r3(plain.gbps / kernel),
-        sleeve_encrypted_ratio: r3(enc.gbps / kernel),
-        router_cpu_s_per_gbit: r3(plain.cpuS / (plain.gbps * SECONDS)),
-        router_cpu_s_per_gbit_encrypted: r3(enc.cpuS / (enc.gbps * SECONDS)),
+        ...out,
         fastdp_kernel_vxlan_gbps: r3(kvs.median),
         fastdp_kernel_vxlan_ratio: r3(kvs.median / kvb.median),
         fastdp_kernel_vxlan_spread_gbps: r3(kvs.spread),
