@@ -171,7 +171,7 @@ async function main(): Promise<void> {
   const idle = await benchIdlePage()
   console.log(JSON.stringify({
     bench: 'metrics', peers: PEERS, leases: LEASES, ...scrape, ...idle,
-    note: 'scrape: real HTTP on loopback, simulated 100-peer mesh + real IPAM with 1,000 leases; CPU: h1 of a 3-host lab, Chromium in its namespace; shared 2-core machine, figures noisy',
+    note: 'scrape: real HTTP on loopback, a real 100-router in-memory mesh (full mesh) + real IPAM with 1,000 leases; CPU: h1 of a 3-host lab, Chromium in its namespace; shared 2-core machine, figures noisy',
   }))
 }
 
