@@ -2,7 +2,7 @@
  * What every `weave` subcommand gets: where the daemon lives, a client for its API, and output.
  * The CLI is the one place that reads the environment (besides the daemon's entry).
  */
-import * as http from 'node:http'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 export interface ApiAnswer {
@@ -22,7 +22,6 @@ export interface CliContext {
 
 export interface Command {
   name: string
-  summary: string
   usage: string
   /** `-h FQDN` names a host (dns-add, dns-remove, expose, as Weave), so only --help asks for help. */
   dashHIsHostname?: boolean
@@ -52,7 +51,10 @@ export function createContext(opts: { runDir: string; stateDir: string; env: Rec
 }
 
 /** One HTTP request over the daemon's unix socket. */
-export function callApi(socketPath: string, method: string, p: string, body?: string, timeoutMs = 30_000): Promise<ApiAnswer> {
+export async function callApi(socketPath: string, method: string, p: string, body?: string, timeoutMs = 30_000): Promise<ApiAnswer> {
+  // No socket, no router: say so without loading the HTTP client (`weave version` stays fast).
+  if (!fs.existsSync(socketPath)) throw new CliFailure(NOT_RUNNING)
+  const http = await import('node:http')
   return new Promise((resolve, reject) => {
     const req = http.request(
       { socketPath, method, path: p, headers: apiHeaders(method, body) },

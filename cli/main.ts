@@ -22,8 +22,8 @@ function usage(): string {
   )
 }
 
-function find(name: string): Command | undefined {
-  return COMMANDS.find((c) => c.name === name)
+async function find(name: string): Promise<Command | undefined> {
+  return COMMANDS.find((c) => c.name === name)?.load()
 }
 
 export async function run(argv: string[], env: Record<string, string | undefined>): Promise<number> {
@@ -56,12 +56,12 @@ export async function run(argv: string[], env: Record<string, string | undefined
       process.stdout.write(usage())
       return 0
     }
-    const c = find(topic)
+    const c = await find(topic)
     if (!c) return fail(`no such command "${topic}" (see weave --help)`, 2)
     process.stdout.write(c.usage)
     return 0
   }
-  const command = find(name)
+  const command = await find(name)
   if (!command) return fail(`unknown command "${name}" (see weave --help)`, 2)
   if (args.includes('--help') || (args.includes('-h') && !command.dashHIsHostname)) {
     process.stdout.write(command.usage)

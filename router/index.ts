@@ -6,8 +6,7 @@
  */
 export { VERSION } from './version'
 export { ConfigError, launchHelp, parseDaemonArgs, type WeaverConfig } from './config'
-export { isAlive, pidFilePath, runningPid } from './pid-file'
-export { runningSupervisor, supervisorPidFile } from './supervisor'
+export { isAlive, pidFilePath, runningPid, runningSupervisor, supervisorPidFile } from './pid-file'
 export type { HostResetReport } from './host-reset'
 
 /** See router/host-reset.ts; loaded on first use. */

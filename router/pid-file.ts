@@ -52,3 +52,18 @@ export function claimPidFile(file: string, pid: number): { ok: true } | { ok: fa
   }
   throw new Error(`cannot claim pid file ${file}`)
 }
+
+/** The supervisor's pid file (router/supervisor.ts), next to the daemon's. */
+export function supervisorPidFile(runDir: string): string {
+  return path.join(runDir, 'supervisor.pid')
+}
+
+/** The supervisor's pid when one runs for `runDir`. */
+export function runningSupervisor(runDir: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(supervisorPidFile(runDir), 'utf8').trim())
+    return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined
+  } catch {
+    return undefined
+  }
+}

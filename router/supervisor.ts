@@ -12,24 +12,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { isAlive } from './pid-file'
+import { supervisorPidFile } from './pid-file'
 
 const FIRST_BACKOFF_MS = 1000
 const MAX_BACKOFF_MS = 30_000
-
-export function supervisorPidFile(runDir: string): string {
-  return path.join(runDir, 'supervisor.pid')
-}
-
-/** The supervisor's pid when one runs for `runDir`. */
-export function runningSupervisor(runDir: string): number | undefined {
-  try {
-    const pid = Number(fs.readFileSync(supervisorPidFile(runDir), 'utf8').trim())
-    return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined
-  } catch {
-    return undefined
-  }
-}
 
 function runDirOf(args: string[]): string {
   const i = args.indexOf('--run-dir')

@@ -20,7 +20,6 @@ const ADDR_HELP =
 
 export const attachCommand: Command = {
   name: 'attach',
-  summary: 'give a container or namespace weave addresses (ethwe)',
   usage: 'Usage: weave attach [--no-multicast-route] [ADDR...] TARGET\n\n' + ADDR_HELP +
     '--no-multicast-route: no 224.0.0.0/4 route via ethwe in the container.\nPrints the addresses on ethwe.\n',
   async run(args, ctx) {
@@ -33,7 +32,6 @@ export const attachCommand: Command = {
 
 export const detachCommand: Command = {
   name: 'detach',
-  summary: 'take weave addresses (all by default) from a container or namespace',
   usage: 'Usage: weave detach [ADDR...] TARGET\n\n' + ADDR_HELP + 'Prints the addresses removed; their leases are released.\n',
   async run(args, ctx) {
     const { target, addresses } = split(args, 'detach')
@@ -44,7 +42,6 @@ export const detachCommand: Command = {
 
 export const psCommand: Command = {
   name: 'ps',
-  summary: 'list attached containers with MAC and addresses',
   usage: 'Usage: weave ps\n\nOne line per attached container: ID MAC CIDR...; the host\'s own addresses as weave:expose.\n',
   async run(args, ctx) {
     if (positionalOnly(args, 'ps').length) throw new CliFailure('weave ps takes no arguments')
@@ -55,7 +52,6 @@ export const psCommand: Command = {
 export const exposeCommand: Command = {
   name: 'expose',
   dashHIsHostname: true,
-  summary: 'give the host an address on the weave network (with masquerading)',
   usage: 'Usage: weave expose [ADDR...] [-h FQDN]\n\nADDR as for weave attach; none given means net:default. Prints the addresses.\n' +
     'With -h, FQDN names the host\'s addresses in weaveDNS.\n',
   async run(args, ctx) {
@@ -76,7 +72,6 @@ export const exposeCommand: Command = {
 
 export const hideCommand: Command = {
   name: 'hide',
-  summary: 'take back addresses weave expose gave the host (all by default)',
   usage: 'Usage: weave hide [CIDR...]\n\nRemoves the addresses and every rule expose added. Prints what was removed.\n',
   async run(args, ctx) {
     const addresses = positionalOnly(args, 'hide')

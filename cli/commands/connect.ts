@@ -3,7 +3,6 @@ import { CliFailure, expectOk, positionalOnly, type Command } from '../context'
 /** `weave connect [--replace] PEER...`: add (or with --replace, set) the running router's direct targets. */
 export const command: Command = {
   name: 'connect',
-  summary: 'connect the running router to more peers',
   usage:
     'Usage: weave connect [--replace] PEER...\n\nPEER is HOST or HOST:PORT (port 6783 by default). The router keeps trying them,\n' +
     'also after a restart, until `weave forget`. --replace makes these the only targets.\n',
@@ -19,7 +18,6 @@ export const command: Command = {
 /** `weave forget PEER...`: stop trying (and remembering) direct targets. */
 export const forgetCommand: Command = {
   name: 'forget',
-  summary: 'remove peers from the running router\'s targets',
   usage: 'Usage: weave forget PEER...\n\nThe router stops connecting to these addresses (existing connections stay until they end).\n',
   async run(args, ctx) {
     const peers = positionalOnly(args, 'forget')

@@ -1,6 +1,5 @@
 /** `weave dns-add | dns-remove | dns-lookup | dns-args`: weaveDNS records by hand, and lookups. */
-import * as dgram from 'node:dgram'
-import * as packet from 'dns-packet'
+import type * as Packet from 'dns-packet'
 import { CliFailure, expectOk, type CliContext, type Command } from '../context'
 
 interface DnsArgs { addresses: string[]; target?: string; fqdn?: string }
@@ -32,7 +31,6 @@ const USAGE_TAIL = 'IP addresses default to the container\'s; the name defaults 
 export const dnsAddCommand: Command = {
   name: 'dns-add',
   dashHIsHostname: true,
-  summary: 'add weaveDNS records for a container or by hand',
   usage: 'Usage: weave dns-add [IP...] [CONTAINER] [-h FQDN]\n\n' + USAGE_TAIL,
   async run(args, ctx) {
     const a = parseDnsArgs(args, 'dns-add')
@@ -46,7 +44,6 @@ export const dnsAddCommand: Command = {
 export const dnsRemoveCommand: Command = {
   name: 'dns-remove',
   dashHIsHostname: true,
-  summary: 'remove weaveDNS records of a container or added by hand',
   usage: 'Usage: weave dns-remove [IP...] [CONTAINER] [-h FQDN]\n\nRemoves the matching records this host owns.\n',
   async run(args, ctx) {
     const a = parseDnsArgs(args, 'dns-remove')
@@ -57,7 +54,6 @@ export const dnsRemoveCommand: Command = {
 
 export const dnsArgsCommand: Command = {
   name: 'dns-args',
-  summary: 'print the docker run flags that point a container at weaveDNS',
   usage: 'Usage: weave dns-args\n\nPrints --dns=ADDRESS --dns-search=DOMAIN, or nothing when weaveDNS is off.\n',
   async run(args, ctx) {
     if (args.length) throw new CliFailure('weave dns-args takes no arguments')
@@ -70,7 +66,6 @@ export const dnsArgsCommand: Command = {
 
 export const dnsLookupCommand: Command = {
   name: 'dns-lookup',
-  summary: 'look a name up in weaveDNS',
   usage: 'Usage: weave dns-lookup NAME\n\nAsks weaveDNS (as dig would) and prints the addresses, one per line.\n',
   async run(args, ctx) {
     if (args.length !== 1 || args[0].startsWith('-')) throw new CliFailure('weave dns-lookup needs exactly one NAME')
@@ -79,19 +74,21 @@ export const dnsLookupCommand: Command = {
     if (!addr) throw new CliFailure('weaveDNS is not running or not listening')
     const m = /^(.*):(\d+)$/.exec(addr)!
     const host = m[1] === '0.0.0.0' ? '127.0.0.1' : m[1]
-    const answer = await query(host, Number(m[2]), args[0])
+    // Loaded here, not at the top: every `weave` command loads this file for its help text.
+    const [dgram, packet] = await Promise.all([import('node:dgram'), import('dns-packet')])
+    const answer = await query(dgram, packet, host, Number(m[2]), args[0])
     for (const a of answer) ctx.out(a)
   },
 }
 
 /** One A query over UDP (retrying over TCP is not needed for a list of addresses we print). */
-function query(host: string, port: number, name: string): Promise<string[]> {
+function query(dgram: typeof import('node:dgram'), packet: typeof Packet, host: string, port: number, name: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const sock = dgram.createSocket('udp4')
     const q = packet.encode({
       type: 'query', id: Math.floor(Math.random() * 65536), flags: packet.RECURSION_DESIRED,
       questions: [{ type: 'A', class: 'IN', name }],
-      additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096 } as unknown as packet.Answer],
+      additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096 } as unknown as Packet.Answer],
     })
     const t = setTimeout(() => { sock.close(); reject(new CliFailure(`weaveDNS at ${host}:${port} did not answer`)) }, 5000)
     sock.on('message', (msg) => {

@@ -14,7 +14,6 @@ async function requireProxy(ctx: CliContext): Promise<void> {
 
 export const command: Command = {
   name: 'env',
-  summary: 'print the shell line that points docker at the weave proxy',
   usage:
     'Usage: eval $(weave env)            point DOCKER_HOST at the weave proxy\n' +
     '       eval $(weave env --restore)  point it back\n\n' +
@@ -40,7 +39,6 @@ export const command: Command = {
 
 export const configCommand: Command = {
   name: 'config',
-  summary: 'print the docker flag that points at the weave proxy (docker $(weave config) ps)',
   usage: 'Usage: docker $(weave config) COMMAND ...\n\nPrints -H=unix://.../weave.sock.\n',
   async run(args, ctx) {
     positionalOnly(args, 'config')

@@ -9,7 +9,6 @@ const READY_TIMEOUT_MS = 60_000
 
 export const command: Command = {
   name: 'launch',
-  summary: 'start the weave router on this host, connecting to PEERs',
   usage: launchHelp(),
   async run(args, ctx) {
     // The CLI's global --state-dir/--run-dir become the daemon's, so both agree on the paths.

@@ -2,7 +2,6 @@ import { expectOk, positionalOnly, type Command } from '../context'
 
 export const command: Command = {
   name: 'prime',
-  summary: 'wait until IP address allocation is ready (triggers consensus)',
   usage: 'Usage: weave prime\n\nBlocks until this peer has an IP allocation ring, starting consensus if needed.\n',
   async run(args, ctx) {
     positionalOnly(args, 'prime')

@@ -2,7 +2,6 @@ import { expectOk, positionalOnly, type Command } from '../context'
 
 export const command: Command = {
   name: 'report',
-  summary: 'print everything the router knows, as JSON',
   usage: 'Usage: weave report\n\nPrints the router report (peers, connections, IPAM, ...) as JSON.\n',
   async run(args, ctx) {
     positionalOnly(args, 'report')

@@ -45,7 +45,6 @@ function ovsdbTarget(ctx: CliContext): string | undefined {
 
 export const command: Command = {
   name: 'reset',
-  summary: 'stop the router and remove everything weave set up on this host',
   usage:
     'Usage: weave reset\n\nHands this peer\'s IP address ranges to a live peer, stops the router if it runs,\n' +
     'deletes the weave bridge, the OVS bridge datapath, every vethwe* link and weave\'s iptables\n' +

@@ -2,7 +2,6 @@ import { CliFailure, expectOk, positionalOnly, type Command } from '../context'
 
 export const command: Command = {
   name: 'rmpeer',
-  summary: "take over the IP address ranges of dead peers",
   usage:
     'Usage: weave rmpeer PEER...\n\nPEER is a peer name or nickname. The peer must be stopped (unreachable): its address\n' +
     'ranges move to this peer, and it is marked removed so it can never claim them back. A majority of the\n' +

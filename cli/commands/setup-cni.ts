@@ -1,5 +1,4 @@
 import * as path from 'node:path'
-import { installCni } from '../../cni'
 import { CliFailure, type Command } from '../context'
 
 const FLAGS: Record<string, 'binDir' | 'confDir' | 'node' | 'cniVersion'> = {
@@ -22,7 +21,6 @@ function parse(args: string[]): Partial<Record<(typeof FLAGS)[string], string>> 
 
 export const command: Command = {
   name: 'setup-cni',
-  summary: 'install the weave-net CNI plugin and a 10-weave.conflist',
   usage:
     'Usage: weave setup-cni [--bin-dir DIR] [--conf-dir DIR] [--node PATH] [--cni-version V]\n\n' +
     'Installs the weave-net plugin into DIR (default /opt/cni/bin) and writes 10-weave.conflist into the\n' +
@@ -31,6 +29,7 @@ export const command: Command = {
     '(default this one); --cni-version the conflist\'s cniVersion (default 1.0.0).\n',
   async run(args, ctx) {
     const o = parse(args)
+    const { installCni } = await import('../../cni') // only this command needs the installer
     const r = installCni({ ...o, socket: path.join(ctx.runDir, 'api.sock') })
     ctx.out(`${r.plugin}`)
     ctx.out(r.conflistWritten ? `${r.conflist}` : `${r.conflist} (kept: it was already there)`)

@@ -2,7 +2,6 @@ import { CliFailure, expectOk, positionalOnly, type Command } from '../context'
 
 export const command: Command = {
   name: 'status',
-  summary: 'show the router status, or one view of it',
   usage:
     'Usage: weave status [VIEW]\n\nWithout VIEW: a summary of every service. VIEWs: peers, connections, targets, ipam, dns\n' +
     '(whatever the running router offers under /status/VIEW).\n',

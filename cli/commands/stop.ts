@@ -7,7 +7,6 @@ const STOP_TIMEOUT_MS = 15_000
 
 export const command: Command = {
   name: 'stop',
-  summary: 'stop the weave router on this host',
   usage: 'Usage: weave stop\n\nStops the weave router and its supervisor, so it is not restarted (SIGTERM, then SIGKILL after 15 s).\nIts state is kept.\n',
   async run(args, ctx) {
     const extra = positionalOnly(args, 'stop')

@@ -3,7 +3,6 @@ import { CliFailure, positionalOnly, type Command } from '../context'
 
 export const command: Command = {
   name: 'version',
-  summary: 'print the version of this command and of the running router',
   usage: 'Usage: weave version\n',
   async run(args, ctx) {
     positionalOnly(args, 'version')
