@@ -200,8 +200,12 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
 
   // ---- Docker network plugin (driver + IPAM driver `weave` on a unix socket) ----
   // Its IPAM driver hands out pool addresses: nothing to do without IP allocation (--ipalloc-range "").
-  if (config.plugin && config.ipallocRange === '') log.info('Docker plugin off: IP allocation is off (--ipalloc-range "")')
-  else if (config.plugin) {
+  const pluginOff = (why: string) => status.addSection('plugin', { order: 35, lines: () => [['Service', 'plugin'], ['Status', `off (${why})`]] })
+  if (!config.plugin) pluginOff(`no Docker socket at ${config.dockerApi}, or --no-plugin`)
+  else if (config.ipallocRange === '') {
+    log.info('Docker plugin off: IP allocation is off (--ipalloc-range "")')
+    pluginOff('IP allocation is off: --ipalloc-range ""')
+  } else {
     const plugin = createDockerPlugin(
       {
         socketPath: config.pluginSocket,

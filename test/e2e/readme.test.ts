@@ -27,8 +27,10 @@ test('README has exactly two set-up commands: install+launch, and the tests', ()
   assert.not.match(cmds[0], /\n/, 'one line')
   assert.match(cmds[0], /^npm install && \.\/weave launch$/)
   assert.is(cmds[1], 'npm test')
-  assert.match(readme, /sleeve only/i)
-  assert.match(readme, /proxy is off/i)
+  // each said in one line: the data plane without Open vSwitch, the proxy and the plugin without Docker
+  assert.match(readme, /^Without Open vSwitch .*sleeve.*$/m)
+  assert.match(readme, /^Without a Docker socket the Docker API proxy is off\.$/m)
+  assert.match(readme, /^Without a Docker socket the Docker network plugin is off\.$/m)
 })
 
 test('the test command installs missing Debian packages, then runs every layer', () => {
@@ -66,6 +68,7 @@ if (process.getuid?.() !== 0) {
       assert.is(s.status, 0, s.stderr)
       assert.match(s.stdout, /Service: router/)
       assert.match(s.stdout, /Service: proxy\n\s+Status: off/)
+      assert.match(s.stdout, /Service: plugin\n\s+Status: off/)
     } finally {
       run([path.join(root, 'weave'), 'stop'])
       spawnSync('ip', ['netns', 'del', ns])
