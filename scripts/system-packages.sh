@@ -20,7 +20,7 @@ tests=(
   clang libfuzzer-14-dev libclang-rt-14-dev            # libFuzzer + ASan/UBSan on the addon's parsing (native-fuzz)
   podman containernetworking-plugins runc conmon jq   # CNI plugin tests: podman (CNI backend), portmap; jq in the lab runc wrapper
   prometheus                                           # a real Prometheus scraping lab routers (lab/observe)
-  dnsmasq bind9-dnsutils                               # weaveDNS: dnsmasq as the lab upstream and bench baseline, dig as the client
+  dnsmasq-base bind9-dnsutils                          # weaveDNS: dnsmasq (the binary, no system service) as the lab upstream and bench baseline, dig
 )
 packages=("${runtime[@]}")
 [ "${1:-all}" = runtime ] || packages+=("${tests[@]}")
