@@ -19,6 +19,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createLab, labUnavailableReason, type LabHost } from '../lab'
+import { median } from './stats'
 
 const samples = Number(process.argv[2] ?? 50)
 const DNSMASQ_PORT = 5353
@@ -96,10 +97,6 @@ for (let i = 0; i < ${inflight}; i++) send()
 setTimeout(() => { done = true; clearInterval(top); const secs = (performance.now() - t0) / 1000; console.log(JSON.stringify({ qps: ok / secs, got, sent, lost })); s.close() }, ${ms})
 `
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d
 
 async function inHost<T>(h: LabHost, script: string, timeoutMs = 300_000): Promise<T> {

@@ -9,22 +9,10 @@
  * Last line: {"bench":"plugin","run_ratio":…,"run_ms":{"weave":…,"none":…},"rounds":…,…}
  */
 import * as os from 'node:os'
-import { performance } from 'node:perf_hooks'
-import { run } from '../lab/exec'
 import { createLab, labUnavailableReason, waitFor } from '../lab'
+import { median, timedRun } from './stats'
 
 const rounds = Number(process.argv[2] ?? 20)
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
-
-async function timed(cmd: string[]): Promise<number> {
-  const t0 = performance.now()
-  await run(cmd, { timeoutMs: 60_000 })
-  return performance.now() - t0
-}
 
 async function main() {
   const why = labUnavailableReason({ docker: true })
@@ -41,9 +29,9 @@ async function main() {
     await h.docker(['network', 'create', '-d', 'bridge', '--subnet', '172.30.0.0/16', 'benchbr'])
     const modes = { weave: '--net=weave', none: '--net=none', bridge: '--net=benchbr' }
     const samples: Record<string, number[]> = { weave: [], none: [], bridge: [] }
-    for (const m of Object.values(modes)) await timed(['docker', '-H', h.dockerHost!, 'run', '--rm', m, 'busybox', 'true']) // warm-up
+    for (const m of Object.values(modes)) await timedRun(['docker', '-H', h.dockerHost!, 'run', '--rm', m, 'busybox', 'true']) // warm-up
     for (let i = 0; i < rounds; i++) {
-      for (const [k, m] of Object.entries(modes)) samples[k].push(await timed(['docker', '-H', h.dockerHost!, 'run', '--rm', m, 'busybox', 'true']))
+      for (const [k, m] of Object.entries(modes)) samples[k].push(await timedRun(['docker', '-H', h.dockerHost!, 'run', '--rm', m, 'busybox', 'true']))
     }
     const weave = median(samples.weave)
     const none = median(samples.none)

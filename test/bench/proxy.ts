@@ -18,21 +18,10 @@ import * as http from 'node:http'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { run } from '../lab/exec'
 import { createLab, labUnavailableReason } from '../lab'
+import { median, timedRun } from './stats'
 
 const rounds = Number(process.argv[2] ?? 21)
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
-
-async function timed(cmd: string[]): Promise<number> {
-  const t0 = performance.now()
-  await run(cmd, { timeoutMs: 60_000 })
-  return performance.now() - t0
-}
 
 /** One GET /_ping on a fresh connection; resolves with its time in ms. */
 function pingOnce(socketPath: string): Promise<number> {
@@ -57,9 +46,9 @@ async function comparePing(sockets: Record<string, string>, n: number): Promise<
 /** Median ms of `args` run against each docker host, interleaved. */
 async function compare(hosts: Record<string, string>, args: string[], n: number): Promise<Record<string, number>> {
   const samples: Record<string, number[]> = Object.fromEntries(Object.keys(hosts).map((k) => [k, []]))
-  for (const h of Object.values(hosts)) await timed(['docker', '-H', h, ...args]) // warm-up
+  for (const h of Object.values(hosts)) await timedRun(['docker', '-H', h, ...args]) // warm-up
   for (let i = 0; i < n; i++) {
-    for (const [k, h] of Object.entries(hosts)) samples[k].push(await timed(['docker', '-H', h, ...args]))
+    for (const [k, h] of Object.entries(hosts)) samples[k].push(await timedRun(['docker', '-H', h, ...args]))
   }
   return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]))
 }
