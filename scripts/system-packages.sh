@@ -15,6 +15,7 @@ tests=(
   openvswitch-switch                                   # ovsdb-server + ovs-vswitchd per lab host
   iperf3 tcpdump busybox-static                        # benchmarks, captures, the test image
   make python3
+  systemd                                              # systemd-analyze verify of the shipped unit file (unit/systemd-unit)
   qemu-system-x86 linux-image-amd64 xz-utils           # the stock-kernel VM lab (test/vm): kernel OVS datapath, ESP
   chromium curl                                        # a real browser and curl against the local API (api-browser, api-guard)
   clang libfuzzer-14-dev libclang-rt-14-dev            # libFuzzer + ASan/UBSan on the addon's parsing (native-fuzz)
