@@ -24,6 +24,7 @@
 #include <uv.h>
 #include "common.h"
 #include "pieces.h"
+#include "units.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -982,8 +983,6 @@ static napi_value path_mtu(napi_env env, napi_callback_info info) {
 
 /* ---- module ---------------------------------------------------------------------------- */
 
-void weave_register_aead(napi_env env, napi_value exports); /* aead.c */
-void weave_register_netlink(napi_env env, napi_value exports); /* netlink.c */
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -1006,6 +1005,9 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   weave_register_aead(env, exports);
   weave_register_netlink(env, exports);
+  weave_register_sysctl(env, exports);
+  weave_register_garp(env, exports);
+  weave_register_ns_exec(env, exports);
   napi_create_int32(env, MAX_BATCH, &max);
   napi_set_named_property(env, exports, "MAX_BATCH", max);
   return exports;

@@ -176,7 +176,7 @@ export function closeArpFds(nl: NativeNetlink, o: NativeAttachOutcome, inWorker:
 
 /**
  * Run `argv` inside the namespace at `ns` with `input` on stdin. With the addon's nsExec the
- * daemon is not forked (see netlink.c), else nsenter through child_process.
+ * daemon is not forked (see router/native/ns-exec.c), else nsenter through child_process.
  */
 /** A command in a namespace (iptables-restore and the like) gets this long before it is killed. */
 const EXEC_TIMEOUT_MS = 30_000

@@ -2,7 +2,7 @@
  * Public door of router/net: host plumbing for the data plane.
  *
  * Attaching a new container goes over netlink with the native addon when it is built
- * (router/native/netlink.c: no process but one iptables-restore, started by vfork so the daemon
+ * (router/native/netlink.c: no process but one iptables-restore, started by vfork (ns-exec.c) so the daemon
  * is not forked); everything else, and attach without the addon, runs the host's own tools
  * (`ip`, `sysctl`, `iptables`, `ethtool`, `nsenter`, `arping`/busybox) through
  * child_process.execFile, never a shell (`sh -c` only for quoted batches); a failed command throws a

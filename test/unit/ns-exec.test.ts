@@ -1,4 +1,4 @@
-// nsExec (router/native/netlink.c) with a child that misbehaves: one that sleeps forever is
+// nsExec (router/native/ns-exec.c) with a child that misbehaves: one that sleeps forever is
 // killed at its deadline and reported (exit 124) while the event loop keeps running; one that
 // writes far more than a pipe holds before exiting does not block on the full pipe; a normal one
 // reports its exit code and output. No namespace is entered (netns null), so no root is needed.
