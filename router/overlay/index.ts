@@ -19,7 +19,9 @@ export {
 } from './sleeve-crypto'
 export type { SleeveCipher, SleeveCipherName, OpenResult, OpenFailure, ReplayVerdict } from './sleeve-crypto'
 export { Sleeve } from './sleeve'
-export type { SleeveConfig, SleeveDeps, SleevePeer, SleeveStats, SleeveTraffic } from './sleeve'
+export type { SleeveConfig, SleeveDeps } from './sleeve'
+export type { SleeveStats } from './sleeve-core'
+export type { SleevePeer, SleeveTraffic } from './sleeve-peers'
 export { handleTooBig, ipChecksum } from './too-big'
 export type { TooBigAction } from './too-big'
 export {

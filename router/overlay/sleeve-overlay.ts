@@ -49,7 +49,7 @@ import { PmtuSearch, PMTU_PROBE_TIMEOUT_MS } from './sleeve-pmtu'
 import {
   chooseSleeveCipher, createSleeveCipher, SEAL_OVERHEAD_BYTES, sleeveCiphers, sleeveCryptoReady, sleeveSodium, type SleeveCipher, type SleeveCipherName,
 } from './sleeve-crypto'
-import type { SleevePeer } from './sleeve'
+import type { SleevePeer } from './sleeve-peers'
 import { ESP_NONCE_BYTES, validateEspControl, type EspControl } from './fastdp-ipsec'
 
 /** Weave sends sleeve heartbeats every second until the path is confirmed, then keeps them up. */

@@ -10,7 +10,7 @@ import { createSleeveOverlay, decodeOverlayControl, encodeOverlayControl, overla
 import { encodeFrames, type SleeveDatagram } from '../../router/overlay/sleeve-frame'
 import { chooseSleeveCipher, sleeveCiphers, sleeveCryptoReady, type SleeveCipherName } from '../../router/overlay/sleeve-crypto'
 import { nativeCiphers } from '../../router/native'
-import type { SleevePeer } from '../../router/overlay/sleeve'
+import type { SleevePeer } from '../../router/overlay/sleeve-peers'
 import { skipTest } from '../skip'
 
 const A = 'aa:00:00:00:00:01' as PeerName

@@ -8,7 +8,7 @@ import {
 } from '../../router/overlay/sleeve-overlay'
 import { decodeDatagram, encodeFrames, type SleeveDatagram } from '../../router/overlay/sleeve-frame'
 import { sleeveCryptoReady, type SleeveCipher } from '../../router/overlay/sleeve-crypto'
-import type { SleevePeer } from '../../router/overlay/sleeve'
+import type { SleevePeer } from '../../router/overlay/sleeve-peers'
 
 const A = 'aa:00:00:00:00:01' as PeerName
 const B = 'bb:00:00:00:00:02' as PeerName

@@ -1,7 +1,7 @@
 /** The datapath's relay tag on the router port: tagged frames are taken apart by sender and untagged. */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { splitRelayTagged } from '../../router/overlay/sleeve'
+import { splitRelayTagged } from '../../router/overlay/sleeve-bridge'
 import { RELAY_TAG_TPID } from '../../router/overlay/fastdp-flows'
 
 function frame(type: number, body: number[]): Uint8Array {

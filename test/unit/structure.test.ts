@@ -23,7 +23,6 @@ const OVER_500 = new Set([
   'ipam/allocator.ts',
   'router/native/index.ts',
   'router/native/weave_native.c',
-  'router/overlay/sleeve.ts',
   'router/overlay/sleeve-overlay.ts',
 ])
 
