@@ -8,6 +8,11 @@
  *                   → {mac, addresses: [cidr], gateway?, routes: [{dst, gw?}], hostVeth}
  *   POST /cni/del   {containerId, netns?, ifname}            → {released: [cidr]}
  *   POST /cni/check {containerId, netns, ifname, addresses?}  → {mac, addresses}; 409 naming what differs
+ *   POST /cni/run   {env: {CNI_*}, stdin}  → the plugin's stdout, exit code in `X-Cni-Exit-Code`
+ *
+ * /cni/run is what the installed executable (cni/shim, a small C front) calls: the whole plugin
+ * (cni/plugin.ts, the same code the node plugin runs) runs here, its three requests answered in
+ * this process, so a pod's start pays for no node process at all.
  *
  * Without `routes`, a pod's default route goes via the bridge's address in its subnet, which is
  * allocated as Weave does (`weave:expose`, with masquerading) the first time a pod needs it, and
@@ -21,6 +26,7 @@ import type { ContainerNet } from './container-net'
 import { ApiError, type ApiRequest, type ApiRouter } from './api'
 import { EXPOSE_ID, hostVethName, type NetHost, type RouteSpec } from './net'
 import { formatCidr, parseCidr, type Allocator, type Cidr } from '../ipam'
+import { runPlugin, type RouterCall } from '../cni'
 
 export interface CniApiDeps {
   net: NetHost
@@ -111,6 +117,24 @@ export function registerCniApi(router: ApiRouter, deps: CniApiDeps): void {
     await containerNet.release(id)
     if (released.length) log.info(`released ${released.join(' ')} of ${id.slice(0, 12)}`)
     return { json: { released } }
+  })
+
+  // The plugin's requests, answered by this router's own routes without a socket.
+  const inProcess: RouterCall = async (_socket, path, b) => {
+    const r = await router.handle({ method: 'POST', path, query: new URLSearchParams(), body: Buffer.from(JSON.stringify(b)) })
+    return { status: r.status ?? 200, body: r.json !== undefined ? JSON.stringify(r.json) : (r.text ?? '') }
+  }
+
+  router.route('POST', '/cni/run', async (req) => {
+    const b = body(req)
+    if (typeof b.stdin !== 'string') throw new ApiError(400, 'stdin: expected the network configuration as a string')
+    const e = b.env
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw new ApiError(400, 'env: expected an object of CNI_* variables')
+    const env: Record<string, string> = {}
+    for (const [k, v] of Object.entries(e)) if (/^CNI_[A-Z]+$/.test(k) && typeof v === 'string') env[k] = v
+    // The front sent the conf to the socket the conf names, or (none named) its default: this router.
+    const out = await runPlugin({ env, stdin: b.stdin, defaultSocket: 'this router' }, inProcess)
+    return { text: out.stdout, headers: { 'x-cni-exit-code': String(out.exitCode) } }
   })
 
   router.route('POST', '/cni/check', async (req) => {

@@ -2,6 +2,7 @@
 // Builds the project's two native parts (run by `npm install` and `npm run build`):
 //  - router/native/*.c  -> router/native/build/weave_native.node  (N-API addon: packet sockets, batched UDP)
 //  - proxy/weavewait/*.c -> proxy/weavewait/build/w               (tiny static program bound into containers)
+//  - cni/shim/*.c        -> cni/shim/build/weave-net               (the CNI plugin's front, static: copied to hosts)
 // N-API addons need no linking against node, so a plain C compiler and node's headers suffice;
 // no node-gyp, no downloads. A failure says exactly what is missing.
 'use strict'
@@ -66,6 +67,19 @@ function buildWeavewait(cc) {
   console.log(`build-native: ${path.relative(root, out)}`)
 }
 
+function buildCniFront(cc) {
+  const srcs = sources(path.join(root, 'cni', 'shim'))
+  if (!srcs.length) return
+  const out = path.join(root, 'cni', 'shim', 'build', 'weave-net')
+  fs.mkdirSync(path.dirname(out), { recursive: true })
+  // Static (a DaemonSet copies it onto hosts of any distribution); write then rename, as above.
+  const tmp = `${out}.tmp${process.pid}`
+  compile(cc, ['-O2', '-Wall', '-Werror=implicit-function-declaration', '-std=gnu11', '-static', '-s', ...HARDENING, '-o', tmp, ...srcs], 'the CNI front (cni/shim)')
+  fs.renameSync(tmp, out)
+  console.log(`build-native: ${path.relative(root, out)}`)
+}
+
 const cc = findCompiler()
 buildAddon(cc)
 buildWeavewait(cc)
+buildCniFront(cc)

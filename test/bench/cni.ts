@@ -2,8 +2,8 @@
  * `npm run bench -- cni [pairs] [runs]`: the weave-net CNI plugin's cost, in one lab host with its
  * router and `weave setup-cni`.
  *
- * - add_ms_p50 / del_ms_p50: wall time of the installed plugin process (the shell wrapper, node,
- *   one request to the router, which allocates and attaches over netlink) for `pairs` (50) ADD/DEL
+ * - add_ms_p50 / del_ms_p50: wall time of the installed plugin process (the C front, one request
+ *   to the router, which runs the plugin's code and allocates and attaches over netlink) for `pairs` (50) ADD/DEL
  *   pairs, each on a fresh pod namespace, as a runtime runs it: CNI_* variables, conf on stdin, this
  *   process's environment passed through. The plugin only talks to the router's unix socket, so it
  *   runs from here; the router does the namespace work inside the lab host.
@@ -111,7 +111,7 @@ async function main() {
       runs,
       targets: { add_ms_p50: 50, podman_run_ratio: 1.3 },
       load: Number(os.loadavg()[0].toFixed(2)),
-      note: 'plugin wall time incl. node start-up (wrapper drops NODE_EXTRA_CA_CERTS); podman with runc via the lab\'s no-rlimits wrapper; a shared 2-core machine: figures drift with other load',
+      note: 'plugin wall time of the installed C front (no node process; the router runs the plugin code); podman with runc via the lab\'s no-rlimits wrapper; a shared 2-core machine: figures drift with other load',
     }
     console.log(JSON.stringify(result))
   } finally {

@@ -6,7 +6,7 @@
  * 0.4.0), CHECK after the interface is deleted (a CNI error), DEL twice and DEL without a
  * namespace (exit 0, lease freed, no veth left); conf routes instead of the default; errors as CNI
  * error JSON (router not running within 5 s naming the socket, bad conf, missing variables); a
- * router restart keeps a pod's address.
+ * router restart keeps a pod's address; the installed plugin is the C front, which needs no node process.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -148,6 +148,38 @@ else {
       assert.is(await leases(cid), '')
       assert.ok(await vethGone(cid))
     } finally {
+      await removePodNetns(ns)
+    }
+  })
+
+  test('the installed plugin is the C front: VERSION, ADD, CHECK and DEL with no node process', async () => {
+    assert.is(fs.readFileSync(cni.plugin).subarray(0, 4).toString('latin1'), '\x7fELF', 'weave-net is the built front, not the node wrapper')
+    // With the node plugin out of reach, anything handed to it fails: these must not be.
+    const nodePlugin = path.join(cni.binDir, 'weave-net.d', 'node-plugin')
+    fs.renameSync(nodePlugin, `${nodePlugin}.away`)
+    const ns = await createPodNetns(h, 'pfront')
+    const cid = id('cfront')
+    try {
+      const v = await runPlugin(h, cni.plugin, { command: 'VERSION', conf: { cniVersion: '0.3.1' } })
+      assert.equal(parse(v.stdout), { cniVersion: '0.3.1', supportedVersions: [...VERSIONS] })
+      const add = await runPlugin(h, cni.plugin, { command: 'ADD', containerId: cid, netns: ns, conf: conf('0.4.0') })
+      assert.is(add.code, 0, add.stdout + add.stderr)
+      const res = parse(add.stdout)
+      assert.is(res.cniVersion, '0.4.0')
+      assert.ok(inRange(res.ips[0].address), res.ips[0].address)
+      assert.equal(await addressesIn(ns, 'eth0'), [res.ips[0].address])
+      const check = await runPlugin(h, cni.plugin, { command: 'CHECK', containerId: cid, netns: ns, conf: conf('0.4.0', { prevResult: res }) })
+      assert.is(check.code, 0, check.stdout)
+      const bad = await runPlugin(h, cni.plugin, { command: 'ADD', containerId: '', netns: ns, conf: conf('1.0.0') })
+      assert.is(bad.code, 1)
+      assert.is(parse(bad.stdout).code, 4, 'the plugin code\'s errors come back through the router')
+      const del = await runPlugin(h, cni.plugin, { command: 'DEL', containerId: cid, netns: ns, conf: conf('0.4.0') })
+      assert.is(del.code, 0, del.stdout)
+      assert.is(del.stdout.trim(), '')
+      assert.is(await leases(cid), '', 'DEL freed the address')
+      assert.ok(await vethGone(cid))
+    } finally {
+      fs.renameSync(`${nodePlugin}.away`, nodePlugin)
       await removePodNetns(ns)
     }
   })

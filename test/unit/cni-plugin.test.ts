@@ -125,12 +125,22 @@ test('HTTP answers: content-length and chunked bodies', () => {
 test('installer: plugin files, wrapper, conflist only when absent', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cni-install-'))
   try {
-    const opts = { binDir: path.join(dir, 'bin'), confDir: path.join(dir, 'net.d'), socket: '/r/api.sock', node: '/usr/bin/node' }
+    const noFront = path.join(dir, 'no-such-front')
+    const opts = { binDir: path.join(dir, 'bin'), confDir: path.join(dir, 'net.d'), socket: '/r/api.sock', node: '/usr/bin/node', front: noFront }
     const a = installCni(opts)
     assert.ok(a.conflistWritten)
+    assert.not.ok(a.front, 'no front built: the node wrapper is the plugin')
     assert.ok(fs.existsSync(path.join(dir, 'bin', 'weave-net.d', 'main.js')))
     assert.is(fs.readFileSync(a.plugin, 'utf8'), wrapperScript('/usr/bin/node', path.join(dir, 'bin', 'weave-net.d')))
-    assert.match(fs.readFileSync(a.plugin, 'utf8'), /exec '\/usr\/bin\/node' "\$\{0%\/\*\}"\/'weave-net.d'\/main.js "\$@"/)
+    const inLib = fs.readFileSync(path.join(dir, 'bin', 'weave-net.d', 'node-plugin'), 'utf8')
+    assert.match(inLib, /exec '\/usr\/bin\/node' "\$\{0%\/\*\}"\/main.js "\$@"/, 'the front\'s fallback finds main.js beside itself')
+    const frontFile = path.join(dir, 'front')
+    fs.writeFileSync(frontFile, '\x7fELF front')
+    const b = installCni({ ...opts, front: frontFile })
+    assert.ok(b.front)
+    assert.is(fs.readFileSync(b.plugin, 'utf8'), '\x7fELF front', 'the built front is the plugin')
+    assert.ok((fs.statSync(b.plugin).mode & 0o111) !== 0, 'executable')
+    assert.match(wrapperScript('/usr/bin/node', path.join(dir, 'bin', 'weave-net.d')), /exec '\/usr\/bin\/node' "\$\{0%\/\*\}"\/'weave-net.d'\/main.js "\$@"/)
     const copied = wrapperScript(path.join(dir, 'bin', 'weave-net.d', 'node'), path.join(dir, 'bin', 'weave-net.d'))
     assert.match(copied, /exec "\$\{0%\/\*\}"\/'weave-net.d'\/'node' "\$\{0%\/\*\}"\/'weave-net.d'\/main.js/, 'a node copied beside the plugin is found from the wrapper too')
     assert.equal(JSON.parse(fs.readFileSync(a.conflist, 'utf8')), defaultConflist(opts))
