@@ -6,6 +6,7 @@
  */
 import * as os from 'node:os'
 import { parseUserPeerName } from './peer-name'
+import { parseTrustedSubnets } from './trusted-subnets'
 
 export interface WeaverConfig {
   /** Peers to connect to (the launch arguments), host[:port]. */
@@ -31,6 +32,8 @@ export interface WeaverConfig {
   readonly noMulticastRoute?: boolean
   /** Shared secret for encrypted connections; undefined = no encryption. */
   readonly password: string | undefined
+  /** `--trusted-subnets`: peers there (mutually) get no data encryption; normalised CIDRs. */
+  readonly trustedSubnets?: readonly string[]
   readonly noDiscovery: boolean
   readonly connLimit: number
   readonly meshHost: string
@@ -127,6 +130,7 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--no-restart', key: 'noRestart', kind: 'bool', help: 'do not restart the router when it dies (default: a supervisor restarts it until weave stop)' },
   { flag: '--resume', key: 'targetsFrom', kind: 'bool', help: 'connect to the peers stored by the last run (peers named on the command line replace them)' },
   { flag: '--password', key: 'password', kind: 'string', env: 'WEAVE_PASSWORD', help: 'encrypt all traffic with this shared secret' },
+  { flag: '--trusted-subnets', key: 'trustedSubnets', kind: 'string', help: 'CIDR,...: no data encryption (sleeve in clear, fastdp without ESP) to peers in these subnets that trust ours too; the mesh connection stays encrypted' },
   { flag: '--no-discovery', key: 'noDiscovery', kind: 'bool', help: 'connect only to peers named explicitly' },
   { flag: '--conn-limit', key: 'connLimit', kind: 'int', help: `maximum number of connections (default ${DEFAULTS.connLimit})` },
   { flag: '--host', key: 'meshHost', kind: 'string', help: `address to listen on for peers (default ${DEFAULTS.meshHost})` },
@@ -234,6 +238,7 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     // A restart by the supervisor resumes what `weave connect` added since the launch.
     targetsFrom: peers.length > 0 && raw.supervisedRestart !== true ? 'launch' : 'stored+launch',
     password: str('password'),
+    trustedSubnets: trustedSubnetsFlag(str('trustedSubnets')),
     noDiscovery: raw.noDiscovery === true,
     connLimit: int('connLimit', DEFAULTS.connLimit, 0, 100000),
     meshHost: str('meshHost') ?? DEFAULTS.meshHost,
@@ -285,6 +290,14 @@ function validateDns(cfg: WeaverConfig): void {
   }
   if (cfg.dnsDomain && !/^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+$/i.test(cfg.dnsDomain.endsWith('.') ? cfg.dnsDomain : cfg.dnsDomain + '.')) {
     throw new ConfigError(`--dns-domain "${cfg.dnsDomain}" is not a DNS domain`)
+  }
+}
+
+function trustedSubnetsFlag(v: string | undefined): readonly string[] {
+  try {
+    return Object.freeze([...parseTrustedSubnets(v).cidrs])
+  } catch (err) {
+    throw new ConfigError(`--trusted-subnets: ${(err as Error).message}`)
   }
 }
 

@@ -69,6 +69,8 @@ export function wireMesh(
     status: StatusModel
     /** What carries a peer's data (fastdp/sleeve, MTU), for `weave status connections`. */
     overlayInfo?: (peer: string) => string | undefined
+    /** Whether the overlay sends `peer`'s data in clear by mutual trust (`--trusted-subnets`). */
+    overlayTrusted?: (peer: string) => boolean
   },
 ): WiredMesh {
   const log = deps.logger
@@ -82,6 +84,7 @@ export function wireMesh(
       discovery: !config.noDiscovery,
       peers: [...config.peers],
       encryption: !!config.password,
+      trustedSubnets: [...(config.trustedSubnets ?? [])],
       overlays: ['sleeve'],
       // the daemon's overlay judges every connection's data path (heartbeats) before data uses it
       establishedByOverlay: true,
@@ -114,7 +117,7 @@ export function wireMesh(
     return { text: '' }
   })
   const statusPeers = (st = mesh.status()) => peersText(st)
-  const statusConnections = (st = mesh.status()) => connectionsText(st, deps.overlayInfo) + relayedText(st, deps.overlayInfo)
+  const statusConnections = (st = mesh.status()) => connectionsText(st, deps.overlayInfo, deps.overlayTrusted) + relayedText(st, deps.overlayInfo)
   router.route('GET', '/status/peers', () => ({ text: statusPeers() }))
   router.route('GET', '/status/connections', () => ({ text: statusConnections() }))
   router.route('GET', '/status/targets', () => ({ text: targetsText(mesh.status()) }))

@@ -26,6 +26,7 @@ import {
 import type { PeerTraffic } from './metrics'
 import { createXfrm, probeEsp as probeKernelEsp, removeAllEsp, type Xfrm } from './net'
 import { createAttachApi } from './attach-api'
+import { parseTrustedSubnets } from './trusted-subnets'
 import type { Allocator } from '../ipam'
 
 export { chooseOverlay } from './overlay'
@@ -106,8 +107,12 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
   let unavailable: string | undefined = 'not started'
   const xfrm = deps.xfrm ?? createXfrm()
 
+  const trusted = parseTrustedSubnets((config.trustedSubnets ?? []).join(','))
   const sw = createOverlaySwitch(
-    { udpPort: config.meshPort, encrypt: config.password !== undefined && config.password !== '', espRotateMs: config.espRotateMs },
+    {
+      udpPort: config.meshPort, encrypt: config.password !== undefined && config.password !== '', espRotateMs: config.espRotateMs,
+      trusts: (ip) => trusted.trusts(ip),
+    },
     { clock: deps.clock, logger: log, fast: () => fast, xfrm: () => xfrm },
   )
   const overlay = sw.sleeve

@@ -77,6 +77,7 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   const wiredMesh = wireMesh(config, peerName, {
     clock: deps.clock, rng: deps.rng, logger: log.child('mesh'), router, status,
     overlayInfo: (peer) => overlay.connectionInfo(peer), // `overlay` is built below; asked only later
+    overlayTrusted: (peer) => overlay.connections().some((c) => c.peer === peer && c.trusted === true),
   })
   const mesh = wiredMesh.mesh
   starts.push(async () => {

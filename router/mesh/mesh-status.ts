@@ -87,6 +87,7 @@ export function meshStatus(core: MeshCore, refusals: RefusalLog): MeshStatus {
     version: me.version,
     port: config.port,
     encryption: config.encryption,
+    trustedSubnets: config.trustedSubnets ?? [],
     discovery: config.discovery,
     connLimit: config.connLimit,
     targets: maker.directPeers(),

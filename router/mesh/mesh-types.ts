@@ -27,6 +27,8 @@ export interface MeshConfig {
   peers: string[]
   /** Whether connections are encrypted (a password is set): for status only. */
   encryption: boolean
+  /** `--trusted-subnets` (normalised CIDRs): for status only; the overlay applies them. */
+  trustedSubnets?: string[]
   overlays?: string[]
   /** Periodic full-state gossip of other channels (Weave: 30 s). */
   gossipIntervalMs?: number
@@ -113,6 +115,7 @@ export interface MeshStatus {
   version: number
   port: number
   encryption: boolean
+  trustedSubnets?: string[]
   discovery: boolean
   connLimit: number
   /** Direct targets (launch/connect), in order. */

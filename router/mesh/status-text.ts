@@ -22,7 +22,8 @@ export function statusLines(s: MeshStatus): Array<[string, string]> {
     ['Targets', String(s.targets.length)],
     ['Connections', `${s.connections.length}${counts.length ? ` (${counts.join(', ')})` : ''}`],
     ['Peers', `${s.peers.length}${me ? ` (with ${links} established connections)` : ''}`],
-    ['TrustedSubnets', 'none'],
+    // Weave's printCIDRs
+    ['TrustedSubnets', s.trustedSubnets?.length ? s.trustedSubnets.join(', ') : 'none'],
   ]
 }
 
@@ -33,16 +34,17 @@ const arrow = (outbound: boolean) => (outbound ? '->' : '<-')
  * `weave status connections`. `overlayInfo(peer)` adds what carries that peer's data, as Weave
  * shows it (`fastdp`, or `sleeve mtu=1448 (not fastdp: why)`).
  */
-export function connectionsText(s: MeshStatus, overlayInfo?: (peer: string) => string | undefined): string {
+export function connectionsText(s: MeshStatus, overlayInfo?: (peer: string) => string | undefined, trusted?: (peer: string) => boolean): string {
   // Weave's `pending`: connected, but the overlay has not (or no longer) got its heartbeats through
   const state = (c: ConnectionStatus) => (c.state === 'established' && c.dataPath?.ok === false ? 'pending' : c.state)
-  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, state(c), connectionInfo(c, s, overlayInfo)])
+  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, state(c), connectionInfo(c, s, overlayInfo, trusted)])
   return table(rows)
 }
 
-function connectionInfo(c: ConnectionStatus, s: MeshStatus, overlayInfo?: (peer: string) => string | undefined): string {
+function connectionInfo(c: ConnectionStatus, s: MeshStatus, overlayInfo?: (peer: string) => string | undefined, trusted?: (peer: string) => boolean): string {
   if (c.state === 'established') {
-    const enc = s.encryption || c.encrypted ? (c.encrypted ? 'encrypted' : 'unencrypted') : 'unencrypted'
+    // As Weave: a mutually trusted peer's data is unencrypted although the mesh has a password.
+    const enc = c.encrypted && !(c.peer && trusted?.(c.peer)) ? 'encrypted' : 'unencrypted'
     const via = c.peer && overlayInfo ? overlayInfo(c.peer) : undefined
     const down = c.dataPath?.ok === false ? ` [data path down${c.dataPath.why ? `: ${c.dataPath.why}` : ''}; data ${c.dataVia === 'unreachable' || c.dataVia === undefined ? 'cannot reach it' : `via ${c.dataVia}`}]` : ''
     return `${enc} ${via ? `${via} ` : ''}${c.peer}(${c.nickname})${down}`
@@ -83,6 +85,7 @@ export function reportJson(s: MeshStatus): Record<string, unknown> {
     Port: s.port,
     ConnLimit: s.connLimit,
     Targets: s.targets,
+    TrustedSubnets: s.trustedSubnets ?? [],
     Connections: s.connections,
     Peers: s.peers,
     UnicastRoutes: s.unicastRoutes,

@@ -23,6 +23,8 @@ export interface OverlaySwitchConfig {
   /** A password: sleeve encrypted, fast overlay only under kernel ESP. */
   encrypt: boolean
   espRotateMs?: number
+  /** `--trusted-subnets`: whether we trust a peer's underlay address (mutual trust → no encryption). */
+  trusts?: (ip: string) => boolean
 }
 
 export interface OverlaySwitchDeps {
@@ -169,6 +171,7 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
       fastdp: () => deps.fast().unavailable() ?? true,
       fastdpKind: () => deps.fast().kind,
       esp: () => esp !== undefined && ready(),
+      trusts: config.trusts,
     },
     {
       clock: deps.clock, logger: log,

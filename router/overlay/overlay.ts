@@ -100,7 +100,7 @@ export class NullOverlay implements Overlay {
 /** The overlay switch's choice for one peer: the fast overlay when both ends are ready, else sleeve and why. */
 export function chooseOverlay(
   here: { ready: boolean; why?: string; encrypt?: boolean; kind?: string },
-  h: Pick<OverlayPeerHello, 'ip' | 'fastdp'> & { esp?: unknown; dp?: string },
+  h: Pick<OverlayPeerHello, 'ip' | 'fastdp'> & { esp?: unknown; dp?: string; trusted?: boolean },
 ): { via: 'fastdp' | 'sleeve'; why?: string } {
   if (!here.ready) return { via: 'sleeve', why: `here: ${here.why ?? 'no fastdp'}` }
   if (h.fastdp === undefined) return { via: 'sleeve', why: 'peer without fastdp' }
@@ -111,7 +111,8 @@ export function chooseOverlay(
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(h.ip)) return { via: 'sleeve', why: `peer address ${h.ip} is not IPv4` }
   // With a password the tunnel must be encrypted: an offer without ESP keys is a peer that
   // would send vxlan in clear (older version, or it lost ESP since its fastdp offer).
-  if (here.encrypt && h.esp === undefined) return { via: 'sleeve', why: 'the peer offers fastdp without ESP encryption' }
+  // Mutually trusted peers (`--trusted-subnets`) need no ESP: Weave sends their data in clear.
+  if (here.encrypt && h.esp === undefined && h.trusted !== true) return { via: 'sleeve', why: 'the peer offers fastdp without ESP encryption' }
   return { via: 'fastdp' }
 }
 

@@ -13,6 +13,8 @@
  *   ack   {t:'ack', uid}                "your UDP heartbeat for connection uid reached me"
  *   fdp   {t:'fdp', ok}                 "your fastdp heartbeats reach me" (or not); see fastdp-health
  *   esp   {t:'esp', sending, accepting} encrypted fastdp's key epochs (see fastdp-ipsec)
+ * A hello's `trusted: true` says the sender trusts our address (`--trusted-subnets`); when we
+ * trust the sender's too, the connection's data goes in clear (Weave's mutual-trust rule).
  * With a password, a hello also carries `esp`: a fresh 32-byte nonce of this connection when we
  * can protect fastdp with kernel ESP; the keys come from it, the peer's and the shared secret.
  * Hello is repeated every heartbeat tick until the remote's arrives (messages that reach a
@@ -137,7 +139,7 @@ export class SleeveLink {
 export type FastdpOffer = true | string
 
 export type OverlayControl =
-  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer; dp?: string; ciphers?: string[]; esp?: Uint8Array }
+  | { t: 'hello'; port: number; pub?: Uint8Array; got: boolean; fastdp?: FastdpOffer; dp?: string; ciphers?: string[]; esp?: Uint8Array; trusted?: boolean }
   | { t: 'ack'; uid: bigint }
   | { t: 'fdp'; ok: boolean }
   | { t: 'pmtu'; size: number }
@@ -145,7 +147,7 @@ export type OverlayControl =
 
 export function encodeOverlayControl(m: OverlayControl): Uint8Array {
   const obj = m.t === 'hello'
-    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp, dp: m.dp, ciphers: m.ciphers, esp: m.esp ? Buffer.from(m.esp).toString('base64') : undefined }
+    ? { t: 'hello', port: m.port, pub: m.pub ? Buffer.from(m.pub).toString('base64') : undefined, got: m.got, fastdp: m.fastdp, dp: m.dp, ciphers: m.ciphers, esp: m.esp ? Buffer.from(m.esp).toString('base64') : undefined, trusted: m.trusted || undefined }
     : m.t === 'ack' ? { t: 'ack', uid: m.uid.toString() } : m.t === 'esp' || m.t === 'pmtu' ? m : { t: 'fdp', ok: m.ok }
   return new TextEncoder().encode(JSON.stringify(obj))
 }
@@ -187,7 +189,7 @@ export function decodeOverlayControl(bytes: Uint8Array): OverlayControl | undefi
       esp = new Uint8Array(Buffer.from(r.esp, 'base64'))
       if (esp.length !== ESP_NONCE_BYTES) return undefined
     }
-    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }), ...(dp === undefined ? {} : { dp }), ...(ciphers === undefined ? {} : { ciphers }), ...(esp === undefined ? {} : { esp }) }
+    return { t: 'hello', port: r.port, pub, got: r.got === true, ...(fastdp === undefined ? {} : { fastdp }), ...(dp === undefined ? {} : { dp }), ...(ciphers === undefined ? {} : { ciphers }), ...(esp === undefined ? {} : { esp }), ...(r.trusted === true ? { trusted: true } : {}) }
   }
   if (r.t === 'ack') {
     if (typeof r.uid !== 'string' || !/^\d{1,20}$/.test(r.uid)) return undefined
@@ -376,6 +378,8 @@ export interface SleeveOverlayConfig {
   fastdpKind?: () => string | undefined
   /** With `encrypt`: whether our hellos offer kernel ESP for fastdp (asked per hello). */
   esp?: () => boolean
+  /** With `encrypt`: whether we trust a peer's underlay address (`--trusted-subnets`); none: nobody. */
+  trusts?: (ip: string) => boolean
 }
 
 /** A peer's hello arrived for the first time on a connection: where it is and what it offers. */
@@ -393,6 +397,8 @@ export interface OverlayPeerHello {
    * and our address on the connection, for encrypted fastdp's keys (fastdp-ipsec).
    */
   esp?: { secret: Uint8Array; ours: Uint8Array; theirs: Uint8Array; localIp: string }
+  /** Trust is mutual (`--trusted-subnets` at both ends): the data goes in clear, fastdp without ESP. */
+  trusted?: boolean
 }
 
 export interface SleeveOverlayDeps {
@@ -423,6 +429,8 @@ export interface OverlayConnectionStatus {
   encrypted: boolean
   /** The AEAD sealing this peer's sleeve traffic, when encrypted. */
   cipher?: SleeveCipherName
+  /** With a password: trust is mutual, so this peer's data goes in clear (`--trusted-subnets`). */
+  trusted?: boolean
   /** Largest IP packet a frame carries towards this peer (bytes), when known. */
   mtu: number | undefined
 }
@@ -436,6 +444,8 @@ interface Live {
   espNonce: Uint8Array | undefined
   cipherSet: boolean
   cipherName: SleeveCipherName | undefined
+  /** Mutual trust was established by the first hello: no cipher for this connection. */
+  trusted: boolean
   addr: string
   via: 'sleeve' | 'fastdp'
   why: string | undefined
@@ -498,7 +508,12 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
     const got = l.link.remote !== undefined
     const ciphers = ourCiphers && [...ourCiphers]
     const esp = l.espNonce && config.esp?.() ? l.espNonce : undefined
-    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.(), dp: config.fastdpKind?.(), ciphers, esp }) })
+    const trusted = weTrust(l)
+    l.conn.send({ type: 'overlay', payload: encodeOverlayControl({ t: 'hello', port: config.udpPort, pub: l.keys?.publicKey, got, fastdp: config.fastdp?.(), dp: config.fastdpKind?.(), ciphers, esp, trusted }) })
+  }
+
+  function weTrust(l: Live): boolean {
+    return config.encrypt && config.trusts?.(hostOf(l.conn.remoteAddr)) === true
   }
 
   function shortIdOf(conn: PeerConnection): number {
@@ -528,6 +543,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       espNonce: config.encrypt ? sleeveSodium().randombytes_buf(ESP_NONCE_BYTES) : undefined,
       cipherSet: false,
       cipherName: undefined,
+      trusted: false,
       addr: conn.remoteAddr,
       via: 'sleeve',
       why: undefined,
@@ -590,7 +606,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       const ip = hostOf(l.conn.remoteAddr)
       let cipher: SleeveCipher | undefined
       let esp: OverlayPeerHello['esp']
-      if (config.encrypt && l.keys && m.pub) {
+      l.trusted = weTrust(l) && m.trusted === true
+      if (config.encrypt && l.keys && m.pub && !l.trusted) {
         const name = chooseSleeveCipher(ourCiphers ?? [], m.ciphers)
         const secret = deriveSleeveSecret(l.keys, m.pub, l.conn.outbound)
         cipher = createSleeveCipher(secret, l.conn.outbound, { cipher: name })
@@ -601,8 +618,8 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
       l.addr = `${ip}:${m.port}`
       sleeve?.setPeer(l.shortId, { addr: ip, port: m.port, cipher })
       l.cipherSet = cipher !== undefined
-      log.info(`sleeve peer ${l.link.peer} (short ID ${l.shortId}) at ${l.addr}${cipher ? `, encrypted with ${cipher.name}` : ''}`)
-      deps.onPeerHello?.({ peer: l.link.peer, shortId: l.shortId, ip, fastdp: m.fastdp, ...(m.dp ? { dp: m.dp } : {}), ...(esp ? { esp } : {}) })
+      log.info(`sleeve peer ${l.link.peer} (short ID ${l.shortId}) at ${l.addr}${cipher ? `, encrypted with ${cipher.name}` : l.trusted ? ', unencrypted (trusted subnet)' : ''}`)
+      deps.onPeerHello?.({ peer: l.link.peer, shortId: l.shortId, ip, fastdp: m.fastdp, ...(m.dp ? { dp: m.dp } : {}), ...(esp ? { esp } : {}), ...(l.trusted ? { trusted: true } : {}) })
       routes.invalidate()
       heartbeat(l)
     }
@@ -748,6 +765,7 @@ export function createSleeveOverlay(config: SleeveOverlayConfig, deps: SleeveOve
           state: l.link.state(now),
           encrypted: l.cipherSet,
           ...(l.cipherName === undefined ? {} : { cipher: l.cipherName }),
+          ...(l.trusted ? { trusted: true } : {}),
           mtu: pmtu === undefined ? undefined : frameMtu(pmtu, l.cipherSet),
         }
       })

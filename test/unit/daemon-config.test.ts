@@ -49,6 +49,7 @@ test('bad input is a ConfigError that names the culprit', () => {
     [['--log-level', 'loud'], /log level "loud"/],
     [['a peer'], /"a peer" is not a peer address/],
     [['--mtu', '70000'], /mtu/],
+    [['--trusted-subnets', '10.0.0.0/8,10.1'], /--trusted-subnets: "10\.1" is not a subnet/],
   ]
   for (const [argv, re] of cases) {
     try {
@@ -59,6 +60,11 @@ test('bad input is a ConfigError that names the culprit', () => {
       assert.match((err as Error).message, re)
     }
   }
+})
+
+test('--trusted-subnets: Weave\'s comma list, kept as network CIDRs; none by default', () => {
+  assert.equal(parseDaemonArgs(['--trusted-subnets', '192.168.48.9/24,10.0.0.0/8'], {}).trustedSubnets, ['192.168.48.0/24', '10.0.0.0/8'])
+  assert.equal(parseDaemonArgs([], {}).trustedSubnets, [])
 })
 
 test('--http-addr off disables the TCP API', () => {

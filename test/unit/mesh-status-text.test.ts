@@ -29,6 +29,8 @@ test('summary lines: name, encryption, discovery, targets, connections by state,
   assert.is(m.get('Targets'), '2')
   assert.is(m.get('Connections'), '3 (1 established, 1 retrying, 1 failed)')
   assert.is(m.get('Peers'), '2 (with 2 established connections)')
+  assert.is(m.get('TrustedSubnets'), 'none')
+  assert.is(new Map(statusLines({ ...s, trustedSubnets: ['10.0.0.0/24', '192.168.0.0/16'] })).get('TrustedSubnets'), '10.0.0.0/24, 192.168.0.0/16')
 })
 
 test('connections: direction, address, state, encryption and peer, or why it failed', () => {
@@ -36,6 +38,8 @@ test('connections: direction, address, state, encryption and peer, or why it fai
   assert.match(t, /^-> 10\.0\.0\.2:6783\s+established encrypted aa:00:00:00:00:02\(host2\)$/m)
   assert.match(t, /^-> 10\.0\.0\.9:6783\s+retrying\s+password-mismatch: password mismatch, retry: /m)
   assert.match(t, /^<- 10\.0\.0\.7:51000\s+failed\s+password-mismatch: bad$/m)
+  // a mutually trusted peer's data is in clear although the mesh has a password (Weave's word)
+  assert.match(connectionsText(s, undefined, (p) => p === 'aa:00:00:00:00:02'), /^-> 10\.0\.0\.2:6783\s+established unencrypted aa:00/m)
 })
 
 test('peers and targets', () => {

@@ -9,6 +9,7 @@ import {
 import { decodeDatagram, encodeFrames, type SleeveDatagram } from '../../router/overlay/sleeve-frame'
 import { sleeveCryptoReady, type SleeveCipher } from '../../router/overlay/sleeve-crypto'
 import type { SleevePeer } from '../../router/overlay/sleeve-peers'
+import { parseTrustedSubnets } from '../../router/trusted-subnets'
 
 const A = 'aa:00:00:00:00:01' as PeerName
 const B = 'bb:00:00:00:00:02' as PeerName
@@ -137,7 +138,7 @@ function fakeMesh(self: PeerName, short: number, conns: Map<PeerName, PeerConnec
   }
 }
 
-async function pair(encrypt: boolean) {
+async function pair(encrypt: boolean, trusts: { a?: (ip: string) => boolean; b?: (ip: string) => boolean } = {}) {
   const clock = new FakeClock(0)
   const net = new Map<string, FakeSleeve>()
   const lossy = { on: false }
@@ -148,8 +149,8 @@ async function pair(encrypt: boolean) {
   ab.other = ba; ba.other = ab
   const recs: Array<[PeerName, number]> = [[A, 1], [B, 2]]
   const ma = fakeMesh(A, 1, new Map([[B, ab]]), recs), mb = fakeMesh(B, 2, new Map([[A, ba]]), recs)
-  const oa = createSleeveOverlay({ udpPort: 6783, encrypt }, { clock, logger: nullLogger })
-  const ob = createSleeveOverlay({ udpPort: 6783, encrypt }, { clock, logger: nullLogger })
+  const oa = createSleeveOverlay({ udpPort: 6783, encrypt, trusts: trusts.a }, { clock, logger: nullLogger })
+  const ob = createSleeveOverlay({ udpPort: 6783, encrypt, trusts: trusts.b }, { clock, logger: nullLogger })
   await oa.attach(ma, sa)
   await ob.attach(mb, sb)
   return { clock, sa, sb, oa, ob, ab, ba, ma, mb, lossy }
@@ -183,6 +184,41 @@ test('with encryption: each side gets a cipher, and what one seals the other ope
   assert.is(oa.connections()[0].encrypted, true)
   assert.is(oa.connections()[0].mtu, 1424)
   oa.detach(); ob.detach()
+})
+
+test('--trusted-subnets: mutual trust → no cipher at either end; one-sided trust → both encrypted', async () => {
+  const subnet = parseTrustedSubnets('10.0.0.0/24')
+  const both = await pair(true, { a: subnet.trusts, b: subnet.trusts })
+  assert.is(both.sa.peers.get(2)!.cipher, undefined)
+  assert.is(both.sb.peers.get(1)!.cipher, undefined)
+  both.clock.advance(1000)
+  const [c] = both.oa.connections()
+  assert.is(c.state, 'established', 'heartbeats in clear get through')
+  assert.is(c.encrypted, false)
+  assert.is(c.trusted, true)
+  assert.is(c.mtu, 1448, 'no sealing overhead')
+  both.oa.detach(); both.ob.detach()
+  // b trusts a, a does not trust b: encrypted both ways (Weave needs trust from both ends)
+  const one = await pair(true, { b: subnet.trusts })
+  assert.ok(one.sa.peers.get(2)!.cipher && one.sb.peers.get(1)!.cipher)
+  one.clock.advance(2000)
+  assert.is(one.oa.connections()[0].state, 'established')
+  assert.is(one.ob.connections()[0].encrypted, true)
+  assert.is(one.ob.connections()[0].trusted, undefined)
+  one.oa.detach(); one.ob.detach()
+  // an address outside the subnets is not trusted
+  const other = await pair(true, { a: parseTrustedSubnets('10.0.1.0/24').trusts, b: subnet.trusts })
+  assert.ok(other.sa.peers.get(2)!.cipher && other.sb.peers.get(1)!.cipher)
+  other.oa.detach(); other.ob.detach()
+})
+
+test('parseTrustedSubnets: CIDR list, network-normalised; v4-mapped addresses; a bad entry is named', () => {
+  const t = parseTrustedSubnets(' 192.168.48.7/24, 10.0.0.0/8 ')
+  assert.equal(t.cidrs, ['192.168.48.0/24', '10.0.0.0/8'])
+  assert.ok(t.trusts('192.168.48.200') && t.trusts('::ffff:10.9.9.9') && !t.trusts('192.168.49.1') && !t.trusts('fe80::1'))
+  assert.equal(parseTrustedSubnets('').cidrs, [])
+  assert.not.ok(parseTrustedSubnets(undefined).trusts('10.0.0.1'))
+  assert.throws(() => parseTrustedSubnets('10.0.0.0/8,bogus'), /"bogus" is not a subnet/)
 })
 
 test('lost heartbeats make the path stale; a closed connection removes the peer from the sleeve', async () => {
