@@ -44,6 +44,8 @@ export function wireObserve(config: WeaverConfig, deps: ObserveDeps): ObserveWir
     dnsEntries: deps.dnsByPeer && (() => deps.dnsByPeer?.().get(self()) ?? 0),
     flows: () => overlay.flows(),
     traffic: () => overlay.traffic(),
+    // concurrent scrapers (two Prometheus) share one read of the fast path's counters
+    refresh: () => overlay.refreshTraffic(500),
     fallbacks: () => overlay.fallbacks(),
   }
   // prom-client (~2 MiB of RSS and 0.1-0.2 s of start-up) is loaded at the first scrape, or at
@@ -75,6 +77,8 @@ export function wireObserve(config: WeaverConfig, deps: ObserveDeps): ObserveWir
         }
       },
       trafficBytes() {
+        // the fast path's counters cost a process per read: in the background, at most every 2 s
+        void overlay.refreshTraffic(2_000)
         const out = new Map<string, number>()
         for (const t of overlay.traffic()) out.set(t.peer, (out.get(t.peer) ?? 0) + t.txBytes + t.rxBytes)
         return out

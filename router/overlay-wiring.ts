@@ -20,7 +20,7 @@ import type { ApiRouter } from './api'
 import { DEFAULT_BRIDGE, SLEEVE_PCAP_END, type BridgeInfo, type NetHost } from './net'
 import {
   NullOverlay, Sleeve, createOverlaySwitch, createOvsOverlay, createVxlanOverlay, kernelOvsModule, openVxlanIo, overlayConnectionLine, probeOvsdb,
-  sleeveCryptoReady, startFastdp, type Fastdp, type FastdpConfig, type FastdpDeps, type HeartbeatSender, type Overlay, type OverlayConnectionStatus,
+  sleeveCryptoReady, startFastdp, type FastPeerTraffic, type Fastdp, type FastdpConfig, type FastdpDeps, type HeartbeatSender, type Overlay, type OverlayConnectionStatus,
   type OverlayMeshHost, type VxlanIo,
 } from './overlay'
 import type { PeerTraffic } from './metrics'
@@ -57,8 +57,16 @@ export interface OverlayWiring {
   fallbacks(): ReadonlyMap<string, number>
   /** Flows in the fastdp datapath (ours and learnt); undefined without fastdp. */
   flows(): number | undefined
-  /** Data frames and bytes exchanged with each neighbour, per data path, since start. */
+  /**
+   * Data frames and bytes exchanged with each neighbour, per data path: the sleeve's as of now,
+   * the fast path's as of the last refreshTraffic().
+   */
   traffic(): PeerTraffic[]
+  /**
+   * Read the fast path's counters (kernel or datapath: one nft or ovs-ofctl per read). Reads
+   * younger than `maxAgeMs` are reused, and concurrent callers share one read.
+   */
+  refreshTraffic(maxAgeMs?: number): Promise<void>
 }
 
 export interface OverlayWiringDeps {
@@ -96,6 +104,7 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     clock: deps.clock, logger: log, openIo: deps.vxlanIo ?? openVxlanIo,
     host: {
       ensure: (o) => kv!.ensure(o), remove: () => kv!.remove(), applyFdb: (ops) => kv!.applyFdb(ops), localMacs: (b) => kv!.localMacs(b),
+      counters: kv?.counters,
     },
   })
   const none = new NullOverlay('not started')
@@ -106,6 +115,9 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
   let sleeve: Sleeve | undefined
   let unavailable: string | undefined = 'not started'
   const xfrm = deps.xfrm ?? createXfrm()
+  /** The fast path's counters as last read, and when (a clock time). */
+  let fastTraffic: { at: number; peers: FastPeerTraffic[] } | undefined
+  let reading: Promise<void> | undefined
 
   const trusted = parseTrustedSubnets((config.trustedSubnets ?? []).join(','))
   const sw = createOverlaySwitch(
@@ -122,6 +134,25 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
     attached(mac) { fast.learnLocal?.(mac) },
   }).register(deps.router)
   deps.router.route('GET', '/status/overlay', () => ({ text: overlay.connections().map(overlayConnectionLine).join('\n') }))
+
+  /** The sleeve's data frames with each neighbour (by name), since start. */
+  function sleeveTraffic(): PeerTraffic[] {
+    const counts = sleeve?.trafficByPeer()
+    if (!counts || !counts.size || !mesh) return []
+    const nameOf = new Map<number, string>()
+    for (const r of mesh.topology.records()) if (r.shortId !== undefined) nameOf.set(r.shortId, r.name)
+    const encrypted = new Map(overlay.connections().map((c) => [c.peer, c.encrypted]))
+    const out: PeerTraffic[] = []
+    for (const [id, t] of counts) {
+      const peer = nameOf.get(id)
+      if (peer === undefined) continue
+      out.push({
+        peer, datapath: 'sleeve', encrypted: encrypted.get(peer) ?? !!config.password,
+        txBytes: t.txBytes, rxBytes: t.rxBytes, txPackets: t.txFrames, rxPackets: t.rxFrames,
+      })
+    }
+    return out
+  }
 
   /** No fast path here, and why (status, and our hellos). */
   function noFast(why: string): 'pcap' {
@@ -231,21 +262,20 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       const d = fast.report().Datapath as { Flows?: number; LearntFlows?: number } | undefined
       return d?.Flows === undefined ? undefined : d.Flows + (d.LearntFlows ?? 0)
     },
+    refreshTraffic(maxAgeMs = 0) {
+      const read = fast.traffic
+      if (!read || fast.unavailable() !== undefined) { fastTraffic = undefined; return Promise.resolve() }
+      if (fastTraffic && deps.clock.now() - fastTraffic.at < maxAgeMs) return Promise.resolve()
+      reading ??= read.call(fast).then(
+        (peers) => { fastTraffic = { at: deps.clock.now(), peers } },
+        (err: Error) => { fastLog('reading traffic counters')(err) },
+      ).finally(() => { reading = undefined })
+      return reading
+    },
     traffic() {
-      const counts = sleeve?.trafficByPeer()
-      if (!counts || !counts.size || !mesh) return []
-      const nameOf = new Map<number, string>()
-      for (const r of mesh.topology.records()) if (r.shortId !== undefined) nameOf.set(r.shortId, r.name)
-      const encrypted = new Map(overlay.connections().map((c) => [c.peer, c.encrypted]))
-      const out: PeerTraffic[] = []
-      for (const [id, t] of counts) {
-        const peer = nameOf.get(id)
-        if (peer === undefined) continue
-        out.push({
-          peer, datapath: 'sleeve', encrypted: encrypted.get(peer) ?? !!config.password,
-          txBytes: t.txBytes, rxBytes: t.rxBytes, txPackets: t.txFrames, rxPackets: t.rxFrames,
-        })
-      }
+      const out = sleeveTraffic()
+      const encrypted = esp !== undefined
+      for (const t of fastTraffic?.peers ?? []) out.push({ ...t, datapath: 'fastdp', encrypted })
       return out
     },
     report() {

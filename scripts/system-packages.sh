@@ -7,10 +7,11 @@ set -euo pipefail
 runtime=(
   gcc libc6-dev                                        # the native module and static weavewait
   iproute2 iptables ethtool kmod                       # the weave bridge, veths, firewall rules
+  nftables                                             # the kernel vxlan path's per-peer traffic counters (nft)
   libsodium23                                          # native ChaCha20-Poly1305 for sleeve encryption
 )
 tests=(
-  nftables util-linux procps psmisc                    # namespaces, faults, nsenter, process checks
+  util-linux procps psmisc                             # namespaces, faults, nsenter, process checks (nft: runtime)
   docker.io containerd                                 # a real dockerd per lab host
   openvswitch-switch                                   # ovsdb-server + ovs-vswitchd per lab host
   iperf3 tcpdump busybox-static                        # benchmarks, captures, the test image

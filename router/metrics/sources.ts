@@ -44,6 +44,8 @@ export interface MetricsSources {
   flows?(): number | undefined
   /** Per-peer traffic counters of the data paths. */
   traffic?(): readonly PeerTraffic[]
+  /** Bring what traffic() returns up to date (the fast path's counters are read, not kept); called once per scrape. */
+  refresh?(): Promise<void>
   /** fastdp→sleeve fallbacks since start, by the reason the overlay switch gave. */
   fallbacks?(): ReadonlyMap<string, number>
 }

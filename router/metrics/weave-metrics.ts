@@ -116,6 +116,8 @@ export function createWeaveRegistry(sources: MetricsSources): WeaveRegistry {
     async scrape() {
       status = undefined
       try {
+        // a counter read that fails leaves the last one: a scrape never breaks for it
+        await sources.refresh?.().catch(() => undefined)
         return await registry.metrics()
       } finally {
         status = undefined

@@ -26,7 +26,8 @@ import type { Logger } from '../deps'
 import { nullLogger } from '../deps'
 import { Runner, createRunner } from './exec'
 import { NetContext, NetnsRef, detectArping } from './context'
-import { applyFdb, ensureKernelVxlan, localMacs, removeKernelVxlan, type FdbOp, type VxlanOptions } from './vxlan'
+import { applyFdb, ensureKernelVxlan, KERNEL_VXLAN_PORT, localMacs, removeKernelVxlan, type FdbOp, type VxlanOptions } from './vxlan'
+import { ensureVxlanCounters, readVxlanCounters, removeVxlanCounters, updateVxlanCounters, type PathTraffic } from './vxlan-counters'
 import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, DEFAULT_CONTROL_PORT, ensureBridge, ensureBridgeRules, getLink } from './bridge'
 import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached, readEthwe, removeLink } from './attach'
 import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide } from './expose'
@@ -46,6 +47,8 @@ export { CidrError, parseCidr, networkOf } from './cidr'
 export type { Ipv4Cidr } from './cidr'
 export { KERNEL_VXLAN_DEV, KERNEL_VXLAN_PORT, KERNEL_VXLAN_VNI, fdbCommands, parseLocalMacs } from './vxlan'
 export type { FdbOp, VxlanOptions } from './vxlan'
+export { TRAFFIC_TABLE, VXLAN_UNDERLAY_BYTES, countersPeersScript, countersTableScript, parseCounters } from './vxlan-counters'
+export type { PathTraffic } from './vxlan-counters'
 export { DEFAULT_BRIDGE, DEFAULT_MTU, DEFAULT_CONTROL_PORT, SLEEVE_BRIDGE_END, SLEEVE_PCAP_END, DATAPATH_END } from './bridge'
 export type { BridgeInfo, BridgeOptions, RouterLink } from './bridge'
 export type { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, RouteSpec } from './attach'
@@ -140,6 +143,16 @@ export interface NetHost {
     remove(): Promise<boolean>
     applyFdb(ops: readonly FdbOp[]): Promise<void>
     localMacs(bridge?: string): Promise<string[]>
+    /** Per-peer nftables counters of the path's datagrams (see vxlan-counters.ts). */
+    readonly counters: {
+      /** Make the table afresh; heartbeats (inner `heartbeatEthertype`) are not counted. */
+      ensure(heartbeatEthertype: number): Promise<void>
+      /** Count traffic with the underlay addresses `add`; stop counting (and forget) `del`. */
+      update(add: readonly string[], del: readonly string[]): Promise<void>
+      /** Inner-frame bytes and packets by peer address since its counter was made. */
+      read(): Promise<Map<string, PathTraffic>>
+      remove(): Promise<boolean>
+    }
   }
 }
 
@@ -203,6 +216,13 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
       remove: () => serial(() => removeKernelVxlan(ctx)),
       applyFdb: (ops) => applyFdb(ctx, ops),
       localMacs: (bridge) => localMacs(ctx, bridge ?? DEFAULT_BRIDGE),
+      // nft transactions of their own table: nothing else of ours touches it
+      counters: {
+        ensure: (ethertype) => ensureVxlanCounters(ctx, KERNEL_VXLAN_PORT, ethertype),
+        update: (add, del) => updateVxlanCounters(ctx, add, del),
+        read: () => readVxlanCounters(ctx),
+        remove: () => removeVxlanCounters(ctx),
+      },
     },
   }
 }

@@ -6,6 +6,7 @@ import { removeAllOurs } from './iptables'
 import { DEFAULT_BRIDGE } from './bridge'
 import { removeAllEsp } from './xfrm'
 import { KERNEL_VXLAN_DEV } from './vxlan'
+import { removeVxlanCounters } from './vxlan-counters'
 
 /** Links of ours besides the bridge: vethwe-bridge/-pcap/-datapath, vethwedu, vethwepl<id>, and the kernel path's vxlan-6784. */
 export const OUR_LINK_PREFIX = 'vethwe'
@@ -19,7 +20,7 @@ export function linksToRemove(names: string[], bridge: string): string[] {
 
 /**
  * Delete the bridge (its addresses and routes go with it), the kernel path's vxlan-6784, every vethwe* link (a container's
- * ethwe goes with its host end), encrypted fastdp's xfrm SAs and policies, then our iptables jumps
+ * ethwe goes with its host end), the kernel path's nftables counter table, encrypted fastdp's xfrm SAs and policies, then our iptables jumps
  * and chains. Safe to run twice.
  */
 export async function resetHost(ctx: NetContext, opts: { bridge?: string } = {}): Promise<ResetResult> {
@@ -35,6 +36,8 @@ export async function resetHost(ctx: NetContext, opts: { bridge?: string } = {})
       if (!(err instanceof NetCommandError && isNoSuchDevice(err.stderr))) throw err
     }
   }
+  // the kernel path's nftables counters (a table of ours; without nft there is none to remove)
+  await removeVxlanCounters(ctx).catch((err: Error) => ctx.log.warn(`reset: nft table: ${err.message}`))
   // encrypted fastdp's SAs and policies (found by our reqid and priority); its chain goes below
   await removeAllEsp({ run: ctx.run, iptables: false })
   const filter = await removeAllOurs(ctx.run, 'filter')

@@ -22,6 +22,9 @@ export interface OverlayPeer {
   localIp?: string
 }
 
+/** One peer's traffic on a fast path (inner Ethernet frames, as the sleeve counts its own). */
+export interface FastPeerTraffic { peer: string; txBytes: number; txPackets: number; rxBytes: number; rxPackets: number }
+
 export type OverlayHealth = { ok: true } | { ok: false; why: string }
 
 /** One peer on one overlay. */
@@ -68,6 +71,12 @@ export interface Overlay {
    * reaches, tunnelled with key src → dst. Returns how many went.
    */
   relayFrames?(hop: number, src: number, dst: number, frames: readonly Uint8Array[]): number
+  /**
+   * Inner frames and their bytes exchanged with each connected peer over this path, as the
+   * kernel or the datapath counts them (read now: a process or a dump per call, so at scrape
+   * time only). Counters start at 0 when the peer's do (connect), and go with it.
+   */
+  traffic?(): Promise<FastPeerTraffic[]>
   /** `weave status`'s line for it. */
   statusLine(): string
   /** `weave report`'s part for it. */

@@ -19,7 +19,8 @@ import { FASTDP_FULL_HEARTBEAT_EVERY, type HeartbeatSender } from './fastdp-heal
 import { TunnelHeartbeats } from './tunnel-heartbeats'
 import { MacAnnouncer, MacCollector, decodeHeartbeat, encodeHeartbeat, macsPerFrame } from './vxlan-heartbeat'
 import { emptyFdb, planFdb, wantedFdb, type FdbState } from './vxlan-fdb'
-import type { Overlay, OverlayConnection, OverlayHealth, OverlayPeer } from './overlay'
+import type { FastPeerTraffic, Overlay, OverlayConnection, OverlayHealth, OverlayPeer } from './overlay'
+import { VxlanTraffic, type VxlanCounterHost } from './vxlan-traffic'
 
 /** How often our local MACs are read from the bridge (a new container is announced within this). */
 const LOCAL_MACS_INTERVAL_MS = 1_000
@@ -32,6 +33,8 @@ export interface KernelVxlanHost {
   remove(): Promise<boolean>
   applyFdb(ops: readonly FdbOp[]): Promise<void>
   localMacs(bridge?: string): Promise<string[]>
+  /** Per-peer traffic counters (nftables); none: the path's traffic goes uncounted. */
+  counters?: VxlanCounterHost
 }
 
 /** Heartbeat datagrams out (UDP, DF set) and inner heartbeat frames in (a packet socket on vxlan-6784). */
@@ -78,6 +81,9 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
   let installed: FdbState = emptyFdb()
   let chain: Promise<unknown> = Promise.resolve()
   let queued = false
+  const traffic = new VxlanTraffic(deps.host.counters, log)
+  /** Count the traffic of exactly the peers we hold (their underlay addresses). */
+  const track = () => traffic.track(new Set([...peers.values()].map((p) => p.ip)))
 
   /** Bring the device's fdb to what the peers want; one change at a time, bursts merged. */
   function sync(): Promise<unknown> {
@@ -160,6 +166,7 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
         await deps.host.remove().catch(warn('removing the device'))
         return
       }
+      await traffic.start()
       if (bridgeMac) announcer.set([bridgeMac.toLowerCase()])
       beats = new TunnelHeartbeats(sender(), deps.clock, undefined, `packet socket on ${KERNEL_VXLAN_DEV}`)
       why = undefined
@@ -173,6 +180,7 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
         async start() {
           const prev = peers.get(id)
           peers.set(id, { peer: p.peer, ip: p.ip, forwarding: false, macs: prev?.ip === p.ip ? prev.macs : new MacCollector(), cursor: 0, sent: 0 })
+          await track()
           if (prev?.forwarding) await sync()
         },
         health(now): OverlayHealth {
@@ -188,7 +196,7 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
         },
         async stop() {
           if (!peers.delete(id)) return
-          await sync()
+          await Promise.all([sync(), track()])
         },
         status: () => 'fastdp vxlan',
       }
@@ -212,6 +220,16 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
 
     relayed: () => [...relayFor.values()].reduce((n, l) => n + l.length, 0),
 
+    async traffic(): Promise<FastPeerTraffic[]> {
+      const byIp = await traffic.read()
+      const out: FastPeerTraffic[] = []
+      for (const p of peers.values()) {
+        const t = byIp.get(p.ip)
+        if (t) out.push({ peer: p.peer, ...t })
+      }
+      return out
+    },
+
     async stop() {
       cancelPoll?.()
       cancelPoll = undefined
@@ -220,6 +238,7 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
       io = undefined
       peers.clear()
       await chain
+      await traffic.stop()
       installed = emptyFdb()
       why = 'stopped'
       // the device goes with its fdb: without the router nothing would check the peers' health

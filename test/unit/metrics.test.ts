@@ -95,6 +95,25 @@ test('a neighbour without traffic yet has its series at 0', async () => {
   for (const c of st.connections) assert.is(s.get(`weave_peer_tx_bytes_total{peer="${c.peer}",datapath="sleeve",encryption="false"}`), 0)
 })
 
+test('each scrape refreshes the fast path\'s counters first, and a failed refresh does not break it', async () => {
+  const st = simulatedMesh(3)
+  const peer = st.connections[0].peer!
+  let reads = 0
+  let fast = { peer, datapath: 'fastdp' as const, encrypted: false, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }
+  const reg = createWeaveRegistry({
+    mesh: () => st,
+    traffic: () => [fast],
+    async refresh() { reads++; fast = { ...fast, txBytes: 1000 * reads, txPackets: reads } },
+  })
+  const s1 = samples(await reg.scrape())
+  assert.is(s1.get(`weave_peer_tx_bytes_total{peer="${peer}",datapath="fastdp",encryption="false"}`), 1000)
+  const s2 = samples(await reg.scrape())
+  assert.is(s2.get(`weave_peer_tx_bytes_total{peer="${peer}",datapath="fastdp",encryption="false"}`), 2000)
+  assert.is(s2.get(`weave_peer_tx_packets_total{peer="${peer}",datapath="fastdp",encryption="false"}`), 2)
+  const broken = createWeaveRegistry({ mesh: () => st, traffic: () => [fast], refresh: () => Promise.reject(new Error('nft: not found')) })
+  assert.is(samples(await broken.scrape()).get(`weave_peer_tx_bytes_total{peer="${peer}",datapath="fastdp",encryption="false"}`), 2000)
+})
+
 test('fallback reasons: the overlay switch\'s texts map to a few label values', () => {
   assert.is(fallbackReason('full-size fastdp heartbeats do not get through both ways, small ones do (the path MTU is too small ...)'), 'path-mtu')
   assert.is(fallbackReason('fastdp heartbeats do not get through to the peer (UDP vxlan port blocked, or the path MTU too small for full-size frames)'), 'heartbeats-lost')

@@ -9,10 +9,12 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { FakeClock, nullLogger } from '../../router/deps'
 import {
-  MacAnnouncer, MacCollector, chooseOverlay, createVxlanOverlay, decodeVxlanHeartbeat, emptyFdb, encodeVxlanHeartbeat, planFdb, wantedFdb,
+  MacAnnouncer, MacCollector, chooseOverlay, createVxlanOverlay, decodeVxlanHeartbeat, emptyFdb, encodeVxlanHeartbeat, planCounters, planFdb, wantedFdb,
   type VxlanIo,
 } from '../../router/overlay'
-import { KERNEL_VXLAN_VNI, fdbCommands, parseLocalMacs, type FdbOp } from '../../router/net'
+import {
+  KERNEL_VXLAN_VNI, TRAFFIC_TABLE, countersPeersScript, countersTableScript, fdbCommands, parseCounters, parseLocalMacs, type FdbOp, type PathTraffic,
+} from '../../router/net'
 import { linksToRemove } from '../../router/net/reset'
 
 const mac = (i: number) => `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`
@@ -109,13 +111,54 @@ test('choice: OVS and kernel vxlan peers stay on sleeve, and say why', () => {
   assert.equal(chooseOverlay({ ready: true }, { ip, fastdp: true }), { via: 'fastdp' })
 })
 
+test('traffic counters: one nft transaction makes the table afresh; heartbeats are not counted; peers by set elements', () => {
+  const t = countersTableScript(6784, 0x88b5).split('\n')
+  assert.equal(t.slice(0, 3), [`add table ip ${TRAFFIC_TABLE}`, `delete table ip ${TRAFFIC_TABLE}`, `add table ip ${TRAFFIC_TABLE}`], 'a leftover table goes first')
+  assert.ok(t.includes(`add rule ip ${TRAFFIC_TABLE} out udp dport 6784 @th,224,16 != 0x88b5 counter name ip daddr map @tx`), t.join('\n'))
+  assert.ok(t.includes(`add rule ip ${TRAFFIC_TABLE} in udp dport 6784 @th,224,16 != 0x88b5 counter name ip saddr map @rx`), t.join('\n'))
+  assert.equal(countersPeersScript(['10.0.0.2'], ['10.0.0.3']).split('\n'), [
+    `delete element ip ${TRAFFIC_TABLE} tx { 10.0.0.3 }`, `delete counter ip ${TRAFFIC_TABLE} tx_10_0_0_3`,
+    `delete element ip ${TRAFFIC_TABLE} rx { 10.0.0.3 }`, `delete counter ip ${TRAFFIC_TABLE} rx_10_0_0_3`,
+    `add counter ip ${TRAFFIC_TABLE} tx_10_0_0_2`, `add element ip ${TRAFFIC_TABLE} tx { 10.0.0.2 : "tx_10_0_0_2" }`,
+    `add counter ip ${TRAFFIC_TABLE} rx_10_0_0_2`, `add element ip ${TRAFFIC_TABLE} rx { 10.0.0.2 : "rx_10_0_0_2" }`,
+  ])
+  assert.is(countersPeersScript([], []), '')
+  assert.throws(() => countersPeersScript(['10.0.0.2; flush ruleset'], []), /bad IPv4 address/, 'an address never becomes nft syntax')
+  assert.equal(planCounters(new Set(['a', 'b']), new Set(['b', 'c'])), { add: ['c'], del: ['a'] })
+})
+
+test('traffic counters: nft -j output → inner frame bytes by peer address (36 bytes of outer headers off each datagram)', () => {
+  // as nft 1.0.6 prints it
+  const json = JSON.stringify({ nftables: [
+    { metainfo: { version: '1.0.6', json_schema_version: 1 } },
+    { counter: { family: 'ip', name: 'tx_10_0_0_2', table: TRAFFIC_TABLE, handle: 7, packets: 5, bytes: 750 } },
+    { counter: { family: 'ip', name: 'rx_10_0_0_2', table: TRAFFIC_TABLE, handle: 8, packets: 2, bytes: 172 } },
+    { counter: { family: 'ip', name: 'tx_10_0_0_2', table: 'someone-else', handle: 9, packets: 1, bytes: 1 } },
+    { counter: { family: 'ip', name: 'other', table: TRAFFIC_TABLE, handle: 10, packets: 1, bytes: 1 } },
+  ] })
+  assert.equal([...parseCounters(json)], [['10.0.0.2', { txBytes: 570, txPackets: 5, rxBytes: 100, rxPackets: 2 }]])
+  assert.equal([...parseCounters('{"nftables": []}')], [])
+})
+
 function fakeOverlay() {
   const clock = new FakeClock()
   const fdb: FdbOp[][] = []
   const sent: Array<{ ip: string; d: Buffer }> = []
   let deliver: ((frames: Uint8Array[]) => void) | undefined
+  const counts = new Map<string, PathTraffic>()
+  const counters = {
+    tables: 0, updates: [] as Array<{ add: readonly string[]; del: readonly string[] }>,
+    async ensure(ethertype: number) { assert.is(ethertype, 0x88b5); counters.tables++ },
+    async update(add: readonly string[], del: readonly string[]) {
+      counters.updates.push({ add, del })
+      for (const ip of del) counts.delete(ip)
+      for (const ip of add) counts.set(ip, { txBytes: 0, txPackets: 0, rxBytes: 0, rxPackets: 0 })
+    },
+    async read() { return new Map(counts) },
+    async remove() { counters.tables--; counts.clear(); return true },
+  }
   const host = {
-    ensured: 0, removed: 0,
+    ensured: 0, removed: 0, counters,
     async ensure() { host.ensured++ },
     async remove() { host.removed++; return true },
     async applyFdb(ops: readonly FdbOp[]) { fdb.push([...ops]) },
@@ -123,8 +166,32 @@ function fakeOverlay() {
   }
   const io: VxlanIo = { send: (ip, _port, d) => { sent.push({ ip, d: Buffer.from(d) }); return 0 }, onFrames: (fn) => { deliver = fn }, close: () => undefined }
   const o = createVxlanOverlay({ mtu: 1376, bridge: 'weave' }, { clock, logger: nullLogger, host, openIo: () => io })
-  return { o, clock, fdb, sent, host, deliver: (f: Uint8Array[]) => deliver!(f) }
+  return { o, clock, fdb, sent, host, counts, deliver: (f: Uint8Array[]) => deliver!(f) }
 }
+
+test('kernel vxlan overlay: a counter per connected peer, read by name; gone with the peer and at stop', async () => {
+  const { o, host, counts } = fakeOverlay()
+  await o.start(5)
+  assert.is(host.counters.tables, 1)
+  const c9 = o.connect({ shortId: 9, peer: 'p9', ip: '10.0.0.9' })
+  const c7 = o.connect({ shortId: 7, peer: 'p7', ip: '10.0.0.7' })
+  await c9.start()
+  await c7.start()
+  assert.equal(host.counters.updates, [{ add: ['10.0.0.9'], del: [] }, { add: ['10.0.0.7'], del: [] }])
+  counts.set('10.0.0.9', { txBytes: 1042, txPackets: 1, rxBytes: 2084, rxPackets: 2 })
+  counts.set('10.0.0.66', { txBytes: 1, txPackets: 1, rxBytes: 1, rxPackets: 1 }) // no peer of ours: not reported
+  const t = (await o.traffic!()).sort((a, b) => a.peer.localeCompare(b.peer))
+  assert.equal(t, [
+    { peer: 'p7', txBytes: 0, txPackets: 0, rxBytes: 0, rxPackets: 0 },
+    { peer: 'p9', txBytes: 1042, txPackets: 1, rxBytes: 2084, rxPackets: 2 },
+  ])
+  await c9.stop()
+  assert.equal(host.counters.updates.at(-1), { add: [], del: ['10.0.0.9'] }, 'peers come and go: the table holds only those connected')
+  assert.equal((await o.traffic!()).map((x) => x.peer), ['p7'])
+  await o.stop()
+  assert.is(host.counters.tables, 0, 'the table goes at stop')
+  assert.equal(await o.traffic!(), [])
+})
 
 test('kernel vxlan overlay: heartbeats out with our MACs; a peer\'s MACs in the fdb only while it forwards', async () => {
   const { o, clock, fdb, sent, host, deliver } = fakeOverlay()
