@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds the project's two native parts (run by `npm install` and `npm run build`):
-//  - router/native/*.c  -> router/native/build/weave_native.node  (N-API addon: packet sockets, batched UDP)
+//  - router/native/*.c  -> router/native/build/weave_native.node  (N-API addon: sockets, batches, pieces, checksums,
+//    AEAD, netlink: one translation unit each, all linked into the one addon; see weave_native.c)
 //  - proxy/weavewait/*.c -> proxy/weavewait/build/w               (tiny static program bound into containers)
 //  - cni/shim/*.c        -> cni/shim/build/weave-net               (the CNI plugin's front, static: copied to hosts)
 // N-API addons need no linking against node, so a plain C compiler and node's headers suffice;

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 #include "common.h"
+#include "aead.h"
 #include "units.h"
 #include <dlfcn.h>
 #include <stdint.h>

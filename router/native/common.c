@@ -1,6 +1,6 @@
 /*
- * What every part of the addon shares (weave_native.c, netlink.c): errors thrown with the errno
- * name as `code`, string/nullish argument checks, and entering another network namespace on
+ * What every part of the addon shares: errors thrown with the errno name as `code`, string,
+ * nullish, typed array and Buffer argument checks, and entering another network namespace on
  * this thread only and coming straight back. Declared in common.h.
  */
 #define _GNU_SOURCE
@@ -65,6 +65,31 @@ void wn_leave_netns(int saved) {
   if (setns(saved, CLONE_NEWNET) < 0) { perror("weave_native: setns back"); abort(); }
   close(saved);
   errno = e;
+}
+
+/* A typed array's data pointer and element count, checking its element type. */
+void *wn_get_typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *count) {
+  napi_typedarray_type t;
+  size_t len, off;
+  void *data;
+  napi_value ab;
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
+  if (napi_get_typedarray_info(env, v, &t, &len, &data, &ab, &off) != napi_ok || t != want) return NULL;
+  *count = len;
+  return data;
+}
+
+/* Bytes of a Buffer or Uint8Array element, without copying. */
+int wn_element_bytes(napi_env env, napi_value arr, uint32_t i, void **data, size_t *len) {
+  napi_value el;
+  if (napi_get_element(env, arr, i, &el) != napi_ok) return 0;
+  if (napi_get_buffer_info(env, el, data, len) == napi_ok) return 1;
+  size_t cnt;
+  *data = wn_get_typed(env, el, napi_uint8_array, &cnt);
+  if (!*data) return 0;
+  *len = cnt;
+  return 1;
 }
 
 /* Random 128-bit values, fixed at build time: only their identity matters. */

@@ -3,6 +3,7 @@
 #define WEAVE_NATIVE_COMMON_H
 #include <node_api.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define WN_HIDDEN __attribute__((visibility("hidden")))
 
@@ -14,6 +15,10 @@ WN_HIDDEN napi_value wn_throw_type(napi_env env, const char *msg);
 WN_HIDDEN int wn_get_string(napi_env env, napi_value v, char *out, size_t cap);
 /* undefined or null (or not readable): 1. */
 WN_HIDDEN int wn_is_nullish(napi_env env, napi_value v);
+/* A typed array's data pointer and element count, checking its element type; NULL if not one. */
+WN_HIDDEN void *wn_get_typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *count);
+/* Bytes of a Buffer or Uint8Array element `i` of array `arr`, without copying: 1, else 0. */
+WN_HIDDEN int wn_element_bytes(napi_env env, napi_value arr, uint32_t i, void **data, size_t *len);
 /* Enter the namespace at `path` on this thread (NULL: stay), keeping a handle to come back;
  * -1 with errno on failure. wn_leave_netns returns (and aborts if it cannot: never go on in the
  * wrong namespace). */
