@@ -18,7 +18,8 @@
  * `?check-alive=true` is accepted; liveness of the container is the proxy's business here.
  */
 import { type Cidr, blockSize, formatCidr, parseCidr, parseIp } from './address'
-import { type Allocator, IpamError } from './allocator'
+import type { Allocator } from './allocator'
+import { IpamError } from './errors'
 
 export interface IpamRequest {
   method: string

@@ -35,7 +35,26 @@ export type MergeResult =
 /** Transfer version jump, as Weave's: well above what an owner's own updates reach in practice. */
 export const TRANSFER_VERSION_JUMP = 100
 
-export class Ring {
+/**
+ * What code outside IPAM's state machine may do with a ring: read it. The Allocator hands out its
+ * ring as this, so only its own parts change it (and persist the change before it leaves).
+ */
+export interface RingView {
+  readonly start: number
+  readonly end: number
+  readonly entries: readonly Readonly<Entry>[]
+  readonly seeds: readonly PeerName[]
+  readonly removed: ReadonlySet<PeerName>
+  isEmpty(): boolean
+  owner(addr: number): PeerName | undefined
+  ownedBy(peer: PeerName): Range[]
+  shares(): Map<PeerName, number>
+  freeIn(within: Range): Map<PeerName, number>
+  check(): string | undefined
+  toWire(): RingWire
+}
+
+export class Ring implements RingView {
   entries: Entry[] = []
   seeds: PeerName[] = []
   removed = new Set<PeerName>()

@@ -4,7 +4,7 @@
  * cannot reach marked `- unreachable!`.
  */
 import type { MeshView, PeerName } from '../router/mesh'
-import type { Ring } from './ring'
+import type { RingView } from './ring'
 
 export interface PeerShare {
   peer: PeerName
@@ -16,7 +16,7 @@ export interface PeerShare {
 }
 
 /** Shares of the ring per peer; `known` remembers nicknames of peers no longer in the topology. */
-export function peerShares(ring: Ring, view: MeshView, known: Map<PeerName, string> = new Map()): PeerShare[] {
+export function peerShares(ring: RingView, view: MeshView, known: Map<PeerName, string> = new Map()): PeerShare[] {
   const total = ring.end - ring.start
   for (const p of view.peers()) known.set(p.name, p.nickname)
   const nick = known
@@ -36,7 +36,7 @@ export function peerShares(ring: Ring, view: MeshView, known: Map<PeerName, stri
   return out
 }
 
-export function formatIpamStatus(ring: Ring, view: MeshView, activeCount: number, statusText: string, known?: Map<PeerName, string>): string {
+export function formatIpamStatus(ring: RingView, view: MeshView, activeCount: number, statusText: string, known?: Map<PeerName, string>): string {
   if (ring.isEmpty()) return `${statusText}\n`
   const shares = peerShares(ring, view, known)
   if (!shares.some((s) => s.self)) {
