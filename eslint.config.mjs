@@ -21,7 +21,7 @@ export default tseslint.config(
   },
   {
     // The addon's exports are plain C callbacks (N-API) that never use `this`.
-    files: ['router/native/index.ts'],
+    files: ['router/native/aead.ts'],
     rules: { '@typescript-eslint/unbound-method': 'off' },
   },
   {
