@@ -181,7 +181,8 @@ export function closeArpFds(nl: NativeNetlink, o: NativeAttachOutcome, inWorker:
 /** A command in a namespace (iptables-restore and the like) gets this long before it is killed. */
 const EXEC_TIMEOUT_MS = 30_000
 
-function execIn(nl: NativeNetlink, ns: string, argv: string[], input: string): Promise<void> {
+/** Run `argv` in the namespace at `ns` with `input` on its stdin (the addon's fork-and-setns, else nsenter). */
+export function execIn(nl: NativeNetlink, ns: string, argv: string[], input: string): Promise<void> {
   const full = ['nsenter', `--net=${ns}`, '--', ...argv]
   const failed = (code: number | null, output: string) =>
     Object.assign(new Error(`command failed (exit ${code ?? 'signal'}): ${full.join(' ')}: ${output.trim() || '(no output)'}`), { code: 'NET_COMMAND_FAILED' })
@@ -200,8 +201,8 @@ function execIn(nl: NativeNetlink, ns: string, argv: string[], input: string): P
   })
 }
 
-/** A pod's interface to delete (CNI DEL): the veth pair goes with it. */
-export interface NativeDeleteParams { ns: string; ifname: string }
+/** An interface to delete (CNI DEL, a plugin endpoint): the veth pair goes with it. ns null: the caller's own. */
+export interface NativeDeleteParams { ns: string | null; ifname: string }
 
 /**
  * Delete `ifname` in the namespace at `ns`: 'deleted', or 'absent' when it (or the namespace) is

@@ -313,7 +313,8 @@ function runnerIn(ctx: NetContext, ref: NetnsRef): Runner {
   return (argv) => runIn(ctx, ref, argv)
 }
 
-async function ensureMulticastRules(ctx: NetContext, ref: NetnsRef, addrs: Ipv4Cidr[], ifname: string): Promise<void> {
+/** The multicast drop on `ifname` and an accept per subnet of `addrs`, each added unless present. */
+export async function ensureMulticastRules(ctx: NetContext, ref: NetnsRef, addrs: Ipv4Cidr[], ifname: string): Promise<void> {
   const run = runnerIn(ctx, ref)
   await ensureRule(run, containerMulticastDrop(ifname))
   for (const a of addrs) await ensureRule(run, containerMulticastAccept(ifname, a), true)

@@ -14,6 +14,8 @@ import { NetContext, NetnsRef, bestEffort, netnsRefPath, runIn } from './context
 import { Ipv4Cidr, formatCidr } from './cidr'
 import { DEFAULT_BRIDGE } from './bridge'
 import type { NativeNetlink } from '../native'
+import { execIn, nativeDelete } from './attach-native'
+import { ensureMulticastRules, multicastRulesRestore } from './attach'
 import { bridgeArpSysctls, gratuitousArp, hostVethName, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseAddrs, parseLinks } from './ip-args'
 
 /** The container end until Docker renames it: `vethwepg` + 7 characters of the endpoint id. */
@@ -149,9 +151,16 @@ function nativeAdd(ctx: NetContext, nl: NativeNetlink, hostEnd: string, containe
 
 /** Remove the pair of `endpointId` (either end takes the other with it); absent is fine. */
 export async function delEndpointVeth(ctx: NetContext, endpointId: string): Promise<boolean> {
-  // Always `ip` in a child process, never netlink from here: deleting a veth waits for the
-  // kernel's RCU grace period (tens of ms), which must not stall the daemon's event loop.
-  for (const name of [hostVethName(endpointId), endpointPeerName(endpointId)]) {
+  const names = [hostVethName(endpointId), endpointPeerName(endpointId)]
+  const nl = ctx.netlink?.()
+  if (nl) {
+    // In the netlink worker: deleting a veth waits for the kernel's RCU grace period (tens of ms),
+    // which must not stall the daemon's event loop, and no process is started for it.
+    for (const ifname of names) if ((await nativeDelete(nl, { ns: hostNs(ctx), ifname })) === 'deleted') return true
+    return false
+  }
+  // Without the addon: `ip` in a child process, for the same reason.
+  for (const name of names) {
     try {
       await ctx.run(ip.delLink(name))
       return true
@@ -162,35 +171,62 @@ export async function delEndpointVeth(ctx: NetContext, endpointId: string): Prom
   return false
 }
 
+/** announceIn's options. */
+export interface AnnounceOptions {
+  /**
+   * The container's namespace is new (its start event): the multicast rules go in with one
+   * iptables-restore, unchecked. False (a restarted router going over running containers): each
+   * rule is checked first, so none is added twice.
+   */
+  fresh?: boolean
+}
+
 /**
- * Inside a started container: the sysctls attach() sets on ethwe, and one gratuitous ARP per
- * address, so other hosts learn a (possibly reused) address's new MAC at once. Docker named the
- * interface (`ethwe0`, `ethwe1`, ...), so each address's device is looked up. Best effort.
+ * Inside a started container: what attach() does to ethwe and Docker could not (it moved and
+ * addressed the interface itself): the sysctls, the multicast isolation rules (a container hears
+ * multicast only from its own subnets; Weave's attach), and one gratuitous ARP per address, so
+ * other hosts learn a (possibly reused) address's new MAC at once. Docker named the interface
+ * (`ethwe0`, `ethwe1`, ...), so each address's device is looked up. Best effort.
  */
-export async function announceIn(ctx: NetContext, netns: NetnsRef, addresses: Ipv4Cidr[]): Promise<void> {
+export async function announceIn(ctx: NetContext, netns: NetnsRef, addresses: Ipv4Cidr[], opts: AnnounceOptions = {}): Promise<void> {
   const nl = ctx.netlink?.()
-  if (nl && addresses.length === 1) {
-    // One weave network: Docker named its interface ethwe0. No process at all.
+  if (nl && addresses.length === 1 && opts.fresh) {
+    // One weave network: Docker named its interface ethwe0. One process (the rules), started
+    // first and awaited last; the rest over netlink.
     const ns = netnsRefPath(netns)
     const dev = 'ethwe0'
+    const rules = execIn(nl, ns, ['iptables-restore', '--noflush', '-w', '5'], multicastRulesRestore(addresses, 'add', dev))
+    rules.catch(() => undefined) // awaited below
     try {
       for (const [k, v] of [noRouterAdvertsSysctl(dev), ...bridgeArpSysctls(dev)]) nl.nlSysctl(ns, k, String(v))
       // The packet socket's close is slow (it waits for the kernel): not on the event loop.
       fs.close(nl.nlGarp(ns, dev, addresses[0].ip), () => undefined)
-      return
     } catch (err) {
       if (!fs.existsSync(ns)) return // it ran and exited already (`docker run --rm ... true`)
       ctx.log.debug(`announce on ${dev} over netlink: ${(err as Error).message}; trying the tools`)
+      await rules.catch(() => undefined)
+      return announceWithTools(ctx, netns, addresses)
     }
+    await rules.catch((err: Error) => { if (fs.existsSync(ns)) ctx.log.warn(`multicast rules on ${dev}: ${err.message}`) })
+    return
   }
+  return announceWithTools(ctx, netns, addresses)
+}
+
+async function announceWithTools(ctx: NetContext, netns: NetnsRef, addresses: Ipv4Cidr[]): Promise<void> {
   const devs = parseAddrs((await runIn(ctx, netns, ['ip', '-j', 'addr', 'show'])).stdout)
   const tool = ctx.arping()
-  for (const c of addresses) {
-    const dev = devs.find((d) => d.addresses.some((a) => a.ip === c.ip))?.name
-    if (!dev) continue
+  for (const d of devs) {
+    const mine = addresses.filter((c) => d.addresses.some((a) => a.ip === c.ip))
+    if (!mine.length) continue
+    const dev = d.name
     const sysctls = [noRouterAdvertsSysctl(dev), ...bridgeArpSysctls(dev)].map(([k, v]) => `${k}=${v}`)
     await runIn(ctx, netns, ['sysctl', '-q', '-e', '-w', ...sysctls]).catch((err: Error) => ctx.log.warn(`sysctls on ${dev}: ${err.message}`))
+    // Checked rule by rule: this way also goes over containers a restarted router finds running.
+    await ensureMulticastRules(ctx, netns, mine, dev).catch((err: Error) => ctx.log.warn(`multicast rules on ${dev}: ${err.message}`))
     if (tool === 'none') continue
-    await runIn(ctx, netns, gratuitousArp(tool, dev, c)).catch((err: Error) => ctx.log.warn(`gratuitous ARP for ${formatCidr(c)}: ${err.message}`))
+    for (const c of mine) {
+      await runIn(ctx, netns, gratuitousArp(tool, dev, c)).catch((err: Error) => ctx.log.warn(`gratuitous ARP for ${formatCidr(c)}: ${err.message}`))
+    }
   }
 }

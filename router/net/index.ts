@@ -36,7 +36,7 @@ import { formatCidr } from './cidr'
 import { sysctl } from './ip-args'
 import { nativeNetlink, type NativeNetlink } from '../native'
 import { warmUpNativeAttach } from './attach-native'
-import { EndpointVeth, EndpointVethRequest, addEndpointVeth, announceIn, delEndpointVeth } from './endpoint-veth'
+import { AnnounceOptions, EndpointVeth, EndpointVethRequest, addEndpointVeth, announceIn, delEndpointVeth } from './endpoint-veth'
 import { parseCidr as parseCidrStrict } from './cidr'
 
 export { NetCommandError, createRunner, inNetns, netnsPath } from './exec'
@@ -55,7 +55,7 @@ export type { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachR
 export type { ExposeOptions, ExposeResult, HideResult } from './expose'
 export type { ResetResult } from './reset'
 export { CONTAINER_IFNAME, hostVethName } from './ip-args'
-export type { EndpointVeth, EndpointVethRequest } from './endpoint-veth'
+export type { AnnounceOptions, EndpointVeth, EndpointVethRequest } from './endpoint-veth'
 export { endpointPeerName } from './endpoint-veth'
 export { createXfrm, probeEsp, removeAllEsp, ESP_KEY_BYTES } from './xfrm'
 export type { Xfrm, EspSa, XfrmOp } from './xfrm'
@@ -135,8 +135,11 @@ export interface NetHost {
   addEndpointVeth(req: EndpointVethRequest): Promise<EndpointVeth>
   /** Remove an endpoint's pair; false when it was already gone. */
   delEndpointVeth(endpointId: string): Promise<boolean>
-  /** In a started container: ethwe's sysctls and a gratuitous ARP, on whichever interface holds each address. */
-  announceIn(netns: NetnsRef, addresses: string[]): Promise<void>
+  /**
+   * In a started container: ethwe's sysctls, the multicast isolation rules and a gratuitous ARP, on
+   * whichever interface holds each address (`fresh`: the namespace is new, see AnnounceOptions).
+   */
+  announceIn(netns: NetnsRef, addresses: string[], opts?: AnnounceOptions): Promise<void>
   /** The kernel vxlan path's device and fdb (see vxlan.ts). */
   readonly kernelVxlan: {
     ensure(o: VxlanOptions): Promise<void>
@@ -209,7 +212,7 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
     // Not serialised: it removes names only this endpoint uses, and takes tens of ms.
     delEndpointVeth: (id) => delEndpointVeth(ctx, id),
     // Not serialised: it only touches the container's namespace, and an ARP may take a second.
-    announceIn: (ns, addrs) => announceIn(ctx, ns, addrs.map(parseCidrStrict)),
+    announceIn: (ns, addrs, opts) => announceIn(ctx, ns, addrs.map(parseCidrStrict), opts),
     // fdb changes and MAC reads run beside attach: they touch only vxlan-6784's and the bridge's fdb
     kernelVxlan: {
       ensure: (o) => serial(() => ensureKernelVxlan(ctx, o)),
