@@ -65,14 +65,14 @@ export interface WeaveContainer {
   name: string
   pid: number
   /** Per weave network: its addresses (CIDR) and --network-alias names. */
-  networks: Array<{ network: string; networkId: string; address: string; aliases: string[] }>
+  networks: Array<{ network: string; networkId: string; address: string; aliases: string[]; mac: string }>
 }
 
 interface InspectJson {
   Id?: string
   Name?: string
   State?: { Running?: boolean; Pid?: number }
-  NetworkSettings?: { Networks?: Record<string, { NetworkID?: string; IPAddress?: string; IPPrefixLen?: number; Aliases?: string[] | null }> }
+  NetworkSettings?: { Networks?: Record<string, { NetworkID?: string; IPAddress?: string; IPPrefixLen?: number; Aliases?: string[] | null; MacAddress?: string }> }
 }
 
 /** Pure: the weave part of a container's inspect, given the ids of weave-driver networks. */
@@ -84,7 +84,7 @@ export function weaveContainerOf(j: InspectJson, weaveNetworkIds: ReadonlySet<st
     const short = j.Id.slice(0, 12)
     // Docker lists the short id among the aliases; it is no name anyone chose.
     const aliases = (n.Aliases ?? []).filter((a) => a && a !== short && a !== j.Id)
-    networks.push({ network, networkId: n.NetworkID, address: `${n.IPAddress}/${n.IPPrefixLen ?? 32}`, aliases })
+    networks.push({ network, networkId: n.NetworkID, address: `${n.IPAddress}/${n.IPPrefixLen ?? 32}`, aliases, mac: n.MacAddress ?? '' })
   }
   if (!networks.length) return undefined
   return { id: j.Id, name: (j.Name ?? '').replace(/^\//, ''), pid: j.State.Pid, networks }
@@ -110,6 +110,19 @@ export async function runningOnWeave(engine: EngineClient, ids: ReadonlySet<stri
     const filters = encodeURIComponent(JSON.stringify({ network: [nid], status: ['running'] }))
     const r = await engine.request('GET', `/containers/json?filters=${filters}`)
     if (r.status === 200 && Array.isArray(r.json)) for (const c of r.json as Array<{ Id?: string }>) if (c.Id && !out.includes(c.Id)) out.push(c.Id)
+  }
+  return out
+}
+
+/** Every address (`a.b.c.d`) an endpoint of the networks `ids` holds on this engine. */
+export async function endpointAddresses(engine: EngineClient, ids: ReadonlySet<string>): Promise<Set<string>> {
+  const out = new Set<string>()
+  for (const nid of ids) {
+    const r = await engine.request('GET', `/networks/${encodeURIComponent(nid)}`)
+    if (r.status === 404) continue // removed meanwhile
+    if (r.status !== 200) throw new Error(`cannot inspect network ${nid.slice(0, 12)}: ${message(r)}`)
+    const containers = (r.json as { Containers?: Record<string, { IPv4Address?: string }> } | undefined)?.Containers ?? {}
+    for (const c of Object.values(containers)) if (c.IPv4Address) out.add(c.IPv4Address.split('/')[0])
   }
   return out
 }

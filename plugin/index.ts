@@ -23,14 +23,22 @@ import { createIpamDriver } from './ipam-driver'
 import { createNetworkDriver } from './network-driver'
 import { createPluginServer } from './server'
 import { spawnDownResponder } from './down-responder'
-import { ensureNetworkWithRetry, inspectContainer, runningOnWeave, weaveContainerOf, weaveNetworkIds } from './docker-side'
+import { endpointAddresses, ensureNetworkWithRetry, inspectContainer, runningOnWeave, weaveContainerOf, weaveNetworkIds } from './docker-side'
+import { collectOrphanedLeases, endpointLeases } from './lease-gc'
 
 export { answer, PluginError, IMPLEMENTS } from './protocol'
 export { DEFAULT_NETWORK, DRIVER_NAME, weaveContainerOf, type WeaveContainer } from './docker-side'
 export { formatPoolId, parsePoolId } from './ipam-driver'
 export { ROUTER_DOWN, downRoutes } from './down-responder'
+export { collectOrphanedLeases, endpointLeases, orphanedLeases } from './lease-gc'
 
 export const DEFAULT_PLUGIN_SOCKET = '/run/docker/plugins/weave.sock'
+/**
+ * How long after start-up the endpoint lease GC waits: Docker's plugin client retries a call
+ * that found no socket for up to 30 s, so an endpoint whose address the previous router gave
+ * may still be being created through this one until then.
+ */
+export const LEASE_GC_DELAY_MS = 30_000
 
 export interface DockerPluginConfig {
   socketPath: string
@@ -44,6 +52,8 @@ export interface DockerPluginConfig {
   docker?: DockerEndpoint
   /** On stop, leave the router-down responder on the socket (down-responder.ts); the daemon does. */
   downResponder?: boolean
+  /** Default LEASE_GC_DELAY_MS. */
+  leaseGcDelayMs?: number
 }
 
 
@@ -64,6 +74,8 @@ export interface DockerPlugin {
   readonly routes: ReadonlyMap<string, Handler>
   statusLines(): Array<[string, string]>
   report(): Record<string, unknown>
+  /** Running containers on weave networks (for `weave ps`): id, the first network's MAC, every weave address. */
+  attached(): Promise<Array<{ id: string; mac: string; addresses: string[] }>>
 }
 
 export function createDockerPlugin(config: DockerPluginConfig, deps: DockerPluginDeps): DockerPlugin {
@@ -84,8 +96,10 @@ export function createDockerPlugin(config: DockerPluginConfig, deps: DockerPlugi
   let watcher: EventWatcher | undefined
   let networkIds = new Set<string>()
   let networkOk = false
+  let gcTimer: (() => void) | undefined
 
-  async function containerStarted(id: string): Promise<void> {
+  /** `fresh`: from its start event (a new namespace); false: found running at our start-up. */
+  async function containerStarted(id: string, fresh: boolean): Promise<void> {
     if (!engine) return
     const j = await inspectContainer(engine, id)
     if (!j) return
@@ -96,14 +110,14 @@ export function createDockerPlugin(config: DockerPluginConfig, deps: DockerPlugi
       c = weaveContainerOf(j, networkIds)
     }
     if (!c) return
-    await deps.net.announceIn({ pid: c.pid }, c.networks.map((n) => n.address))
+    await deps.net.announceIn({ pid: c.pid }, c.networks.map((n) => n.address), { fresh })
     if (deps.dns) registerNames(deps.dns, c, log)
   }
 
   const onEvent = (e: { action: string; id: string }) => {
     if (e.action === 'start') {
       // A short-lived container may be gone before we look: nothing to announce or name then.
-      containerStarted(e.id).catch((err: Error) => log.debug(`container ${e.id.slice(0, 12)} started: ${err.message}`))
+      containerStarted(e.id, true).catch((err: Error) => log.debug(`container ${e.id.slice(0, 12)} started: ${err.message}`))
     } else if (e.action === 'die' && deps.dns) {
       withdrawNames(deps.dns, e.id)
     } else if (e.action === 'destroy' && deps.dns) {
@@ -111,24 +125,51 @@ export function createDockerPlugin(config: DockerPluginConfig, deps: DockerPlugi
     }
   }
 
-  async function followEngine(): Promise<void> {
+  async function followEngine(restored: ReadonlyMap<string, string[]>): Promise<void> {
     if (!engine) return
     networkOk = await ensureNetworkWithRetry(engine, config.defaultSubnet, { clock: deps.clock, logger: log, stopped: () => stopped })
     if (stopped) return
     watcher = watchContainerEvents(engine, onEvent, { clock: deps.clock, logger: log })
     networkIds = await weaveNetworkIds(engine)
     // Containers that started while we were down still get their names registered.
-    for (const id of await runningOnWeave(engine, networkIds)) await containerStarted(id).catch(() => undefined)
+    for (const id of await runningOnWeave(engine, networkIds)) await containerStarted(id, false).catch(() => undefined)
+    if (!restored.size) return
+    await new Promise<void>((res) => {
+      const cancel = deps.clock.setTimer(config.leaseGcDelayMs ?? LEASE_GC_DELAY_MS, res)
+      gcTimer = () => { cancel(); res() }
+    })
+    if (stopped) return
+    const inUse = await endpointAddresses(engine, await weaveNetworkIds(engine)).catch((err: Error) => {
+      log.warn(`endpoint lease GC: ${err.message}`)
+      return undefined
+    })
+    await collectOrphanedLeases(deps.allocator, restored, inUse, log)
+  }
+
+  async function attached(): Promise<Array<{ id: string; mac: string; addresses: string[] }>> {
+    if (!engine) return []
+    const ids = await weaveNetworkIds(engine)
+    const out: Array<{ id: string; mac: string; addresses: string[] }> = []
+    for (const id of await runningOnWeave(engine, ids)) {
+      const j = await inspectContainer(engine, id)
+      const c = j && weaveContainerOf(j, ids)
+      if (c) out.push({ id: c.id, mac: c.networks[0].mac, addresses: c.networks.map((n) => n.address) })
+    }
+    return out
   }
 
   return {
     routes,
+    attached,
     async start() {
+      // Taken before the socket answers: no address of this run is among them.
+      const restored = endpointLeases(deps.allocator)
       await server.start()
-      followEngine().catch((err: Error) => log.warn(`following the Docker engine: ${err.message}`))
+      followEngine(restored).catch((err: Error) => log.warn(`following the Docker engine: ${err.message}`))
     },
     async stop() {
       stopped = true
+      gcTimer?.()
       watcher?.stop()
       await server.stop()
       if (config.downResponder) await spawnDownResponder(config.socketPath, routes.keys(), log).catch((err: Error) => log.warn(`router-down responder: ${err.message}`))

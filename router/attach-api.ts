@@ -15,7 +15,7 @@ import type { Logger } from './deps'
 import type { WeaverConfig } from './config'
 import type { ContainerNet } from './container-net'
 import { ApiError, type ApiRouter } from './api'
-import { EXPOSE_ID, formatPsLine, type NetHost, type NetnsRef } from './net'
+import { EXPOSE_ID, formatPsLine, type AttachedInfo, type NetHost, type NetnsRef } from './net'
 import { createEngineClient, parseDockerHost, parseWeaveCidr, type CidrItem } from '../proxy'
 import { formatCidr, parseCidr, type Allocator } from '../ipam'
 
@@ -24,7 +24,15 @@ export interface AttachApiDeps {
   net: NetHost
   containerNet: ContainerNet
   allocator: Allocator
+  /**
+   * More containers for `weave ps` that neither attach nor IPAM know by container id (the Docker
+   * plugin's: their leases are the endpoints'); parts of the daemon made later push theirs here.
+   */
+  psSources?: PsSource[]
 }
+
+/** One more set of `weave ps` lines: id, MAC, addresses. */
+export type PsSource = () => Promise<AttachedInfo[]>
 
 interface Target { id: string; netns: NetnsRef }
 
@@ -134,6 +142,10 @@ export function createAttachApi(config: WeaverConfig, deps: AttachApiDeps, hooks
       })
       router.route('GET', '/ps', async () => {
         const infos = await net.listAttached(await psTargets()).catch(fail)
+        for (const source of deps.psSources ?? []) {
+          const more = await source().catch((err: Error) => { log.warn(`weave ps: ${err.message}`); return [] })
+          for (const m of more) if (!infos.some((i) => i.id === m.id)) infos.push(m)
+        }
         return { text: infos.map(formatPsLine).join('\n') }
       })
       router.route('POST', '/expose', async (req) => {

@@ -25,7 +25,7 @@ import {
 } from './overlay'
 import type { PeerTraffic } from './metrics'
 import { createXfrm, probeEsp as probeKernelEsp, removeAllEsp, type Xfrm } from './net'
-import { createAttachApi } from './attach-api'
+import { createAttachApi, type PsSource } from './attach-api'
 import { parseTrustedSubnets } from './trusted-subnets'
 import type { Allocator } from '../ipam'
 
@@ -76,6 +76,8 @@ export interface OverlayWiringDeps {
   containerNet: ContainerNet
   allocator: Allocator
   router: ApiRouter
+  /** More `weave ps` lines (the Docker plugin's containers; see attach-api). */
+  psSources?: PsSource[]
   /** Default: whether /sys/module/openvswitch exists (the kernel datapath). */
   kernelDatapath?: () => boolean
   /** Default: connect to the OVSDB server and echo. */

@@ -15,6 +15,7 @@ import { createContainerNet } from './container-net'
 import { dockerContainers } from './docker-containers'
 import { dockerEndpoint, wireProxy } from './proxy-wiring'
 import { wireOverlay } from './overlay-wiring'
+import type { PsSource } from './attach-api'
 import { wireMesh } from './mesh-wiring'
 import { wireDns, withDnsRegistration } from './dns-wiring'
 import { EXPOSE_ID } from './net'
@@ -170,7 +171,9 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   // meshHost:meshPort, following the mesh's connections with the overlay switch choosing one per
   // peer (it needs `overlay.useMesh(mesh)` before start; without a mesh its status says so), plus
   // the attach/detach/ps/expose/hide API.
-  const overlay = wireOverlay(config, { clock: deps.clock, logger: log.child('overlay'), net, containerNet, allocator: ipam.allocator, router })
+  // `weave ps` lists attached and proxied containers; the plugin adds its own below.
+  const psSources: PsSource[] = []
+  const overlay = wireOverlay(config, { clock: deps.clock, logger: log.child('overlay'), net, containerNet, allocator: ipam.allocator, router, psSources })
   status.addSection('overlay', { order: 15, lines: () => overlay.statusLines() })
   status.addReport('Overlay', () => overlay.report())
   starts.push(() => overlay.start())
@@ -221,6 +224,7 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
     )
     status.addSection('plugin', { order: 35, lines: () => plugin.statusLines() })
     status.addReport('Plugin', () => plugin.report())
+    psSources.push(() => plugin.attached())
     starts.push(() => plugin.start())
     stops.unshift(() => plugin.stop())
   }

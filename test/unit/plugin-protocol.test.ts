@@ -1,11 +1,11 @@
 /**
  * The Docker plugin's protocol logic without a socket: answer() routing and refusals, the IPAM
  * driver on a real (single-peer) IPAM, the network driver on recorded plumbing, and the router-down
- * responder's routes.
+ * responder's routes, the start-up GC of endpoint leases.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { answer, createDockerPlugin, downRoutes, formatPoolId, parsePoolId, ROUTER_DOWN, weaveContainerOf } from '../../plugin'
+import { answer, collectOrphanedLeases, createDockerPlugin, downRoutes, endpointLeases, orphanedLeases, formatPoolId, parsePoolId, ROUTER_DOWN, weaveContainerOf } from '../../plugin'
 import { createIpam, soloGossipHost, parseCidr } from '../../ipam'
 import { memoryLogger, seededRng, systemClock } from '../../router/deps'
 import type { PeerName } from '../../router/mesh'
@@ -128,12 +128,30 @@ test('weaveContainerOf: only weave networks, Docker\'s short-id alias dropped', 
   const c = weaveContainerOf({
     Id: id, Name: '/c1', State: { Running: true, Pid: 42 },
     NetworkSettings: { Networks: {
-      weave: { NetworkID: 'w1', IPAddress: '10.32.0.1', IPPrefixLen: 16, Aliases: [id.slice(0, 12), 'db'] },
+      weave: { NetworkID: 'w1', IPAddress: '10.32.0.1', IPPrefixLen: 16, Aliases: [id.slice(0, 12), 'db'], MacAddress: '02:00:00:00:00:07' },
       bridge: { NetworkID: 'b1', IPAddress: '172.17.0.2', IPPrefixLen: 16, Aliases: null },
     } },
   }, new Set(['w1']))
-  assert.equal(c, { id, name: 'c1', pid: 42, networks: [{ network: 'weave', networkId: 'w1', address: '10.32.0.1/16', aliases: ['db'] }] })
+  assert.equal(c, { id, name: 'c1', pid: 42, networks: [{ network: 'weave', networkId: 'w1', address: '10.32.0.1/16', aliases: ['db'], mac: '02:00:00:00:00:07' }] })
   assert.is(weaveContainerOf({ Id: id, State: { Running: false } }, new Set(['w1'])), undefined)
+})
+
+test('start-up lease GC: endpoint leases no endpoint holds are released; unknown Docker state keeps all', async () => {
+  const { ipam, call } = await setup()
+  const pool = { PoolID: formatPoolId({ subnet: parseCidr('10.32.0.0/16')!, range: parseCidr('10.32.0.0/16')! }) }
+  const a = String((await call('IpamDriver.RequestAddress', pool)).body.Address).split('/')[0]
+  const b = String((await call('IpamDriver.RequestAddress', pool)).body.Address).split('/')[0]
+  await ipam.allocator.allocate('f'.repeat(64)) // a proxied container's lease: never the plugin's business
+  const restored = endpointLeases(ipam.allocator)
+  assert.equal([...restored.values()].flat().sort(), [a, b].sort())
+  assert.equal(orphanedLeases(restored, new Set([a])).map((id) => restored.get(id)), [[b]])
+  assert.equal(await collectOrphanedLeases(ipam.allocator, restored, undefined, memoryLogger()), [], 'Docker not asked: nothing released')
+  assert.is(endpointLeases(ipam.allocator).size, 2)
+  const gone = await collectOrphanedLeases(ipam.allocator, restored, new Set([a]), memoryLogger())
+  assert.is(gone.length, 1)
+  assert.equal([...endpointLeases(ipam.allocator).values()].flat(), [a])
+  assert.is(ipam.allocator.lookup('f'.repeat(64)).length, 1)
+  await ipam.stop()
 })
 
 test.run()
