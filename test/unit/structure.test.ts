@@ -32,7 +32,6 @@ const MAX_FUNCTION_LINES = 120
  */
 const OVER_120 = new Set([
   'dns/service.ts:createWeaveDns',
-  'proxy/server.ts:createProxy',
   'router/attach-api.ts:createAttachApi',
   'router/mesh/memory-transport.ts:createMemoryNetwork',
   'router/mesh/tcp-transport.ts:createTcpTransport',
