@@ -22,6 +22,8 @@
  *   check, one flow per peer with `heartbeat` set                                          [120]
  * - from the tunnel, key = P→self where P is reached by sleeve → the bridge, learning nothing
  *   (with `learn`: a late tunnel frame must not point a MAC back into a tunnel P left)     [110]
+ * - from the tunnel, key's dst = self and tun_src = a fastdp neighbour's address → the bridge,
+ *   as below: one flow per neighbour, whose counters are what we received from it             [105]
  * - from the tunnel, key's dst = self → the bridge                                          [100]
  * - from the tunnel, key's dst = another peer P → re-tunnel (same key) to P's next hop       [90]
  *   unless it came from that next hop (a loop while routes converge) → drop                 [95];
@@ -43,7 +45,7 @@ export const VXLAN_OVERHEAD_BYTES = 50
 /** TPID of the tag on frames relayed to the router port (802.1ad; its VLAN ID: the sender's short ID). */
 export const RELAY_TAG_TPID = 0x88a8
 
-export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, noLearn: 110, toBridge: 100, relayBack: 95, relay: 90, flood: 10, drop: 0 } as const
+export const PRIORITY = { mac: 200, learnt: 150, heartbeat: 120, noLearn: 110, peerRx: 105, toBridge: 100, relayBack: 95, relay: 90, flood: 10, drop: 0 } as const
 /** Ethertype of fastdp heartbeat frames (IEEE 802 local experimental 1). */
 export const HEARTBEAT_ETHERTYPE = 0x88b5
 /** How much of a heartbeat its packet-in carries: the Ethernet header is all the router reads. */
@@ -233,7 +235,13 @@ export function computeFlows(state: FlowState): Flow[] {
   }
 
   // from the tunnel: ours → the bridge (learning the sender's MACs if asked); others' → relay
-  flows.push({ priority: PRIORITY.toBridge, match: `${inVxlan},tun_id=${hex(state.self)}/0xfff`, actions: learnAction(state, ports) + `output:${ports.bridge}` })
+  const toBridge = learnAction(state, ports) + `output:${ports.bridge}`
+  flows.push({ priority: PRIORITY.toBridge, match: `${inVxlan},tun_id=${hex(state.self)}/0xfff`, actions: toBridge })
+  // the same per fastdp neighbour: its counters tell who sent what (fastdp-traffic)
+  for (const p of sorted) {
+    if ((p.via ?? 'fastdp') !== 'fastdp' || p.ip === undefined) continue
+    flows.push({ priority: PRIORITY.peerRx, match: `${inVxlan},tun_src=${p.ip},tun_id=${hex(state.self)}/0xfff`, actions: toBridge })
+  }
   for (const p of sorted) {
     const hop = nextHop(p.shortId)
     const hopPeer = hop === undefined ? undefined : peers.get(hop)

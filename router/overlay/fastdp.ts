@@ -25,6 +25,7 @@ import {
   type Flow, type FlowPeer, type FlowPorts, type FlowState,
 } from './fastdp-flows'
 import { DEFAULT_OVS_RUNDIR, createOfctlProgrammer, type FlowProgrammer, type FlowStat, type OfctlOptions } from './ofctl'
+import { FlowTraffic, type PathCounts } from './fastdp-traffic'
 
 export interface FastdpConfig {
   /** OVSDB address, `unix:PATH` (or `tcp:IP:PORT`). */
@@ -141,6 +142,13 @@ export interface Fastdp {
   installed(): Flow[]
   /** The switch's flows with counters. */
   stats(): Promise<FlowStat[]>
+  /**
+   * Frames and bytes tunnelled to and received from each peer address since start, from the
+   * flows' counters (fastdp-traffic); totals of addresses not in `keep` are forgotten. The first
+   * call turns counting on: from then on a change that deletes or modifies flows dumps the
+   * counters first, so what those flows counted is kept.
+   */
+  traffic(keep?: ReadonlySet<string>): Promise<Map<string, PathCounts>>
   info(): FastdpInfo | undefined
   /** Remove our flows; with removeBridge the OVS bridge (and its ports) too. */
   stop(opts?: { removeBridge?: boolean }): Promise<void>
@@ -181,6 +189,9 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
   let chain: Promise<unknown> = Promise.resolve()
   let stopped = false
   let starting: Promise<FastdpInfo> | undefined
+  const flowTraffic = new FlowTraffic()
+  /** Whether anyone reads traffic(): until then no change costs a dump. */
+  let counting = false
 
   const state = (): FlowState => ({
     self: cfg.self, selfIp: cfg.selfIp, ports: ports!, peers: [...peers.values()], localMacs: [...localMacs],
@@ -215,6 +226,10 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
       const change = diffFlows(installed, want)
       if (q.forget && cfg.learn) change.forgetLearnt = true
       if (isEmptyChange(change)) return
+      if (counting && (change.delete.length || change.modify.length || change.forgetLearnt)) {
+        // what the flows about to go (or to tunnel elsewhere) counted since the last read
+        await prog.dump().then((d) => flowTraffic.sample(d), (err: Error) => log.debug(`flow counters: ${err.message}`))
+      }
       await prog.apply(change) // a bundle: on failure nothing changed and `installed` still holds
       installed = want
       log.debug(`flows: +${change.add.length} ~${change.modify.length} -${change.delete.length}`)
@@ -342,6 +357,7 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
       const p = chain.then(async () => {
         if (!ports || stopped || !installed) return false
         const dump = await prog.dump()
+        if (counting) flowTraffic.sample(dump) // learnt flows' counts, before their idle timeout takes them
         learntFlows = dump.filter((f) => f.cookie === LEARNT_COOKIE).length
         const ours = dump.filter((f) => f.cookie === FLOW_COOKIE).length
         if (ours === installed.length) return false
@@ -356,6 +372,17 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
     },
     installed: () => [...(installed ?? [])],
     stats: () => prog.dump(),
+    traffic(keep) {
+      counting = true
+      const p = chain.then(async () => {
+        if (!ports || stopped) return new Map<string, PathCounts>()
+        flowTraffic.sample(await prog.dump())
+        if (keep) flowTraffic.retain(keep)
+        return new Map([...flowTraffic.byAddress()].map(([ip, t]) => [ip, { ...t }]))
+      })
+      chain = p.catch(() => undefined)
+      return p
+    },
     info,
     async stop(opts = {}) {
       await chain

@@ -16,7 +16,7 @@ import { createOpenFlowConn, type OpenFlowConn } from './fastdp-openflow'
 import { FLOW_COOKIE, LEARNT_COOKIE, tunnelKey } from './fastdp-flows'
 import { heartbeatCounts, openflowHeartbeats, type HeartbeatSender } from './fastdp-health'
 import { TunnelHeartbeats } from './tunnel-heartbeats'
-import type { Overlay, OverlayConnection, OverlayPeer } from './overlay'
+import type { FastPeerTraffic, Overlay, OverlayConnection, OverlayPeer } from './overlay'
 
 /** How often fastdp checks that the switch still holds our flows (ovs-vswitchd restarts lose them). */
 const FASTDP_VERIFY_INTERVAL_MS = 30_000
@@ -72,6 +72,8 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
   const relayed = new Set<number>()
   /** Underlay address of each peer we hold a connection to (where a handed-off frame is tunnelled). */
   const peerIps = new Map<number, string>()
+  /** Their names (the traffic counters are by address, the metrics by name). */
+  const peerNames = new Map<number, string>()
   let relayOutErrors = 0
   let selfId = 0
 
@@ -122,6 +124,7 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
     connect(p: OverlayPeer): OverlayConnection {
       const id = p.shortId
       peerIps.set(id, p.ip)
+      peerNames.set(id, p.peer)
       return {
         start: () => driver?.setPeer(id, { ip: p.ip, via: 'sleeve', heartbeat: true, localIp: p.localIp }).catch(fastdpLog(`peer ${p.peer}`)) ?? Promise.resolve(),
         health: (now) => beats ? beats.health.verdict(id, now) : { ok: false, why: why ?? 'no fastdp' },
@@ -134,7 +137,7 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
           return driver?.setPeer(id, { via: on ? 'fastdp' : 'sleeve' }) ?? Promise.resolve()
         },
         stop: () => {
-          if (peerIps.get(id) === p.ip) peerIps.delete(id)
+          if (peerIps.get(id) === p.ip) { peerIps.delete(id); peerNames.delete(id) }
           return driver?.removePeer(id) ?? Promise.resolve()
         },
         status: () => 'fastdp',
@@ -178,6 +181,19 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
 
     relayed: () => relayed.size,
 
+    async traffic(): Promise<FastPeerTraffic[]> {
+      const d = driver
+      if (!d) return []
+      const byIp = await d.traffic(new Set(peerIps.values()))
+      const out: FastPeerTraffic[] = []
+      for (const [id, ip] of peerIps) {
+        const t = byIp.get(ip)
+        const peer = peerNames.get(id)
+        if (peer !== undefined) out.push({ peer, ...(t ?? { txBytes: 0, txPackets: 0, rxBytes: 0, rxPackets: 0 }) })
+      }
+      return out
+    },
+
     // One OpenFlow packet-out per frame (the same connection as the heartbeats): slower than a
     // flow, but only frames relayed between a sleeve peer and a fastdp one take this way.
     relayFrames(hop, src, dst, frames) {
@@ -200,6 +216,7 @@ export function createOvsOverlay(config: OvsOverlayConfig, deps: OvsOverlayDeps)
       ofConn = undefined
       relayed.clear()
       peerIps.clear()
+      peerNames.clear()
       const d = driver
       driver = undefined
       why = 'stopped'

@@ -53,6 +53,11 @@ test('two fastdp peers: unicast tunnels with the right key, flood copies once pe
   assert.is(flood.priority, 10)
   assert.is(flood.actions, `${tunnel('10.0.0.2', 0x1002)},${tunnel('10.0.0.3', 0x1003)}`)
   assert.is(find(flows, 'in_port=2,tun_id=0x1/0xfff')?.actions, 'output:1')
+  // the same per peer, on its address: what each one sent us, counted by its own flow
+  for (const ip of ['10.0.0.2', '10.0.0.3']) {
+    const f = find(flows, `in_port=2,tun_src=${ip},tun_id=0x1/0xfff`)
+    assert.equal([f?.priority, f?.actions], [105, 'output:1'])
+  }
   // relays for B and C: straight to them, out the port the frame came in on
   assert.is(find(flows, 'in_port=2,tun_id=0x2/0xfff')?.actions, 'set_field:10.0.0.2->tun_dst,in_port')
   assert.is(find(flows, 'in_port=2,tun_id=0x3/0xfff')?.actions, 'set_field:10.0.0.3->tun_dst,in_port')
@@ -151,9 +156,9 @@ test('diff: B moving to another address modifies only B\'s flows and the flood; 
   const before = computeFlows(base())
   const after = computeFlows(base({ peers: [{ shortId: B, ip: '10.0.0.22', macs: [macB, macB2] }, base().peers[1]] }))
   const d = diffFlows(before, after)
-  // the loop guard names B's address in its match: a new flow replaces the old one
-  assert.equal(d.add.map((f) => f.match), ['in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.22'])
-  assert.equal(d.delete.map((f) => f.match), ['in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.2'])
+  // the loop guard and B's tunnel-in flow name B's address in their match: new flows replace the old
+  assert.equal(d.add.map((f) => f.match), ['in_port=2,tun_src=10.0.0.22,tun_id=0x1/0xfff', 'in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.22'])
+  assert.equal(d.delete.map((f) => f.match), ['in_port=2,tun_src=10.0.0.2,tun_id=0x1/0xfff', 'in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.2'])
   const touched = d.modify.map((f) => f.match).sort()
   assert.equal(touched, ['in_port=1', `in_port=1,dl_dst=${macB}`, `in_port=1,dl_dst=${macB2}`, 'in_port=2,tun_id=0x2/0xfff'].sort())
   assert.ok(!touched.some((m) => m.includes(macC) || m.includes('0x3/')))
@@ -163,10 +168,12 @@ test('diff: removing C deletes its flows and modifies the flood; the change scri
   const before = computeFlows(base())
   const after = computeFlows(base({ peers: [base().peers[0]] }))
   const d = diffFlows(before, after)
-  assert.equal(d.delete.map((f) => f.match).sort(), [`in_port=1,dl_dst=${macC}`, 'in_port=2,tun_id=0x3/0xfff', 'in_port=2,tun_id=0x3/0xfff,tun_src=10.0.0.3'].sort())
+  assert.equal(d.delete.map((f) => f.match).sort(), [
+    `in_port=1,dl_dst=${macC}`, 'in_port=2,tun_id=0x3/0xfff', 'in_port=2,tun_id=0x3/0xfff,tun_src=10.0.0.3', 'in_port=2,tun_src=10.0.0.3,tun_id=0x1/0xfff',
+  ].sort())
   assert.equal(d.modify.map((f) => f.match), ['in_port=1'])
   const script = changeScript(d).trim().split('\n')
-  assert.equal(script.filter((l) => l.startsWith('delete_strict priority=')).length, 3)
+  assert.equal(script.filter((l) => l.startsWith('delete_strict priority=')).length, 4)
   assert.ok(script.includes(`modify_strict cookie=0x${FLOW_COOKIE.toString(16)},priority=10,in_port=1,actions=${tunnel('10.0.0.2', 0x1002)}`), script.join('\n'))
   assert.is(changeScript({ add: [], modify: [], delete: [] }), '')
 })
@@ -310,7 +317,9 @@ test('driver: one full sync at start, then only the diff of each change; a faile
   assert.match(String(err), 'bundle refused')
   await fdp.learnLocal(macA)
   const last = prog.changes[prog.changes.length - 1]
-  assert.equal(last.delete.map((f) => f.match).sort(), [`in_port=1,dl_dst=${macB}`, 'in_port=2,tun_id=0x2/0xfff', 'in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.2'].sort(), 'B\'s removal went out with the next change')
+  assert.equal(last.delete.map((f) => f.match).sort(), [
+    `in_port=1,dl_dst=${macB}`, 'in_port=2,tun_id=0x2/0xfff', 'in_port=2,tun_id=0x2/0xfff,tun_src=10.0.0.2', 'in_port=2,tun_src=10.0.0.2,tun_id=0x1/0xfff',
+  ].sort(), 'B\'s removal went out with the next change')
   assert.equal(last.add.map((f) => f.match), [`in_port=1,dl_dst=${macA}`])
   assert.equal(fdp.installed(), computeFlows({ self: A, ports, peers: [{ shortId: C, ip: '10.0.0.3', macs: [macC, '02:00:00:00:01:0c'] }], localMacs: [macA] }))
   await fdp.stop()

@@ -63,6 +63,7 @@ function fakeFastdp(calls: string[]): Fastdp {
     async verify() { return false },
     installed: () => [],
     stats: async () => [],
+    traffic: async (keep) => new Map([['10.0.0.2', { txBytes: 1042, txPackets: 1, rxBytes: 0, rxPackets: 0 }]].filter(([ip]) => !keep || keep.has(ip as string)) as never),
     info: () => ({ bridge: 'datapath', datapathType: 'netdev', ports: { bridge: 1, vxlan: 2, router: 3 }, portNames: {}, flows: 7, peers: 1, localMacs: 1 }),
     async stop() { calls.push('stop') },
   }
@@ -88,8 +89,10 @@ test('OVS fastdp as an Overlay: connection start/forward/stop drive the datapath
   const c = o.connect({ shortId: 2, peer: 'p2', ip: '10.0.0.2', localIp: '10.0.0.1' })
   await c.start()
   await c.forward(true)
+  assert.equal(await o.traffic!(), [{ peer: 'p2', txBytes: 1042, txPackets: 1, rxBytes: 0, rxPackets: 0 }], 'the datapath\'s counters by peer name')
   await c.forward(false)
   await c.stop()
+  assert.equal(await o.traffic!(), [], 'a peer gone is not reported')
   assert.equal(calls.slice(1), [
     'set 2 {"ip":"10.0.0.2","via":"sleeve","heartbeat":true,"localIp":"10.0.0.1"}',
     'set 2 {"via":"fastdp"}', 'set 2 {"via":"sleeve"}', 'remove 2',
