@@ -13,6 +13,9 @@
  *  - `ovs-vsctl show` on h1 lists `datapath` with `vethwe-datapath` and `vxlan-6784`; the weave
  *    bridge holds `vethwe-bridge`
  *  - the tunnel carried the traffic among h1–h3 (flow counters), not the sleeve
+ *  - /metrics: 20 pings of 1000 bytes h1 → h2 show up as 20 × 1042-byte frames (+ at most 1500
+ *    bytes of ARP and the like) in weave_peer_{tx,rx}_bytes_total{datapath="fastdp"} of h1 → h2,
+ *    h1 ← h2 and h2 ← h1 (the datapath's flow counters, read at scrape time)
  *  - fallback: with UDP 6784 from h1 dropped on h2's underlay (an OpenFlow rule on br-phy: the
  *    userspace datapath takes tunnel packets before iptables sees them), h1 ⇄ h2 falls to sleeve
  *    with the reason within a second: a ping at 10/s across the change loses at most 8; with the
@@ -124,8 +127,11 @@ if (reason) {
         assert.is(rep4.Overlay?.Fastdp?.Device, 'vxlan-6784', 'h4 runs the kernel vxlan path')
         assert.equal(rep4.Overlay?.Fastdp?.Fdb?.Flood, [], 'no OVS peer gets anything through h4\'s vxlan device')
 
-        // fallback and return: block the tunnel h1 → h2 while a ping h1 → h2 runs
+        // per-peer fastdp counters in /metrics match pings of a known size
         const [e1, e2] = eps
+        await fastdpCountersMatchPings(h1, h2, e1, e2)
+
+        // fallback and return: block the tunnel h1 → h2 while a ping h1 → h2 runs
         const lineTo = async (from: LabHost, to: LabHost) => ((await from.api('/status/overlay')).text.split('\n').find((l) => l.includes(`${to.underlayIp}:`)) ?? '')
         // 10 pings a second across each change; "a few packets" = at most 8 lost (under a second)
         const fallbackPing = pingAcross(e1, e2)
@@ -213,6 +219,42 @@ async function transfer(from: Endpoint, to: Endpoint, mib: number): Promise<{ se
     return { sent: cli.stdout.trim(), received: out.split('\n')[1]?.trim() ?? '', seconds: (Date.now() - t0) / 1000 }
   } finally {
     srv.kill('SIGKILL')
+  }
+}
+
+/** `name{labels} value` lines of one /metrics scrape. */
+async function scrape(h: LabHost): Promise<Map<string, number>> {
+  const r = await h.api('/metrics')
+  if (r.status !== 200) throw new Error(`${h.name}: /metrics ${r.status}: ${r.text}`)
+  const out = new Map<string, number>()
+  for (const line of r.text.split('\n')) {
+    if (!line || line.startsWith('#')) continue
+    const i = line.lastIndexOf(' ')
+    out.set(line.slice(0, i), Number(line.slice(i + 1)))
+  }
+  return out
+}
+
+/** 20 pings of 1000 bytes e1 → e2: h1's fastdp counters towards h2 (both ways) and h2's from h1 grow by 20 frames of 1042 bytes. */
+async function fastdpCountersMatchPings(h1: LabHost, h2: LabHost, e1: Endpoint, e2: Endpoint): Promise<void> {
+  const PINGS = 20, FRAME_BYTES = 1000 + 8 + 20 + 14, SLACK_BYTES = 1500
+  const nameOf = async (h: LabHost) => ((await h.api('/report')).body as { Router: { Name: string } }).Router.Name
+  const [n1, n2] = [await nameOf(h1), await nameOf(h2)]
+  const q = (peer: string, dir: 'tx' | 'rx') => `weave_peer_${dir}_bytes_total{peer="${peer}",datapath="fastdp",encryption="false"}`
+  const read = async () => {
+    const [m1, m2] = [await scrape(h1), await scrape(h2)]
+    return [m1.get(q(n2, 'tx')), m1.get(q(n2, 'rx')), m2.get(q(n1, 'rx'))].map((v) => v ?? NaN)
+  }
+  await delay(1000)
+  const before = await read()
+  const r = await run('ip', ['netns', 'exec', e1.ns, 'busybox', 'ping', '-c', String(PINGS), '-i', '0.1', '-s', '1000', '-W', '2', e2.ip])
+  assert.match(r.stdout, new RegExp(`${PINGS} packets transmitted, ${PINGS} (packets )?received`), r.stdout)
+  await delay(500)
+  const after = await read()
+  const [tx12, rx12, rx21] = after.map((v, i) => v - before[i])
+  console.log(`  /metrics fastdp: h1→h2 tx +${tx12} B, h1←h2 rx +${rx12} B, h2←h1 rx +${rx21} B (pings: ${PINGS} × ${FRAME_BYTES} B each way)`)
+  for (const [what, v] of [['h1 tx to h2', tx12], ['h1 rx from h2', rx12], ['h2 rx from h1', rx21]] as const) {
+    assert.ok(v >= PINGS * FRAME_BYTES && v <= PINGS * FRAME_BYTES + SLACK_BYTES, `${what}: +${v} bytes on fastdp, expected ${PINGS * FRAME_BYTES}..${PINGS * FRAME_BYTES + SLACK_BYTES}`)
   }
 }
 
