@@ -1,7 +1,10 @@
 /**
- * The data plane's door (router/overlay). So far the sleeve core: the datagram format, the MAC
- * table and the per-batch forwarding decision. Sockets live in router/native; the driver that
- * joins them (capture → forwarder → sleeve UDP → forwarder → inject) builds on these.
+ * The data plane's door (router/overlay): the Overlay seam (overlay.ts) and its planes. Sleeve:
+ * the datagram format, MAC table and forwarding decision, the driver that joins them to the
+ * sockets of router/native (sleeve.ts and its parts), and the per-connection layer that runs it
+ * over the mesh (sleeve-overlay.ts and its parts). Fastdp over Open vSwitch (fastdp*.ts,
+ * ovs-overlay.ts), the kernel vxlan path (vxlan-*.ts), and the switch that picks a plane per
+ * peer (overlay-switch.ts).
  */
 export {
   SLEEVE_VERSION, HEADER_BYTES, PER_FRAME_BYTES, MIN_FRAME_BYTES, MAX_DATAGRAM_BYTES, UNDERLAY_HEADER_BYTES, MAX_SHORT_ID,
@@ -24,14 +27,19 @@ export type { SleeveStats } from './sleeve-core'
 export type { SleevePeer, SleeveTraffic } from './sleeve-peers'
 export { handleTooBig, ipChecksum } from './too-big'
 export type { TooBigAction } from './too-big'
-export {
-  createSleeveOverlay, SleeveLink, SleeveRoutes, encodeOverlayControl, decodeOverlayControl, kxKeyPair, deriveSleeveSecret,
-  frameMtu, overlayConnectionLine, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS,
-} from './sleeve-overlay'
+export { createSleeveOverlay } from './sleeve-overlay'
+export { SleeveLink, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS } from './sleeve-link'
+export type { LinkState, LinkTick } from './sleeve-link'
+export { SleeveRoutes } from './sleeve-routes'
+export type { MeshRouting } from './sleeve-routes'
+export { encodeOverlayControl, decodeOverlayControl } from './overlay-control'
+export type { OverlayControl } from './overlay-control'
+export { kxKeyPair, deriveSleeveSecret } from './sleeve-kx'
+export type { KxKeyPair } from './sleeve-kx'
+export { frameMtu, overlayConnectionLine } from './sleeve-overlay-status'
 export type {
-  SleeveOverlay, SleeveOverlayConfig, SleeveOverlayDeps, OverlayConnectionStatus, OverlayMeshHost, SleeveHandle, MeshRouting,
-  LinkState, LinkTick, OverlayControl, KxKeyPair,
-} from './sleeve-overlay'
+  SleeveOverlay, SleeveOverlayConfig, SleeveOverlayDeps, OverlayConnectionStatus, OverlayMeshHost, SleeveHandle,
+} from './sleeve-overlay-contract'
 export {
   computeFlows, diffFlows, applyChange, changeScript, isEmptyChange, flowKey, formatFlow, tunnelKey, parseTunnelKey, normalizeMac,
   FLOW_COOKIE, LEARNT_COOKIE, VXLAN_OVERHEAD_BYTES, MAX_FASTDP_SHORT_ID,

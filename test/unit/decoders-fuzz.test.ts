@@ -18,7 +18,7 @@ import { Ring } from '../../ipam/ring'
 import { createIpam } from '../../ipam'
 import { SimBus } from '../../ipam/testing'
 import { decodeDatagram, decodeFrameList, encodeFrames, encodeHeartbeat, encodePieces, encodeProbe, encodeSuper } from '../../router/overlay/sleeve-frame'
-import { decodeOverlayControl, encodeOverlayControl } from '../../router/overlay/sleeve-overlay'
+import { decodeOverlayControl, encodeOverlayControl } from '../../router/overlay'
 import { decodeDnsMsg, encodeDnsMsgs } from '../../dns/wire'
 
 const RUNS = 3000

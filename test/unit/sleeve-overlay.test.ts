@@ -5,7 +5,7 @@ import type { MeshMessage, PeerConnection, PeerName } from '../../router/mesh'
 import {
   SleeveLink, SleeveRoutes, createSleeveOverlay, decodeOverlayControl, deriveSleeveSecret, encodeOverlayControl, frameMtu, kxKeyPair,
   type OverlayMeshHost, type SleeveHandle, type MeshRouting,
-} from '../../router/overlay/sleeve-overlay'
+} from '../../router/overlay'
 import { decodeDatagram, encodeFrames, type SleeveDatagram } from '../../router/overlay/sleeve-frame'
 import { sleeveCryptoReady, type SleeveCipher } from '../../router/overlay/sleeve-crypto'
 import type { SleevePeer } from '../../router/overlay/sleeve-peers'
