@@ -31,8 +31,6 @@ const MAX_FUNCTION_LINES = 120
 const OVER_120 = new Set([
   'dns/service.ts:createWeaveDns',
   'router/attach-api.ts:createAttachApi',
-  'router/mesh/memory-transport.ts:createMemoryNetwork',
-  'router/mesh/tcp-transport.ts:createTcpTransport',
   'router/overlay-wiring.ts:wireOverlay',
   'router/overlay/fastdp.ts:createFastdp',
   'router/overlay/overlay-switch.ts:createOverlaySwitch',
