@@ -15,6 +15,7 @@ import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as path from 'node:path'
 import { installCni } from '../cni'
+import { ROUTER_NODE_FLAGS } from '../router'
 import { KubeApi, inClusterConfig } from './api'
 import { startUp } from './startup'
 
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     nodeName,
     async startRouter(args) {
       const extra = (env.WEAVE_EXTRA_ARGS ?? '').split(/\s+/).filter(Boolean)
-      router = spawn(process.execPath, [path.join(__dirname, '..', 'router', 'main.js'), ...extra, ...args], { stdio: 'inherit', env: routerEnv })
+      router = spawn(process.execPath, [...ROUTER_NODE_FLAGS, path.join(__dirname, '..', 'router', 'main.js'), ...extra, ...args], { stdio: 'inherit', env: routerEnv })
       router.on('exit', (code, signal) => {
         log(`router exited (${signal ?? `code ${code}`})`)
         process.exit(code ?? 1)

@@ -5,6 +5,7 @@
  * The daemon itself starts at router/main.ts.
  */
 export { VERSION } from './version'
+export { ROUTER_NODE_FLAGS } from './node-flags'
 export { ConfigError, launchHelp, parseDaemonArgs, type WeaverConfig } from './config'
 export { isAlive, pidFilePath, runningPid, runningSupervisor, supervisorPidFile } from './pid-file'
 export type { HostResetReport } from './host-reset'

@@ -12,6 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { ROUTER_NODE_FLAGS } from './node-flags'
 import { supervisorPidFile } from './pid-file'
 
 const FIRST_BACKOFF_MS = 1000
@@ -43,7 +44,7 @@ function main(): void {
     runs++
     let ready = false
     const env = runs > 1 ? { ...process.env, WEAVE_SUPERVISED_RESTART: '1' } : process.env
-    const c = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env })
+    const c = spawn(process.execPath, [...ROUTER_NODE_FLAGS, entry, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env })
     child = c
     c.on('message', (m) => {
       if (m === 'ready') { ready = true; backoff = FIRST_BACKOFF_MS }

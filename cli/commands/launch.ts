@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { ConfigError, isAlive, launchHelp, parseDaemonArgs, pidFilePath, runningPid, runningSupervisor } from '../../router'
+import { ConfigError, isAlive, ROUTER_NODE_FLAGS, launchHelp, parseDaemonArgs, pidFilePath, runningPid, runningSupervisor } from '../../router'
 import { callApi, CliFailure, type Command } from '../context'
 
 /** How long `weave launch` waits for the daemon's API before giving up. */
@@ -38,7 +38,7 @@ export const command: Command = {
     const log = fs.openSync(logFile, 'a')
     // The supervisor restarts the daemon when it dies (Weave: restart policy always); --no-restart runs it alone.
     const entry = path.join(__dirname, '..', '..', 'router', config.noRestart ? 'main.js' : 'supervisor.js')
-    const child = spawn(process.execPath, [entry, ...daemonArgs], {
+    const child = spawn(process.execPath, [...ROUTER_NODE_FLAGS, entry, ...daemonArgs], {
       detached: true,
       stdio: ['ignore', log, log],
       env: ctx.env,

@@ -22,6 +22,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createLab, labUnavailableReason, REPO_ROOT, type Lab, type LabHost } from '../lab'
 import { skipFile } from '../skip'
+import { ROUTER_NODE_FLAGS } from '../../router'
 
 const WEAVE = path.join(REPO_ROOT, 'weave')
 const RANGE = ['--ipalloc-range', '10.2.0.0/16', '--ipalloc-init', 'consensus=1']
@@ -117,6 +118,7 @@ if (skip) {
     }
   }
   const supervisorPid = () => { try { return Number(fs.readFileSync(path.join(h.weaveRunDir, 'supervisor.pid'), 'utf8')) } catch { return undefined } }
+  const argv = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
   const alive = (pid: number) => { try { process.kill(pid, 0); return !/\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')) } catch { return false } }
 
   test('supervisor: SIGKILLed router comes back with its targets; weave stop ends it; --no-restart stays dead; --resume', async () => {
@@ -126,6 +128,7 @@ if (skip) {
     assert.equal(await targets(), ['192.168.250.98:6783'], 'peers named at launch replace the stored ones')
     assert.is((await h.weave(['connect', '192.168.250.97'])).code, 0)
     const first = (await daemonPid())!
+    assert.equal(argv(first).slice(1, 1 + ROUTER_NODE_FLAGS.length), [...ROUTER_NODE_FLAGS], 'the launched router has the V8 flags')
     const sup = supervisorPid()!
     assert.ok(sup && alive(sup), 'a supervisor runs')
     process.kill(first, 'SIGKILL')
@@ -134,6 +137,8 @@ if (skip) {
     assert.match(h.weaverLog(40), /\[supervisor\] the weave router exited \(signal SIGKILL\); restarting it/)
     // weave stop: stays down.
     const second = (await daemonPid())!
+    // both starts of the router carry its V8 flags (router/node-flags.ts)
+    assert.equal(argv(second).slice(1, 1 + ROUTER_NODE_FLAGS.length), [...ROUTER_NODE_FLAGS], 'the restarted router has the V8 flags')
     assert.is((await h.weave(['stop'])).code, 0)
     assert.not.ok(alive(second) || alive(sup), 'router and supervisor are gone')
     await new Promise((r) => setTimeout(r, 2500))

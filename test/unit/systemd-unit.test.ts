@@ -9,6 +9,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { skipTest } from '../skip'
+import { ROUTER_NODE_FLAGS } from '../../router'
 
 const root = path.resolve(__dirname, '..', '..', '..')
 const unit = path.join(root, 'scripts', 'systemd', 'weave.service')
@@ -19,6 +20,9 @@ test('the unit runs the daemon entry in the foreground and restarts it', () => {
   assert.match(exec, /\/dist\/router\/main\.js /)
   assert.ok(fs.existsSync(path.join(root, 'dist', 'router', 'main.js')), 'the entry the unit names is what the build makes')
   assert.not.match(exec, /supervisor|weave launch/)
+  // the same V8 flags as every other start of the router (router/node-flags.ts), before the entry
+  const nodeArgs = exec.split(/\s+/).slice(1, exec.split(/\s+/).findIndex((w) => w.endsWith('/main.js')))
+  assert.equal(nodeArgs, [...ROUTER_NODE_FLAGS])
   assert.match(text, /^Restart=always$/m)
   assert.match(text, /^RestartPreventExitStatus=2 3$/m)
 })
