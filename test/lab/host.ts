@@ -164,9 +164,13 @@ export class LabHost {
    * log when launch fails otherwise or the daemon does not answer within `readyMs`.
    */
   async launchWeaveWait(args: string[] = [], env: Record<string, string> = {}, readyMs = 300_000): Promise<void> {
-    const r = await this.launchWeave(args, env).catch((err: Error) => ({ code: 1, stdout: '', stderr: err.message }))
+    // The command gets as long as the daemon: its own 60 s wait plus node's start-up under
+    // emulation on a loaded machine outlasted weave()'s 90 s, and that SIGKILL (exit 137) of a
+    // launch whose daemon was fine (a password adds Argon2id to its start) failed whole runs.
+    const r = await this.weave(['launch', ...args], { env, allowFail: true, timeoutMs: readyMs })
+      .catch((err: Error) => ({ code: 1, stdout: '', stderr: err.message }))
     if (r.code === 0) return
-    if (!/did not answer|timed out|killed|SIGKILL/i.test(r.stderr)) throw new Error(`${this.name}: weave launch failed: ${r.stderr}\n${this.weaverLog()}`)
+    if (r.code !== 137 && !/did not answer|timed out|killed|SIGKILL/i.test(r.stderr)) throw new Error(`${this.name}: weave launch failed (exit ${r.code}): ${r.stderr}\n${this.weaverLog()}`)
     const deadline = Date.now() + readyMs
     for (;;) {
       const up = await this.api('/report').then((a) => a.status === 200, () => false)
