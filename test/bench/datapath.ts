@@ -2,7 +2,7 @@
  * `npm run bench -- datapath [seconds]`: container-to-container throughput between two lab hosts
  * (iperf3, one stream, default 5 s each), all in this run:
  *   - the baseline: a kernel vxlan device between the two hosts (no OVS anywhere);
- *   - sleeve: two real daemons, iperf3 between namespaces attached with `weave attach`;
+ *   - sleeve: two real daemons, iperf3 between namespaces attached (the API `weave attach` calls);
  *   - sleeve encrypted: the same daemons relaunched with --password;
  *   - the routers' CPU: utime+stime (/proc/PID/stat) of both weaver processes over the plain
  *     sleeve run, divided by the Gbit carried;
@@ -72,10 +72,15 @@ async function launch(lab: Lab, extra: string[], overlay: 'sleeve' | 'fastdp' = 
   })
 }
 
+/**
+ * What `weave attach NS` does, through the API it calls: the command's own 30 s limit on the
+ * answer was too short under emulation on a loaded machine (a VM run failed there).
+ */
 async function attach(h: LabHost, ns: string): Promise<string> {
-  const r = await h.weave(['attach', ns], { allowFail: true })
-  if (r.code !== 0) throw new Error(`${h.name}: weave attach ${ns}: ${r.stderr}`)
-  return r.stdout.trim().split(/\s+/)[0]
+  const r = await h.api('/attach', { body: { target: `/var/run/netns/${ns}`, addresses: [] }, timeoutMs: SETTLE_MS })
+  const addrs = (r.body as { addresses?: string[] }).addresses
+  if (r.status !== 200 || !addrs?.length) throw new Error(`${h.name}: attach ${ns}: ${r.status} ${r.text}\n${h.weaverLog()}`)
+  return addrs[0].replace(/\/\d+$/, '')
 }
 
 /** iperf3 client in `clientNs` → server in `serverNs` at `ip`; Gbit/s received. */
