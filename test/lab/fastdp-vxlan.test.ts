@@ -7,7 +7,8 @@
  *    connections`), to h4 sleeve with the reason; `weave status` names vxlan-6784 and why it was
  *    chosen; vxlan-6784 exists with nolearning, on the weave bridge, isolated from the sleeve port
  *  - all pairs of namespaces ping; 1 GiB over TCP h1 → h2 arrives intact, and went through
- *    vxlan-6784 (its tx counter grew by at least that much)
+ *    vxlan-6784 (its tx counter grew by at least that much) in TSO segments: vxlan-6784 has TSO
+ *    and GSO on (ethtool -k), and a capture on it sees TCP packets longer than the weave MTU
  *  - broadcast: ARP requests for an address nobody has, sent N times from h1's namespace, reach
  *    every other namespace (h2, h3 by the kernel path, h4 by sleeve) exactly N times (nft counters
  *    on their ethwe): no duplicates, no loops
@@ -21,11 +22,13 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { withLab, labUnavailableReason, waitFor, delay, type Lab, type LabHost } from './index'
+import { withLab, labUnavailableReason, offloads, tcpSizesOn, waitFor, delay, type Lab, type LabHost } from './index'
 import { ExtraNamespaces, pingFromNamespace } from './namespaces'
 import { skipFile } from '../skip'
 
 const run = promisify(execFile)
+/** The weave MTU the daemons run with (their default). */
+const MTU = 1376
 const RANGE = ['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/24', '--ipalloc-init', 'consensus=4']
 const extraNs = new ExtraNamespaces()
 process.on('exit', () => extraNs.removeAllSync())
@@ -153,13 +156,21 @@ if (why) {
         const flood = fdb.split('\n').filter((l) => l.startsWith('00:00:00:00:00:00 ')).map((l) => /dst (\S+)/.exec(l)?.[1]).sort()
         assert.equal(flood, [h2.underlayIp, h3.underlayIp], 'one flood entry per peer on the kernel path, none for h4')
         assert.match(fdb, new RegExp(`^${mac2} (dev vxlan-6784 )?master weave static`, 'm'), "and the bridge sends it to vxlan-6784")
-        // 1 GiB through the kernel path, intact
+        // 1 GiB through the kernel path, intact, in TSO segments: vxlan-6784 offers the offloads
+        // and a capture on it sees TCP packets longer than the weave MTU (cut after encapsulation)
+        const feat = await offloads(h1, 'vxlan-6784')
+        assert.is(feat['tcp-segmentation-offload'], 'on', `vxlan-6784 takes TSO segments: ${JSON.stringify(feat)}`)
+        assert.is(feat['generic-segmentation-offload'], 'on', `and GSO: ${JSON.stringify(feat)}`)
         const before = await vxlanTxBytes(h1)
-        const t = await transfer(e1, e2, 1024)
+        const cap = await tcpSizesOn(h1, 'vxlan-6784', 'tcp port 5555', () => transfer(e1, e2, 1024))
+        const t = cap.result
         const sent = await vxlanTxBytes(h1) - before
-        console.log(`  1 GiB h1 → h2 over the kernel vxlan path in ${t.seconds.toFixed(1)} s; vxlan-6784 tx ${(sent / 2 ** 20).toFixed(0)} MiB`)
+        const big = cap.lengths.filter((n) => n > MTU).length
+        console.log(`  1 GiB h1 → h2 over the kernel vxlan path in ${t.seconds.toFixed(1)} s; vxlan-6784 tx ${(sent / 2 ** 20).toFixed(0)} MiB; ` +
+          `of ${cap.lengths.length} TCP packets captured on it ${big} carried more than the MTU (largest ${Math.max(0, ...cap.lengths)} bytes)`)
         assert.is(t.received, t.sent, 'transfer arrived intact')
         assert.ok(sent >= 2 ** 30, `the transfer left through vxlan-6784 (tx grew ${sent} bytes)`)
+        assert.ok(big > 0, `TSO segments larger than the MTU crossed vxlan-6784 whole:\n${cap.text.slice(0, 2000)}`)
 
         // broadcast reaches every other host exactly once per frame sent
         for (const e of eps.slice(1)) await countArp(e.ns)
