@@ -9,6 +9,6 @@
  * `createMetricsServer` serves /metrics alone on another address (`--metrics-addr`).
  */
 export { createWeaveRegistry, fallbackReason, CONNECTION_STATES, CONNECTION_TYPES, FALLBACK_REASONS, type WeaveRegistry } from './weave-metrics'
-export { requestLatency, latencyRegistry, type LatencyRecorder } from './latency'
+export { requestLatency, latencyMetrics, type LatencyRecorder } from './latency'
 export { createMetricsServer, isLoopback, type MetricsServer } from './metrics-server'
 export type { MetricsSources, IpamFacts, MeshFacts, PeerTraffic } from './sources'

@@ -5,9 +5,16 @@
  * expect is written, at 0 when there is nothing to count, so `rate()` and alerts never see a
  * series vanish when IPAM or DNS is off or a connection state is empty.
  */
-import { Counter, Gauge, Registry } from 'prom-client'
+import type * as PromClient from 'prom-client'
 import type { MetricsSources, PeerTraffic } from './sources'
 import { requestDuration } from './latency'
+
+/**
+ * prom-client is loaded on the first scrape (this door is also imported by the proxy and plugin for
+ * their latencies): a router that is never scraped does not carry it (issue 18).
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, synchronously
+const prom = (): typeof PromClient => require('prom-client') as typeof PromClient
 
 /** Weave's connection states (`allConnectionStates`), all written on every scrape. */
 export const CONNECTION_STATES = ['established', 'pending', 'connecting', 'retrying', 'failed'] as const
@@ -30,7 +37,7 @@ export function fallbackReason(why: string | undefined): (typeof FALLBACK_REASON
 }
 
 export interface WeaveRegistry {
-  readonly registry: Registry
+  readonly registry: PromClient.Registry
   /** One scrape in the Prometheus text format. */
   scrape(): Promise<string>
   readonly contentType: string
@@ -38,6 +45,7 @@ export interface WeaveRegistry {
 
 /** Build the registry over `sources`. Construction reads nothing; each scrape reads them once. */
 export function createWeaveRegistry(sources: MetricsSources): WeaveRegistry {
+  const { Counter, Gauge, Registry } = prom()
   const registry = new Registry()
   const registers = [registry]
   // One status read per scrape, shared by the collectors below.
@@ -109,7 +117,7 @@ export function createWeaveRegistry(sources: MetricsSources): WeaveRegistry {
     name: 'weave_gossip_messages_total', help: 'Mesh gossip messages sent.', registers,
     collect() { this.reset(); this.inc(mesh().stats.gossipMessagesSent) },
   })
-  registry.registerMetric(requestDuration)
+  registry.registerMetric(requestDuration())
   return {
     registry,
     contentType: registry.contentType,
@@ -131,7 +139,8 @@ export function createWeaveRegistry(sources: MetricsSources): WeaveRegistry {
  * the data path that carried it. A peer's series stay while the peer is in the topology (0 until
  * traffic flows), so a dashboard sees every neighbour.
  */
-function registerTraffic(registers: Registry[], sources: MetricsSources, mesh: MetricsSources['mesh']): void {
+function registerTraffic(registers: PromClient.Registry[], sources: MetricsSources, mesh: MetricsSources['mesh']): void {
+  const { Counter } = prom()
   const labelNames = ['peer', 'datapath', 'encryption'] as const
   const make = (name: string, help: string, pick: (t: PeerTraffic) => number) =>
     new Counter({

@@ -11,7 +11,7 @@
  */
 import type * as http from 'node:http'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, type WebSocket } from 'ws'
+import type { WebSocket, WebSocketServer } from 'ws'
 import type { Clock, Logger } from '../deps'
 import { buildTopology, diffTopology, snapshotMessage, type Topology, type TopologyInput } from './topology-model'
 
@@ -43,7 +43,15 @@ export function createTopologyHub(
   deps: { clock: Clock; logger: Logger; intervalMs?: number },
 ): TopologyHub {
   const intervalMs = deps.intervalMs ?? 1_000
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 4096, perMessageDeflate: false })
+  // `ws` is loaded when the first page connects: a router nobody looks at never needs it (issue 18).
+  let wss: WebSocketServer | undefined
+  const server = (): WebSocketServer => {
+    if (wss) return wss
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, synchronously (an upgrade cannot wait)
+    const ws = require('ws') as typeof import('ws')
+    wss = new ws.WebSocketServer({ noServer: true, maxPayload: 4096, perMessageDeflate: false })
+    return wss
+  }
   const clients = new Set<WebSocket>()
   let model: Topology | undefined
   let lastBytes = new Map<string, number>()
@@ -127,7 +135,7 @@ export function createTopologyHub(
         socket.end(`HTTP/1.1 ${refused.status} ${refused.text.replace(/[\r\n]/g, ' ')}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
         return
       }
-      wss.handleUpgrade(req, socket, head, (ws) => join(ws))
+      server().handleUpgrade(req, socket, head, (ws) => join(ws))
     },
     clients: () => clients.size,
     async stop() {
@@ -135,7 +143,7 @@ export function createTopologyHub(
       cancelTimer?.(); soon?.(); unsubscribe?.()
       for (const ws of clients) ws.terminate()
       clients.clear()
-      await new Promise<void>((resolve) => wss.close(() => resolve()))
+      if (wss) await new Promise<void>((resolve) => wss!.close(() => resolve()))
     },
   }
 }

@@ -6,7 +6,7 @@ import * as http from 'node:http'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { createPluginServer } from '../../plugin/server'
-import { latencyRegistry } from '../../router/metrics'
+import { latencyMetrics } from '../../router/metrics'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {}, child() { return quiet } }
 
@@ -22,7 +22,7 @@ function post(socketPath: string, p: string): Promise<number> {
 }
 
 async function count(route: string, code: string): Promise<number> {
-  const m = new RegExp(`^weave_request_duration_seconds_count\\{component="plugin",route="${route}",code="${code}"\\} (\\d+)$`, 'm').exec(await latencyRegistry.metrics())
+  const m = new RegExp(`^weave_request_duration_seconds_count\\{component="plugin",route="${route}",code="${code}"\\} (\\d+)$`, 'm').exec(await latencyMetrics())
   return m ? Number(m[1]) : 0
 }
 
@@ -37,7 +37,7 @@ test('each call is counted under its own route; unknown paths under "other"', as
     assert.is(await post(sock, '/NetworkDriver.Bogus-123'), 404)
     assert.is(await count('Plugin.Activate', '200'), 2)
     assert.is(await count('other', '404'), 1)
-    assert.not.match(await latencyRegistry.metrics(), /Bogus-123/)
+    assert.not.match(await latencyMetrics(), /Bogus-123/)
   } finally {
     await server.stop()
     fs.rmSync(dir, { recursive: true, force: true })

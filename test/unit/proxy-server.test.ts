@@ -13,7 +13,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { createProxy, type Proxy, type ProxyHooks, type StartedContainer, type ContainerEvent } from '../../proxy'
 import { memoryLogger, systemClock } from '../../router/deps'
-import { latencyRegistry } from '../../router/metrics'
+import { latencyMetrics } from '../../router/metrics'
 
 interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
 
@@ -538,7 +538,7 @@ it('intercepted calls are timed: weave_request_duration_seconds{component="proxy
   const c = await setup()
   try {
     const count = async (route: string, code: string) => {
-      const m = new RegExp(`^weave_request_duration_seconds_count\\{component="proxy",route="${route}",code="${code}"\\} (\\d+)$`, 'm').exec(await latencyRegistry.metrics())
+      const m = new RegExp(`^weave_request_duration_seconds_count\\{component="proxy",route="${route}",code="${code}"\\} (\\d+)$`, 'm').exec(await latencyMetrics())
       return m ? Number(m[1]) : 0
     }
     const [ok0, bad0] = [await count('create', 'forwarded'), await count('create', '400')]
