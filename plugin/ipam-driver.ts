@@ -7,6 +7,7 @@
 import type { Clock, Logger, Rng } from '../router/deps'
 import { type Allocator, type Cidr, formatCidr, parseCidr } from '../ipam'
 import { type Json, PluginError, optMap, optStr, str } from './protocol'
+import { ENDPOINT_LEASE_PREFIX } from './lease-gc'
 
 /** libnetwork's key for the gateway in RequestPool's Data and RequestAddress's Options. */
 export const GATEWAY_LABEL = 'com.docker.network.gateway'
@@ -95,7 +96,7 @@ export function createIpamDriver(config: IpamDriverConfig, deps: IpamDriverDeps)
     const want = optStr(b, 'Address', call)
     const opts = optMap(b, 'Options')
     const gateway = opts[REQUEST_ADDRESS_TYPE] === GATEWAY_LABEL
-    const id = gateway ? `docker-gw-${formatCidr(pool.subnet)}` : `docker-ep-${Buffer.from(deps.rng.bytes(6)).toString('hex')}`
+    const id = gateway ? `docker-gw-${formatCidr(pool.subnet)}` : `${ENDPOINT_LEASE_PREFIX}${Buffer.from(deps.rng.bytes(6)).toString('hex')}`
     if (want !== undefined) {
       const c = parseCidr(`${want}/${pool.subnet.prefix}`)
       if (!c || !within({ ip: c.ip, prefix: 32 }, pool.subnet)) throw new PluginError(400, `${call}: address ${JSON.stringify(want)} is not in ${formatCidr(pool.subnet)}`)
@@ -127,8 +128,17 @@ export function createIpamDriver(config: IpamDriverConfig, deps: IpamDriverDeps)
       if (!o.containerid.startsWith('docker-')) continue
       for (const c of allocator.lookup(o.containerid, pool.subnet)) {
         if (ipOf(c) !== addr) continue
-        await allocator.release(o.containerid, c.ip)
+        const done = allocator.release(o.containerid, c.ip)
         log.info(`released ${addr} (${o.containerid})`)
+        if (o.containerid.startsWith(ENDPOINT_LEASE_PREFIX)) {
+          // Answered once released in memory (the address is free for the next request at once),
+          // not once on disk: a `docker run --rm` waits for this, and a loaded disk's flush took
+          // up to 100 ms. A crash before the write leaves the lease in the state file, where the
+          // start-up endpoint lease GC (lease-gc.ts) finds no endpoint holding it.
+          done.catch((err: Error) => log.warn(`releasing ${addr}: ${err.message}`))
+          return {}
+        }
+        await done
         return {}
       }
     }

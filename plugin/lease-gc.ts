@@ -3,7 +3,8 @@
  * (router/docker-containers.ts): Docker asks for an endpoint's address before it tells the driver
  * which endpoint it is for, so those leases are held by ids of their own (`docker-ep-…`, see
  * ipam-driver.ts), and a container removed while the router was down (Docker's ReleaseAddress
- * then failed) leaves its lease behind. At start-up, before the plugin's socket answers (so no
+ * then failed) leaves its lease behind; so does a release answered before it reached the disk
+ * (ipam-driver.ts) when the router died right then. At start-up, before the plugin's socket answers (so no
  * request of this run can be in flight), every such lease whose address no endpoint of a weave
  * network holds is released.
  */
