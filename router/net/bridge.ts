@@ -6,7 +6,7 @@
 import { NetCommandError } from './exec'
 import { NetContext, bestEffort } from './context'
 import { LinkInfo, bridgeArpSysctls, ip, isNoSuchDevice, noRouterAdvertsSysctl, parseLinks, sysctl, txOffloadOff } from './ip-args'
-import { CHAINS, ensureChain, ensureRule, forwardRules, inputRules, jumpRules } from './iptables'
+import { CHAINS, allInPlace, ensureChain, ensureRule, forwardRules, inputRules, jumpRules } from './iptables'
 
 export const DEFAULT_BRIDGE = 'weave'
 /** 1460 (GCE) − 20 IP − 8 UDP − 8 VXLAN − 14 Ethernet − 34 ESP: fits every overlay path. */
@@ -167,16 +167,16 @@ async function ensureRouterPair(ctx: NetContext, bridge: string, mtu: number, ki
  * firewall reload (firewalld, `iptables -F`) can wipe them under a running network.
  */
 export async function ensureBridgeRules(ctx: NetContext, bridge: string, controlPort: number | null): Promise<number> {
+  const chains = [CHAINS.forward, CHAINS.expose, CHAINS.nat, ...(controlPort != null ? [CHAINS.input] : [])]
+  const rules = [...forwardRules(bridge), ...(controlPort != null ? inputRules(controlPort) : [])]
+  const jumps = jumpRules({ controlPort })
+  // The periodic re-check: one iptables-save per table when all is in place (the usual case),
+  // instead of one process per chain and rule every few seconds on an idle host.
+  if (await allInPlace(ctx.run, chains, [...rules, ...jumps])) return 0
   let n = 0
   const count = (added: boolean) => { if (added) n++ }
-  count(await ensureChain(ctx.run, CHAINS.forward.table, CHAINS.forward.chain))
-  count(await ensureChain(ctx.run, CHAINS.expose.table, CHAINS.expose.chain))
-  count(await ensureChain(ctx.run, CHAINS.nat.table, CHAINS.nat.chain))
-  for (const r of forwardRules(bridge)) count(await ensureRule(ctx.run, r))
-  if (controlPort != null) {
-    count(await ensureChain(ctx.run, CHAINS.input.table, CHAINS.input.chain))
-    for (const r of inputRules(controlPort)) count(await ensureRule(ctx.run, r))
-  }
-  for (const j of jumpRules({ controlPort })) count(await ensureRule(ctx.run, j, true))
+  for (const c of chains) count(await ensureChain(ctx.run, c.table, c.chain))
+  for (const r of rules) count(await ensureRule(ctx.run, r))
+  for (const j of jumps) count(await ensureRule(ctx.run, j, true))
   return n
 }

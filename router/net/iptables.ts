@@ -184,6 +184,31 @@ export async function ensureChain(run: Runner, table: Table, chain: string): Pro
   return true
 }
 
+/**
+ * Whether every chain and rule named is present, read with one `iptables-save` per table. A rule
+ * counts as present only when iptables prints it exactly as we write it; any other difference
+ * just makes the caller take the exact, rule-by-rule path (`iptables -C` each).
+ */
+export async function allInPlace(run: Runner, chains: ReadonlyArray<{ table: Table; chain: string }>, rules: readonly Rule[]): Promise<boolean> {
+  const tables = [...new Set([...chains.map((c) => c.table), ...rules.map((r) => r.table)])]
+  for (const table of tables) {
+    let saved: SavedTable
+    try {
+      saved = parseSave(table, (await run(iptables.save(table))).stdout)
+    } catch {
+      return false
+    }
+    if (!savedHolds(saved, chains.filter((c) => c.table === table).map((c) => c.chain), rules.filter((r) => r.table === table))) return false
+  }
+  return true
+}
+
+/** Pure part of allInPlace: `saved` declares every chain and holds every rule, spelt the same. */
+export function savedHolds(saved: SavedTable, chains: readonly string[], rules: readonly Rule[]): boolean {
+  const have = new Set(saved.rules.map((r) => `${r.chain} ${r.spec.join(' ')}`))
+  return chains.every((c) => saved.chains.includes(c)) && rules.every((r) => have.has(`${r.chain} ${r.spec.join(' ')}`))
+}
+
 /** Add `r` unless an identical rule exists; `first` inserts at the top of the chain. */
 export async function ensureRule(run: Runner, r: Rule, first = false): Promise<boolean> {
   if (await succeeds(run, iptables.check(r))) return false

@@ -5,7 +5,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { ChildProcess } from 'node:child_process'
-import { createNetHost, NetHost, hostVethName } from '../../router/net'
+import { createNetHost, createRunner, NetHost, hostVethName } from '../../router/net'
 import { createLab, labUnavailableReason, waitFor, Lab, LabHost } from './index'
 import { skipFile } from '../skip'
 
@@ -93,6 +93,13 @@ if (why) {
     assert.ok((await hostLink('vethwe-pcap'))?.up)
     // A firewall reload wipes our rules; ensureRules puts them back.
     assert.is(await net.ensureRules(), 0)
+    // With all in place the periodic re-check reads them with one iptables-save per table: real
+    // iptables prints every rule exactly as we write it (else it would run `iptables -C` each).
+    const ran: string[] = []
+    const real = createRunner({ netns: H.ns })
+    const watched = createNetHost({ netns: H.ns, run: (argv) => { ran.push(argv.join(' ')); return real(argv) } })
+    assert.is(await watched.ensureRules(), 0)
+    assert.equal(ran.map((a) => a.replace(/^nsenter \S+ -- /, '')), ['iptables-save -t filter', 'iptables-save -t nat'])
     await H.exec(['iptables', '-w', '5', '-F', 'WEAVE-FORWARD'])
     await H.exec(['iptables', '-w', '5', '-D', 'FORWARD', '-j', 'WEAVE-FORWARD'])
     assert.is(await net.ensureRules(), 6)

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert'
 import fc from 'fast-check'
 import { CidrError, parseCidr, networkOf, ipToInt, formatCidr } from '../../router/net/cidr'
 import { gratuitousArp, hostVethName, ip, isNoSuchDevice, parseAddrs, parseLinks } from '../../router/net/ip-args'
-import { exposeRules, foreignJumpsToOurs, forwardRules, iptables, isOurChain, jumpRules, parseSave, tokenize } from '../../router/net/iptables'
+import { exposeRules, foreignJumpsToOurs, forwardRules, iptables, isOurChain, jumpRules, parseSave, savedHolds, tokenize } from '../../router/net/iptables'
 import { linksToRemove } from '../../router/net/reset'
 import { netnsRefPath } from '../../router/net/context'
 
@@ -106,6 +106,17 @@ test('forward and jump rules: docker0 hop dropped first, every rule in a chain o
   assert.equal(jumpRules({ controlPort: 6784 }).map((r) => r.chain), ['FORWARD', 'POSTROUTING', 'INPUT'])
   assert.ok(isOurChain('WEAVE') && isOurChain('WEAVE-EXPOSE'))
   assert.not.ok(isOurChain('WEAVER') || isOurChain('DOCKER') || isOurChain('FORWARD'))
+})
+
+test('savedHolds: every chain declared and every rule spelt the same, else false', () => {
+  const rules = [...forwardRules('weave'), ...jumpRules({}).filter((r) => r.table === 'filter')]
+  const lines = rules.map((r) => `-A ${r.chain} ${r.spec.join(' ')}`)
+  const save = (ls: string[], chains = ':FORWARD DROP [0:0]\n:WEAVE-FORWARD - [0:0]\n:WEAVE-EXPOSE - [0:0]') => parseSave('filter', `*filter\n${chains}\n${ls.join('\n')}\nCOMMIT\n`)
+  assert.ok(savedHolds(save(lines), ['WEAVE-FORWARD', 'WEAVE-EXPOSE'], rules))
+  assert.not.ok(savedHolds(save(lines.slice(1)), ['WEAVE-FORWARD'], rules), 'a rule missing')
+  assert.not.ok(savedHolds(save(lines, ':FORWARD DROP [0:0]\n:WEAVE-FORWARD - [0:0]'), ['WEAVE-FORWARD', 'WEAVE-EXPOSE'], rules), 'a chain missing')
+  assert.not.ok(savedHolds(save(lines.map((l) => l.replace('-o weave -j DROP', '-o weave -j ACCEPT'))), [], rules), 'a rule changed')
+  assert.not.ok(savedHolds(save(lines.map((l) => l.replace('-A WEAVE-FORWARD -i docker0', '-A FORWARD -i docker0'))), [], rules), 'a rule in another chain')
 })
 
 test('tokenize handles quotes; parseSave finds chains and the jumps into ours', () => {
