@@ -11,23 +11,22 @@ import type { WeaverConfig } from './config'
 import { ApiRouter, StatusModel, createApiServer } from './api'
 import { loadOrCreatePeerName } from './peer-name'
 import { createNetHost } from './net'
-import { createContainerNet } from './container-net'
-import { dockerContainers } from './docker-containers'
-import { dockerEndpoint, wireProxy } from './proxy-wiring'
+import { createContainerNet, type ContainerNet } from './container-net'
+import { wireProxy } from './proxy-wiring'
 import { wireOverlay } from './overlay-wiring'
 import type { PsSource } from './attach-api'
 import { wireMesh } from './mesh-wiring'
-import { wireDns, withDnsRegistration } from './dns-wiring'
+import { wireDns, withDnsRegistration, type DnsWiring } from './dns-wiring'
 import { EXPOSE_ID } from './net'
 import { registerCniApi } from './cni-api'
 import { wireObserve } from './observe-wiring'
-import type { GossipHost } from './mesh'
-import { createIpam, formatCidr, IPAM_ROUTES, IPAM_STATE_FILE } from '../ipam'
-import { createDockerPlugin } from '../plugin'
+import { wireIpam } from './ipam-wiring'
+import { wirePlugin } from './plugin-wiring'
+import { createRulesRecheck } from './rules-recheck'
+import { formatCidr } from '../ipam'
 import { VERSION } from './version'
 
-/** How often weave's iptables rules are checked and put back when something removed them. */
-export const RULES_RECHECK_MS = 10_000
+export { RULES_RECHECK_MS } from './rules-recheck'
 
 export interface WeaverDeps {
   clock: Clock
@@ -58,19 +57,12 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   // Started in this order, stopped in reverse.
   const starts: Array<() => Promise<void>> = []
   const stops: Array<() => Promise<void>> = []
-  const startedAt = deps.clock.now()
-
-  router.route('GET', '/status', () => ({ text: status.text() }))
-  router.route('GET', '/report', () => ({ json: status.report() }))
-  router.route('GET', '/version', () => ({ text: VERSION }))
-  status.addReport('Daemon', () => ({
-    PeerName: peerName,
-    Nickname: config.nickname,
-    Pid: process.pid,
-    UptimeSeconds: Math.round((deps.clock.now() - startedAt) / 1000),
-    StateDir: config.stateDir,
-    RunDir: config.runDir,
-  }))
+  /** A part started in order and stopped in reverse. */
+  const lifecycle = (part: { start(): Promise<void>; stop(): Promise<void> }) => {
+    starts.push(() => part.start())
+    stops.unshift(() => part.stop())
+  }
+  registerDaemon(config, peerName, router, status, deps.clock)
 
   // ---- mesh ----
   // Topology, routes, gossip and the connection maker over TCP meshHost:meshPort; routes
@@ -89,29 +81,8 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
 
   // ---- ipam ----
   // IPAM gossips over the mesh's `ipam` channel (ipam's soloGossipHost runs it without a mesh).
-  const ipamHost: GossipHost = mesh
-  const docker = dockerContainers(config.dockerApi)
-  const ipam = createIpam(
-    {
-      range: config.ipallocRange,
-      defaultSubnet: config.ipallocDefaultSubnet,
-      init: config.ipallocInit,
-      launchPeerCount: config.peers.length,
-      stateFile: path.join(config.stateDir, IPAM_STATE_FILE),
-    },
-    { clock: deps.clock, rng: deps.rng, logger: log.child('ipam'), host: ipamHost,
-      isRunning: (id) => docker.isRunning(id),
-      containerStates: (ids) => docker.states(ids),
-    },
-  )
-  for (const [method, pattern] of IPAM_ROUTES) {
-    router.route(method, pattern, (req) => ipam.handle({ method: req.method, path: req.path, query: req.query }))
-  }
-  router.route('GET', '/status/ipam', () => ({ text: ipam.statusIpam() }))
-  status.addSection('ipam', { order: 20, lines: () => ipam.statusLines() })
-  status.addReport('IPAM', () => ipam.report())
-  starts.push(() => ipam.start())
-  stops.unshift(() => ipam.stop())
+  const ipam = wireIpam(config, { clock: deps.clock, rng: deps.rng, logger: log.child('ipam'), host: mesh, router, status })
+  lifecycle(ipam)
 
   // ---- dns ----
   // weaveDNS gossips over the mesh's `dns` channel; routes /name, /domain, /dns-*, /status/dns.
@@ -121,10 +92,7 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
     exposedAddresses: () => ipam.allocator.lookup(EXPOSE_ID).map(formatCidr),
     containerAddresses: (id) => containerNet.addressesOf(id), // containerNet is built below; asked only later
   })
-  if (dnsWired) {
-    starts.push(() => dnsWired.start())
-    stops.unshift(() => dnsWired.stop())
-  }
+  if (dnsWired) lifecycle(dnsWired)
 
   // ---- host plumbing and container attach (shared by overlay, the attach API and the proxy) ----
   // Attaching a Docker container registers its name in weaveDNS (withDnsRegistration).
@@ -141,30 +109,8 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
     overlay.useBridge(br)
     log.info(`bridge ${br.name} ${br.created ? 'created' : 'reused'} (mtu ${br.mtu}, ${routerLink === 'ovs' ? 'to the OVS datapath' : 'to the sleeve'})`)
   })
-  // Weave re-checks its iptables rules: a firewall reload (firewalld, `iptables -F`) wipes them
-  // under a running network. Every RULES_RECHECK_MS the missing ones are put back.
-  let stopRecheck: (() => void) | undefined
-  let rechecking = true
-  const recheckRules = () => {
-    stopRecheck = deps.clock.setTimer(RULES_RECHECK_MS, () => {
-      checkHairpin()
-      net.ensureRules()
-        .then((n) => { if (n > 0) log.warn(`iptables: ${n} of weave's chains/rules had gone (a firewall reload?); put them back`) })
-        .catch((err: Error) => log.warn(`iptables re-check: ${err.message}`))
-        .finally(() => { if (rechecking) recheckRules() })
-    })
-  }
-  // Hairpin mode on the router's bridge port reflects the router's own frames back to it (Weave
-  // detects and logs it; container ports have it on purpose). Logged once each time it turns on.
-  let hairpinSeen = false
-  const checkHairpin = () => {
-    let on = false
-    try { on = fs.readFileSync('/sys/class/net/vethwe-bridge/brport/hairpin_mode', 'utf8').trim() === '1' } catch { /* no such port */ }
-    if (on && !hairpinSeen) log.warn('hairpin mode is on on the bridge port vethwe-bridge: frames the router sends come back to it; turn it off (bridge link set dev vethwe-bridge hairpin off)')
-    hairpinSeen = on
-  }
-  starts.push(async () => { checkHairpin(); recheckRules() })
-  stops.unshift(async () => { rechecking = false; stopRecheck?.() })
+  // iptables rules put back after a firewall reload; hairpin mode on vethwe-bridge logged.
+  lifecycle(createRulesRecheck({ clock: deps.clock, logger: log, net }))
 
   // ---- overlay ----
   // fastdp (OVS `datapath`, when the host plumbing linked it) and Sleeve on vethwe-pcap ⇄ UDP
@@ -176,8 +122,7 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   const overlay = wireOverlay(config, { clock: deps.clock, logger: log.child('overlay'), net, containerNet, allocator: ipam.allocator, router, psSources })
   status.addSection('overlay', { order: 15, lines: () => overlay.statusLines() })
   status.addReport('Overlay', () => overlay.report())
-  starts.push(() => overlay.start())
-  stops.unshift(() => overlay.stop())
+  lifecycle(overlay)
 
   // ---- cni ----
   // /cni/add, /cni/del, /cni/check for the weave-net CNI plugin (cni/), keyed by the runtime's container id.
@@ -185,62 +130,24 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
   registerCniApi(router, { net, containerNet: plainContainerNet, allocator: ipam.allocator, logger: log.child('cni') })
 
   // ---- proxy ----
-  if (config.proxy) {
-    const wired = wireProxy(config, { clock: deps.clock, logger: log.child('proxy'), containerNet, dns: dnsWired })
-    status.addSection('proxy', { order: 30, lines: () => wired.statusLines() })
-    status.addReport('Proxy', () => wired.report())
-    starts.push(async () => {
-      await wired.proxy.start()
-      // Containers that kept running while the router was down get their names back.
-      await dnsWired?.resync((id) => containerNet.addressesOf(id)).catch((err: Error) => log.warn(`dns resync: ${err.message}`))
-    })
-    stops.unshift(() => wired.stop())
-  } else {
-    status.addSection('proxy', {
-      order: 30,
-      lines: () => [['Service', 'proxy'], ['Status', `off (no Docker socket at ${config.dockerApi}, or --no-proxy)`]],
-    })
-  }
+  const proxy = wireProxyPart(config, { clock: deps.clock, logger: log, containerNet, dns: dnsWired, status })
+  if (proxy) lifecycle(proxy)
 
   // ---- Docker network plugin (driver + IPAM driver `weave` on a unix socket) ----
-  // Its IPAM driver hands out pool addresses: nothing to do without IP allocation (--ipalloc-range "").
-  const pluginOff = (why: string) => status.addSection('plugin', { order: 35, lines: () => [['Service', 'plugin'], ['Status', `off (${why})`]] })
-  if (!config.plugin) pluginOff(`no Docker socket at ${config.dockerApi}, or --no-plugin`)
-  else if (config.ipallocRange === '') {
-    log.info('Docker plugin off: IP allocation is off (--ipalloc-range "")')
-    pluginOff('IP allocation is off: --ipalloc-range ""')
-  } else {
-    const plugin = createDockerPlugin(
-      {
-        socketPath: config.pluginSocket,
-        range: config.ipallocRange,
-        defaultSubnet: config.ipallocDefaultSubnet ?? config.ipallocRange,
-        mtu: config.mtu,
-        timeoutMs: config.attachTimeoutMs,
-        docker: dockerEndpoint(config),
-        downResponder: true,
-      },
-      { allocator: ipam.allocator, net, clock: deps.clock, rng: deps.rng, logger: log.child('plugin'), dns: dnsWired?.dns },
-    )
-    status.addSection('plugin', { order: 35, lines: () => plugin.statusLines() })
-    status.addReport('Plugin', () => plugin.report())
+  const plugin = wirePlugin(config, { allocator: ipam.allocator, net, clock: deps.clock, rng: deps.rng, logger: log.child('plugin'), dns: dnsWired?.dns, status })
+  if (plugin) {
     psSources.push(() => plugin.attached())
-    starts.push(() => plugin.start())
-    stops.unshift(() => plugin.stop())
+    lifecycle(plugin)
   }
+
   // ---- metrics and the topology page ----
   // GET /metrics (and alone on --metrics-addr), GET /ui with its WebSocket feed /ui/ws: they
   // read the mesh, overlay and IPAM as they are, so they start last (but before the API).
   const observe = wireObserve(config, {
     clock: deps.clock, logger: log.child('observe'), router, mesh: wiredMesh, overlay, ipam,
-    dnsByPeer: dnsWired && (() => {
-      const by = new Map<string, number>()
-      for (const e of dnsWired.dns.entries()) by.set(e.origin, (by.get(e.origin) ?? 0) + 1)
-      return by
-    }),
+    dnsByPeer: dnsWired && (() => dnsEntriesByPeer(dnsWired)),
   })
-  starts.push(() => observe.start())
-  stops.unshift(() => observe.stop())
+  lifecycle(observe)
 
   // ---- api (last to start: once it answers, `weave launch` reports success) ----
   const api = createApiServer(
@@ -248,20 +155,73 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
     { tcp: config.httpAddr, unixPath: apiSocketPath(config.runDir) },
     log.child('api'),
   )
-  starts.push(() => api.start())
-  stops.unshift(() => api.stop())
+  lifecycle(api)
 
+  return inOrder({ peerName, router, status }, starts, stops, config, log)
+}
+
+/** The daemon's own routes (status, report, version) and its report key. */
+function registerDaemon(config: WeaverConfig, peerName: string, router: ApiRouter, status: StatusModel, clock: Clock): void {
+  const startedAt = clock.now()
+  router.route('GET', '/status', () => ({ text: status.text() }))
+  router.route('GET', '/report', () => ({ json: status.report() }))
+  router.route('GET', '/version', () => ({ text: VERSION }))
+  status.addReport('Daemon', () => ({
+    PeerName: peerName,
+    Nickname: config.nickname,
+    Pid: process.pid,
+    UptimeSeconds: Math.round((clock.now() - startedAt) / 1000),
+    StateDir: config.stateDir,
+    RunDir: config.runDir,
+  }))
+}
+
+/** The proxy (its status and report registered, its start re-registering DNS names), or its status saying it is off. */
+function wireProxyPart(
+  config: WeaverConfig, deps: { clock: Clock; logger: Logger; containerNet: ContainerNet; dns: DnsWiring | undefined; status: StatusModel },
+): { start(): Promise<void>; stop(): Promise<void> } | undefined {
+  const { status, containerNet, dns, logger: log } = deps
+  if (!config.proxy) {
+    status.addSection('proxy', {
+      order: 30,
+      lines: () => [['Service', 'proxy'], ['Status', `off (no Docker socket at ${config.dockerApi}, or --no-proxy)`]],
+    })
+    return undefined
+  }
+  const wired = wireProxy(config, { clock: deps.clock, logger: log.child('proxy'), containerNet, dns })
+  status.addSection('proxy', { order: 30, lines: () => wired.statusLines() })
+  status.addReport('Proxy', () => wired.report())
+  return {
+    async start() {
+      await wired.proxy.start()
+      // Containers that kept running while the router was down get their names back.
+      await dns?.resync((id) => containerNet.addressesOf(id)).catch((err: Error) => log.warn(`dns resync: ${err.message}`))
+    },
+    stop: () => wired.stop(),
+  }
+}
+
+/** weaveDNS entries per origin peer (the topology page). */
+function dnsEntriesByPeer(dns: DnsWiring): Map<string, number> {
+  const by = new Map<string, number>()
+  for (const e of dns.dns.entries()) by.set(e.origin, (by.get(e.origin) ?? 0) + 1)
+  return by
+}
+
+/** The daemon's handle: start runs `starts` in order (once), stop runs `stops`, logging failures and going on. */
+function inOrder(
+  parts: Pick<Weaver, 'peerName' | 'router' | 'status'>, starts: Array<() => Promise<void>>, stops: Array<() => Promise<void>>,
+  config: WeaverConfig, log: Logger,
+): Weaver {
   let state: 'new' | 'running' | 'stopped' = 'new'
   return {
-    peerName,
-    router,
-    status,
+    ...parts,
     async start() {
       if (state !== 'new') throw new Error('weaver started twice')
       state = 'running'
       fs.mkdirSync(config.runDir, { recursive: true })
       for (const s of starts) await s()
-      log.info(`weave router ${VERSION} started: ${peerName}(${config.nickname})`)
+      log.info(`weave router ${VERSION} started: ${parts.peerName}(${config.nickname})`)
     },
     async stop() {
       if (state === 'stopped') return

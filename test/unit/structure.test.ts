@@ -34,7 +34,6 @@ const OVER_120 = new Set([
   'router/overlay/overlay-switch.ts:createOverlaySwitch',
   'router/overlay/ovs-overlay.ts:createOvsOverlay',
   'router/overlay/vxlan-overlay.ts:createVxlanOverlay',
-  'router/weaver.ts:createWeaver',
 ])
 
 function sources(dir: string): string[] {
