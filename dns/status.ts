@@ -39,7 +39,8 @@ export function dnsReport(dns: WeaveDns): Record<string, unknown> {
     Upstream: dns.upstreams().map((s) => s.host),
     TTL: dns.ttlSeconds,
     Entries: dns.entries().map((e) => ({
-      Hostname: e.hostname, Address: e.address, ContainerID: e.containerId, Origin: e.origin, Version: e.version,
+      // Weave's EntryStatus; Tombstone 0 = live (ours keeps tombstones apart, below)
+      Hostname: e.hostname, Address: e.address, ContainerID: e.containerId, Origin: e.origin, Version: e.version, Tombstone: 0,
     })),
     Tombstones: dns.tombstones(),
     Counters: dns.counters(),

@@ -192,6 +192,25 @@ export class Allocator implements Gossiper {
   }
 
   /** Pending operations by kind (Weave's weave_ipam_pending_allocates / _claims). */
+  /** Weave's Paxos status while the first ring awaits consensus (an observer priming: not an elector). */
+  paxosStatus(): { Elector: boolean; KnownNodes: number; Quorum: number } | undefined {
+    const s = this.s
+    if (!s.ring.isEmpty() || s.config.disabled) return undefined
+    if (s.config.init.kind === 'observer') return s.pending.length ? { Elector: false, KnownNodes: 0, Quorum: 0 } : undefined
+    return s.paxos && { Elector: true, KnownNodes: s.paxos.known(), Quorum: s.quorum }
+  }
+
+  /** Waiting allocations (container IDs) and claims (ID and address), as Weave's report lists them. */
+  pendingOps(): { allocates: string[]; claims: Array<{ id: string; cidr: Cidr }> } {
+    const allocates: string[] = []
+    const claims: Array<{ id: string; cidr: Cidr }> = []
+    for (const op of this.s.pending) {
+      if (op.kind === 'alloc') allocates.push(op.id)
+      else if (op.kind === 'claim') claims.push({ id: op.id, cidr: op.cidr })
+    }
+    return { allocates, claims }
+  }
+
   pendingByKind(): { allocates: number; claims: number } {
     let allocates = 0
     for (const op of this.s.pending) if (op.kind === 'alloc') allocates++

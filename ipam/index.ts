@@ -5,7 +5,7 @@
  */
 import type { Clock, Logger, Rng } from '../router/deps'
 import { type GossipHost, type PeerName, parsePeerName } from '../router/mesh'
-import { type Cidr, cidrRange, formatCidr, hostRange, intersect, isNetworkCidr, parseCidr } from './address'
+import { type Cidr, cidrRange, formatCidr, formatIp, hostRange, intersect, isNetworkCidr, parseCidr } from './address'
 import { Allocator, type AllocatorConfig, type InitMode } from './allocator'
 import { IpamError } from './errors'
 import { type IpamRequest, type IpamResponse, IPAM_ROUTES, handleIpamHttp } from './http'
@@ -212,29 +212,53 @@ export function createIpam(config: IpamConfig, deps: IpamDeps): Ipam {
         shares: allocator.ring.isEmpty() ? [] : peerShares(allocator.ring, view, nicknames),
       }
     },
-    report() {
-      return {
-        Paxos: null,
-        Range: rangeText,
-        DefaultSubnet: disabled ? '' : formatCidr(defaultSubnet),
-        Status: allocator.statusText(),
-        Init: describeInit(init),
-        Entries: peerShares(allocator.ring, view, nicknames).map((s) => ({
-          Peer: s.peer,
-          Nickname: s.nickname ?? '',
-          Size: s.addresses,
-          Percent: Number(s.percent.toFixed(3)),
-          IsKnownPeer: s.self || view.peers().some((p) => p.name === s.peer),
-          Reachable: s.reachable,
-        })),
-        Seeds: allocator.ring.seeds,
-        Removed: [...allocator.ring.removed],
-        ActiveIPs: allocator.activeCount(),
-        /** Peers IPAM sees on its gossip host (1: alone, e.g. before the mesh is wired in). */
-        KnownPeers: view.peers().length,
-        Pending: allocator.pendingCount(),
-      }
-    },
+    report: () => ipamReport(allocator, view, nicknames, { rangeText, disabled, defaultSubnet, init }),
+  }
+}
+
+/** `weave report`'s IPAM object: Weave's ipam.Status fields by name, then ours. */
+function ipamReport(
+  allocator: Allocator, view: GossipHost['view'], nicknames: Map<PeerName, string>,
+  m: { rangeText: string; disabled: boolean; defaultSubnet: Cidr; init: InitMode },
+): Record<string, unknown> {
+  const { rangeText, disabled, defaultSubnet, init } = m
+  const ring = allocator.ring
+  const known = new Set(view.peers().map((p) => p.name))
+  const pending = allocator.pendingOps()
+  // Weave's ipam.Status field by field (Paxos, Range, RangeNumIPs, ActiveIPs, DefaultSubnet,
+  // Entries per ring token, PendingClaims, PendingAllocates), then ours
+  return {
+    Paxos: allocator.paxosStatus() ?? null,
+    Range: rangeText,
+    RangeNumIPs: disabled ? 0 : ring.end - ring.start,
+    ActiveIPs: allocator.activeCount(),
+    DefaultSubnet: disabled ? '' : formatCidr(defaultSubnet),
+    Entries: ring.entries.map((e, i) => ({
+      Token: formatIp(e.token),
+      Size: (i + 1 < ring.entries.length ? ring.entries[i + 1].token : ring.end) - e.token,
+      Peer: e.peer,
+      Nickname: nicknames.get(e.peer) ?? '',
+      IsKnownPeer: known.has(e.peer),
+      Version: e.version,
+    })),
+    PendingClaims: pending.claims.map((c) => ({ Ident: c.id, Address: formatCidr(c.cidr) })),
+    PendingAllocates: pending.allocates,
+    Status: allocator.statusText(),
+    Init: describeInit(init),
+    /** Per peer (ours): its share of the range, as `weave status ipam` shows it. */
+    Shares: peerShares(allocator.ring, view, nicknames).map((s) => ({
+      Peer: s.peer,
+      Nickname: s.nickname ?? '',
+      Size: s.addresses,
+      Percent: Number(s.percent.toFixed(3)),
+      IsKnownPeer: s.self || view.peers().some((p) => p.name === s.peer),
+      Reachable: s.reachable,
+    })),
+    Seeds: allocator.ring.seeds,
+    Removed: [...allocator.ring.removed],
+    /** Peers IPAM sees on its gossip host (1: alone, e.g. before the mesh is wired in). */
+    KnownPeers: view.peers().length,
+    Pending: allocator.pendingCount(),
   }
 }
 

@@ -175,12 +175,15 @@ export function createDockerPlugin(config: DockerPluginConfig, deps: DockerPlugi
       if (config.downResponder) await spawnDownResponder(config.socketPath, routes.keys(), log).catch((err: Error) => log.warn(`router-down responder: ${err.message}`))
     },
     statusLines: () => [
-      ['Service', 'plugin'],
+      // Weave's block for the (non-managed) plugin is `plugin (legacy)` with the driver's name
+      ['Service', 'plugin (legacy)'],
+      ['DriverName', 'weave'],
       ['Socket', config.socketPath],
       ['Networks', `${network.state.networks.size} created since launch; ${networkIds.size} weave networks in Docker${networkOk ? '' : ' (network weave not confirmed)'}`],
       ['Endpoints', String(network.state.endpoints.size)],
     ],
     report: () => ({
+      DriverName: 'weave',
       Socket: config.socketPath,
       DefaultNetworkReady: networkOk,
       Networks: [...networkIds],

@@ -71,6 +71,10 @@ export function wireMesh(
     overlayInfo?: (peer: string) => string | undefined
     /** Whether the overlay sends `peer`'s data in clear by mutual trust (`--trusted-subnets`). */
     overlayTrusted?: (peer: string) => boolean
+    /** Weave's connection Attrs (overlay name, mtu, encrypted) for the report. */
+    overlayAttrs?: (peer: string) => Record<string, unknown> | undefined
+    /** Weave's NetworkRouterStatus extras (Interface, CaptureStats, MACs, OverlayDiagnostics). */
+    routerReport?: () => Record<string, unknown>
   },
 ): WiredMesh {
   const log = deps.logger
@@ -122,7 +126,9 @@ export function wireMesh(
   router.route('GET', '/status/connections', () => ({ text: statusConnections() }))
   router.route('GET', '/status/targets', () => ({ text: targetsText(mesh.status()) }))
   status.addSection('router', { order: 10, lines: () => statusLines(mesh.status()) })
-  status.addReport('Router', () => reportJson(mesh.status()))
+  status.addReport('Router', () => reportJson(mesh.status(), {
+    overlayInfo: deps.overlayInfo, trusted: deps.overlayTrusted, attrs: deps.overlayAttrs, router: deps.routerReport,
+  }))
 
   return {
     mesh,

@@ -38,6 +38,8 @@ export interface OverlayWiring {
   stop(): Promise<void>
   statusLines(): Array<[string, string]>
   report(): Record<string, unknown>
+  /** Weave's NetworkRouterStatus fields: Interface, CaptureStats, MACs, OverlayDiagnostics. */
+  routerReport(): Record<string, unknown>
   /**
    * What `weave status connections` can append for the connection to `peer`: `sleeve mtu=1448`
    * once the sleeve path is established, `sleeve pending` / `sleeve stale` before or after;
@@ -279,6 +281,21 @@ export function wireOverlay(config: WeaverConfig, deps: OverlayWiringDeps): Over
       const encrypted = esp !== undefined
       for (const t of fastTraffic?.peers ?? []) out.push({ ...t, datapath: 'fastdp', encrypted })
       return out
+    },
+    routerReport() {
+      const up = fast.unavailable() === undefined
+      const nick = new Map<string | number, string>()
+      if (mesh) for (const r of mesh.topology.records()) if (r.shortId !== undefined) nick.set(r.shortId, `${r.name}\0${r.nickname}`)
+      return {
+        // Weave's: the device frames are captured on; ours names the data planes too
+        Interface: fast === ovs && up ? `${DEFAULT_BRIDGE} (fastdp ${ovs.datapathType}) + sleeve on ${SLEEVE_PCAP_END}` : `${SLEEVE_PCAP_END} (sleeve${up ? ` + ${fast.kind ?? 'fastdp'}` : ''})`,
+        CaptureStats: sleeve ? { FramesCaptured: sleeve.stats.captured, FramesInjected: sleeve.stats.injected } : {},
+        MACs: sleeve ? sleeve.macs.dump().slice(0, 500).map((e) => {
+          const [name = '', nickName = ''] = (nick.get(e.owner) ?? '').split('\0')
+          return { Mac: e.mac, Name: name, NickName: nickName, LastSeen: new Date(deps.clock.now() - e.ageMs).toISOString() }
+        }) : [],
+        OverlayDiagnostics: { sleeve: overlay.stats, ...(up ? { fastdp: fast.report() } : {}) },
+      }
     },
     report() {
       const up = fast.unavailable() === undefined

@@ -71,6 +71,11 @@ export function createWeaver(config: WeaverConfig, deps: WeaverDeps): Weaver {
     clock: deps.clock, rng: deps.rng, logger: log.child('mesh'), router, status,
     overlayInfo: (peer) => overlay.connectionInfo(peer), // `overlay` is built below; asked only later
     overlayTrusted: (peer) => overlay.connections().some((c) => c.peer === peer && c.trusted === true),
+    overlayAttrs: (peer) => {
+      const c = overlay.connections().find((x) => x.peer === peer)
+      return c && { name: c.overlay, ...(c.mtu === undefined ? {} : { mtu: c.mtu }), ...(c.encrypted ? { encrypted: true } : {}) }
+    },
+    routerReport: () => overlay.routerReport(),
   })
   const mesh = wiredMesh.mesh
   starts.push(async () => {
@@ -221,6 +226,7 @@ function inOrder(
       state = 'running'
       fs.mkdirSync(config.runDir, { recursive: true })
       for (const s of starts) await s()
+      parts.status.ready = true
       log.info(`weave router ${VERSION} started: ${parts.peerName}(${config.nickname})`)
     },
     async stop() {

@@ -14,9 +14,18 @@ export interface StatusSection {
   lines(): StatusLines
 }
 
+/**
+ * weave-ts never phones home: Weave's text and JSON for a disabled version check (its
+ * checkpoint.IsCheckDisabled()), so scripts that read either keep working.
+ */
+const VERSION_CHECK_TEXT = 'version check update disabled'
+const VERSION_CHECK = { Enabled: false, Success: false, NewVersion: '', NextCheckAt: '0001-01-01T00:00:00Z' } as const
+
 export class StatusModel {
   private readonly sections = new Map<string, StatusSection>()
   private readonly reports = new Map<string, () => unknown>()
+  /** Weave's `Ready`: every component started (the daemon sets it at the end of start()). */
+  ready = false
 
   constructor(private readonly version: string) {}
 
@@ -32,7 +41,7 @@ export class StatusModel {
 
   /** The text of `weave status`. */
   text(): string {
-    const blocks: StatusLines[] = [[['Version', this.version]]]
+    const blocks: StatusLines[] = [[['Version', `${this.version} (${VERSION_CHECK_TEXT})`]]]
     const ordered = [...this.sections.values()].sort((a, b) => a.order - b.order)
     for (const s of ordered) blocks.push(s.lines())
     return formatBlocks(blocks)
@@ -40,7 +49,7 @@ export class StatusModel {
 
   /** The JSON of `weave report`. */
   report(): Record<string, unknown> {
-    const out: Record<string, unknown> = { Version: this.version }
+    const out: Record<string, unknown> = { Ready: this.ready, Version: this.version, VersionCheck: { ...VERSION_CHECK } }
     for (const [key, fn] of this.reports) out[key] = fn()
     return out
   }

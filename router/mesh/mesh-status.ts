@@ -79,6 +79,9 @@ export function meshStatus(core: MeshCore, refusals: RefusalLog): MeshStatus {
   peers.sort((a, b) => (a.name === me.name ? -1 : b.name === me.name ? 1 : a.name < b.name ? -1 : 1))
   const unicastRoutes: Record<string, string> = {}
   for (const [d, h] of [...reach].sort()) if (d !== me.name) unicastRoutes[d] = h
+  // Weave's BroadcastRoutes: for each source we can hear, the neighbours we pass its broadcasts to
+  const broadcastRoutes: Record<string, string[]> = {}
+  for (const p of peers) if (p.reachable || p.name === me.name) broadcastRoutes[p.name] = [...routes.broadcast(p.name as never)]
   return {
     name: me.name,
     nickname: me.nickname,
@@ -94,6 +97,7 @@ export function meshStatus(core: MeshCore, refusals: RefusalLog): MeshStatus {
     connections,
     peers,
     unicastRoutes,
+    broadcastRoutes,
     stats: { ...stats },
   }
 }

@@ -123,6 +123,8 @@ export interface MeshStatus {
   connections: ConnectionStatus[]
   peers: PeerStatus[]
   unicastRoutes: Record<string, string>
+  /** Source → the neighbours we forward its broadcasts to (optional: hand-made statuses in tests). */
+  broadcastRoutes?: Record<string, string[]>
   stats: MeshStats
 }
 

@@ -7,24 +7,32 @@ import type { ConnectionStatus, MeshStatus } from './mesh-router'
 
 /** Key/value lines of the `Service: router` block of `weave status`. */
 export function statusLines(s: MeshStatus): Array<[string, string]> {
-  const byState = new Map<string, number>()
-  for (const c of s.connections) byState.set(c.state, (byState.get(c.state) ?? 0) + 1)
-  const order = ['established', 'connecting', 'retrying', 'failed']
-  const counts = order.filter((k) => byState.has(k)).map((k) => `${byState.get(k)} ${k}`)
-  const me = s.peers.find((p) => p.name === s.name)
-  const links = s.peers.reduce((n, p) => n + p.connections.filter((c) => c.established).length, 0)
+  // Weave's printConnectionCounts / printPeerConnectionCounts: counts in a fixed order, zeros left out
+  const counts = countIn(s.connections.map(connectionState), ['established', 'pending', 'retrying', 'failed', 'connecting'])
+  const links = countIn(s.peers.flatMap((p) => p.connections.map((c) => (c.established ? 'established' : 'pending'))), ['established', 'pending'])
   return [
     ['Service', 'router'],
-    ['Protocol', `weave ${MIN_PROTOCOL_VERSION}..${MAX_PROTOCOL_VERSION}`],
+    // Weave's template: one number when min and max agree
+    ['Protocol', `weave ${protocolVersions(MIN_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION)}`],
     ['Name', `${s.name}(${s.nickname})`],
     ['Encryption', s.encryption ? 'enabled' : 'disabled'],
     ['PeerDiscovery', s.discovery ? 'enabled' : 'disabled'],
     ['Targets', String(s.targets.length)],
     ['Connections', `${s.connections.length}${counts.length ? ` (${counts.join(', ')})` : ''}`],
-    ['Peers', `${s.peers.length}${me ? ` (with ${links} established connections)` : ''}`],
+    ['Peers', `${s.peers.length}${links.length ? ` (with ${links.join(', ')} connections)` : ''}`],
     // Weave's printCIDRs
     ['TrustedSubnets', s.trustedSubnets?.length ? s.trustedSubnets.join(', ') : 'none'],
   ]
+}
+
+function protocolVersions(min: number, max: number): string {
+  return min === max ? String(max) : `${min}..${max}`
+}
+
+function countIn(states: string[], order: string[]): string[] {
+  const by = new Map<string, number>()
+  for (const st of states) by.set(st, (by.get(st) ?? 0) + 1)
+  return order.filter((k) => by.has(k)).map((k) => `${by.get(k)} ${k}`)
 }
 
 const arrow = (outbound: boolean) => (outbound ? '->' : '<-')
@@ -35,10 +43,13 @@ const arrow = (outbound: boolean) => (outbound ? '->' : '<-')
  * shows it (`fastdp`, or `sleeve mtu=1448 (not fastdp: why)`).
  */
 export function connectionsText(s: MeshStatus, overlayInfo?: (peer: string) => string | undefined, trusted?: (peer: string) => boolean): string {
-  // Weave's `pending`: connected, but the overlay has not (or no longer) got its heartbeats through
-  const state = (c: ConnectionStatus) => (c.state === 'established' && c.dataPath?.ok === false ? 'pending' : c.state)
-  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, state(c), connectionInfo(c, s, overlayInfo, trusted)])
+  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, connectionState(c), connectionInfo(c, s, overlayInfo, trusted)])
   return table(rows)
+}
+
+/** Weave's `pending`: connected, but the overlay has not (or no longer) got its heartbeats through. */
+function connectionState(c: ConnectionStatus): string {
+  return c.state === 'established' && c.dataPath?.ok === false ? 'pending' : c.state
 }
 
 function connectionInfo(c: ConnectionStatus, s: MeshStatus, overlayInfo?: (peer: string) => string | undefined, trusted?: (peer: string) => boolean): string {
@@ -69,8 +80,25 @@ export function targetsText(s: MeshStatus): string {
   return s.targets.map((t) => `${t}\n`).join('')
 }
 
-/** The router's part of `weave report`. */
-export function reportJson(s: MeshStatus): Record<string, unknown> {
+/** What the overlay adds to the router's report, per peer and as a whole (Weave's names). */
+export interface RouterReportExtras {
+  /** `fastdp`, `sleeve mtu=1438 encrypted aes-256-gcm`... (also shown by `status connections`). */
+  overlayInfo?: (peer: string) => string | undefined
+  /** The data to `peer` goes in clear by mutual trust (`--trusted-subnets`). */
+  trusted?: (peer: string) => boolean
+  /** Weave's connection `Attrs`: `name` (the overlay), `mtu`, `encrypted`. */
+  attrs?: (peer: string) => Record<string, unknown> | undefined
+  /** `Interface`, `CaptureStats`, `MACs`, `OverlayDiagnostics` of Weave's NetworkRouterStatus. */
+  router?: () => Record<string, unknown>
+}
+
+/**
+ * The router's part of `weave report`: every field of Weave's mesh.Status and NetworkRouterStatus
+ * under its name (Peers, Connections, UnicastRoutes, BroadcastRoutes, TerminationCount,
+ * TrustedSubnets...), then ours (UID, ShortID, Version, ConnLimit, Stats; per connection Peer,
+ * NickName, Error, RetryAt, DataPath, DataVia).
+ */
+export function reportJson(s: MeshStatus, x: RouterReportExtras = {}): Record<string, unknown> {
   return {
     Protocol: 'weave',
     ProtocolMinVersion: MIN_PROTOCOL_VERSION,
@@ -79,16 +107,33 @@ export function reportJson(s: MeshStatus): Record<string, unknown> {
     PeerDiscovery: s.discovery,
     Name: s.name,
     NickName: s.nickname,
+    Port: s.port,
+    Peers: s.peers.map((p) => ({
+      Name: p.name, NickName: p.nickname, UID: p.uid, ShortID: p.shortId, Version: p.version, Reachable: p.reachable,
+      Connections: p.connections.map((c) => ({ Name: c.peer, NickName: c.nickname, Address: c.addr, Outbound: c.outbound, Established: c.established })),
+    })),
+    UnicastRoutes: Object.entries(s.unicastRoutes).map(([Dest, Via]) => ({ Dest, Via })),
+    BroadcastRoutes: Object.entries(s.broadcastRoutes ?? {}).map(([Source, Via]) => ({ Source, Via })),
+    Connections: s.connections.map((c) => ({
+      Address: c.addr,
+      Outbound: c.direction === 'outbound',
+      State: connectionState(c),
+      Info: connectionInfo(c, s, x.overlayInfo, x.trusted),
+      Attrs: (c.state === 'established' && c.peer && x.attrs?.(c.peer)) || null,
+      ...(c.peer ? { Peer: c.peer, NickName: c.nickname ?? '' } : {}),
+      ...(c.error ? { Error: c.error } : {}),
+      ...(c.retryAt !== undefined ? { RetryAt: new Date(c.retryAt).toISOString() } : {}),
+      ...(c.dataPath ? { DataPath: c.dataPath } : {}),
+      ...(c.dataVia ? { DataVia: c.dataVia } : {}),
+    })),
+    TerminationCount: s.stats.connectionsClosed,
+    Targets: s.targets,
+    TrustedSubnets: s.trustedSubnets ?? [],
+    ...x.router?.(),
     UID: s.uid,
     ShortID: s.shortId,
     Version: s.version,
-    Port: s.port,
     ConnLimit: s.connLimit,
-    Targets: s.targets,
-    TrustedSubnets: s.trustedSubnets ?? [],
-    Connections: s.connections,
-    Peers: s.peers,
-    UnicastRoutes: s.unicastRoutes,
     Stats: s.stats,
   }
 }

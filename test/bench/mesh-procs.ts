@@ -49,8 +49,8 @@ async function peersListed(h: LabHost): Promise<number> {
 
 async function established(h: LabHost, peerIp: string): Promise<boolean> {
   const r = await h.api('/report').catch(() => undefined)
-  const conns = (r?.body as { Router?: { Connections?: Array<{ addr: string; state: string }> } } | undefined)?.Router?.Connections ?? []
-  return conns.some((c) => c.state === 'established' && c.addr.startsWith(`${peerIp}:`))
+  const conns = (r?.body as { Router?: { Connections?: Array<{ Address: string; State: string }> } } | undefined)?.Router?.Connections ?? []
+  return conns.some((c) => (c.State === 'established' || c.State === 'pending') && c.Address.startsWith(`${peerIp}:`))
 }
 
 /** A bare Node process that waits: what Node costs before our code. */

@@ -5,6 +5,9 @@
  *   between their containers shows in a capture of the underlay), `weave status` has Weave's
  *   `TrustedSubnets:` line, `weave report` has `Router.TrustedSubnets`, and `weave status
  *   connections` says `unencrypted`;
+ * - `weave status` and `weave report` carry every field of Weave 2.8's (its status template and
+ *   WeaveStatus JSON: Router/mesh.Status + NetworkRouterStatus, IPAM ipam.Status, DNS
+ *   nameserver.Status, Proxy, Plugin), under Weave's names and in its order;
  * - trust must be mutual, as Weave's: once h2 is relaunched without the flag, the same marker is
  *   no longer seen on the wire (sleeve encrypted again) and the connection says `encrypted`.
  */
@@ -89,6 +92,56 @@ if (skip) {
 
     const seen = await capture(c2ip)
     assert.ok(seen.includes(KNOWN), `the marker crosses the underlay in clear:\n${seen.slice(-2000)}`)
+  })
+
+  test('weave status and weave report: Weave\'s fields, names and order', async () => {
+    const st = (await h1.weave(['status'])).stdout
+    const keys = [...st.matchAll(/^ *([A-Za-z]+): /gm)].map((m) => m[1])
+    const at = (k: string, from = 0) => keys.indexOf(k, from)
+    // Weave's template order: the router block, then ipam, dns, proxy, plugin
+    const order = ['Version', 'Service', 'Protocol', 'Name', 'Encryption', 'PeerDiscovery', 'Targets', 'Connections', 'Peers', 'TrustedSubnets']
+    let last = -1
+    for (const k of order) { const i = at(k, last + 1); assert.ok(i > last, `${k} after ${order[order.indexOf(k) - 1]}:\n${st}`); last = i }
+    assert.match(st, /^ {8}Version: \S+ \(version check update disabled\)$/m)
+    assert.match(st, /^ {7}Protocol: weave 1$/m)
+    assert.match(st, /^ {4}Connections: 1 \(1 established\)$/m)
+    assert.match(st, /^ {10}Peers: 2 \(with 2 established connections\)$/m)
+    assert.match(st, /Service: ipam\n {9}Status: ready\n {10}Range: 10\.2\.0\.0\/16\n {2}DefaultSubnet: 10\.2\.0\.0\/16/)
+    assert.match(st, /Service: dns\n {9}Domain: weave\.local\.\n(.*\n)*? +Upstream: .*\n {12}TTL: 1\n {8}Entries: \d+/)
+    assert.match(st, /Service: proxy\n {8}Address: unix:\/\/\//)
+    assert.match(st, /Service: plugin \(legacy\)\n {5}DriverName: weave/)
+
+    const r = JSON.parse((await h1.weave(['report'])).stdout) as Record<string, Record<string, unknown> & { [k: string]: unknown }>
+    const has = (o: unknown, names: string[], what: string) => {
+      assert.ok(o && typeof o === 'object', `${what} is an object`)
+      const missing = names.filter((n) => !(n in (o as object)))
+      assert.equal(missing, [], `${what} lacks ${missing.join(', ')}: ${JSON.stringify(o).slice(0, 400)}`)
+    }
+    has(r, ['Ready', 'Version', 'VersionCheck', 'Router', 'IPAM', 'DNS', 'Proxy', 'Plugin'], 'report')
+    assert.is(r.Ready as unknown, true)
+    has(r.VersionCheck, ['Enabled', 'Success', 'NewVersion', 'NextCheckAt'], 'VersionCheck')
+    const R = r.Router as Record<string, unknown[]> & Record<string, unknown>
+    has(R, ['Protocol', 'ProtocolMinVersion', 'ProtocolMaxVersion', 'Encryption', 'PeerDiscovery', 'Name', 'NickName', 'Port', 'Peers',
+      'UnicastRoutes', 'BroadcastRoutes', 'Connections', 'TerminationCount', 'Targets', 'OverlayDiagnostics', 'TrustedSubnets',
+      'Interface', 'CaptureStats', 'MACs'], 'Router')
+    has(R.Peers[0], ['Name', 'NickName', 'UID', 'ShortID', 'Version', 'Connections'], 'Router.Peers[]')
+    has((R.Peers[0] as { Connections: unknown[] }).Connections[0], ['Name', 'NickName', 'Address', 'Outbound', 'Established'], 'Router.Peers[].Connections[]')
+    has(R.Connections[0], ['Address', 'Outbound', 'State', 'Info', 'Attrs'], 'Router.Connections[]')
+    assert.match((R.Connections[0] as { Info: string }).Info, /unencrypted sleeve/)
+    has(R.UnicastRoutes[0], ['Dest', 'Via'], 'Router.UnicastRoutes[]')
+    has(R.BroadcastRoutes[0], ['Source', 'Via'], 'Router.BroadcastRoutes[]')
+    assert.ok(R.MACs.length > 0, 'the sleeve learnt MACs of the containers')
+    has(R.MACs[0], ['Mac', 'Name', 'NickName', 'LastSeen'], 'Router.MACs[]')
+    const I = r.IPAM as Record<string, unknown[]> & Record<string, unknown>
+    has(I, ['Paxos', 'Range', 'RangeNumIPs', 'ActiveIPs', 'DefaultSubnet', 'Entries', 'PendingClaims', 'PendingAllocates'], 'IPAM')
+    assert.is(I.RangeNumIPs as unknown, 65536)
+    has(I.Entries[0], ['Token', 'Size', 'Peer', 'Nickname', 'IsKnownPeer', 'Version'], 'IPAM.Entries[]')
+    assert.is((I.Entries as Array<{ Size: number }>).reduce((n, e) => n + e.Size, 0), 65536, 'the entries cover the range')
+    has(r.DNS, ['Domain', 'Upstream', 'Address', 'TTL', 'Entries'], 'DNS')
+    const dnsEntries = (r.DNS as { Entries: unknown[] }).Entries
+    if (dnsEntries.length) has(dnsEntries[0], ['Hostname', 'Origin', 'ContainerID', 'Address', 'Version', 'Tombstone'], 'DNS.Entries[]')
+    has(r.Proxy, ['Addresses'], 'Proxy')
+    has(r.Plugin, ['DriverName'], 'Plugin')
   })
 
   test('trust is mutual: h2 without --trusted-subnets → encrypted again', async () => {

@@ -110,8 +110,8 @@ else {
         assert.ok(await pingFromNamespace(n1, ip3, { tries: 5 }), 'direct after healing')
         // Each end's status shows its own verdict at once; routes change when the other end's
         // verdict has arrived by gossip too (a topology batch and a route delay, ~0.2 s): poll.
-        const dataVia = async () => ((await h1.api('/report')).body as { Router: { Connections: Array<{ peer?: string; dataVia?: string }> } })
-          .Router.Connections.find((c) => c.peer === name3)?.dataVia
+        const dataVia = async () => ((await h1.api('/report')).body as { Router: { Connections: Array<{ Peer?: string; DataVia?: string }> } })
+          .Router.Connections.find((c) => c.Peer === name3)?.DataVia
         await waitFor('h1 routes h3 direct again', async () => (await dataVia()) === undefined, 10_000, 100).catch(() => undefined)
         assert.is(await dataVia(), undefined, 'data goes direct again')
 

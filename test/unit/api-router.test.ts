@@ -49,14 +49,16 @@ test('status text: sections in order, keys right-aligned like weave status', () 
   const text = s.text()
   assert.is(
     text,
-    '        Version: 1.2.3\n\n        Service: router\n  PeerDiscovery: enabled\n\n        Service: ipam\n         Status: idle\n',
+    '        Version: 1.2.3 (version check update disabled)\n\n        Service: router\n  PeerDiscovery: enabled\n\n        Service: ipam\n         Status: idle\n',
   )
 })
 
 test('report collects every component key', () => {
   const s = new StatusModel('1.2.3')
   s.addReport('Router', () => ({ Name: 'x' }))
-  assert.equal(s.report(), { Version: '1.2.3', Router: { Name: 'x' } })
+  assert.equal(s.report(), {
+    Ready: false, Version: '1.2.3', VersionCheck: { Enabled: false, Success: false, NewVersion: '', NextCheckAt: '0001-01-01T00:00:00Z' }, Router: { Name: 'x' },
+  })
   assert.throws(() => s.addReport('Router', () => 1), /twice/)
 })
 

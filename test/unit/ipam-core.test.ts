@@ -314,8 +314,10 @@ http('weave status ipam: our line first with (K active), others with shares, unr
   assert.match(lines[1], /^aa:00:00:00:00:02\(nick2\) +349525 IPs \(33\.3% of total\)$/)
   assert.match(lines[2], /^aa:00:00:00:00:03\(nick3\) +349526 IPs \(33\.3% of total\) - unreachable!$/)
   assert.is(lines[0].indexOf('349525'), 37)
-  const r = a.report() as { Entries: Array<{ Percent: number }> }
-  assert.ok(Math.abs(r.Entries.reduce((n, e) => n + e.Percent, 0) - 100) < 0.01)
+  const r = a.report() as { Shares: Array<{ Percent: number }>; Entries: Array<{ Size: number }>; RangeNumIPs: number }
+  assert.ok(Math.abs(r.Shares.reduce((n, e) => n + e.Percent, 0) - 100) < 0.01)
+  // Weave's Entries: one per ring token, their sizes cover the whole range
+  assert.is(r.Entries.reduce((n, e) => n + e.Size, 0), r.RangeNumIPs)
 })
 http.run()
 void simPeerName
