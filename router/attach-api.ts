@@ -59,12 +59,19 @@ export function createAttachApi(config: WeaverConfig, deps: AttachApiDeps, hooks
         if (!containerNet.addressesOf(t.id).length) attached.delete(t.id)
         return { json: { id: t.id, removed: r.removed } }
       })
-      router.route('GET', '/ps', async () => {
-        const infos = await net.listAttached(await psTargets(attached, allocator, targets)).catch(fail)
+      router.route('GET', '/ps', async (req) => {
+        // `weave ps [CONTAINER...]`: only those (weave:expose by that name), else everything
+        const only = req.query.getAll('target')
+        const ids = new Set<string>()
+        for (const t of only) ids.add(t === EXPOSE_ID ? t : (await targets.resolve(t)).id)
+        let list = await psTargets(attached, allocator, targets)
+        if (only.length) list = list.filter((t) => ids.has(t.id))
+        const infos = await net.listAttached(list).catch(fail)
         for (const source of deps.psSources ?? []) {
           const more = await source().catch((err: Error) => { log.warn(`weave ps: ${err.message}`); return [] })
           for (const m of more) if (!infos.some((i) => i.id === m.id)) infos.push(m)
         }
+        if (only.length) infos.splice(0, infos.length, ...infos.filter((i) => ids.has(i.id)))
         return { text: infos.map(formatPsLine).join('\n') }
       })
       router.route('POST', '/expose', async (req) => {

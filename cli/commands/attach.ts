@@ -42,10 +42,12 @@ export const detachCommand: Command = {
 
 export const psCommand: Command = {
   name: 'ps',
-  usage: 'Usage: weave ps\n\nOne line per attached container: ID MAC CIDR...; the host\'s own addresses as weave:expose.\n',
+  usage: 'Usage: weave ps [CONTAINER...]\n\nOne line per attached container: ID MAC CIDR..., after the bridge\'s own line\n' +
+    '(weave:expose, with the addresses weave expose gave the host). With CONTAINERs (names, IDs or weave:expose): only those.\n',
   async run(args, ctx) {
-    if (positionalOnly(args, 'ps').length) throw new CliFailure('weave ps takes no arguments')
-    ctx.out(expectOk(await ctx.api('GET', '/ps'), 'ps'))
+    const only = positionalOnly(args, 'ps')
+    const q = only.map((t) => `target=${encodeURIComponent(t)}`).join('&')
+    ctx.out(expectOk(await ctx.api('GET', `/ps${q ? `?${q}` : ''}`), 'ps'))
   },
 }
 

@@ -20,10 +20,15 @@ export interface HideResult { address: string; removedAddress: boolean; removedR
 
 /** IPv4 addresses on the bridge (empty when it does not exist). */
 export async function bridgeAddresses(ctx: NetContext, bridge = DEFAULT_BRIDGE): Promise<Ipv4Cidr[]> {
+  return (await bridgeInfo(ctx, bridge))?.addresses ?? []
+}
+
+/** The bridge's MAC and IPv4 addresses (one `ip addr show`); undefined when there is no bridge. */
+export async function bridgeInfo(ctx: NetContext, bridge = DEFAULT_BRIDGE): Promise<{ mac: string; addresses: Ipv4Cidr[] } | undefined> {
   try {
-    return parseAddrs((await ctx.run(ip.addrShow(bridge))).stdout)[0]?.addresses ?? []
+    return parseAddrs((await ctx.run(ip.addrShow(bridge))).stdout)[0]
   } catch (err) {
-    if (err instanceof NetCommandError && isNoSuchDevice(err.stderr)) return []
+    if (err instanceof NetCommandError && isNoSuchDevice(err.stderr)) return undefined
     throw err
   }
 }

@@ -28,9 +28,9 @@ import { Runner, createRunner } from './exec'
 import { NetContext, NetnsRef, detectArping } from './context'
 import { applyFdb, ensureKernelVxlan, KERNEL_VXLAN_PORT, localMacs, removeKernelVxlan, type FdbOp, type VxlanOptions } from './vxlan'
 import { ensureVxlanCounters, readVxlanCounters, removeVxlanCounters, updateVxlanCounters, type PathTraffic } from './vxlan-counters'
-import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, DEFAULT_CONTROL_PORT, ensureBridge, ensureBridgeRules, getLink } from './bridge'
+import { BridgeInfo, BridgeOptions, DEFAULT_BRIDGE, DEFAULT_CONTROL_PORT, ensureBridge, ensureBridgeRules } from './bridge'
 import { AttachRequest, AttachResult, AttachedInfo, AttachedTarget, DetachRequest, DetachResult, attach, detach, listAttached, readEthwe, removeLink } from './attach'
-import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, expose, hide } from './expose'
+import { ExposeOptions, ExposeResult, HideResult, bridgeAddresses, bridgeInfo, expose, hide } from './expose'
 import { ResetResult, resetHost } from './reset'
 import { formatCidr } from './cidr'
 import { sysctl } from './ip-args'
@@ -65,7 +65,9 @@ export const EXPOSE_ID = 'weave:expose'
 
 /** One `weave ps` line: `id MAC cidr…`. */
 export function formatPsLine(info: AttachedInfo): string {
-  return [info.id, info.mac, ...info.addresses].join(' ')
+  // Docker's short form for container IDs, as Weave prints them
+  const id = /^[0-9a-f]{64}$/.test(info.id) ? info.id.slice(0, 12) : info.id
+  return [id, info.mac, ...info.addresses].join(' ')
 }
 
 export interface NetHostOptions {
@@ -101,8 +103,8 @@ export interface NetHost {
   /** Remove addresses from ethwe; the interface goes with its last one (or all when none given). */
   detach(req: DetachRequest): Promise<DetachResult>
   /**
-   * `weave ps`: ethwe MAC and addresses of each target that has one, then the bridge's own
-   * addresses as `weave:expose` when it has any.
+   * `weave ps`: first the bridge (MAC and exposed addresses, as `weave:expose`, whenever the
+   * bridge exists), then the ethwe MAC and addresses of each target that has one.
    */
   listAttached(targets: AttachedTarget[], opts?: { bridge?: string }): Promise<AttachedInfo[]>
   /**
@@ -191,11 +193,9 @@ export function createNetHost(opts: NetHostOptions = {}): NetHost {
     detach: (req) => serial(() => detach(ctx, req)),
     listAttached: (targets, o = {}) => serial(async () => {
       const out = await listAttached(ctx, targets)
-      const exposed = await bridgeAddresses(ctx, o.bridge)
-      if (exposed.length) {
-        const br = await getLink(ctx, o.bridge ?? DEFAULT_BRIDGE)
-        out.push({ id: EXPOSE_ID, mac: br?.mac ?? '', addresses: exposed.map(formatCidr) })
-      }
+      // As Weave's: the bridge's line first, with its MAC even when nothing is exposed
+      const br = await bridgeInfo(ctx, o.bridge)
+      if (br) out.unshift({ id: EXPOSE_ID, mac: br.mac, addresses: br.addresses.map(formatCidr) })
       return out
     }),
     inspect: (netns, ifname) => serial(async () => {
