@@ -167,156 +167,60 @@ export function rundirFor(ovsdbTarget: string): string {
   return ovsdbTarget.startsWith('unix:') ? path.dirname(ovsdbTarget.slice('unix:'.length)) : DEFAULT_OVS_RUNDIR
 }
 
+/** The driver's state, shared by its pieces below. */
+interface Driver {
+  readonly cfg: FastdpConfig
+  readonly deps: FastdpDeps
+  readonly log: Logger
+  readonly prog: FlowProgrammer
+  readonly bridge: string
+  readonly udpPort: number
+  readonly vxlanName: string
+  readonly dpPort: string
+  readonly peers: Map<number, FlowPeer>
+  readonly localMacs: Set<string>
+  nextHop: ((dst: number) => number | undefined) | undefined
+  ports: FlowPorts | undefined
+  dpInfo: DatapathInfo | undefined
+  db: OvsdbClient | undefined
+  installed: Flow[] | undefined
+  chain: Promise<unknown>
+  stopped: boolean
+  starting: Promise<FastdpInfo> | undefined
+  /** Our flows the datapath learnt, as of the last verify(); undefined before one. */
+  learntFlows: number | undefined
+  readonly flowTraffic: FlowTraffic
+  /** Whether anyone reads traffic(): until then no change costs a dump. */
+  counting: boolean
+}
+
 export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
   checkShortId(cfg.self)
   const bridge = cfg.bridge ?? 'datapath'
   const udpPort = cfg.udpPort ?? 6784
-  const vxlanName = `vxlan-${udpPort}`
-  const dpPort = cfg.datapathPort ?? 'vethwe-datapath'
-  const log = (deps.logger ?? nullLogger).child('fastdp')
-  const connect = deps.connect ?? ((t: string) => connectOvsdb(t))
   const ofOpts: OfctlOptions = { bridge, rundir: cfg.ovsRundir ?? rundirFor(cfg.ovsdbTarget) }
   const prog = (deps.programmer ?? createOfctlProgrammer)(ofOpts)
   if (cfg.mtu !== undefined && (!Number.isInteger(cfg.mtu) || cfg.mtu < 576 || cfg.mtu > 65535 - VXLAN_OVERHEAD_BYTES)) throw new RangeError(`bad MTU ${cfg.mtu}`)
-
-  const peers = new Map<number, FlowPeer>()
-  const localMacs = new Set<string>()
-  let nextHop: ((dst: number) => number | undefined) | undefined
-  let ports: FlowPorts | undefined
-  let dpInfo: DatapathInfo | undefined
-  let db: OvsdbClient | undefined
-  let installed: Flow[] | undefined
-  let chain: Promise<unknown> = Promise.resolve()
-  let stopped = false
-  let starting: Promise<FastdpInfo> | undefined
-  const flowTraffic = new FlowTraffic()
-  /** Whether anyone reads traffic(): until then no change costs a dump. */
-  let counting = false
-
-  const state = (): FlowState => ({
-    self: cfg.self, selfIp: cfg.selfIp, ports: ports!, peers: [...peers.values()], localMacs: [...localMacs],
-    nextHop, learn: cfg.learn, floodToRouter: cfg.floodToRouter,
-  })
-
-  /**
-   * Bring the switch to the current state; one at a time, each a single atomic bundle. With
-   * `forget`, the same bundle deletes the flows the datapath learnt: a learnt "MAC → tunnel to
-   * P" outlives P's move to sleeve (it would keep sending into a dead tunnel) or a route change;
-   * in one bundle, the frames switch paths at one instant.
-   */
-  /** A sync queued behind the one running: later changes join it instead of queueing their own. */
-  let queued: { p: Promise<void>; forget: boolean } | undefined
-  const sync = (forget = false): Promise<void> => {
-    // A burst of changes (a topology update naming many peers) becomes one bundle: the queued
-    // sync reads the state when it runs, so it carries every change made until then.
-    if (queued) {
-      queued.forget ||= forget
-      return queued.p
-    }
-    const q: { p: Promise<void>; forget: boolean } = { p: Promise.resolve(), forget }
-    q.p = chain.then(async () => {
-      if (queued === q) queued = undefined
-      if (!ports || stopped) return
-      const want = computeFlows(state())
-      if (!installed) {
-        await prog.replaceAll(want)
-        installed = want
-        return
-      }
-      const change = diffFlows(installed, want)
-      if (q.forget && cfg.learn) change.forgetLearnt = true
-      if (isEmptyChange(change)) return
-      if (counting && (change.delete.length || change.modify.length || change.forgetLearnt)) {
-        // what the flows about to go (or to tunnel elsewhere) counted since the last read
-        await prog.dump().then((d) => flowTraffic.sample(d), (err: Error) => log.debug(`flow counters: ${err.message}`))
-      }
-      await prog.apply(change) // a bundle: on failure nothing changed and `installed` still holds
-      installed = want
-      log.debug(`flows: +${change.add.length} ~${change.modify.length} -${change.delete.length}`)
-    })
-    queued = q
-    chain = q.p.catch(() => undefined)
-    return q.p
+  const d: Driver = {
+    cfg, deps, log: (deps.logger ?? nullLogger).child('fastdp'), prog, bridge, udpPort, vxlanName: `vxlan-${udpPort}`,
+    dpPort: cfg.datapathPort ?? 'vethwe-datapath', peers: new Map(), localMacs: new Set(), nextHop: undefined, ports: undefined,
+    dpInfo: undefined, db: undefined, installed: undefined, chain: Promise.resolve(), stopped: false, starting: undefined,
+    learntFlows: undefined, flowTraffic: new FlowTraffic(), counting: false,
   }
-
-
-  const sleep = (ms: number) => new Promise<void>((res) => { deps.clock.setTimer(ms, res) })
-
-  async function findPorts(client: OvsdbClient): Promise<FlowPorts> {
-    const deadline = deps.clock.now() + (cfg.attachTimeoutMs ?? 10_000)
-    for (;;) {
-      dpInfo = await datapathInfo(client, bridge)
-      if (!dpInfo) throw new FastdpUnavailableError(`bridge ${bridge} vanished while starting`)
-      const of = (name: string) => dpInfo!.ports.find((p) => p.name === name)?.ofport
-      const problems = datapathProblems(dpInfo)
-      const b = of(dpPort), v = of(vxlanName), r = cfg.routerPort === undefined ? undefined : of(cfg.routerPort)
-      const ok = (n: number | undefined) => n !== undefined && n > 0
-      if (ok(b) && ok(v) && (cfg.routerPort === undefined || ok(r))) return { bridge: b!, vxlan: v!, ...(r === undefined ? {} : { router: r }) }
-      if (deps.clock.now() >= deadline) {
-        throw new FastdpUnavailableError(problems.length ? problems.join('; ') : `ports of ${bridge} not attached within ${cfg.attachTimeoutMs ?? 10_000} ms`)
-      }
-      await sleep(100)
-    }
-  }
-
-  let learntFlows: number | undefined
-  const info = (): FastdpInfo | undefined => ports && {
-    bridge, datapathType: dpInfo?.datapathType ?? cfg.datapathType, ports,
-    portNames: { [dpPort]: ports.bridge, [vxlanName]: ports.vxlan, ...(cfg.routerPort && ports.router ? { [cfg.routerPort]: ports.router } : {}) },
-    flows: installed?.length ?? 0, ...(learntFlows === undefined ? {} : { learntFlows }),
-    peers: peers.size, localMacs: localMacs.size, ...(cfg.mtu === undefined ? {} : { mtu: cfg.mtu }),
-  }
-
-  async function doStart(): Promise<FastdpInfo> {
-    stopped = false
-    let client: OvsdbClient
-    try {
-      client = await connect(cfg.ovsdbTarget)
-      db = client
-    } catch (err) {
-      throw new FastdpUnavailableError(`cannot reach OVSDB at ${cfg.ovsdbTarget}: ${(err as Error).message}`)
-    }
-    let created = false
-    try {
-      const res = await ensureDatapath(client, {
-        bridge, datapathType: cfg.datapathType, udpPort, vxlanPort: vxlanName,
-        ports: cfg.routerPort !== undefined && cfg.routerPortType === 'system' ? [dpPort, cfg.routerPort] : [dpPort],
-        internalPorts: cfg.routerPort === undefined || cfg.routerPortType === 'system' ? [] : [cfg.routerPort], failMode: 'secure',
-      })
-      created = res.created
-      if (res.changes.length) log.info(`bridge ${bridge}: ${res.changes.join('; ')}`)
-      await waitApplied(client, deps.clock, cfg.attachTimeoutMs ?? 10_000)
-      ports = await findPorts(client)
-      if ((dpInfo?.datapathType ?? cfg.datapathType) === 'netdev') {
-        await (deps.wholeFrames ?? ethtoolWholeFrames)(dpPort).then(
-          (peer) => { if (peer) log.debug(`tx offload off on ${peer} (userspace datapath)`) },
-          (err: Error) => log.warn(`could not turn off tx offload towards ${dpPort} (TCP through fastdp may stall): ${err.message}`))
-      }
-      await sync()
-      log.info(`fastdp on ${bridge} (${dpInfo?.datapathType}): ${dpPort}=${ports.bridge} ${vxlanName}=${ports.vxlan}${ports.router ? ` router=${ports.router}` : ''}`)
-      return info()!
-    } catch (err) {
-      ports = undefined
-      if (created) await removeDatapath(client, bridge).catch(() => false) // leave nothing half-made
-      client.close()
-      db = undefined
-      if (err instanceof FastdpUnavailableError) throw err
-      throw new FastdpUnavailableError(`cannot set up bridge ${bridge}: ${(err as Error).message}`)
-    }
-  }
+  const sync = flowSyncer(d)
 
   return {
     start() {
-      if (ports) return Promise.resolve(info()!)
+      if (d.ports) return Promise.resolve(driverInfo(d)!)
       // concurrent callers share one start; a failed start may be tried again
-      starting ??= doStart().finally(() => { starting = undefined })
-      return starting
+      d.starting ??= startDriver(d, sync).finally(() => { d.starting = undefined })
+      return d.starting
     },
     setPeer(shortId, p) {
       checkShortId(shortId)
       if (shortId === cfg.self) return Promise.reject(new RangeError(`peer ${shortId} is ourselves`))
-      const prev = peers.get(shortId)
-      peers.set(shortId, {
+      const prev = d.peers.get(shortId)
+      d.peers.set(shortId, {
         shortId,
         ip: p.ip ?? prev?.ip,
         macs: p.macs ? p.macs.map(normalizeMac) : prev?.macs ?? [],
@@ -327,76 +231,199 @@ export function createFastdp(cfg: FastdpConfig, deps: FastdpDeps): Fastdp {
       // Learnt flows go when a peer's path changes either way: leaving fastdp they would keep
       // sending into a dead tunnel; entering it, they may still point through a relay (learnt
       // while the direct path was down) that both ends would otherwise keep re-learning.
-      const changedPath = prev !== undefined && (prev.via ?? 'fastdp') !== peers.get(shortId)!.via
+      const changedPath = prev !== undefined && (prev.via ?? 'fastdp') !== d.peers.get(shortId)!.via
       return sync(changedPath)
     },
     removePeer(shortId) {
-      const had = peers.get(shortId)
-      peers.delete(shortId)
+      const had = d.peers.get(shortId)
+      d.peers.delete(shortId)
       return sync(had !== undefined && (had.via ?? 'fastdp') === 'fastdp')
     },
     learnLocal(mac) {
-      localMacs.add(normalizeMac(mac))
+      d.localMacs.add(normalizeMac(mac))
       return sync()
     },
     forgetLocal(mac) {
-      localMacs.delete(normalizeMac(mac))
+      d.localMacs.delete(normalizeMac(mac))
       return sync()
     },
     setRoutes(fn) {
       // A learnt flow sends a MAC's frames to the address they last came from: after a route
       // changed that may be a hop no longer on the path (or the direct path just restored), so
       // learnt flows go (sync's `forget`) and the next frames flood until replies are learnt again.
-      const hops = (f: typeof fn) => [...peers.keys()].map((id) => `${id}>${f ? f(id) : id}`).join(',')
-      const changed = hops(nextHop) !== hops(fn)
-      nextHop = fn
+      const hops = (f: typeof fn) => [...d.peers.keys()].map((id) => `${id}>${f ? f(id) : id}`).join(',')
+      const changed = hops(d.nextHop) !== hops(fn)
+      d.nextHop = fn
       return sync(changed)
     },
     refresh: () => sync(),
-    verify() {
-      const p = chain.then(async () => {
-        if (!ports || stopped || !installed) return false
-        const dump = await prog.dump()
-        if (counting) flowTraffic.sample(dump) // learnt flows' counts, before their idle timeout takes them
-        learntFlows = dump.filter((f) => f.cookie === LEARNT_COOKIE).length
-        const ours = dump.filter((f) => f.cookie === FLOW_COOKIE).length
-        if (ours === installed.length) return false
-        log.warn(`datapath ${bridge} holds ${ours} of our ${installed.length} flows: reinstalling them`)
-        const want = computeFlows(state())
-        await prog.replaceAll(want)
-        installed = want
-        return true
-      })
-      chain = p.catch(() => undefined)
-      return p
-    },
-    installed: () => [...(installed ?? [])],
+    verify: () => onChain(d, () => verifyTable(d)),
+    installed: () => [...(d.installed ?? [])],
     stats: () => prog.dump(),
     traffic(keep) {
-      counting = true
-      const p = chain.then(async () => {
-        if (!ports || stopped) return new Map<string, PathCounts>()
-        flowTraffic.sample(await prog.dump())
-        if (keep) flowTraffic.retain(keep)
-        return new Map([...flowTraffic.byAddress()].map(([ip, t]) => [ip, { ...t }]))
-      })
-      chain = p.catch(() => undefined)
-      return p
+      d.counting = true
+      return onChain(d, () => readTraffic(d, keep))
     },
-    info,
-    async stop(opts = {}) {
-      await chain
-      stopped = true
-      try {
-        if (ports) await prog.removeAll().catch((err) => log.warn(`removing flows: ${(err as Error).message}`))
-        if (opts.removeBridge && db) await removeDatapath(db, bridge)
-      } finally {
-        ports = undefined
-        installed = undefined
-        db?.close()
-        db = undefined
+    info: () => driverInfo(d),
+    stop: (opts = {}) => stopDriver(d, opts),
+  }
+}
+
+/** Run `fn` after every change queued so far; later changes wait for it. */
+function onChain<T>(d: Driver, fn: () => Promise<T>): Promise<T> {
+  const p = d.chain.then(fn)
+  d.chain = p.catch(() => undefined)
+  return p
+}
+
+const flowState = (d: Driver): FlowState => ({
+  self: d.cfg.self, selfIp: d.cfg.selfIp, ports: d.ports!, peers: [...d.peers.values()], localMacs: [...d.localMacs],
+  nextHop: d.nextHop, learn: d.cfg.learn, floodToRouter: d.cfg.floodToRouter,
+})
+
+/**
+ * Bring the switch to the current state; one at a time, each a single atomic bundle. With
+ * `forget`, the same bundle deletes the flows the datapath learnt: a learnt "MAC → tunnel to
+ * P" outlives P's move to sleeve (it would keep sending into a dead tunnel) or a route change;
+ * in one bundle, the frames switch paths at one instant.
+ */
+function flowSyncer(d: Driver): (forget?: boolean) => Promise<void> {
+  /** A sync queued behind the one running: later changes join it instead of queueing their own. */
+  let queued: { p: Promise<void>; forget: boolean } | undefined
+  return (forget = false) => {
+    // A burst of changes (a topology update naming many peers) becomes one bundle: the queued
+    // sync reads the state when it runs, so it carries every change made until then.
+    if (queued) {
+      queued.forget ||= forget
+      return queued.p
+    }
+    const q: { p: Promise<void>; forget: boolean } = { p: Promise.resolve(), forget }
+    q.p = d.chain.then(async () => {
+      if (queued === q) queued = undefined
+      if (!d.ports || d.stopped) return
+      const want = computeFlows(flowState(d))
+      if (!d.installed) {
+        await d.prog.replaceAll(want)
+        d.installed = want
+        return
       }
-    },
+      const change = diffFlows(d.installed, want)
+      if (q.forget && d.cfg.learn) change.forgetLearnt = true
+      if (isEmptyChange(change)) return
+      if (d.counting && (change.delete.length || change.modify.length || change.forgetLearnt)) {
+        // what the flows about to go (or to tunnel elsewhere) counted since the last read
+        await d.prog.dump().then((x) => d.flowTraffic.sample(x), (err: Error) => d.log.debug(`flow counters: ${err.message}`))
+      }
+      await d.prog.apply(change) // a bundle: on failure nothing changed and `installed` still holds
+      d.installed = want
+      d.log.debug(`flows: +${change.add.length} ~${change.modify.length} -${change.delete.length}`)
+    })
+    queued = q
+    d.chain = q.p.catch(() => undefined)
+    return q.p
+  }
+}
+
+async function findPorts(d: Driver, client: OvsdbClient): Promise<FlowPorts> {
+  const { cfg, deps } = d
+  const deadline = deps.clock.now() + (cfg.attachTimeoutMs ?? 10_000)
+  for (;;) {
+    const info = d.dpInfo = await datapathInfo(client, d.bridge)
+    if (!info) throw new FastdpUnavailableError(`bridge ${d.bridge} vanished while starting`)
+    const of = (name: string) => info.ports.find((p) => p.name === name)?.ofport
+    const problems = datapathProblems(info)
+    const b = of(d.dpPort), v = of(d.vxlanName), r = cfg.routerPort === undefined ? undefined : of(cfg.routerPort)
+    const ok = (n: number | undefined) => n !== undefined && n > 0
+    if (ok(b) && ok(v) && (cfg.routerPort === undefined || ok(r))) return { bridge: b!, vxlan: v!, ...(r === undefined ? {} : { router: r }) }
+    if (deps.clock.now() >= deadline) {
+      throw new FastdpUnavailableError(problems.length ? problems.join('; ') : `ports of ${d.bridge} not attached within ${cfg.attachTimeoutMs ?? 10_000} ms`)
+    }
+    await new Promise<void>((res) => { deps.clock.setTimer(100, res) })
+  }
+}
+
+function driverInfo(d: Driver): FastdpInfo | undefined {
+  const { cfg, ports } = d
+  return ports && {
+    bridge: d.bridge, datapathType: d.dpInfo?.datapathType ?? cfg.datapathType, ports,
+    portNames: { [d.dpPort]: ports.bridge, [d.vxlanName]: ports.vxlan, ...(cfg.routerPort && ports.router ? { [cfg.routerPort]: ports.router } : {}) },
+    flows: d.installed?.length ?? 0, ...(d.learntFlows === undefined ? {} : { learntFlows: d.learntFlows }),
+    peers: d.peers.size, localMacs: d.localMacs.size, ...(cfg.mtu === undefined ? {} : { mtu: cfg.mtu }),
+  }
+}
+
+async function startDriver(d: Driver, sync: () => Promise<void>): Promise<FastdpInfo> {
+  const { cfg, deps, log } = d
+  d.stopped = false
+  let client: OvsdbClient
+  try {
+    client = await (deps.connect ?? ((t: string) => connectOvsdb(t)))(cfg.ovsdbTarget)
+    d.db = client
+  } catch (err) {
+    throw new FastdpUnavailableError(`cannot reach OVSDB at ${cfg.ovsdbTarget}: ${(err as Error).message}`)
+  }
+  let created = false
+  try {
+    const res = await ensureDatapath(client, {
+      bridge: d.bridge, datapathType: cfg.datapathType, udpPort: d.udpPort, vxlanPort: d.vxlanName,
+      ports: cfg.routerPort !== undefined && cfg.routerPortType === 'system' ? [d.dpPort, cfg.routerPort] : [d.dpPort],
+      internalPorts: cfg.routerPort === undefined || cfg.routerPortType === 'system' ? [] : [cfg.routerPort], failMode: 'secure',
+    })
+    created = res.created
+    if (res.changes.length) log.info(`bridge ${d.bridge}: ${res.changes.join('; ')}`)
+    await waitApplied(client, deps.clock, cfg.attachTimeoutMs ?? 10_000)
+    const ports = d.ports = await findPorts(d, client)
+    if ((d.dpInfo?.datapathType ?? cfg.datapathType) === 'netdev') {
+      await (deps.wholeFrames ?? ethtoolWholeFrames)(d.dpPort).then(
+        (peer) => { if (peer) log.debug(`tx offload off on ${peer} (userspace datapath)`) },
+        (err: Error) => log.warn(`could not turn off tx offload towards ${d.dpPort} (TCP through fastdp may stall): ${err.message}`))
+    }
+    await sync()
+    log.info(`fastdp on ${d.bridge} (${d.dpInfo?.datapathType}): ${d.dpPort}=${ports.bridge} ${d.vxlanName}=${ports.vxlan}${ports.router ? ` router=${ports.router}` : ''}`)
+    return driverInfo(d)!
+  } catch (err) {
+    d.ports = undefined
+    if (created) await removeDatapath(client, d.bridge).catch(() => false) // leave nothing half-made
+    client.close()
+    d.db = undefined
+    if (err instanceof FastdpUnavailableError) throw err
+    throw new FastdpUnavailableError(`cannot set up bridge ${d.bridge}: ${(err as Error).message}`)
+  }
+}
+
+/** verify(): put the whole table back when the switch holds a different number of our flows. */
+async function verifyTable(d: Driver): Promise<boolean> {
+  if (!d.ports || d.stopped || !d.installed) return false
+  const dump = await d.prog.dump()
+  if (d.counting) d.flowTraffic.sample(dump) // learnt flows' counts, before their idle timeout takes them
+  d.learntFlows = dump.filter((f) => f.cookie === LEARNT_COOKIE).length
+  const ours = dump.filter((f) => f.cookie === FLOW_COOKIE).length
+  if (ours === d.installed.length) return false
+  d.log.warn(`datapath ${d.bridge} holds ${ours} of our ${d.installed.length} flows: reinstalling them`)
+  const want = computeFlows(flowState(d))
+  await d.prog.replaceAll(want)
+  d.installed = want
+  return true
+}
+
+async function readTraffic(d: Driver, keep: ReadonlySet<string> | undefined): Promise<Map<string, PathCounts>> {
+  if (!d.ports || d.stopped) return new Map<string, PathCounts>()
+  d.flowTraffic.sample(await d.prog.dump())
+  if (keep) d.flowTraffic.retain(keep)
+  return new Map([...d.flowTraffic.byAddress()].map(([ip, t]) => [ip, { ...t }]))
+}
+
+async function stopDriver(d: Driver, opts: { removeBridge?: boolean }): Promise<void> {
+  await d.chain
+  d.stopped = true
+  try {
+    if (d.ports) await d.prog.removeAll().catch((err) => d.log.warn(`removing flows: ${(err as Error).message}`))
+    if (opts.removeBridge && d.db) await removeDatapath(d.db, d.bridge)
+  } finally {
+    d.ports = undefined
+    d.installed = undefined
+    d.db?.close()
+    d.db = undefined
   }
 }
 

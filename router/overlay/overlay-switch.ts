@@ -11,7 +11,7 @@
  * ESP key epochs travel over the mesh connection through it).
  */
 import type { Clock, Logger } from '../deps'
-import { createSleeveOverlay, type OverlayMeshHost, type SleeveOverlay } from './sleeve-overlay'
+import { createSleeveOverlay, type OverlayMeshHost, type OverlayPeerHello, type SleeveOverlay } from './sleeve-overlay'
 import { chooseOverlay, type Overlay, type OverlayConnection } from './overlay'
 import { createFastEspGate, type FastEspGate } from './fast-esp-gate'
 import type { Xfrm } from '../net'
@@ -54,17 +54,31 @@ export interface OverlaySwitch {
 
 interface Candidate { peer: string; ip: string; via: 'fastdp' | 'sleeve'; why: string | undefined; conn: OverlayConnection }
 
+/** What the switch's pieces share. */
+interface SwitchCtx {
+  readonly deps: OverlaySwitchDeps
+  readonly log: Logger
+  readonly fastLog: (what: string) => (err: Error) => void
+  readonly ready: () => boolean
+  /** Peers that offered the fast path: their underlay IP, connection and the switch's current choice. */
+  readonly candidates: Map<number, Candidate>
+  /** Peers whose hello arrived on a live connection (direct neighbours). */
+  readonly neighbours: Set<number>
+  /** What we last told each peer about its heartbeats (re-sent on change, and every ~second). */
+  readonly toldRx: Map<number, boolean>
+  readonly fallbacks: Map<string, number>
+  mesh: OverlayMeshHost | undefined
+  sleeve: SleeveOverlay
+  esp: FastEspGate | undefined
+}
+
 export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySwitchDeps): OverlaySwitch {
   const log = deps.logger
-  const fastLog = (what: string) => (err: Error) => log.warn(`fastdp: ${what}: ${err.message}`)
-  const ready = () => deps.fast().unavailable() === undefined
-  /** Peers that offered the fast path: their underlay IP, connection and the switch's current choice. */
-  const candidates = new Map<number, Candidate>()
-  /** Peers whose hello arrived on a live connection (direct neighbours). */
-  const neighbours = new Set<number>()
-  /** What we last told each peer about its heartbeats (re-sent on change, and every ~second). */
-  const toldRx = new Map<number, boolean>()
-  let mesh: OverlayMeshHost | undefined
+  const ctx: SwitchCtx = {
+    deps, log, fastLog: (what) => (err) => log.warn(`fastdp: ${what}: ${err.message}`), ready: () => deps.fast().unavailable() === undefined,
+    candidates: new Map(), neighbours: new Set(), toldRx: new Map(), fallbacks: new Map(), mesh: undefined, sleeve: undefined as never, esp: undefined,
+  }
+  const { ready, candidates, fastLog } = ctx
   let cancelHealth: (() => void) | undefined
   let unsubscribeRoutes: (() => void) | undefined
   /** When the next health tick is due (a late tick means our event loop stalled: no verdicts then). */
@@ -72,32 +86,6 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
   let healthTicks = 0
   let heartbeatErrors = 0
   let running = false
-  const fallbacks = new Map<string, number>()
-
-  /** Apply the health verdict for one candidate peer (only when the choice or its reason changed). */
-  function reevaluate(id: number): void {
-    const c = candidates.get(id)
-    if (!c) return
-    const v = c.conn.health(deps.clock.now())
-    const via = v.ok ? 'fastdp' : 'sleeve'
-    const why = v.ok ? undefined : v.why
-    if (via === c.via && why === c.why) return
-    if (via !== c.via) log.info(`peer ${c.peer}: ${c.via} → ${via}${why ? ` (${why})` : ''}`)
-    if (c.via === 'fastdp' && via === 'sleeve') fallbacks.set(why ?? '', (fallbacks.get(why ?? '') ?? 0) + 1)
-    c.via = via
-    c.why = why
-    // Into the fast path first when moving to it, out of the sleeve's routes after (the fast
-    // path hands the peer's frames to the sleeve until it changes); the reverse when falling
-    // back: the sleeve takes the peer at once, before the tunnel goes.
-    if (via === 'sleeve') {
-      sleeve.setVia(id, via, why)
-      c.conn.forward(false).catch(fastLog(`peer ${c.peer}`))
-    } else {
-      const done = () => { if (candidates.get(id) === c && c.via === 'fastdp') sleeve.setVia(id, 'fastdp') }
-      if (!ready()) return
-      c.conn.forward(true).then(done, (err: Error) => { fastLog(`peer ${c.peer}`)(err); done() })
-    }
-  }
 
   /** Every heartbeat interval: heartbeats out, (counters in), tell each peer what reached us, re-decide. */
   async function healthTick(): Promise<void> {
@@ -113,11 +101,11 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
     const periodic = healthTicks++ % Math.max(1, Math.round(1_000 / beats.intervalMs)) === 0
     for (const id of candidates.keys()) {
       const rx = beats.health.rxOk(id, now)
-      if (periodic || toldRx.get(id) !== rx) {
-        sleeve.sendFastdpStatus(id, rx)
-        toldRx.set(id, rx)
+      if (periodic || ctx.toldRx.get(id) !== rx) {
+        ctx.sleeve.sendFastdpStatus(id, rx)
+        ctx.toldRx.set(id, rx)
       }
-      if (!stalled) reevaluate(id)
+      if (!stalled) reevaluate(ctx, id)
     }
   }
 
@@ -130,149 +118,184 @@ export function createOverlaySwitch(config: OverlaySwitchConfig, deps: OverlaySw
     })
   }
 
-  /** Short ID ⇄ name of every peer in the topology with one, and the next hop to each. */
-  function syncRoutes(): void {
-    const fast = deps.fast()
-    if (!fast.syncRoutes || !mesh || !ready()) return
-    const m = mesh
-    const idOf = new Map<string, number>(), nameOf = new Map<number, string>()
-    for (const r of m.topology.records()) {
-      if (r.shortId === undefined) continue
-      idOf.set(r.name, r.shortId)
-      nameOf.set(r.shortId, r.name)
-    }
-    const hop = new Map<number, number>()
-    for (const [dst, via] of m.routes.unicast()) {
-      const dstId = idOf.get(dst), viaId = idOf.get(via)
-      if (dstId !== undefined && viaId !== undefined && dst !== m.identity.name && via !== m.identity.name) hop.set(dstId, viaId)
-    }
-    // Broadcasts we pass on: the children at us of each other peer's broadcast tree (none in a full mesh)
-    const bcastTo = new Map<number, number[]>()
-    for (const [src, srcId] of idOf) {
-      if (src === m.identity.name) continue
-      for (const child of m.routes.broadcast(src as never)) {
-        const c = idOf.get(child)
-        if (c !== undefined && c !== srcId) bcastTo.set(c, [...(bcastTo.get(c) ?? []), srcId])
-      }
-    }
-    fast.syncRoutes(hop, neighbours, nameOf, bcastTo)
-  }
-
-  /** Our underlay address on the mesh connection to `peer` (IPv4 only; the tunnels are IPv4). */
-  function localIpTo(peer: string): string | undefined {
-    const conn = mesh?.connections().get(peer as never)
-    const ip = conn?.localAddr.replace(/:\d+$/, '').replace(/^::ffff:/, '')
-    return ip && /^\d{1,3}(\.\d{1,3}){3}$/.test(ip) ? ip : undefined
-  }
-
-  const sleeve: SleeveOverlay = createSleeveOverlay(
+  const syncRoutes = () => syncFastRoutes(ctx)
+  const sleeve: SleeveOverlay = ctx.sleeve = createSleeveOverlay(
     {
       udpPort: config.udpPort, encrypt: config.encrypt,
       fastdp: () => deps.fast().unavailable() ?? true,
       fastdpKind: () => deps.fast().kind,
-      esp: () => esp !== undefined && ready(),
+      esp: () => ctx.esp !== undefined && ready(),
       trusts: config.trusts,
     },
     {
       clock: deps.clock, logger: log,
-      onPeerHello(h) {
-        if (esp && !esp.first(h, () => this.onPeerHello?.(h))) return
-        const c = chooseOverlay({ ready: ready(), why: deps.fast().unavailable(), encrypt: esp !== undefined, kind: deps.fast().kind }, h)
-        neighbours.add(h.shortId)
-        toldRx.delete(h.shortId) // a new connection: tell it about its heartbeats at the next tick
-        const fast = deps.fast()
-        if (c.via === 'fastdp') {
-          // Both ends can: sleeve until heartbeats prove the tunnel both ways (healthTick).
-          const beats = fast.heartbeats?.()
-          beats?.health.remove(h.shortId)
-          beats?.health.add(h.shortId, deps.clock.now())
-          const why = 'waiting for fastdp heartbeats'
-          const conn = fast.connect({ shortId: h.shortId, peer: h.peer, ip: h.ip, localIp: localIpTo(h.peer) })
-          candidates.set(h.shortId, { peer: h.peer, ip: h.ip, via: 'sleeve', why, conn })
-          sleeve.setVia(h.shortId, 'sleeve', why)
-          conn.start().catch(fastLog(`peer ${h.peer}`))
-          syncRoutes()
-          return
-        }
-        candidates.delete(h.shortId)
-        sleeve.setVia(h.shortId, c.via, c.why)
-        fast.sleeveOnly?.(h.shortId)
-        syncRoutes()
-      },
+      onPeerHello: (h) => onPeerHello(ctx, h, syncRoutes),
       onPeerGone(p) {
         const c = candidates.get(p.shortId)
         candidates.delete(p.shortId)
         deps.fast().heartbeats?.()?.health.remove(p.shortId)
-        neighbours.delete(p.shortId)
+        ctx.neighbours.delete(p.shortId)
         const conn = c?.conn ?? deps.fast().connect({ shortId: p.shortId, peer: p.peer, ip: '' })
         const out = ready() ? conn.stop().catch(fastLog(`removing peer ${p.peer}`)) : undefined
-        esp?.gone(p.shortId, out) // after the fast path stopped tunnelling to it: else vxlan would leave in clear
+        ctx.esp?.gone(p.shortId, out) // after the fast path stopped tunnelling to it: else vxlan would leave in clear
         syncRoutes() // still reachable through another peer: back in as a relayed one
       },
       onFastdpStatus(p) {
         deps.fast().heartbeats?.()?.health.onRemote(p.shortId, p.ok)
-        reevaluate(p.shortId)
+        reevaluate(ctx, p.shortId)
       },
-      onEsp(p) { esp?.onControl(p.shortId, p.m) },
+      onEsp(p) { ctx.esp?.onControl(p.shortId, p.m) },
     },
   )
 
-  const esp = config.encrypt ? createFastEspGate({ rotateMs: config.espRotateMs }, {
+  const esp = ctx.esp = config.encrypt ? createFastEspGate({ rotateMs: config.espRotateMs }, {
     clock: deps.clock, logger: log, xfrm: deps.xfrm, sleeve: () => sleeve, ready, why: () => deps.fast().unavailable(), kind: () => deps.fast().kind,
-    selfName: () => mesh?.identity.name ?? '',
+    selfName: () => ctx.mesh?.identity.name ?? '',
     fallback: (h) => deps.fast().sleeveOnly?.(h.shortId),
   }) : undefined
-
-  /** For `weave status connections`: how frames reach a peer we hold no connection to. */
-  function relayInfo(peer: string): string | undefined {
-    if (!mesh) return undefined
-    const via = mesh.routes.unicast().get(peer as never)
-    if (via === undefined || via === peer) return undefined
-    const c = sleeve.connections().find((x) => x.peer === via)
-    if (!c) return undefined
-    return `via ${c.peer}(${c.nickname}) ${c.overlay}`
-  }
 
   return {
     sleeve,
     esp,
-    useMesh(m) { mesh = m },
+    useMesh(m) { ctx.mesh = m },
     start() {
       running = true
-      if (!ready() || !mesh) return
+      if (!ready() || !ctx.mesh) return
       scheduleHealth()
-      unsubscribeRoutes = mesh.view.onPeersChanged(syncRoutes)
+      unsubscribeRoutes = ctx.mesh.view.onPeersChanged(syncRoutes)
       syncRoutes()
     },
     stop() {
       running = false
       cancelHealth?.()
-      toldRx.clear()
+      ctx.toldRx.clear()
       unsubscribeRoutes?.()
       unsubscribeRoutes = undefined
-      neighbours.clear()
+      ctx.neighbours.clear()
     },
-    connectionInfo(peer) {
-      const c = sleeve.connections().find((x) => x.peer === peer)
-      if (!c) return relayInfo(peer)
-      if (c.overlay === 'fastdp') {
-        const enc = esp?.protects(peer) ? ' encrypted esp' : ''
-        const name = [...candidates.values()].find((x) => x.peer === peer)?.conn.status() ?? 'fastdp'
-        return c.state === 'established' ? `${name}${enc}` : `${name} ${c.state}${enc}`
-      }
-      const why = c.why === undefined ? '' : ` (not fastdp: ${c.why})`
-      return (c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ` encrypted${c.cipher ? ` ${c.cipher}` : ''}` : ''}` : `sleeve ${c.state}`) + why
-    },
-    fallbacks: () => fallbacks,
-    heartbeatReport() {
-      const beats = deps.fast().heartbeats?.()
-      if (!beats) return undefined
-      const now = deps.clock.now()
-      return {
-        IntervalMs: beats.intervalMs,
-        Via: beats.via,
-        Peers: Object.fromEntries([...candidates].map(([id, c]) => [c.peer, { ShortId: id, Via: c.via, RxOk: beats.health.rxOk(id, now), Why: c.why }])),
-      }
-    },
+    connectionInfo: (peer) => connectionInfo(ctx, peer),
+    fallbacks: () => ctx.fallbacks,
+    heartbeatReport: () => heartbeatReport(ctx),
+  }
+}
+
+/** Apply the health verdict for one candidate peer (only when the choice or its reason changed). */
+function reevaluate(ctx: SwitchCtx, id: number): void {
+  const { candidates, fallbacks, sleeve, log, fastLog } = ctx
+  const c = candidates.get(id)
+  if (!c) return
+  const v = c.conn.health(ctx.deps.clock.now())
+  const via = v.ok ? 'fastdp' : 'sleeve'
+  const why = v.ok ? undefined : v.why
+  if (via === c.via && why === c.why) return
+  if (via !== c.via) log.info(`peer ${c.peer}: ${c.via} → ${via}${why ? ` (${why})` : ''}`)
+  if (c.via === 'fastdp' && via === 'sleeve') fallbacks.set(why ?? '', (fallbacks.get(why ?? '') ?? 0) + 1)
+  c.via = via
+  c.why = why
+  // Into the fast path first when moving to it, out of the sleeve's routes after (the fast
+  // path hands the peer's frames to the sleeve until it changes); the reverse when falling
+  // back: the sleeve takes the peer at once, before the tunnel goes.
+  if (via === 'sleeve') {
+    sleeve.setVia(id, via, why)
+    c.conn.forward(false).catch(fastLog(`peer ${c.peer}`))
+  } else {
+    const done = () => { if (candidates.get(id) === c && c.via === 'fastdp') sleeve.setVia(id, 'fastdp') }
+    if (!ctx.ready()) return
+    c.conn.forward(true).then(done, (err: Error) => { fastLog(`peer ${c.peer}`)(err); done() })
+  }
+}
+
+/** A peer's hello: the fast overlay when both ends can (sleeve until heartbeats prove the tunnel), else sleeve and why. */
+function onPeerHello(ctx: SwitchCtx, h: OverlayPeerHello, syncRoutes: () => void): void {
+  const { deps, esp, sleeve } = ctx
+  if (esp && !esp.first(h, () => onPeerHello(ctx, h, syncRoutes))) return
+  const c = chooseOverlay({ ready: ctx.ready(), why: deps.fast().unavailable(), encrypt: esp !== undefined, kind: deps.fast().kind }, h)
+  ctx.neighbours.add(h.shortId)
+  ctx.toldRx.delete(h.shortId) // a new connection: tell it about its heartbeats at the next tick
+  const fast = deps.fast()
+  if (c.via === 'fastdp') {
+    // Both ends can: sleeve until heartbeats prove the tunnel both ways (healthTick).
+    const beats = fast.heartbeats?.()
+    beats?.health.remove(h.shortId)
+    beats?.health.add(h.shortId, deps.clock.now())
+    const why = 'waiting for fastdp heartbeats'
+    const conn = fast.connect({ shortId: h.shortId, peer: h.peer, ip: h.ip, localIp: localIpTo(ctx.mesh, h.peer) })
+    ctx.candidates.set(h.shortId, { peer: h.peer, ip: h.ip, via: 'sleeve', why, conn })
+    sleeve.setVia(h.shortId, 'sleeve', why)
+    conn.start().catch(ctx.fastLog(`peer ${h.peer}`))
+    syncRoutes()
+    return
+  }
+  ctx.candidates.delete(h.shortId)
+  sleeve.setVia(h.shortId, c.via, c.why)
+  fast.sleeveOnly?.(h.shortId)
+  syncRoutes()
+}
+
+/** Short ID ⇄ name of every peer in the topology with one, and the next hop to each. */
+function syncFastRoutes(ctx: SwitchCtx): void {
+  const fast = ctx.deps.fast()
+  const m = ctx.mesh
+  if (!fast.syncRoutes || !m || !ctx.ready()) return
+  const idOf = new Map<string, number>(), nameOf = new Map<number, string>()
+  for (const r of m.topology.records()) {
+    if (r.shortId === undefined) continue
+    idOf.set(r.name, r.shortId)
+    nameOf.set(r.shortId, r.name)
+  }
+  const hop = new Map<number, number>()
+  for (const [dst, via] of m.routes.unicast()) {
+    const dstId = idOf.get(dst), viaId = idOf.get(via)
+    if (dstId !== undefined && viaId !== undefined && dst !== m.identity.name && via !== m.identity.name) hop.set(dstId, viaId)
+  }
+  // Broadcasts we pass on: the children at us of each other peer's broadcast tree (none in a full mesh)
+  const bcastTo = new Map<number, number[]>()
+  for (const [src, srcId] of idOf) {
+    if (src === m.identity.name) continue
+    for (const child of m.routes.broadcast(src as never)) {
+      const c = idOf.get(child)
+      if (c !== undefined && c !== srcId) bcastTo.set(c, [...(bcastTo.get(c) ?? []), srcId])
+    }
+  }
+  fast.syncRoutes(hop, ctx.neighbours, nameOf, bcastTo)
+}
+
+/** Our underlay address on the mesh connection to `peer` (IPv4 only; the tunnels are IPv4). */
+function localIpTo(mesh: OverlayMeshHost | undefined, peer: string): string | undefined {
+  const conn = mesh?.connections().get(peer as never)
+  const ip = conn?.localAddr.replace(/:\d+$/, '').replace(/^::ffff:/, '')
+  return ip && /^\d{1,3}(\.\d{1,3}){3}$/.test(ip) ? ip : undefined
+}
+
+/** For `weave status connections`: how frames reach a peer we hold no connection to. */
+function relayInfo(ctx: SwitchCtx, peer: string): string | undefined {
+  if (!ctx.mesh) return undefined
+  const via = ctx.mesh.routes.unicast().get(peer as never)
+  if (via === undefined || via === peer) return undefined
+  const c = ctx.sleeve.connections().find((x) => x.peer === via)
+  if (!c) return undefined
+  return `via ${c.peer}(${c.nickname}) ${c.overlay}`
+}
+
+function connectionInfo(ctx: SwitchCtx, peer: string): string | undefined {
+  const c = ctx.sleeve.connections().find((x) => x.peer === peer)
+  if (!c) return relayInfo(ctx, peer)
+  if (c.overlay === 'fastdp') {
+    const enc = ctx.esp?.protects(peer) ? ' encrypted esp' : ''
+    const name = [...ctx.candidates.values()].find((x) => x.peer === peer)?.conn.status() ?? 'fastdp'
+    return c.state === 'established' ? `${name}${enc}` : `${name} ${c.state}${enc}`
+  }
+  const why = c.why === undefined ? '' : ` (not fastdp: ${c.why})`
+  return (c.state === 'established' ? `sleeve${c.mtu === undefined ? '' : ` mtu=${c.mtu}`}${c.encrypted ? ` encrypted${c.cipher ? ` ${c.cipher}` : ''}` : ''}` : `sleeve ${c.state}`) + why
+}
+
+function heartbeatReport(ctx: SwitchCtx): Record<string, unknown> | undefined {
+  const beats = ctx.deps.fast().heartbeats?.()
+  if (!beats) return undefined
+  const now = ctx.deps.clock.now()
+  return {
+    IntervalMs: beats.intervalMs,
+    Via: beats.via,
+    Peers: Object.fromEntries([...ctx.candidates].map(([id, c]) => [c.peer, { ShortId: id, Via: c.via, RxOk: beats.health.rxOk(id, now), Why: c.why }])),
   }
 }

@@ -64,166 +64,84 @@ export interface VxlanOverlay extends Overlay {
 
 interface VxPeer { peer: string; ip: string; forwarding: boolean; macs: MacCollector; cursor: number; sent: number }
 
+/** What the overlay's pieces share while it runs. */
+interface VxState {
+  why: string | undefined
+  choice: string
+  bridgeMac: string | undefined
+  self: number
+  io: VxlanIo | undefined
+  beats: TunnelHeartbeats | undefined
+  readonly peers: Map<number, VxPeer>
+  /** Neighbours that are our next hop to other peers (the sleeve relays; the kernel cannot), with those peers' names. */
+  relayFor: Map<number, string[]>
+  readonly announcer: MacAnnouncer
+  installed: FdbState
+}
+
 export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverlayDeps): VxlanOverlay {
   const log = deps.logger
   const warn = (what: string) => (err: Error) => log.warn(`kernel vxlan: ${what}: ${err.message}`)
-  let why: string | undefined = 'not started'
-  let choice = ''
-  let bridgeMac: string | undefined
-  let self = 0
-  let io: VxlanIo | undefined
-  let beats: TunnelHeartbeats | undefined
+  const st: VxState = {
+    why: 'not started', choice: '', bridgeMac: undefined, self: 0, io: undefined, beats: undefined,
+    peers: new Map(), relayFor: new Map(), announcer: new MacAnnouncer(), installed: emptyFdb(),
+  }
+  const fdb = fdbSyncer(st, deps.host, warn)
+  const sync = fdb.sync
   let cancelPoll: (() => void) | undefined
-  const peers = new Map<number, VxPeer>()
-  /** Neighbours that are our next hop to other peers (the sleeve relays; the kernel cannot), with those peers' names. */
-  let relayFor = new Map<number, string[]>()
-  const announcer = new MacAnnouncer()
-  let installed: FdbState = emptyFdb()
-  let chain: Promise<unknown> = Promise.resolve()
-  let queued = false
   const traffic = new VxlanTraffic(deps.host.counters, log)
   /** Count the traffic of exactly the peers we hold (their underlay addresses). */
-  const track = () => traffic.track(new Set([...peers.values()].map((p) => p.ip)))
-
-  /** Bring the device's fdb to what the peers want; one change at a time, bursts merged. */
-  function sync(): Promise<unknown> {
-    if (queued) return chain
-    queued = true
-    chain = chain.then(async () => {
-      queued = false
-      if (!io) return
-      const want = wantedFdb([...peers.values()].map((p) => ({ ip: p.ip, forwarding: p.forwarding, macs: p.macs.macs() })))
-      const ops = planFdb(installed, want)
-      if (!ops.length) return
-      try {
-        await deps.host.applyFdb(ops)
-        installed = want
-      } catch (err) {
-        // unknown what stuck: the next sync starts over from nothing installed
-        installed = { flood: new Set(), macs: new Map([...installed.macs, ...want.macs]) }
-        throw err
-      }
-    }).catch(warn('fdb'))
-    return chain
-  }
-
-  function sender(): HeartbeatSender {
-    let hear: ((src: number, full: boolean) => void) | undefined
-    io!.onFrames((frames) => {
-      for (const f of frames) {
-        const h = decodeHeartbeat(f)
-        if (!h || h.dst !== self) continue
-        hear?.(h.src, h.full)
-        const p = peers.get(h.src)
-        if (p && h.page && p.macs.add(h.page) && p.forwarding) void sync()
-      }
-    })
-    return {
-      send(peer) {
-        const p = peers.get(peer.shortId)
-        if (!io || !p) return Promise.resolve()
-        const full = p.sent++ % FASTDP_FULL_HEARTBEAT_EVERY === 0
-        const fullBytes = config.mtu + 14 // a full-size frame: MTU problems show too
-        const { page, next } = announcer.page(p.cursor, full ? macsPerFrame(fullBytes) : SMALL_PAGE_MACS)
-        p.cursor = next
-        const r = io.send(peer.ip, KERNEL_VXLAN_PORT, encodeHeartbeat({ vni: KERNEL_VXLAN_VNI, src: self, dst: peer.shortId, full, fullBytes, page }))
-        return r === 0 ? Promise.resolve() : Promise.reject(new Error(`heartbeat to ${peer.ip}: ${r}`))
-      },
-      onReceive(fn) { hear = fn },
-      close() { io?.close() },
-    }
-  }
+  const track = () => traffic.track(new Set([...st.peers.values()].map((p) => p.ip)))
 
   function pollLocalMacs(): void {
     cancelPoll = deps.clock.setTimer(LOCAL_MACS_INTERVAL_MS, () => {
       deps.host.localMacs(config.bridge).then((macs) => {
-        if (announcer.set(bridgeMac ? [...macs, bridgeMac.toLowerCase()] : macs)) log.debug(`kernel vxlan: announcing ${announcer.size} local MACs`)
-      }, warn('reading local MACs')).finally(() => { if (io) pollLocalMacs() })
+        if (st.announcer.set(st.bridgeMac ? [...macs, st.bridgeMac.toLowerCase()] : macs)) log.debug(`kernel vxlan: announcing ${st.announcer.size} local MACs`)
+      }, warn('reading local MACs')).finally(() => { if (st.io) pollLocalMacs() })
     })
   }
 
   const o: VxlanOverlay = {
     name: 'fastdp vxlan',
     kind: 'vxlan',
-    setChoice(w) { choice = w },
-    useBridgeMac(mac) { bridgeMac = mac },
-    unavailable: () => why,
+    setChoice(w) { st.choice = w },
+    useBridgeMac(mac) { st.bridgeMac = mac },
+    unavailable: () => st.why,
 
     async start(selfId) {
-      self = selfId
+      st.self = selfId
       try {
         await deps.host.ensure({ bridge: config.bridge, mtu: config.mtu })
       } catch (err) {
-        why = `no kernel vxlan: ${(err as Error).message.trim().split('\n').pop()}`
-        log.warn(`${why}; sleeve only`)
+        st.why = `no kernel vxlan: ${(err as Error).message.trim().split('\n').pop()}`
+        log.warn(`${st.why}; sleeve only`)
         return
       }
       try {
-        io = deps.openIo()
+        st.io = deps.openIo()
       } catch (err) {
-        why = `no kernel vxlan heartbeats: ${(err as Error).message}`
-        log.warn(`${why}; sleeve only`)
+        st.why = `no kernel vxlan heartbeats: ${(err as Error).message}`
+        log.warn(`${st.why}; sleeve only`)
         await deps.host.remove().catch(warn('removing the device'))
         return
       }
       await traffic.start()
-      if (bridgeMac) announcer.set([bridgeMac.toLowerCase()])
-      beats = new TunnelHeartbeats(sender(), deps.clock, undefined, `packet socket on ${KERNEL_VXLAN_DEV}`)
-      why = undefined
+      if (st.bridgeMac) st.announcer.set([st.bridgeMac.toLowerCase()])
+      st.beats = new TunnelHeartbeats(vxlanSender(st, config.mtu, sync), deps.clock, undefined, `packet socket on ${KERNEL_VXLAN_DEV}`)
+      st.why = undefined
       pollLocalMacs()
-      log.info(`kernel vxlan: ${KERNEL_VXLAN_DEV} (vni ${KERNEL_VXLAN_VNI}, udp ${KERNEL_VXLAN_PORT}, mtu ${config.mtu}) on ${config.bridge}${choice ? `: ${choice}` : ''}`)
+      log.info(`kernel vxlan: ${KERNEL_VXLAN_DEV} (vni ${KERNEL_VXLAN_VNI}, udp ${KERNEL_VXLAN_PORT}, mtu ${config.mtu}) on ${config.bridge}${st.choice ? `: ${st.choice}` : ''}`)
     },
 
-    connect(p: OverlayPeer): OverlayConnection {
-      const id = p.shortId
-      return {
-        async start() {
-          const prev = peers.get(id)
-          peers.set(id, { peer: p.peer, ip: p.ip, forwarding: false, macs: prev?.ip === p.ip ? prev.macs : new MacCollector(), cursor: 0, sent: 0 })
-          await track()
-          if (prev?.forwarding) await sync()
-        },
-        health(now): OverlayHealth {
-          const relays = relayFor.get(id)
-          if (relays) return { ok: false, why: `${relays.join('; ')}: peers not reached directly go by sleeve, which relays (the kernel path cannot)` }
-          return beats ? beats.health.verdict(id, now) : { ok: false, why: why ?? 'no kernel vxlan' }
-        },
-        async forward(on) {
-          const x = peers.get(id)
-          if (!x || x.forwarding === on) return
-          x.forwarding = on
-          await sync()
-        },
-        async stop() {
-          if (!peers.delete(id)) return
-          await Promise.all([sync(), track()])
-        },
-        status: () => 'fastdp vxlan',
-      }
-    },
-
-    heartbeats: () => beats,
-
-    syncRoutes(hop, neighbours, names, broadcastTo) {
-      // Either way a frame would cross this host between the tunnel and the sleeve, which the
-      // isolated ports forbid: such a neighbour goes by sleeve, which relays.
-      const next = new Map<number, string[]>()
-      const add = (via: number, what: string) => next.set(via, [...(next.get(via) ?? []), what])
-      for (const [dst, via] of hop) {
-        if (dst !== via && neighbours.has(via)) add(via, `next hop to ${names.get(dst) ?? String(dst)}`)
-      }
-      for (const [child, sources] of broadcastTo ?? []) {
-        if (neighbours.has(child)) add(child, `gets broadcasts of ${sources.map((s) => names.get(s) ?? String(s)).join(', ')} through us`)
-      }
-      relayFor = next
-    },
-
-    relayed: () => [...relayFor.values()].reduce((n, l) => n + l.length, 0),
+    connect: (p) => vxlanConnection(st, p, sync, track),
+    heartbeats: () => st.beats,
+    syncRoutes(hop, neighbours, names, broadcastTo) { st.relayFor = relaysBySleeve(hop, neighbours, names, broadcastTo) },
+    relayed: () => [...st.relayFor.values()].reduce((n, l) => n + l.length, 0),
 
     async traffic(): Promise<FastPeerTraffic[]> {
       const byIp = await traffic.read()
       const out: FastPeerTraffic[] = []
-      for (const p of peers.values()) {
+      for (const p of st.peers.values()) {
         const t = byIp.get(p.ip)
         if (t) out.push({ peer: p.peer, ...t })
       }
@@ -233,37 +151,141 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
     async stop() {
       cancelPoll?.()
       cancelPoll = undefined
-      beats?.close()
-      beats = undefined
-      io = undefined
-      peers.clear()
-      await chain
+      st.beats?.close()
+      st.beats = undefined
+      st.io = undefined
+      st.peers.clear()
+      await fdb.idle()
       await traffic.stop()
-      installed = emptyFdb()
-      why = 'stopped'
+      st.installed = emptyFdb()
+      st.why = 'stopped'
       // the device goes with its fdb: without the router nothing would check the peers' health
       await deps.host.remove().catch(warn('removing the device'))
     },
 
-    statusLine() {
-      if (why === 'not started' && choice) return `off: not started (kernel vxlan: ${choice})`
-      if (why !== undefined) return `off: ${why}`
-      const on = [...peers.values()].filter((p) => p.forwarding).length
-      const relayed = o.relayed!()
-      return `${KERNEL_VXLAN_DEV} (kernel vxlan${choice ? `: ${choice}` : ''}) ${on} of ${peers.size} peers, ${installed.macs.size} remote MACs` +
-        `${relayed ? `, ${relayed} relayed by sleeve` : ''}`
-    },
-
-    report() {
-      if (why !== undefined) return { Unavailable: why }
-      return {
-        Device: KERNEL_VXLAN_DEV, Vni: KERNEL_VXLAN_VNI, Port: KERNEL_VXLAN_PORT, Mtu: config.mtu, Choice: choice,
-        LocalMacs: announcer.size,
-        Peers: Object.fromEntries([...peers].map(([id, p]) => [p.peer, { ShortId: id, Ip: p.ip, Forwarding: p.forwarding, Macs: p.macs.macs().size }])),
-        Fdb: { Flood: [...installed.flood], Macs: installed.macs.size },
-        RelayedBySleeve: Object.fromEntries([...relayFor].map(([id, l]) => [peers.get(id)?.peer ?? String(id), l])),
-      }
-    },
+    statusLine: () => vxlanStatusLine(st, o.relayed!()),
+    report: () => vxlanReport(st, config.mtu),
   }
   return o
+}
+
+/** Bring the device's fdb to what the peers want; one change at a time, bursts merged. */
+function fdbSyncer(st: VxState, host: KernelVxlanHost, warn: (what: string) => (err: Error) => void): { sync(): Promise<unknown>; idle(): Promise<unknown> } {
+  let chain: Promise<unknown> = Promise.resolve()
+  let queued = false
+  return {
+    sync() {
+      if (queued) return chain
+      queued = true
+      chain = chain.then(async () => {
+        queued = false
+        if (!st.io) return
+        const want = wantedFdb([...st.peers.values()].map((p) => ({ ip: p.ip, forwarding: p.forwarding, macs: p.macs.macs() })))
+        const ops = planFdb(st.installed, want)
+        if (!ops.length) return
+        try {
+          await host.applyFdb(ops)
+          st.installed = want
+        } catch (err) {
+          // unknown what stuck: the next sync starts over from nothing installed
+          st.installed = { flood: new Set(), macs: new Map([...st.installed.macs, ...want.macs]) }
+          throw err
+        }
+      }).catch(warn('fdb'))
+      return chain
+    },
+    idle: () => chain,
+  }
+}
+
+/** Heartbeats out through our UDP socket, the peers' in off the device (their MAC pages with them). */
+function vxlanSender(st: VxState, mtu: number, sync: () => Promise<unknown>): HeartbeatSender {
+  let hear: ((src: number, full: boolean) => void) | undefined
+  st.io!.onFrames((frames) => {
+    for (const f of frames) {
+      const h = decodeHeartbeat(f)
+      if (!h || h.dst !== st.self) continue
+      hear?.(h.src, h.full)
+      const p = st.peers.get(h.src)
+      if (p && h.page && p.macs.add(h.page) && p.forwarding) void sync()
+    }
+  })
+  return {
+    send(peer) {
+      const p = st.peers.get(peer.shortId)
+      if (!st.io || !p) return Promise.resolve()
+      const full = p.sent++ % FASTDP_FULL_HEARTBEAT_EVERY === 0
+      const fullBytes = mtu + 14 // a full-size frame: MTU problems show too
+      const { page, next } = st.announcer.page(p.cursor, full ? macsPerFrame(fullBytes) : SMALL_PAGE_MACS)
+      p.cursor = next
+      const r = st.io.send(peer.ip, KERNEL_VXLAN_PORT, encodeHeartbeat({ vni: KERNEL_VXLAN_VNI, src: st.self, dst: peer.shortId, full, fullBytes, page }))
+      return r === 0 ? Promise.resolve() : Promise.reject(new Error(`heartbeat to ${peer.ip}: ${r}`))
+    },
+    onReceive(fn) { hear = fn },
+    close() { st.io?.close() },
+  }
+}
+
+function vxlanConnection(st: VxState, p: OverlayPeer, sync: () => Promise<unknown>, track: () => Promise<unknown>): OverlayConnection {
+  const id = p.shortId
+  return {
+    async start() {
+      const prev = st.peers.get(id)
+      st.peers.set(id, { peer: p.peer, ip: p.ip, forwarding: false, macs: prev?.ip === p.ip ? prev.macs : new MacCollector(), cursor: 0, sent: 0 })
+      await track()
+      if (prev?.forwarding) await sync()
+    },
+    health(now): OverlayHealth {
+      const relays = st.relayFor.get(id)
+      if (relays) return { ok: false, why: `${relays.join('; ')}: peers not reached directly go by sleeve, which relays (the kernel path cannot)` }
+      return st.beats ? st.beats.health.verdict(id, now) : { ok: false, why: st.why ?? 'no kernel vxlan' }
+    },
+    async forward(on) {
+      const x = st.peers.get(id)
+      if (!x || x.forwarding === on) return
+      x.forwarding = on
+      await sync()
+    },
+    async stop() {
+      if (!st.peers.delete(id)) return
+      await Promise.all([sync(), track()])
+    },
+    status: () => 'fastdp vxlan',
+  }
+}
+
+/**
+ * Neighbours that must go by sleeve, with why: either way a frame would cross this host between
+ * the tunnel and the sleeve, which the isolated ports forbid; the sleeve relays.
+ */
+function relaysBySleeve(hop: ReadonlyMap<number, number>, neighbours: ReadonlySet<number>, names: ReadonlyMap<number, string>,
+  broadcastTo: ReadonlyMap<number, readonly number[]> | undefined): Map<number, string[]> {
+  const next = new Map<number, string[]>()
+  const add = (via: number, what: string) => next.set(via, [...(next.get(via) ?? []), what])
+  for (const [dst, via] of hop) {
+    if (dst !== via && neighbours.has(via)) add(via, `next hop to ${names.get(dst) ?? String(dst)}`)
+  }
+  for (const [child, sources] of broadcastTo ?? []) {
+    if (neighbours.has(child)) add(child, `gets broadcasts of ${sources.map((s) => names.get(s) ?? String(s)).join(', ')} through us`)
+  }
+  return next
+}
+
+function vxlanStatusLine(st: VxState, relayed: number): string {
+  if (st.why === 'not started' && st.choice) return `off: not started (kernel vxlan: ${st.choice})`
+  if (st.why !== undefined) return `off: ${st.why}`
+  const on = [...st.peers.values()].filter((p) => p.forwarding).length
+  return `${KERNEL_VXLAN_DEV} (kernel vxlan${st.choice ? `: ${st.choice}` : ''}) ${on} of ${st.peers.size} peers, ${st.installed.macs.size} remote MACs` +
+    `${relayed ? `, ${relayed} relayed by sleeve` : ''}`
+}
+
+function vxlanReport(st: VxState, mtu: number): Record<string, unknown> {
+  if (st.why !== undefined) return { Unavailable: st.why }
+  return {
+    Device: KERNEL_VXLAN_DEV, Vni: KERNEL_VXLAN_VNI, Port: KERNEL_VXLAN_PORT, Mtu: mtu, Choice: st.choice,
+    LocalMacs: st.announcer.size,
+    Peers: Object.fromEntries([...st.peers].map(([id, p]) => [p.peer, { ShortId: id, Ip: p.ip, Forwarding: p.forwarding, Macs: p.macs.macs().size }])),
+    Fdb: { Flood: [...st.installed.flood], Macs: st.installed.macs.size },
+    RelayedBySleeve: Object.fromEntries([...st.relayFor].map(([id, l]) => [st.peers.get(id)?.peer ?? String(id), l])),
+  }
 }
