@@ -8,8 +8,9 @@
  * Flows come and go (peers, learning's idle timeout) and a modified flow keeps its counters under
  * new actions, so totals grow by each flow's delta since the previous dump, credited to the
  * address its actions name now; a flow gone between two dumps loses what it counted since the
- * first (the driver dumps before it deletes tunnel flows, so that is only what learning expires
- * unseen). Memory: one entry per flow in the last dump, one total per peer address kept.
+ * first (the driver dumps before it deletes tunnel flows, except on a path change, which must
+ * not wait: then, and for learnt flows that expire unseen, counts since the last read are lost).
+ * Memory: one entry per flow in the last dump, one total per peer address kept.
  */
 import type { FlowStat } from './ofctl'
 import { PRIORITY } from './fastdp-flows'

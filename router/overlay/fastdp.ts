@@ -146,7 +146,9 @@ export interface Fastdp {
    * Frames and bytes tunnelled to and received from each peer address since start, from the
    * flows' counters (fastdp-traffic); totals of addresses not in `keep` are forgotten. The first
    * call turns counting on: from then on a change that deletes or modifies flows dumps the
-   * counters first, so what those flows counted is kept.
+   * counters first, so what those flows counted is kept — except a path change (a peer moving
+   * between fastdp and sleeve, a route): that one must not wait, and what the peer's flows
+   * counted since the last read is lost.
    */
   traffic(keep?: ReadonlySet<string>): Promise<Map<string, PathCounts>>
   info(): FastdpInfo | undefined
@@ -310,8 +312,9 @@ function flowSyncer(d: Driver): (forget?: boolean) => Promise<void> {
       const change = diffFlows(d.installed, want)
       if (q.forget && d.cfg.learn) change.forgetLearnt = true
       if (isEmptyChange(change)) return
-      if (d.counting && (change.delete.length || change.modify.length || change.forgetLearnt)) {
-        // what the flows about to go (or to tunnel elsewhere) counted since the last read
+      if (d.counting && !q.forget && (change.delete.length || change.modify.length)) {
+        // what the flows about to go (or to tunnel elsewhere) counted since the last read; not
+        // before a path change (a fallback): it must not wait for a dump, and loses that instead
         await d.prog.dump().then((x) => d.flowTraffic.sample(x), (err: Error) => d.log.debug(`flow counters: ${err.message}`))
       }
       await d.prog.apply(change) // a bundle: on failure nothing changed and `installed` still holds

@@ -3,7 +3,7 @@
  * their tun_dst, learnt ones by their loaded address, the per-peer tunnel-in flow by tun_src;
  * heartbeats not at all), totals that only grow across modified, re-made and vanished flows,
  * bounded by the peers kept; and the driver dumping before a change that deletes counting flows
- * once someone reads the counters (and never before).
+ * once someone reads the counters (never before, and never before a path change).
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -106,12 +106,15 @@ test('driver: counts only once read; then a change deleting tunnel flows dumps t
   counts.set('in_port=1,dl_dst=02:00:00:00:00:0b', 7)
   counts.set('in_port=2,tun_src=10.0.0.2,tun_id=0x1/0xfff', 3)
   assert.equal(Object.fromEntries(await fdp.traffic(new Set(['10.0.0.2']))), { '10.0.0.2': { txPackets: 7, txBytes: 700, rxPackets: 3, rxBytes: 300 } })
-  counts.set('in_port=1,dl_dst=02:00:00:00:00:0b', 9) // two more frames, then the peer goes
+  counts.set('in_port=1,dl_dst=02:00:00:00:00:0b', 9) // two more frames, then the MAC moves away from the peer
   calls.length = 0
-  await fdp.removePeer(2)
+  await fdp.setPeer(2, { macs: [] })
   assert.equal(calls, ['dump', 'apply'], 'the counters of the flows about to go are read first')
   assert.equal(Object.fromEntries(await fdp.traffic(new Set(['10.0.0.2']))), { '10.0.0.2': { txPackets: 9, txBytes: 900, rxPackets: 3, rxBytes: 300 } })
-  assert.equal(Object.fromEntries(await fdp.traffic(new Set())), {}, 'and forgotten once the peer is not kept')
+  calls.length = 0
+  await fdp.removePeer(2)
+  assert.equal(calls, ['apply'], 'a path change (the peer leaves fastdp) does not wait for a dump')
+  assert.equal(Object.fromEntries(await fdp.traffic(new Set())), {}, 'and the peer\'s totals are forgotten once it is not kept')
   await fdp.stop()
 })
 

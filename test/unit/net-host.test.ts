@@ -214,6 +214,7 @@ test('resetHost deletes our links, the jumps into our chains, then flushes and d
   ])
   const r = await createNetHost({ run }).resetHost()
   assert.equal(r, { links: ['weave', 'vethwe-bridge', 'vethwepl1'], iptablesJumps: 2, iptablesChains: 3 })
+  assert.ok(run.calls.includes('nft delete table ip weave_traffic'), 'the kernel vxlan path\'s counter table goes too')
   assert.equal(run.calls.filter((c) => c.startsWith('iptables ')), [
     'iptables -w 5 -t filter -D FORWARD -j WEAVE-FORWARD',
     'iptables -w 5 -t filter -F WEAVE-FORWARD',
