@@ -82,11 +82,11 @@ export class Records {
 
   /** Tombstone our live entries matching `pred`; returns the tombstones. */
   removeLocal(pred: (e: Entry) => boolean, now: number): Entry[] {
-    const out: Entry[] = []
-    for (const e of [...this.byKey.values()]) {
-      if (e.origin !== this.opts.self || e.tombstone || !pred(e)) continue
-      out.push(this.put({ ...e, version: e.version + 1, tombstone: Math.max(1, now) }))
-    }
+    // Matches first, then the writes: no copy of the whole table per call (a container's removal
+    // is one call, and churn of thousands of names made that copy most of the daemon's garbage).
+    const hits: Entry[] = []
+    for (const e of this.byKey.values()) if (e.origin === this.opts.self && !e.tombstone && pred(e)) hits.push(e)
+    const out = hits.map((e) => this.put({ ...e, version: e.version + 1, tombstone: Math.max(1, now) }))
     if (this.tombstones > this.opts.maxTombstones) this.trimTombstones()
     return out
   }
