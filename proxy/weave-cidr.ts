@@ -4,7 +4,8 @@
  * Grammar (tokens separated by whitespace):
  *   net:default    allocate an address in the default subnet
  *   net:A.B.C.D/N  allocate an address in that subnet (host bits are cleared: net:10.32.2.7/24 = 10.32.2.0/24)
- *   ip:A.B.C.D/N   claim exactly that address, with that prefix
+ *   ip:A.B.C.D/N   claim exactly that address, with that prefix (as Weave, also the subnet's network
+ *                  address: `ip:10.2.3.0/24` claims 10.2.3.0, it does not allocate in the subnet)
  *   A.B.C.D/N      same as ip:
  *   none           leave the container alone (only on its own)
  * An empty value means net:default (Weave's `WEAVE_CIDR=""` forces default allocation).
@@ -38,14 +39,17 @@ function bad(token: string, why: string): WeaveCidrResult {
   return { ok: false, token, error: `invalid WEAVE_CIDR entry ${JSON.stringify(token)}: ${why}` }
 }
 
-/** Parse one `ip:` / bare token's CIDR; the address must be usable by a host in that subnet. */
+/**
+ * Parse one `ip:` / bare token's CIDR. Weave claims whatever address it is given (its `weave
+ * attach 10.2.3.0/24` puts 10.2.3.0/24 on ethwe, which Linux accepts), so the network address is
+ * taken as a claim too; the broadcast address is refused (a host there cannot be reached).
+ */
 function parseIpToken(token: string, text: string): CidrItem | WeaveCidrResult {
   const c = parseCidrText(text)
   if (!c) return bad(token, 'expected an IPv4 address with a prefix length, like ip:10.32.2.50/24')
-  // /31 and /32 have no network or broadcast address to avoid (RFC 3021).
+  // /31 and /32 have no broadcast address to avoid (RFC 3021).
   if (c.prefix < 31) {
     const host = c.ip & ~maskOf(c.prefix)
-    if (host === 0) return bad(token, 'that is the network address of its subnet, not a host address')
     if ((host >>> 0) === (~maskOf(c.prefix) >>> 0)) return bad(token, 'that is the broadcast address of its subnet')
   }
   return { kind: 'ip', cidr: formatCidr(c.ip, c.prefix) }

@@ -10,6 +10,9 @@
  *   nameserver.Status, Proxy, Plugin), under Weave's names and in its order;
  * - `weave ps` starts with the bridge's `weave:expose MAC [CIDR...]` line (also with nothing
  *   exposed), lists containers by short ID, and `weave ps NAME` / `weave ps weave:expose` only those;
+ * - `weave attach 10.2.3.0/24 c` (a subnet's network address) claims that address, as Weave does:
+ *   the container has it on ethwe, a neighbour pings it, nobody else can claim it, and after
+ *   `docker restart` the same explicit `weave attach` gives it back;
  * - trust must be mutual, as Weave's: once h2 is relaunched without the flag, the same marker is
  *   no longer seen on the wire (sleeve encrypted again) and the connection says `encrypted`.
  */
@@ -160,6 +163,28 @@ if (skip) {
     assert.equal((await h1.weave(['ps', 'c1'])).stdout.trim().split('\n').map((l) => l.split(' ')[0]), [c1.slice(0, 12)])
     assert.equal((await h1.weave(['ps', 'weave:expose'])).stdout.trim().split('\n').map((l) => l.split(' ')[0]), ['weave:expose'])
     assert.is((await h1.weave(['hide'])).code, 0)
+  })
+
+  test('weave attach with a network address claims it (as Weave); re-attach after a restart works', async () => {
+    await h1.docker(['run', '-d', '--name', 'c7', 'busybox', 'sleep', '600'])
+    await h1.docker(['run', '-d', '--name', 'c9', 'busybox', 'sleep', '600'])
+    const c7 = (await h1.docker(['inspect', '-f', '{{.Id}}', 'c7'])).stdout.trim()
+    const a = await h1.weave(['attach', '10.2.3.0/24', 'c7'], { allowFail: true })
+    assert.is(a.code, 0, a.stderr)
+    assert.is(a.stdout.trim(), '10.2.3.0')
+    assert.is((await h1.weave(['attach', 'ip:10.2.3.9/24', 'c9'])).code, 0)
+    const on = async (c: string) => /inet (\S+)/.exec((await h1.docker(['exec', c, 'ip', '-4', 'addr', 'show', 'ethwe'])).stdout)?.[1]
+    assert.is(await on('c7'), '10.2.3.0/24')
+    assert.is((await h1.api(`/ip/${c7}`)).text.trim(), '10.2.3.0/24', 'IPAM holds the claim for c7')
+    assert.is((await h1.docker(['exec', 'c9', 'ping', '-c', '1', '-W', '5', '10.2.3.0'], { allowFail: true })).code, 0, 'a neighbour reaches it')
+    const clash = await user(h1, 'docker run --rm -e WEAVE_CIDR=ip:10.2.3.0/24 busybox true', { allowFail: true })
+    assert.is.not(clash.code, 0, 'nobody else can claim it')
+    await h1.docker(['restart', '-t', '1', 'c7'])
+    const again = await h1.weave(['attach', '10.2.3.0/24', 'c7'], { allowFail: true })
+    assert.is(again.code, 0, again.stderr)
+    assert.is(await on('c7'), '10.2.3.0/24')
+    assert.is((await h1.api(`/ip/${c7}`)).text.trim(), '10.2.3.0/24')
+    await h1.docker(['rm', '-f', 'c7', 'c9'])
   })
 
   test('trust is mutual: h2 without --trusted-subnets → encrypted again', async () => {

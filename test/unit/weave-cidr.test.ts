@@ -37,7 +37,6 @@ test('bad tokens are refused, quoting the token', () => {
     ['ip:256.1.1.1/24', 'ip:256.1.1.1/24'],
     ['ip:10.32.2.50/33', 'ip:10.32.2.50/33'],
     ['ip:010.32.2.50/24', 'ip:010.32.2.50/24'],
-    ['ip:10.32.2.0/24', 'ip:10.32.2.0/24'], // network address
     ['ip:10.32.2.255/24', 'ip:10.32.2.255/24'], // broadcast address
     ['net:10.32.2.0/31', 'net:10.32.2.0/31'],
     ['none net:default', 'none'],
@@ -53,6 +52,11 @@ test('bad tokens are refused, quoting the token', () => {
     assert.is(r.token, token, value)
     assert.ok(r.error.includes(JSON.stringify(token)), `${value}: ${r.error}`)
   }
+})
+
+test('a network address is claimed as given, as Weave does (not an allocation in the subnet)', () => {
+  assert.equal(parseWeaveCidr('ip:10.32.2.0/24'), { ok: true, none: false, items: [{ kind: 'ip', cidr: '10.32.2.0/24' }] })
+  assert.equal(parseWeaveCidr('10.2.3.0/24'), { ok: true, none: false, items: [{ kind: 'ip', cidr: '10.2.3.0/24' }] })
 })
 
 test('/31 and /32 claims are host addresses', () => {
