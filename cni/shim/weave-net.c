@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONF (1 << 20)
+#define MAX_CONF (16 << 20)
 #define MAX_ANSWER (4 << 20)
 #define CONNECT_TIMEOUT_MS 5000
 #define ANSWER_TIMEOUT_MS 90000
@@ -176,12 +176,19 @@ static void fallback(const char *conf, size_t n) {
   snprintf(path, sizeof path, "%s/weave-net.d/node-plugin", self_dir);
   int fds[2];
   if (pipe(fds) == 0) {
-    if (n > 65536) fcntl(fds[1], F_SETPIPE_SZ, (int)n);
-    size_t off = 0;
-    while (off < n) {
-      ssize_t w = write(fds[1], conf + off, n - off);
-      if (w <= 0) break;
-      off += (size_t)w;
+    // The conf goes into a pipe that becomes the node plugin's stdin. More than the pipe holds
+    // is written by a child while the node plugin reads (it would block here before the exec).
+    int writer = n > 65536 && fcntl(fds[1], F_SETPIPE_SZ, (int)n) < (int)n;
+    if (!writer || fork() == 0) {
+      if (writer) close(fds[0]); // a reader that quits early then stops this writer (EPIPE), not blocks it
+      size_t off = 0;
+      while (off < n) {
+        ssize_t w = write(fds[1], conf + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        off += (size_t)w;
+      }
+      if (writer) _exit(0);
     }
     close(fds[1]);
     dup2(fds[0], 0);
@@ -235,7 +242,10 @@ int main(int argc, char **argv) {
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     put(&conf, chunk, (size_t)r);
-    if (conf.n > MAX_CONF) fallback(conf.p, conf.n);
+    if (conf.n > MAX_CONF) {
+      printf("{\"cniVersion\":\"1.0.0\",\"code\":6,\"msg\":\"weave-net: the network configuration on stdin is larger than %d MiB\"}\n", MAX_CONF >> 20);
+      return 1;
+    }
   }
   if (!conf.p) puts_(&conf, "");
   const char *end = conf.p + conf.n;

@@ -21,7 +21,7 @@ let plugin = ''
 /** Run the front like a runtime does, asynchronously (the recorded router answers on this thread). */
 function runFront(env: Record<string, string>, stdin: string): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const child = execFile(plugin, [], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 20_000 }, (err, stdout) => {
+    const child = execFile(plugin, [], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 20_000, maxBuffer: 64 << 20 }, (err, stdout) => {
       if (!err) return resolve({ code: 0, stdout })
       const code = (err as { code?: unknown }).code
       if (typeof code === 'number') resolve({ code, stdout })
@@ -113,6 +113,8 @@ if (!fs.existsSync(front)) {
       ['a relative socket', { CNI_COMMAND: 'ADD' }, '{"cniVersion":"1.0.0","socket":"api.sock"}'],
       ['an unknown command', { CNI_COMMAND: 'GC' }, '{"cniVersion":"1.0.0"}'],
       ['no command', {}, '{"cniVersion":"1.0.0"}'],
+      // more than a pipe holds: written to the node plugin while it reads
+      ['a large conf, no router', { CNI_COMMAND: 'ADD' }, JSON.stringify({ cniVersion: '1.0.0', socket: path.join(dir, 'none.sock'), pad: 'x'.repeat(3 << 20) })],
     ]
     for (const [what, env, stdin] of cases) {
       const a = await runFront(env, stdin)
