@@ -17,7 +17,7 @@
  * with which addresses to attach.
  */
 export { createProxy } from './server'
-export type { Proxy, ProxyConfig, ProxyDeps, ProxyHooks, StartedContainer, CreateContext, WeaveAddress } from './types'
+export type { Proxy, ProxyConfig, ProxyDeps, ProxyHooks, StartedContainer, CreateContext, WeaveAddress, ProxyTls } from './types'
 export type { DockerEndpoint } from './engine-client'
 export { createEngineClient, describeEndpoint, type EngineClient } from './engine-client'
 export type { ContainerEvent, EventWatcher } from './events'

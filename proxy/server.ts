@@ -23,6 +23,7 @@ import { createEngineClient, describeEndpoint } from './engine-client'
 import { watchContainerEvents, type EventWatcher } from './events'
 import { addressOf, copyOwnerAndMode, listen, removeStaleSocket } from './listeners'
 import { onConnection } from './routing'
+import { createTlsServer } from './tls-listener'
 import type { Proxy, ProxyConfig, ProxyDeps } from './types'
 
 export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
@@ -54,7 +55,9 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps): Proxy {
   }
 
   const newServer = (viaTcp = false) => {
-    const s = net.createServer({ allowHalfOpen: true }, (c) => onConnection(ctx, track(c), viaTcp))
+    const s = viaTcp && config.tls
+      ? createTlsServer(config.tls, (c) => onConnection(ctx, track(c), true), (err) => log.warn(`proxy TLS: ${err.message}`))
+      : net.createServer({ allowHalfOpen: true }, (c) => onConnection(ctx, track(c), viaTcp))
     servers.push(s)
     return s
   }

@@ -9,6 +9,8 @@ export interface ProxyConfig {
   socketPath: string
   /** Also listen on TCP (`--proxy-listen tcp://…`); loopback unless the caller says otherwise. */
   tcp?: { host: string; port: number }
+  /** Serve the TCP listener over TLS (`--tls`/`--tlsverify`); the unix sockets stay plain. */
+  tls?: ProxyTls
   /** The real Docker engine. */
   docker: DockerEndpoint
   /** File whose owner and mode the unix socket copies; default: the Docker socket (when it is one). */
@@ -24,6 +26,16 @@ export interface ProxyConfig {
   /** Every call the proxy itself makes to the engine ends by then (default 30 s): a hung dockerd
    *  gets a 504 to the client, not a hung proxy. */
   engineTimeoutMs?: number
+}
+
+/** The TCP listener's TLS material (PEM), as `--tlscert`, `--tlskey`, `--tlscacert` name it. */
+export interface ProxyTls {
+  cert: Buffer
+  key: Buffer
+  /** CA that signs client certificates (needed with verifyClients). */
+  ca?: Buffer
+  /** `--tlsverify`: refuse clients without a certificate signed by `ca`. */
+  verifyClients: boolean
 }
 
 /** A container's first weave address, for `--rewrite-inspect`. */

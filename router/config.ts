@@ -5,6 +5,7 @@
  * and the parser can never disagree.
  */
 import * as os from 'node:os'
+import * as path from 'node:path'
 import { parseUserPeerName } from './peer-name'
 import { parseTrustedSubnets } from './trusted-subnets'
 
@@ -46,6 +47,11 @@ export interface WeaverConfig {
   readonly proxy: boolean
   readonly dockerApi: string
   readonly proxyListen: readonly string[]
+  /**
+   * `--tls`/`--tlsverify`: the proxy's TCP listener serves TLS with these PEM files (Docker's
+   * defaults: {ca,cert,key}.pem in $DOCKER_CERT_PATH or ~/.docker); undefined = plain.
+   */
+  readonly proxyTls?: { readonly verify: boolean; readonly caCert: string; readonly cert: string; readonly key: string }
   readonly noDefaultIpalloc: boolean
   readonly rewriteInspect: boolean
   /** Serve the Docker network plugin (driver and IPAM driver `weave`). */
@@ -84,9 +90,12 @@ export interface WeaverConfig {
 export class ConfigError extends Error {}
 
 type Kind = 'string' | 'int' | 'bool' | 'list'
+/** Flags read into other config fields (the proxy's TLS files become proxyTls). */
+type RawOnlyKey = 'tls' | 'tlsverify' | 'tlscacert' | 'tlscert' | 'tlskey'
+
 interface Flag {
   flag: string
-  key: keyof WeaverConfig
+  key: keyof WeaverConfig | RawOnlyKey
   kind: Kind
   env?: string
   help: string
@@ -144,6 +153,11 @@ export const FLAGS: readonly Flag[] = [
   { flag: '--docker-api', key: 'dockerApi', kind: 'string', env: 'DOCKER_HOST', help: `Docker API to proxy (default ${DEFAULTS.dockerApi})` },
   { flag: '--proxy-listen', key: 'proxyListen', kind: 'list', help: 'extra proxy address: one tcp://HOST[:PORT] (port 12375, loopback by default), any number of unix:///PATH (repeatable); the run dir\'s weave.sock is always served' },
   { flag: '-H', key: 'proxyListen', kind: 'list', help: 'as --proxy-listen (Weave\'s proxy syntax: -H tcp://0.0.0.0:12375 -H unix:///var/run/weave/weave.sock)' },
+  { flag: '--tls', key: 'tls', kind: 'bool', help: 'proxy: serve the TCP listener (-H tcp://…) over TLS with --tlscert/--tlskey' },
+  { flag: '--tlsverify', key: 'tlsverify', kind: 'bool', help: 'proxy: TLS, and accept only clients with a certificate signed by --tlscacert' },
+  { flag: '--tlscacert', key: 'tlscacert', kind: 'string', help: 'proxy: CA of client certificates (default ca.pem in $DOCKER_CERT_PATH or ~/.docker)' },
+  { flag: '--tlscert', key: 'tlscert', kind: 'string', help: 'proxy: TLS certificate (default cert.pem, as --tlscacert)' },
+  { flag: '--tlskey', key: 'tlskey', kind: 'string', help: 'proxy: TLS key (default key.pem, as --tlscacert)' },
   { flag: '--no-default-ipalloc', key: 'noDefaultIpalloc', kind: 'bool', help: 'leave containers without WEAVE_CIDR alone' },
   { flag: '--rewrite-inspect', key: 'rewriteInspect', kind: 'bool', help: 'show the weave address in docker inspect' },
   { flag: '--plugin', key: 'plugin', kind: 'bool', help: 'serve the Docker network plugin (default: on when the Docker socket exists)' },
@@ -208,10 +222,18 @@ export function parseDaemonArgs(argv: readonly string[], env: Readonly<Record<st
     if (flag.kind === 'list') raw[flag.key] = [...((raw[flag.key] as string[] | undefined) ?? []), value]
     else raw[flag.key] = value
   }
-  return build(raw, peers, opts)
+  return build(raw, peers, opts, env)
 }
 
-function build(raw: Record<string, string | boolean | string[]>, peers: string[], opts: ParseOptions): WeaverConfig {
+/** Docker's TLS flags: --tlsverify implies --tls; files default to $DOCKER_CERT_PATH or ~/.docker. */
+function proxyTlsFlags(raw: Record<string, string | boolean | string[]>, env: Readonly<Record<string, string | undefined>>): WeaverConfig['proxyTls'] {
+  if (raw.tls !== true && raw.tlsverify !== true) return undefined
+  const dir = env.DOCKER_CERT_PATH || path.join(os.homedir(), '.docker')
+  const file = (k: string, name: string) => (typeof raw[k] === 'string' && raw[k] !== '' ? raw[k] : path.join(dir, name))
+  return Object.freeze({ verify: raw.tlsverify === true, caCert: file('tlscacert', 'ca.pem'), cert: file('tlscert', 'cert.pem'), key: file('tlskey', 'key.pem') })
+}
+
+function build(raw: Record<string, string | boolean | string[]>, peers: string[], opts: ParseOptions, env: Readonly<Record<string, string | undefined>>): WeaverConfig {
   const str = (k: keyof WeaverConfig) => raw[k] as string | undefined
   const int = (k: keyof WeaverConfig, def: number, min: number, max: number) => {
     const v = str(k)
@@ -250,6 +272,7 @@ function build(raw: Record<string, string | boolean | string[]>, peers: string[]
     proxy,
     dockerApi,
     proxyListen: (raw.proxyListen as string[] | undefined) ?? [],
+    proxyTls: proxyTlsFlags(raw, env),
     // Without IPAM (--ipalloc-range "") the proxy attaches only containers with an explicit WEAVE_CIDR.
     noDefaultIpalloc: raw.noDefaultIpalloc === true || raw.ipallocRange === '',
     rewriteInspect: raw.rewriteInspect === true,

@@ -19,6 +19,7 @@ import {
 } from '../proxy'
 import { parseCidr } from '../ipam'
 import type { DnsWiring } from './dns-wiring'
+import { loadProxyTls } from './proxy-tls'
 
 export interface ProxyWiring {
   proxy: Proxy
@@ -87,6 +88,7 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
   const proxyConfig: ProxyConfig = {
       socketPath: proxySocketPath(config.runDir),
       tcp,
+      tls: loadProxyTls(config),
       docker,
       weavewaitDir: installWeavewait(path.join(config.runDir, 'w')),
       defaultIpalloc,

@@ -22,6 +22,7 @@ tests=(
   clang libfuzzer-14-dev libclang-rt-14-dev            # libFuzzer + ASan/UBSan on the addon's parsing (native-fuzz)
   podman containernetworking-plugins runc conmon jq   # CNI plugin tests: podman (CNI backend), portmap; jq in the lab runc wrapper
   prometheus                                           # a real Prometheus scraping lab routers (lab/observe)
+  openssl                                              # CA and certificates made by the proxy TLS test (parity-proxy-tls)
   dnsmasq-base bind9-dnsutils                          # weaveDNS: dnsmasq (the binary, no system service) as the lab upstream and bench baseline, dig
 )
 packages=("${runtime[@]}")

@@ -67,6 +67,14 @@ test('--trusted-subnets: Weave\'s comma list, kept as network CIDRs; none by def
   assert.equal(parseDaemonArgs([], {}).trustedSubnets, [])
 })
 
+test('proxy TLS: --tlsverify implies TLS; files default to $DOCKER_CERT_PATH as Docker\'s', () => {
+  assert.is(parseDaemonArgs([], {}).proxyTls, undefined)
+  assert.equal(parseDaemonArgs(['--tlsverify'], { DOCKER_CERT_PATH: '/certs' }).proxyTls, { verify: true, caCert: '/certs/ca.pem', cert: '/certs/cert.pem', key: '/certs/key.pem' })
+  assert.equal(parseDaemonArgs(['--tls', '--tlscert', '/a/c.pem', '--tlskey=/a/k.pem'], { DOCKER_CERT_PATH: '/certs' }).proxyTls,
+    { verify: false, caCert: '/certs/ca.pem', cert: '/a/c.pem', key: '/a/k.pem' })
+  assert.is(parseDaemonArgs(['--tlscert', '/a/c.pem'], {}).proxyTls, undefined, 'files alone do not turn TLS on (as Docker)')
+})
+
 test('--http-addr off disables the TCP API', () => {
   assert.is(parseDaemonArgs(['--http-addr', 'off'], {}).httpAddr, undefined)
 })
