@@ -87,9 +87,9 @@ if (why()) {
     }
     const ps = (await h.weave(['ps'])).stdout
     for (const name of ['m1', 'm2']) {
-      const id = (await h.docker(['inspect', '-f', '{{.Id}}', name])).stdout.trim()
+      const id = (await h.docker(['inspect', '-f', '{{.Id}}', name])).stdout.trim().slice(0, 12) // Docker's short form, as Weave prints it
       const mac = (await h.docker(['inspect', '-f', '{{(index .NetworkSettings.Networks "weave").MacAddress}}', name])).stdout.trim()
-      const line = ps.split('\n').find((l) => l.startsWith(id))
+      const line = ps.split('\n').find((l) => l.startsWith(`${id} `))
       assert.ok(line, `weave ps lists ${name} (${id}):\n${ps}`)
       assert.is(line, `${id} ${mac} ${await ipOf(name)}/16`)
     }
