@@ -46,6 +46,7 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
   const engine = createEngineClient(docker)
   const defaultIpalloc = !config.noDefaultIpalloc
   const attached = new Map<string, number>() // container id → pid it was attached at
+  const macs = new Map<string, string>() // container id → its ethwe MAC (--rewrite-inspect, as Weave)
   // The start through the proxy and its `start` event race; both must share one attach.
   const inFlight = new Map<string, Promise<void>>()
 
@@ -58,8 +59,9 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
     if (!p) {
       p = deps.containerNet
         .attach({ id: c.id, netns: { pid: c.pid }, items: c.items, mtu: config.mtu, ...(config.noMulticastRoute ? { link: { multicastRoute: false } } : {}) })
-        .then(() => {
+        .then((r) => {
           attached.set(c.id, c.pid)
+          if (r.mac) macs.set(c.id, r.mac)
         })
         .finally(() => inFlight.delete(key))
       inFlight.set(key, p)
@@ -71,6 +73,7 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
     deps.dns?.onContainerEvent(e) // die → its names go at once (the lease waits out the grace period)
     if (e.action === 'destroy') {
       attached.delete(e.id)
+      macs.delete(e.id)
       deps.containerNet.release(e.id).catch((err: Error) => log.warn(`releasing ${e.id.slice(0, 12)}: ${err.message}`))
     } else if (e.action === 'die') {
       attached.delete(e.id)
@@ -104,7 +107,8 @@ export function wireProxy(config: WeaverConfig, deps: { clock: Clock; logger: Lo
         inspectAddress: (id) => {
           const first = deps.containerNet.addressesOf(id)[0]
           const c = first ? parseCidr(first) : undefined
-          return c ? { ip: first.split('/')[0], prefixLen: c.prefix } : undefined
+          const mac = macs.get(id)
+          return c ? { ip: first.split('/')[0], prefixLen: c.prefix, ...(mac ? { mac } : {}) } : undefined
         },
   }
   const main = createProxy(proxyConfig, { clock: deps.clock, logger: log, hooks })
