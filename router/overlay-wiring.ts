@@ -289,10 +289,9 @@ async function startOverlay(w: Wired): Promise<void> {
 /** Read the fast path's counters unless a read younger than `maxAgeMs` is at hand; callers meanwhile share one read. */
 function refreshFastTraffic(w: Wired, maxAgeMs: number): Promise<void> {
   const fast = w.fast
-  const read = fast.traffic
-  if (!read || fast.unavailable() !== undefined) { w.fastTraffic = undefined; return Promise.resolve() }
+  if (!fast.traffic || fast.unavailable() !== undefined) { w.fastTraffic = undefined; return Promise.resolve() }
   if (w.fastTraffic && w.deps.clock.now() - w.fastTraffic.at < maxAgeMs) return Promise.resolve()
-  w.reading ??= read.call(fast).then(
+  w.reading ??= fast.traffic().then(
     (peers) => { w.fastTraffic = { at: w.deps.clock.now(), peers } },
     (err: Error) => { w.fastLog('reading traffic counters')(err) },
   ).finally(() => { w.reading = undefined })

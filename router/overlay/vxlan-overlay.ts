@@ -170,7 +170,7 @@ export function createVxlanOverlay(config: VxlanOverlayConfig, deps: VxlanOverla
 }
 
 /** Bring the device's fdb to what the peers want; one change at a time, bursts merged. */
-function fdbSyncer(st: VxState, host: KernelVxlanHost, warn: (what: string) => (err: Error) => void): { sync(): Promise<unknown>; idle(): Promise<unknown> } {
+function fdbSyncer(st: VxState, host: KernelVxlanHost, warn: (what: string) => (err: Error) => void): { sync(this: void): Promise<unknown>; idle(this: void): Promise<unknown> } {
   let chain: Promise<unknown> = Promise.resolve()
   let queued = false
   return {
