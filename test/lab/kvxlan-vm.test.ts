@@ -37,6 +37,9 @@ const NO_RESTART = '--no-restart'
 const PASSWORD = ['--password', 'kvxlan-vm-lab-secret']
 const REQID = 22506 // router/net/xfrm ESP_REQID
 const MTU = 1376 // the weave MTU the daemons run with
+/** A connection on the kernel vxlan path, as `weave status connections` says it, plain and under ESP. */
+const VXLAN = / established unencrypted fastdp vxlan( |$)/
+const VXLAN_ESP = / established encrypted fastdp vxlan encrypted esp( |$)/
 /** Under emulation everything is 10-50x slower than on the host: waits are generous. */
 const SETTLE_MS = 180_000
 
@@ -60,8 +63,9 @@ async function views(lab: Lab): Promise<string> {
   return out.join('\n')
 }
 
+/** `from`'s line of `weave status connections` (GET /status/connections) about `to`. */
 async function lineTo(from: LabHost, to: LabHost): Promise<string> {
-  return (await from.api('/status/overlay')).text.split('\n').find((l) => l.includes(`${to.underlayIp}:`)) ?? ''
+  return (await from.api('/status/connections')).text.split('\n').find((l) => l.includes(`${to.underlayIp}:`)) ?? ''
 }
 
 /**
@@ -159,8 +163,8 @@ async function sendUdp(from: Endpoint, to: string, text: string): Promise<void> 
 async function mixed(lab: Lab): Promise<void> {
   const [h1, h2] = lab.hosts
   await launchAll(lab, lab.hosts, [], (a, b) => a === h1 || b === h1
-    ? /established sleeve .*\(not fastdp: .*the peer's fast path is (kernel vxlan, ours OVS fastdp|OVS fastdp, ours kernel vxlan)/
-    : / established fastdp vxlan( |$)/)
+    ? /established unencrypted sleeve .*\(not fastdp: .*the peer's fast path is (kernel vxlan, ours OVS fastdp|OVS fastdp, ours kernel vxlan)/
+    : VXLAN)
   const st1 = (await h1.api('/status')).text
   const st2 = (await h2.api('/status')).text
   console.log(`  h1: ${/Fastdp: .*/.exec(st1)?.[0]}\n  h2: ${/Fastdp: .*/.exec(st2)?.[0]}`)
@@ -182,20 +186,20 @@ async function mixed(lab: Lab): Promise<void> {
 
   // TSO/GSO on the kernel path: the device offers it, and whole TSO segments cross it. Start on
   // the kernel path both ways (it may flap under emulation: the tx counter says how much it took)
-  await bothOn(lab, h2, lab.hosts[2], / established fastdp vxlan( |$)/)
+  await bothOn(lab, h2, lab.hosts[2], VXLAN)
   const feat = await offloads(h2, 'vxlan-6784')
   console.log(`  h2 ethtool -k vxlan-6784: ${JSON.stringify(feat)}`)
   assert.is(feat['tcp-segmentation-offload'], 'on', 'vxlan-6784 takes TSO segments')
   assert.is(feat['generic-segmentation-offload'], 'on', 'and GSO')
   const tx2 = await vxlanBytes(h2, 'tx')
-  const cap = await tcpSizesOn(h2, 'vxlan-6784', 'tcp port 5555', () => transfer(e2, e3, 64))
+  const cap = await tcpSizesOn(h2, 'vxlan-6784', 'tcp port 5555', () => transfer(e2, e3, 8))
   const tx2grew = await vxlanBytes(h2, 'tx') - tx2
   const t23 = cap.result
   const big = cap.lengths.filter((n) => n > MTU).length
-  console.log(`  ${flaps(h2)} fallbacks on h2 so far; 64 MiB h2 → h3 by the kernel path in ${t23.seconds.toFixed(1)} s; vxlan-6784 tx grew ${(tx2grew / 2 ** 20).toFixed(0)} MiB; ` +
+  console.log(`  ${flaps(h2)} fallbacks on h2 so far; 8 MiB h2 → h3 by the kernel path in ${t23.seconds.toFixed(1)} s; vxlan-6784 tx grew ${(tx2grew / 2 ** 20).toFixed(0)} MiB; ` +
     `captured on it: ${cap.lengths.length} TCP packets, ${big} with more payload than the MTU (largest ${Math.max(0, ...cap.lengths)} bytes)`)
   assert.is(t23.received, t23.sent, 'h2 → h3 arrived intact')
-  assert.ok(tx2grew >= 32 * 2 ** 20, `the transfer left through vxlan-6784, at least half of it (tx grew ${tx2grew} bytes)`)
+  assert.ok(tx2grew >= 4 * 2 ** 20, `the transfer left through vxlan-6784, at least half of it (tx grew ${tx2grew} bytes)`)
   assert.ok(big > 0, `TSO segments larger than the MTU crossed vxlan-6784 whole:\n${cap.text.slice(0, 2000)}`)
   console.log('kvxlan-vm: mixed ok')
 }
@@ -212,7 +216,7 @@ const flaps = (h: LabHost) => count(h.weaverLog(100_000), /: fastdp → sleeve/g
 /** h2 and h3 relaunched with a password: the kernel path under kernel ESP. */
 async function encrypted(lab: Lab): Promise<void> {
   const [, h2, h3] = lab.hosts
-  await launchAll(lab, [h2, h3], PASSWORD, () => / established fastdp vxlan encrypted esp( |$)/)
+  await launchAll(lab, [h2, h3], PASSWORD, () => VXLAN_ESP)
   const st = (await h2.exec(['ip', 'xfrm', 'state'])).stdout
   const pol = (await h2.exec(['ip', 'xfrm', 'policy'])).stdout
   assert.ok(count(st, new RegExp(`reqid ${REQID}`, 'g')) >= 2, `h2 holds our SAs:\n${st.replace(/0x[0-9a-f]{40,}/g, '<key>')}`)
@@ -221,7 +225,7 @@ async function encrypted(lab: Lab): Promise<void> {
   const eps = await attachAll([h2, h3], 'e')
   const [e2, e3] = eps
   await pingAll(lab, eps)
-  await bothOn(lab, h2, h3, / established fastdp vxlan encrypted esp( |$)/)
+  await bothOn(lab, h2, h3, VXLAN_ESP)
   const marker = 'WEAVE-KVXLAN-PLAINTEXT-MARKER-' + 'y'.repeat(32)
   const cap = await capture(h3, 'eth0', ['-A', '-s', '0', `host ${h2.underlayIp} and not tcp port 6783`], async () => {
     for (let i = 0; i < 5; i++) await sendUdp(e2, e3.ip, marker)
