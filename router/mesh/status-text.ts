@@ -43,7 +43,7 @@ const arrow = (outbound: boolean) => (outbound ? '->' : '<-')
  * shows it (`fastdp`, or `sleeve mtu=1448 (not fastdp: why)`).
  */
 export function connectionsText(s: MeshStatus, overlayInfo?: (peer: string) => string | undefined, trusted?: (peer: string) => boolean): string {
-  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, connectionState(c), connectionInfo(c, s, overlayInfo, trusted)])
+  const rows = s.connections.map((c) => [arrow(c.direction === 'outbound'), c.addr, connectionState(c), connectionInfo(c, overlayInfo, trusted)])
   return table(rows)
 }
 
@@ -52,7 +52,7 @@ function connectionState(c: ConnectionStatus): string {
   return c.state === 'established' && c.dataPath?.ok === false ? 'pending' : c.state
 }
 
-function connectionInfo(c: ConnectionStatus, s: MeshStatus, overlayInfo?: (peer: string) => string | undefined, trusted?: (peer: string) => boolean): string {
+function connectionInfo(c: ConnectionStatus, overlayInfo?: (peer: string) => string | undefined, trusted?: (peer: string) => boolean): string {
   if (c.state === 'established') {
     // As Weave: a mutually trusted peer's data is unencrypted although the mesh has a password.
     const enc = c.encrypted && !(c.peer && trusted?.(c.peer)) ? 'encrypted' : 'unencrypted'
@@ -118,7 +118,7 @@ export function reportJson(s: MeshStatus, x: RouterReportExtras = {}): Record<st
       Address: c.addr,
       Outbound: c.direction === 'outbound',
       State: connectionState(c),
-      Info: connectionInfo(c, s, x.overlayInfo, x.trusted),
+      Info: connectionInfo(c, x.overlayInfo, x.trusted),
       Attrs: (c.state === 'established' && c.peer && x.attrs?.(c.peer)) || null,
       ...(c.peer ? { Peer: c.peer, NickName: c.nickname ?? '' } : {}),
       ...(c.error ? { Error: c.error } : {}),

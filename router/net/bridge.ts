@@ -93,7 +93,7 @@ export async function ensureBridge(ctx: NetContext, opts: BridgeOptions = {}): P
   if (routerLink === 'pcap' || routerLink === 'datapath') await ensureRouterPair(ctx, name, mtu, routerLink)
   if (routerLink === 'ovs') {
     await ensureRouterPair(ctx, name, mtu, 'datapath')
-    await ensureOvsRouterPair(ctx, name, mtu)
+    await ensureOvsRouterPair(ctx, mtu)
   }
   await ctx.run(ip.setUp(name))
   await ensureBridgeRules(ctx, name, opts.controlPort === undefined ? DEFAULT_CONTROL_PORT : opts.controlPort)
@@ -114,7 +114,7 @@ async function setBridgeSysctls(ctx: NetContext, name: string): Promise<void> {
 }
 
 /** vethwe-ovsrtr ⇄ vethwe-pcap (neither on the Linux bridge); made after ensureRouterPair('datapath'), which removes a pcap pair. */
-async function ensureOvsRouterPair(ctx: NetContext, bridge: string, mtu: number): Promise<void> {
+async function ensureOvsRouterPair(ctx: NetContext, mtu: number): Promise<void> {
   let a = await getLink(ctx, OVS_ROUTER_END)
   let b = await getLink(ctx, SLEEVE_PCAP_END)
   if (a && (a.kind !== 'veth' || !b)) { await ctx.run(ip.delLink(OVS_ROUTER_END)); a = undefined }

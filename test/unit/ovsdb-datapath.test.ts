@@ -59,8 +59,8 @@ class FakeOvsdb {
       echo: async (...a) => a,
       listDbs: async () => ['Open_vSwitch'],
       getSchema: async () => ({}),
-      async transact(db, ops) { return self.transact(ops) },
-      async monitor(db, tables, onUpdate): Promise<Monitor> {
+      async transact(_db, ops) { return self.transact(ops) },
+      async monitor(_db, _tables, onUpdate): Promise<Monitor> {
         const id = `m${++seq}`
         self.monitors.set(id, onUpdate)
         return { id, initial: self.ovsUpdate(), cancel: async () => { self.monitors.delete(id) } }
